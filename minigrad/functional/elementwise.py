@@ -1,0 +1,259 @@
+"""Elementwise ops: arithmetic with broadcasting, exp/log/sqrt/tanh/sigmoid/relu."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad.autograd import Function
+from minigrad.backend import get_array_module
+from minigrad.tensor import Tensor
+
+__all__ = [
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "neg",
+    "pow",
+    "exp",
+    "log",
+    "sqrt",
+    "tanh",
+    "sigmoid",
+    "relu",
+    "unbroadcast",
+]
+
+
+def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``g`` over the axes that broadcasting expanded, so it has ``shape`` again."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1
+    )
+    return g.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def as_tensor(value: Any, like: Tensor) -> Tensor:
+    """Wrap a Python/NumPy scalar or array as a constant on ``like``'s device and dtype."""
+    if isinstance(value, Tensor):
+        return value
+    xp = get_array_module(like.data)
+    dtype = like.dtype if like.dtype.kind == "f" else None
+    return Tensor(xp.asarray(value, dtype=dtype))
+
+
+class Add(Function):
+    """y = a + b (broadcast); ga = unbroadcast(gy), gb = unbroadcast(gy)."""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a_shape, self.b_shape = a.shape, b.shape
+        return a + b
+
+    def backward(self, gy: Any) -> tuple[Any, Any]:
+        return unbroadcast(gy, self.a_shape), unbroadcast(gy, self.b_shape)
+
+
+class Sub(Function):
+    """y = a - b; ga = gy, gb = -gy (each unbroadcast)."""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a_shape, self.b_shape = a.shape, b.shape
+        return a - b
+
+    def backward(self, gy: Any) -> tuple[Any, Any]:
+        gb = -unbroadcast(gy, self.b_shape) if self.needs_input_grad[1] else None
+        return unbroadcast(gy, self.a_shape), gb
+
+
+class Mul(Function):
+    """y = a * b; ga = gy * b, gb = gy * a (each unbroadcast)."""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, gy: Any) -> tuple[Any, Any]:
+        ga = unbroadcast(gy * self.b, self.a.shape) if self.needs_input_grad[0] else None
+        gb = unbroadcast(gy * self.a, self.b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    """y = a / b; ga = gy / b, gb = -gy * a / b**2 (each unbroadcast)."""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, gy: Any) -> tuple[Any, Any]:
+        ga = unbroadcast(gy / self.b, self.a.shape) if self.needs_input_grad[0] else None
+        gb = None
+        if self.needs_input_grad[1]:
+            gb = unbroadcast(-gy * self.a / (self.b * self.b), self.b.shape)
+        return ga, gb
+
+
+class Neg(Function):
+    """y = -x; gx = -gy."""
+
+    def forward(self, x: Any) -> Any:
+        return -x
+
+    def backward(self, gy: Any) -> Any:
+        return -gy
+
+
+class Pow(Function):
+    """y = x ** c for a constant c; gx = gy * c * x ** (c - 1)."""
+
+    def __init__(self, c: float) -> None:
+        self.c = c
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return x**self.c
+
+    def backward(self, gy: Any) -> Any:
+        return gy * (self.c * self.x ** (self.c - 1))
+
+
+class Exp(Function):
+    """y = exp(x); gx = gy * y."""
+
+    def forward(self, x: Any) -> Any:
+        self.y = get_array_module(x).exp(x)
+        return self.y
+
+    def backward(self, gy: Any) -> Any:
+        return gy * self.y
+
+
+class Log(Function):
+    """y = log(x); gx = gy / x."""
+
+    def forward(self, x: Any) -> Any:
+        self.x = x
+        return get_array_module(x).log(x)
+
+    def backward(self, gy: Any) -> Any:
+        return gy / self.x
+
+
+class Sqrt(Function):
+    """y = sqrt(x); gx = gy / (2 y)."""
+
+    def forward(self, x: Any) -> Any:
+        self.y = get_array_module(x).sqrt(x)
+        return self.y
+
+    def backward(self, gy: Any) -> Any:
+        return gy / (2 * self.y)
+
+
+class Tanh(Function):
+    """y = tanh(x); gx = gy * (1 - y**2)."""
+
+    def forward(self, x: Any) -> Any:
+        self.y = get_array_module(x).tanh(x)
+        return self.y
+
+    def backward(self, gy: Any) -> Any:
+        return gy * (1 - self.y * self.y)
+
+
+class Sigmoid(Function):
+    """y = 1 / (1 + exp(-x)) computed as (1 + tanh(x/2)) / 2 (no overflow); gx = gy y (1 - y)."""
+
+    def forward(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        self.y = (xp.tanh(x * 0.5) + 1) * 0.5
+        return self.y.astype(x.dtype, copy=False)
+
+    def backward(self, gy: Any) -> Any:
+        return gy * self.y * (1 - self.y)
+
+
+class ReLU(Function):
+    """y = max(x, 0); gx = gy where x > 0, else 0 (the gradient at 0 is 0, as in PyTorch)."""
+
+    def forward(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        y = xp.maximum(x, 0)
+        self.y = y
+        return y
+
+    def backward(self, gy: Any) -> Any:
+        return gy * (self.y > 0)
+
+
+def _binary(cls: type[Function], a: Any, b: Any, like: Tensor | None) -> Tensor:
+    ref = like if like is not None else (a if isinstance(a, Tensor) else b)
+    return cls().apply(as_tensor(a, ref), as_tensor(b, ref))
+
+
+def add(a: Any, b: Any, like: Tensor | None = None) -> Tensor:
+    """a + b with NumPy broadcasting; Python scalars take the tensor's dtype."""
+    return _binary(Add, a, b, like)
+
+
+def sub(a: Any, b: Any, like: Tensor | None = None) -> Tensor:
+    """a - b with broadcasting."""
+    return _binary(Sub, a, b, like)
+
+
+def mul(a: Any, b: Any, like: Tensor | None = None) -> Tensor:
+    """a * b with broadcasting."""
+    return _binary(Mul, a, b, like)
+
+
+def div(a: Any, b: Any, like: Tensor | None = None) -> Tensor:
+    """a / b with broadcasting."""
+    return _binary(Div, a, b, like)
+
+
+def neg(x: Tensor) -> Tensor:
+    """-x."""
+    return Neg().apply(x)
+
+
+def pow(x: Tensor, exponent: float) -> Tensor:
+    """x ** exponent for a constant (Python number) exponent.
+
+    Departure from PyTorch: a Tensor exponent raises TypeError.
+    """
+    if isinstance(exponent, Tensor):
+        raise TypeError("pow: the exponent must be a Python number, not a Tensor")
+    return Pow(exponent).apply(x)
+
+
+def exp(x: Tensor) -> Tensor:
+    """Elementwise e**x."""
+    return Exp().apply(x)
+
+
+def log(x: Tensor) -> Tensor:
+    """Elementwise natural logarithm."""
+    return Log().apply(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    """Elementwise square root."""
+    return Sqrt().apply(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    """Elementwise tanh."""
+    return Tanh().apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """Elementwise logistic sigmoid."""
+    return Sigmoid().apply(x)
+
+
+def relu(x: Tensor) -> Tensor:
+    """Elementwise max(x, 0)."""
+    return ReLU().apply(x)

@@ -1,0 +1,81 @@
+"""Matrix products: batched ``matmul`` and ``linear``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad.autograd import Function
+from minigrad.functional.elementwise import unbroadcast
+from minigrad.functional.shape import reshape
+from minigrad.tensor import Tensor
+
+__all__ = ["matmul", "linear"]
+
+
+class MatMul(Function):
+    """y = a @ b over the last two axes (batch axes broadcast); ga = gy @ b^T, gb = a^T @ gy."""
+
+    def forward(self, a: Any, b: Any) -> Any:
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, gy: Any) -> tuple[Any, Any]:
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = unbroadcast(gy @ self.b.swapaxes(-1, -2), self.a.shape)
+        if self.needs_input_grad[1]:
+            gb = unbroadcast(self.a.swapaxes(-1, -2) @ gy, self.b.shape)
+        return ga, gb
+
+
+class Linear(Function):
+    """y = x w^T + b, x (*, in), w (out, in); gx = gy w, gw = gy^T x, gb = sum of gy."""
+
+    def forward(self, x: Any, w: Any, b: Any = None) -> Any:
+        self.x, self.w = x, w
+        y = x @ w.T  # (*, out)
+        if b is not None:
+            y += b
+        return y
+
+    def backward(self, gy: Any) -> tuple[Any, ...]:
+        gx = gy @ self.w if self.needs_input_grad[0] else None
+        gy2 = gy.reshape(-1, gy.shape[-1])  # (M, out)
+        gw = gy2.T @ self.x.reshape(-1, self.x.shape[-1]) if self.needs_input_grad[1] else None
+        if len(self.needs_input_grad) == 2:
+            return gx, gw
+        return gx, gw, gy2.sum(axis=0)
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """Matrix product with NumPy semantics (1-D operands are promoted, batch dims broadcast)."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need >= 1 dim, got {a.shape} and {b.shape}")
+    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align")
+    a2 = reshape(a, (1, a.shape[0])) if a.ndim == 1 else a
+    b2 = reshape(b, (b.shape[0], 1)) if b.ndim == 1 else b
+    y = MatMul().apply(a2, b2)
+    if a.ndim == 1 or b.ndim == 1:
+        shape = (
+            y.shape[:-2]
+            + ((y.shape[-2],) if a.ndim > 1 else ())
+            + ((y.shape[-1],) if b.ndim > 1 else ())
+        )
+        y = reshape(y, shape)
+    return y
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x @ weight.T + bias, with x (*, in_features) and weight (out_features, in_features)."""
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out, in), got shape {weight.shape}")
+    if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input has {x.shape[-1] if x.ndim else 0} features (shape {x.shape}) "
+            f"but weight expects {weight.shape[1]} (weight shape {weight.shape})"
+        )
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"linear: bias shape {bias.shape} != ({weight.shape[0]},)")
+    args = (x, weight) if bias is None else (x, weight, bias)
+    return Linear().apply(*args)

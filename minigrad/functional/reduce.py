@@ -1,0 +1,126 @@
+"""Reductions: sum, mean, max over one or more dims."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any, NamedTuple
+
+from minigrad.autograd import Function
+from minigrad.backend import get_array_module
+from minigrad.tensor import Tensor
+
+__all__ = ["sum", "mean", "max", "MaxResult"]
+
+
+def normalize_dims(op: str, dim: Any, ndim: int) -> tuple[int, ...]:
+    """``dim`` (None, int or sequence) as a sorted tuple of non-negative axes."""
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    out = []
+    for d in dims:
+        if not -ndim <= d < builtins.max(ndim, 1):
+            raise ValueError(f"{op}: dim {d} out of range for a {ndim}-D tensor")
+        out.append(d % builtins.max(ndim, 1))
+    return tuple(sorted(set(out)))
+
+
+class Sum(Function):
+    """y = sum of x over ``dims``; gx = gy broadcast back to x's shape."""
+
+    def __init__(self, dims: tuple[int, ...], keepdim: bool) -> None:
+        self.dims, self.keepdim = dims, keepdim
+
+    def forward(self, x: Any) -> Any:
+        self.x_shape = x.shape
+        return x.sum(axis=self.dims, keepdims=self.keepdim)
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        if not self.keepdim:
+            gy = gy.reshape([1 if i in self.dims else s for i, s in enumerate(self.x_shape)])
+        return xp.broadcast_to(gy, self.x_shape).copy()
+
+
+class Mean(Function):
+    """y = mean of x over ``dims``; gx = gy / count broadcast back to x's shape."""
+
+    def __init__(self, dims: tuple[int, ...], keepdim: bool) -> None:
+        self.dims, self.keepdim = dims, keepdim
+
+    def forward(self, x: Any) -> Any:
+        self.x_shape = x.shape
+        return x.mean(axis=self.dims, keepdims=self.keepdim)
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        count = 1
+        for d in self.dims:
+            count *= self.x_shape[d]
+        if not self.keepdim:
+            gy = gy.reshape([1 if i in self.dims else s for i, s in enumerate(self.x_shape)])
+        return xp.broadcast_to(gy / count, self.x_shape).astype(gy.dtype, copy=True)
+
+
+class Max(Function):
+    """y = max of x along ``dim``; gx gets gy at the first maximum only, 0 elsewhere."""
+
+    def __init__(self, dim: int | None, keepdim: bool) -> None:
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x: Any) -> tuple[Any, Any]:
+        xp = get_array_module(x)
+        self.x_shape = x.shape
+        flat = x.reshape(-1) if self.dim is None else x
+        axis = 0 if self.dim is None else self.dim
+        self.argmax = flat.argmax(axis=axis)
+        y = xp.take_along_axis(flat, xp.expand_dims(self.argmax, axis), axis=axis)
+        if self.dim is None:
+            return y.reshape(()), self.argmax
+        if not self.keepdim:
+            y = y.squeeze(axis)
+        return y, (xp.expand_dims(self.argmax, axis) if self.keepdim else self.argmax)
+
+    def backward(self, gy: Any, _gidx: Any) -> Any:
+        xp = get_array_module(gy)
+        if self.dim is None:
+            hit = xp.arange(int(xp.prod(xp.asarray(self.x_shape)))) == self.argmax
+            return (hit * gy).reshape(self.x_shape).astype(gy.dtype, copy=False)
+        d = self.dim
+        positions = xp.arange(self.x_shape[d]).reshape([-1] + [1] * (len(self.x_shape) - d - 1))
+        hit = positions == xp.expand_dims(self.argmax, d)  # one-hot along dim
+        g = gy if self.keepdim else xp.expand_dims(gy, d)
+        return (hit * g).astype(gy.dtype, copy=False)
+
+
+class MaxResult(NamedTuple):
+    """``max(x, dim)`` returns values and indices, like ``torch.max``."""
+
+    values: Tensor
+    indices: Tensor
+
+
+def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Sum over ``dim`` (None: all dims; int or tuple)."""
+    return Sum(normalize_dims("sum", dim, x.ndim), keepdim).apply(x)
+
+
+def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Mean over ``dim`` (None: all dims; int or tuple)."""
+    return Mean(normalize_dims("mean", dim, x.ndim), keepdim).apply(x)
+
+
+def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
+    """Maximum. With ``dim=None`` a 0-d tensor; with ``dim`` a ``(values, indices)`` tuple.
+
+    The gradient goes to the first maximum when there are ties.
+    """
+    if x.numel() == 0:
+        raise ValueError("max: empty tensor")
+    if dim is None:
+        values, _ = Max(None, False).apply(x)
+        return values
+    (d,) = normalize_dims("max", dim, x.ndim)
+    values, indices = Max(d, keepdim).apply(x)
+    indices.requires_grad = False
+    return MaxResult(values, Tensor(indices.data))

@@ -1,0 +1,214 @@
+"""Shape ops: reshape, permute/transpose, flatten, indexing, cat/split, casts and copies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from minigrad import backend
+from minigrad.autograd import Function
+from minigrad.backend import get_array_module
+from minigrad.tensor import Tensor
+
+__all__ = ["reshape", "permute", "transpose", "flatten", "getitem", "cat", "split"]
+
+
+class Reshape(Function):
+    """y = x viewed with a new shape; gx = gy reshaped back."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def forward(self, x: Any) -> Any:
+        self.x_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, gy: Any) -> Any:
+        return gy.reshape(self.x_shape)
+
+
+class Permute(Function):
+    """y = x with axes reordered by ``dims``; gx = gy with the inverse order."""
+
+    def __init__(self, dims: tuple[int, ...]) -> None:
+        self.dims = dims
+
+    def forward(self, x: Any) -> Any:
+        return x.transpose(self.dims)
+
+    def backward(self, gy: Any) -> Any:
+        return gy.transpose(tuple(np.argsort(self.dims)))
+
+
+class GetItem(Function):
+    """y = x[key]; gx = zeros with gy scattered (summed where fancy indices repeat)."""
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    def forward(self, x: Any) -> Any:
+        self.x_shape, self.x_dtype = x.shape, x.dtype
+        return x[self.key]
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        gx = xp.zeros(self.x_shape, dtype=self.x_dtype)
+        keys = self.key if isinstance(self.key, tuple) else (self.key,)
+        if any(hasattr(k, "shape") or isinstance(k, list) for k in keys):
+            backend.scatter_add(xp, gx, self.key, gy)  # fancy index: repeats must add up
+        else:
+            gx[self.key] = gy  # basic slicing never repeats an element
+        return gx
+
+
+class Cat(Function):
+    """y = concatenation of the inputs along ``dim``; each gx is its slice of gy."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def forward(self, *xs: Any) -> Any:
+        xp = get_array_module(xs[0])
+        self.sizes = [x.shape[self.dim] for x in xs]
+        return xp.concatenate(xs, axis=self.dim)
+
+    def backward(self, gy: Any) -> tuple[Any, ...]:
+        xp = get_array_module(gy)
+        bounds = np.cumsum(self.sizes)[:-1].tolist()
+        return tuple(xp.split(gy, bounds, axis=self.dim))
+
+
+class Split(Function):
+    """ys = consecutive chunks of x along ``dim``; gx = concatenation of the gys."""
+
+    def __init__(self, sizes: list[int], dim: int) -> None:
+        self.sizes, self.dim = sizes, dim
+
+    def forward(self, x: Any) -> tuple[Any, ...]:
+        xp = get_array_module(x)
+        bounds = np.cumsum(self.sizes)[:-1].tolist()
+        return tuple(xp.split(x, bounds, axis=self.dim))
+
+    def backward(self, *gys: Any) -> Any:
+        return get_array_module(gys[0]).concatenate(gys, axis=self.dim)
+
+
+class Cast(Function):
+    """y = x cast to ``dtype``; gx = gy cast back to x's dtype."""
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = np.dtype(dtype)
+
+    def forward(self, x: Any) -> Any:
+        self.x_dtype = x.dtype
+        return x.astype(self.dtype)
+
+    def backward(self, gy: Any) -> Any:
+        return gy.astype(self.x_dtype)
+
+
+class ToDevice(Function):
+    """y = x copied to ``device``; gx = gy copied back."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def forward(self, x: Any) -> Any:
+        self.x_device = backend.device_of(x)
+        return backend.to_device(x, self.device)
+
+    def backward(self, gy: Any) -> Any:
+        return backend.to_device(gy, self.x_device)
+
+
+def _dim(op: str, dim: int, ndim: int) -> int:
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{op}: dim {dim} out of range for a {ndim}-D tensor")
+    return dim % ndim
+
+
+def reshape(x: Tensor, shape: Sequence[int]) -> Tensor:
+    """x with a new shape (one entry may be -1)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
+    known = int(np.prod([s for s in shape if s != -1]))
+    if shape.count(-1) > 1 or (
+        x.numel() != known if -1 not in shape else known == 0 or x.numel() % known
+    ):
+        raise ValueError(f"reshape: cannot view shape {x.shape} ({x.numel()} elements) as {shape}")
+    return Reshape(shape).apply(x)
+
+
+def permute(x: Tensor, dims: Sequence[int]) -> Tensor:
+    """x with its axes reordered."""
+    dims = tuple(_dim("permute", d, x.ndim) for d in dims)
+    if sorted(dims) != list(range(x.ndim)):
+        raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dims")
+    return Permute(dims).apply(x)
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    """x with two axes swapped."""
+    dims = list(range(x.ndim))
+    a, b = _dim("transpose", dim0, x.ndim), _dim("transpose", dim1, x.ndim)
+    dims[a], dims[b] = dims[b], dims[a]
+    return Permute(tuple(dims)).apply(x)
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dims ``start_dim..end_dim`` into one (``flatten(x, 1)`` gives (N, features))."""
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    s, e = _dim("flatten", start_dim, x.ndim), _dim("flatten", end_dim, x.ndim)
+    if s > e:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    shape = x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :]
+    return Reshape(shape).apply(x)
+
+
+def getitem(x: Tensor, key: Any) -> Tensor:
+    """x[key] with NumPy indexing rules (Tensor indices allowed)."""
+    if isinstance(key, tuple):
+        key = tuple(k.data if isinstance(k, Tensor) else k for k in key)
+    elif isinstance(key, Tensor):
+        key = key.data
+    return GetItem(key).apply(x)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 1) -> Tensor:
+    """Concatenate along ``dim`` (default 1, the channel axis of NCHW).
+
+    Departure from PyTorch: the default dim is 1, since minigrad concatenates feature
+    maps far more often than batches.
+    """
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    ref = tensors[0]
+    d = _dim("cat", dim, ref.ndim)
+    for i, t in enumerate(tensors):
+        if t.ndim != ref.ndim or any(
+            a != b for k, (a, b) in enumerate(zip(t.shape, ref.shape)) if k != d
+        ):
+            raise ValueError(
+                f"cat: tensor {i} has shape {t.shape}, incompatible with {ref.shape} "
+                f"(all dims but {d} must match)"
+            )
+    return Cat(d).apply(*tensors)
+
+
+def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int = 0) -> tuple:
+    """Split into chunks of ``split_size`` (last may be smaller) or of the given sizes."""
+    d = _dim("split", dim, x.ndim)
+    n = x.shape[d]
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        if step <= 0:
+            raise ValueError(f"split: split_size must be positive, got {step}")
+        sizes = [min(step, n - i) for i in range(0, n, step)]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if sum(sizes) != n or any(s < 0 for s in sizes):
+            raise ValueError(f"split: sections {sizes} do not add up to dim {d} of size {n}")
+    return Split(sizes, d).apply(x)

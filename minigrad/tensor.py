@@ -1,0 +1,547 @@
+"""``Tensor``: an array plus what autograd needs, and the backward engine.
+
+A tensor wraps a NumPy or CuPy ndarray (``.data``). Tensors produced by ops remember the
+op (``_ctx``, a :class:`minigrad.autograd.Function`); ``backward()`` walks those ops in
+reverse topological order (iteratively, so a 10,000-op chain is fine), sums gradients on
+fan-out and stores them in ``.grad`` of the leaves that require grad.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from minigrad import backend
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad()``."""
+    return getattr(_state, "enabled", True)
+
+
+@contextlib.contextmanager
+def _grad_mode(enabled: bool) -> Iterator[None]:
+    prev = is_grad_enabled()
+    _state.enabled = enabled
+    try:
+        yield
+    finally:
+        _state.enabled = prev
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager / decorator under which ops record no graph."""
+
+    def __enter__(self) -> None:
+        self._cm = _grad_mode(False)
+        self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)
+
+
+class enable_grad(contextlib.ContextDecorator):
+    """Context manager / decorator that turns graph recording back on."""
+
+    def __enter__(self) -> None:
+        self._cm = _grad_mode(True)
+        self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)
+
+
+def _to_dtype(dtype: Any) -> np.dtype | None:
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(dtype)
+    except TypeError as e:
+        raise TypeError(f"tensor: unknown dtype {dtype!r}") from e
+
+
+class RemovableHandle:
+    """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: dict[int, Any], key: int) -> None:
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+_hook_ids = iter(range(1 << 62))
+
+
+class Tensor:
+    """An n-dimensional array with autograd (see the module docstring).
+
+    Attributes:
+        data: the NumPy or CuPy ndarray.
+        grad: gradient ndarray (same shape, dtype, device) or None.
+        requires_grad: whether backward computes a gradient for this tensor.
+    """
+
+    __array_priority__ = 1000  # numpy scalars/arrays on the left defer to our operators
+
+    def __init__(self, data: Any, requires_grad: bool = False) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        if not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
+            data = np.asarray(data)
+        if requires_grad and data.dtype.kind != "f":
+            raise TypeError(
+                f"tensor: only floating-point tensors can require grad, got dtype {data.dtype}"
+            )
+        self.data = data
+        self.grad: Any = None
+        self.requires_grad = bool(requires_grad)
+        self._ctx: Any = None
+        self._out_idx = 0
+        self._hooks: dict[int, Callable[[Any], Any]] = {}
+        self._retain_grad = False
+        self.name: str | None = None
+
+    # ------------------------------------------------------------ properties
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad_fn(self) -> Any:
+        """The op that produced this tensor (None for leaves)."""
+        return self._ctx
+
+    def size(self, dim: int | None = None) -> Any:
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        dev = "" if self.device == "cpu" else f", device='{self.device}'"
+        return f"tensor({backend.as_numpy(self.data)!r}{dev}{grad})"
+
+    __hash__ = object.__hash__
+
+    # ------------------------------------------------------------ conversions
+    def numpy(self) -> np.ndarray:
+        """A host NumPy copy of the data (never shares memory with a GPU array)."""
+        return backend.as_numpy(self.data).copy()
+
+    def item(self) -> Any:
+        if self.data.size != 1:
+            raise ValueError(f"item: tensor has {self.data.size} elements, expected exactly 1")
+        return self.data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return backend.as_numpy(self.data).tolist()
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def to(self, device: Any = None, dtype: Any = None) -> Tensor:
+        """Copy to ``device`` and/or cast to ``dtype`` (differentiable)."""
+        from minigrad.functional import shape as _shape
+
+        out = self
+        dt = _to_dtype(dtype)
+        if device is not None:
+            try:
+                device = backend.normalize_device(device)
+            except ValueError:
+                # allow t.to("float64") like torch's t.to(torch.float64)
+                device, dt = None, _to_dtype(device)
+        if device is not None and device != self.device:
+            out = _shape.ToDevice(device).apply(out)
+        if dt is not None and dt != out.dtype:
+            out = _shape.Cast(dt).apply(out)
+        return out
+
+    def float(self) -> Tensor:
+        return self.to(dtype="float32")
+
+    def double(self) -> Tensor:
+        return self.to(dtype="float64")
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, index: int = 0) -> Tensor:
+        return self.to(f"cuda:{index}")
+
+    # ------------------------------------------------------------ autograd
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self.dtype.kind != "f":
+            raise TypeError(
+                f"requires_grad_: only floating-point tensors can require grad, got {self.dtype}"
+            )
+        self.requires_grad = requires_grad
+        return self
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def register_hook(self, hook: Callable[[Any], Any]) -> RemovableHandle:
+        """Call ``hook(grad)`` with this tensor's gradient during backward.
+
+        The hook receives the raw gradient array; a non-None return value replaces the
+        gradient (for the leaf's ``.grad`` and for everything further back).
+        """
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: tensor does not require grad")
+        key = next(_hook_ids)
+        self._hooks[key] = hook
+        return RemovableHandle(self._hooks, key)
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on this non-leaf tensor after backward."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: tensor does not require grad")
+        self._retain_grad = True
+
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) * grad into ``.grad`` of every leaf that requires grad.
+
+        Args:
+            grad: gradient w.r.t. this tensor (array or Tensor, same shape). May be
+                omitted only for a one-element tensor (then it is 1).
+            retain_graph: keep the saved arrays so backward can run through the graph again.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward: tensor does not require grad and has no grad_fn")
+        xp = backend.get_array_module(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(
+                    f"backward: grad can be omitted only for a one-element tensor, "
+                    f"got shape {self.shape}; pass grad= of that shape"
+                )
+            grad = xp.ones_like(self.data)
+        else:
+            if isinstance(grad, Tensor):
+                grad = grad.data
+            if hasattr(grad, "shape") and backend.device_of(grad) != self.device:
+                raise ValueError(
+                    f"backward: grad is on {backend.device_of(grad)}, tensor on {self.device}"
+                )
+            grad = xp.asarray(grad, dtype=self.dtype)
+            if grad.shape != self.data.shape:
+                raise ValueError(
+                    f"backward: grad shape {tuple(grad.shape)} != tensor shape {self.shape}"
+                )
+        run_backward(self, grad, retain_graph)
+
+    # ------------------------------------------------------------ ops (bound below)
+    def __getitem__(self, key: Any) -> Tensor:
+        return F.getitem(self, key)
+
+    def __add__(self, o: Any) -> Tensor:
+        return F.add(self, o)
+
+    def __radd__(self, o: Any) -> Tensor:
+        return F.add(o, self, like=self)
+
+    def __sub__(self, o: Any) -> Tensor:
+        return F.sub(self, o)
+
+    def __rsub__(self, o: Any) -> Tensor:
+        return F.sub(o, self, like=self)
+
+    def __mul__(self, o: Any) -> Tensor:
+        return F.mul(self, o)
+
+    def __rmul__(self, o: Any) -> Tensor:
+        return F.mul(o, self, like=self)
+
+    def __truediv__(self, o: Any) -> Tensor:
+        return F.div(self, o)
+
+    def __rtruediv__(self, o: Any) -> Tensor:
+        return F.div(o, self, like=self)
+
+    def __pow__(self, exponent: float) -> Tensor:
+        return F.pow(self, exponent)
+
+    def __neg__(self) -> Tensor:
+        return F.neg(self)
+
+    def __matmul__(self, o: Tensor) -> Tensor:
+        return F.matmul(self, o)
+
+    def _compare(self, o: Any, op: str) -> Tensor:
+        other = o.data if isinstance(o, Tensor) else o
+        return Tensor(getattr(self.data, op)(other))
+
+    def __eq__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(o, "__eq__")
+
+    def __ne__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(o, "__ne__")
+
+    def __lt__(self, o: Any) -> Tensor:
+        return self._compare(o, "__lt__")
+
+    def __le__(self, o: Any) -> Tensor:
+        return self._compare(o, "__le__")
+
+    def __gt__(self, o: Any) -> Tensor:
+        return self._compare(o, "__gt__")
+
+    def __ge__(self, o: Any) -> Tensor:
+        return self._compare(o, "__ge__")
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """Indices of the maxima (not differentiable)."""
+        idx = self.data.argmax(axis=dim)
+        if keepdim and dim is not None:
+            idx = backend.get_array_module(idx).expand_dims(idx, dim)
+        return Tensor(idx)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        return F.reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def view(self, *shape: Any) -> Tensor:
+        return self.reshape(*shape)
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        return F.transpose(self, dim0, dim1)
+
+    def permute(self, *dims: Any) -> Tensor:
+        return F.permute(self, dims[0] if len(dims) == 1 else dims)
+
+    @property
+    def T(self) -> Tensor:
+        return F.permute(self, tuple(reversed(range(self.ndim))))
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return F.flatten(self, start_dim, end_dim)
+
+    def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return F.sum(self, dim, keepdim)
+
+    def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return F.mean(self, dim, keepdim)
+
+    def max(self, dim: int | None = None, keepdim: bool = False) -> Any:
+        return F.max(self, dim, keepdim)
+
+    def exp(self) -> Tensor:
+        return F.exp(self)
+
+    def log(self) -> Tensor:
+        return F.log(self)
+
+    def sqrt(self) -> Tensor:
+        return F.sqrt(self)
+
+    def tanh(self) -> Tensor:
+        return F.tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        return F.sigmoid(self)
+
+    def relu(self) -> Tensor:
+        return F.relu(self)
+
+    def matmul(self, o: Tensor) -> Tensor:
+        return F.matmul(self, o)
+
+    def softmax(self, dim: int) -> Tensor:
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim: int) -> Tensor:
+        return F.log_softmax(self, dim)
+
+
+# ---------------------------------------------------------------- backward engine
+def _topological_order(root_fn: Any) -> list[Any]:
+    """Ops reachable from ``root_fn``, each after every op it consumes (iterative DFS)."""
+    order: list[Any] = []
+    visited: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root_fn, False)]
+    while stack:
+        fn, expanded = stack.pop()
+        if expanded:
+            order.append(fn)
+            continue
+        if id(fn) in visited:
+            continue
+        visited.add(id(fn))
+        stack.append((fn, True))
+        for t in fn.inputs:
+            if t._ctx is not None and id(t._ctx) not in visited:
+                stack.append((t._ctx, False))
+    return order
+
+
+def _apply_hooks(t: Tensor, g: Any) -> Any:
+    for hook in list(t._hooks.values()):
+        out = hook(g)
+        if out is not None:
+            g = out.data if isinstance(out, Tensor) else out
+    return g
+
+
+def _accumulate_grad(t: Tensor, g: Any) -> None:
+    # never in place: a gradient array may be shared with another tensor's gradient
+    t.grad = g if t.grad is None else t.grad + g
+
+
+def run_backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
+    """Propagate ``grad`` from ``root`` to every leaf (the engine behind ``backward``)."""
+    if root._ctx is None:
+        _accumulate_grad(root, _apply_hooks(root, grad))
+        return
+    order = _topological_order(root._ctx)
+    pending: dict[int, list[Any]] = {id(root._ctx): [None] * len(root._ctx.output_meta)}
+    pending[id(root._ctx)][root._out_idx] = grad
+    leaves: dict[int, tuple[Tensor, Any]] = {}
+    for fn in reversed(order):
+        gys = pending.pop(id(fn), None)
+        if gys is None:
+            continue
+        if getattr(fn, "_released", False):
+            raise RuntimeError(
+                f"backward: the graph through {fn.name} was already freed; "
+                "call backward(retain_graph=True) the first time to go through it twice"
+            )
+        xp = backend.get_array_module(next(g for g in gys if g is not None))
+        for i, ref in enumerate(fn.outputs):
+            out = ref()
+            if out is not None and (out._hooks or out._retain_grad) and gys[i] is not None:
+                gys[i] = _apply_hooks(out, gys[i])
+                if out._retain_grad:
+                    _accumulate_grad(out, gys[i])
+        for i, (shape, dtype) in enumerate(fn.output_meta):
+            if gys[i] is None:
+                gys[i] = xp.zeros(shape, dtype=dtype)
+        gxs = fn.backward(*gys)
+        if not isinstance(gxs, tuple):
+            gxs = (gxs,)
+        for t, g, need in zip(fn.inputs, gxs, fn.needs_input_grad):
+            if not need or g is None:
+                continue
+            if g.shape != t.data.shape:
+                raise RuntimeError(
+                    f"{fn.name}.backward returned a gradient of shape {tuple(g.shape)} "
+                    f"for an input of shape {t.shape}"
+                )
+            if t._ctx is None:
+                prev = leaves.get(id(t))
+                leaves[id(t)] = (t, g if prev is None else prev[1] + g)
+            else:
+                slot = pending.setdefault(id(t._ctx), [None] * len(t._ctx.output_meta))
+                slot[t._out_idx] = g if slot[t._out_idx] is None else slot[t._out_idx] + g
+        if not retain_graph:
+            fn.release()
+    for t, g in leaves.values():
+        _accumulate_grad(t, _apply_hooks(t, g))
+
+
+# ---------------------------------------------------------------- factories
+def _infer_dtype(data: Any, dtype: np.dtype | None) -> np.dtype:
+    if dtype is not None:
+        return dtype
+    if isinstance(data, np.ndarray) or backend.is_cupy_array(data):
+        return data.dtype
+    kind = np.asarray(data).dtype.kind
+    if kind == "f":
+        return np.dtype(np.float32)
+    if kind in "iu":
+        return np.dtype(np.int64)
+    if kind == "b":
+        return np.dtype(bool)
+    raise TypeError(f"tensor: cannot make a tensor from data of kind {kind!r}")
+
+
+def tensor(
+    data: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False
+) -> Tensor:
+    """A new leaf tensor that owns a copy of ``data``.
+
+    Python floats become float32 (numpy arrays keep their dtype), ints int64.
+    Raises TypeError for requires_grad on a non-float dtype.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    dt = _infer_dtype(data, _to_dtype(dtype))
+    device = backend.normalize_device(device)
+    if device == "cpu":
+        arr = np.array(backend.as_numpy(data), dtype=dt)
+    else:
+        arr = backend.to_device(data, device).astype(dt, copy=True)
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def _factory(fill: Callable[[Any, tuple[int, ...], np.dtype], Any]) -> Callable[..., Tensor]:
+    def make(
+        *shape: Any, dtype: Any = "float32", device: Any = "cpu", requires_grad: bool = False
+    ) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], Sequence):
+            shape = tuple(shape[0])
+        device = backend.normalize_device(device)
+        xp = np if device == "cpu" else backend._require_cuda(device)
+        with backend.device_context(device):
+            arr = fill(xp, tuple(int(s) for s in shape), np.dtype(dtype))
+        return Tensor(arr, requires_grad=requires_grad)
+
+    return make
+
+
+zeros = _factory(lambda xp, s, dt: xp.zeros(s, dtype=dt))
+ones = _factory(lambda xp, s, dt: xp.ones(s, dtype=dt))
+
+
+def _random_fill(method: str) -> Callable[[Any, tuple[int, ...], np.dtype], Any]:
+    def fill(xp: Any, shape: tuple[int, ...], dt: np.dtype) -> Any:
+        dev = "cpu" if xp is np else f"cuda:{xp.cuda.Device().id}"
+        g = backend.generator(dev)
+        a = g.standard_normal(shape) if method == "randn" else g.random(shape)
+        return a.astype(dt, copy=False)
+
+    return fill
+
+
+randn = _factory(_random_fill("randn"))
+rand = _factory(_random_fill("rand"))
+
+zeros.__doc__ = "zeros(*shape, dtype='float32', device='cpu', requires_grad=False)"
+ones.__doc__ = "ones(*shape, dtype='float32', device='cpu', requires_grad=False)"
+randn.__doc__ = "Standard normal samples from the device's seeded generator."
+rand.__doc__ = "Uniform [0, 1) samples from the device's seeded generator."
+
+from minigrad import functional as F  # noqa: E402  (ops need Tensor defined first)

@@ -1,0 +1,60 @@
+"""Shared fixtures: the device under test, the array module, hypothesis profiles.
+
+Run the suite on a GPU with ``pytest --device cuda`` or ``MINIGRAD_TEST_DEVICE=cuda pytest``.
+Without CuPy or a GPU those runs skip (they never fail on a missing cupy).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from minigrad import backend
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=12,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "dev", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device",
+        default=os.environ.get("MINIGRAD_TEST_DEVICE", "cpu"),
+        help="device the op tests run on: cpu (default) or cuda[:N]",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if backend.cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs CuPy and a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> str:
+    """The device the test runs on ('cpu' unless --device/MINIGRAD_TEST_DEVICE says cuda)."""
+    d = backend.normalize_device(request.config.getoption("--device"))
+    if d != "cpu" and not backend.cuda_available():
+        pytest.skip(f"--device {d} requested but CUDA is not available (needs CuPy and a GPU)")
+    return d
+
+
+@pytest.fixture
+def xp(device: str):
+    """numpy on the CPU, cupy on a GPU."""
+    return np if device == "cpu" else backend._import_cupy()
