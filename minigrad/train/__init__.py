@@ -1,0 +1,17 @@
+"""Reusable pieces of a training tool: progress display, metrics and logs, plots.
+
+``googlenet.py`` builds its training loop from these; they know nothing about GoogLeNet.
+"""
+
+from minigrad.train.metrics import MetricLog, confusion_matrix, topk_correct
+from minigrad.train.plots import plot_confusion_matrix, plot_curves
+from minigrad.train.progress import Progress
+
+__all__ = [
+    "MetricLog",
+    "Progress",
+    "confusion_matrix",
+    "plot_confusion_matrix",
+    "plot_curves",
+    "topk_correct",
+]
