@@ -1,0 +1,166 @@
+"""MNIST and Fashion-MNIST from the four official IDX files (gzipped or not).
+
+IDX: a big-endian header (magic number, then one int32 per dimension) followed by the raw
+uint8 values. Images have magic 2051 (0x00000803: uint8, 3 dims), labels 2049 (0x00000801).
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from minigrad.data.dataset import ArrayDataset
+from minigrad.data.download import default_root, describe_missing, download_url
+
+__all__ = ["FASHION_MNIST_CLASSES", "MNIST", "FashionMNIST", "read_idx"]
+
+IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+def read_idx(path: str | Path, magic: int) -> np.ndarray:
+    """Read an IDX file of uint8 values (``.gz`` is decompressed) and check its header.
+
+    Args:
+        path: the file.
+        magic: the expected magic number (2051 for images, 2049 for labels).
+
+    Returns:
+        The array, shaped as the header says.
+
+    Raises:
+        ValueError: naming the file when it is truncated, not gzip, or has a wrong magic
+            number or a size that disagrees with its header.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise ValueError(
+            f"{path} is truncated or corrupt ({type(e).__name__}: {e}); "
+            "delete it and download it again"
+        ) from e
+    if len(raw) < 4:
+        raise ValueError(f"{path}: {len(raw)} bytes, too short for an IDX header")
+    got = int.from_bytes(raw[:4], "big")
+    if got != magic:
+        raise ValueError(
+            f"{path}: bad IDX magic number {got} (0x{got:08x}), expected {magic} "
+            f"(0x{magic:08x}); is this the right file?"
+        )
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes)")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    size = int(np.prod(dims))
+    if len(raw) - header != size:
+        raise ValueError(
+            f"{path}: header says shape {dims} ({size} bytes of data) but the file has "
+            f"{len(raw) - header}; it is truncated or corrupt, delete it and download it again"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+class MNIST(ArrayDataset):
+    """MNIST handwritten digits: 60,000 train / 10,000 test 28x28 grayscale images.
+
+    Args:
+        root: folder holding the four IDX files (``train-images-idx3-ubyte.gz``, ...),
+            either directly or in a ``mnist/`` subfolder (``fashion-mnist/`` for
+            Fashion-MNIST), gzipped or not (default root:
+            :func:`~minigrad.data.download.default_root`).
+        train: the training files, else the ``t10k`` ones.
+        download: fetch the missing ``.gz`` files (md5-checked) into ``root/mnist/``.
+
+    Samples are (1, 28, 28) float32 in [0, 1] and int labels.
+
+    Raises:
+        FileNotFoundError: files missing (says where to put them and about ``download=True``).
+        ValueError: a truncated file, a bad magic number, or images and labels that disagree.
+    """
+
+    folder = "mnist"
+    base_url = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+    md5 = {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    }
+    class_names: tuple[str, ...] = tuple(str(d) for d in range(10))
+
+    def __init__(
+        self, root: str | Path | None = None, train: bool = True, download: bool = False
+    ) -> None:
+        root = Path(root).expanduser() if root is not None else default_root()
+        self.root, self.train = root, train
+        prefix = "train" if train else "t10k"
+        names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+        paths = [self._find(root, n) for n in names]
+        if download and None in paths:
+            for n, p in zip(names, paths):
+                if p is None:
+                    download_url(self.base_url + n + ".gz", root / self.folder / f"{n}.gz",
+                                 self.md5[n + ".gz"])  # fmt: skip
+            paths = [self._find(root, n) for n in names]
+        if None in paths:
+            missing = [n for n, p in zip(names, paths) if p is None]
+            raise FileNotFoundError(
+                describe_missing(
+                    f"{type(self).__name__} files {missing}",
+                    [root / self.folder / f"{n}.gz" for n in missing]
+                    + [root / f"{n}.gz" for n in missing],
+                    f"Pass download=True (--download on the command line) to fetch them from "
+                    f"{self.base_url}, or put the .gz files in {root / self.folder}.",
+                )
+            )
+        images = read_idx(paths[0], IMAGES_MAGIC)  # (N, 28, 28)
+        labels = read_idx(paths[1], LABELS_MAGIC)  # (N,)
+        if images.shape[1:] != (28, 28):
+            raise ValueError(f"{paths[0]}: images are {images.shape[1:]}, expected (28, 28)")
+        if len(images) != len(labels):
+            raise ValueError(
+                f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels"
+            )
+        if labels.size and labels.max() >= 10:
+            raise ValueError(f"{paths[1]}: labels must lie in [0, 10), got max {labels.max()}")
+        super().__init__(images[:, None], labels.astype(np.int64), self.class_names, 255.0)
+
+    def _find(self, root: Path, name: str) -> Path | None:
+        for folder in (root / self.folder, root):
+            for candidate in (folder / f"{name}.gz", folder / name):
+                if candidate.is_file():
+                    return candidate
+        return None
+
+    def __repr__(self) -> str:
+        split = "train" if self.train else "test"
+        return f"{type(self).__name__}({split}, {len(self)} images, root={str(self.root)!r})"
+
+
+class FashionMNIST(MNIST):
+    """Fashion-MNIST (Zalando): 28x28 grayscale clothing images, 10 classes, MNIST's format.
+
+    Same arguments as :class:`MNIST`; files go in ``root/fashion-mnist/`` (or ``root``).
+    """
+
+    folder = "fashion-mnist"
+    base_url = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+    md5 = {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    }
+    class_names = FASHION_MNIST_CLASSES
