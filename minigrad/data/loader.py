@@ -190,7 +190,10 @@ class _BatchIterator:
         self.sample_pool: ThreadPoolExecutor | None = None
         lazy = loader._lazy()
         if loader.prefetch > 0 or loader.num_workers > 0:
-            batch_threads = 1 if lazy else max(1, loader.num_workers)
+            # in-memory: whole batches in parallel; lazy: samples decode in the worker pool
+            # while up to `prefetch` batch threads run the batch transforms
+            n = loader.num_workers
+            batch_threads = max(1, min(n, loader.prefetch) if lazy else n)
             self.depth = max(loader.prefetch, batch_threads)
             self.pools.append(
                 ThreadPoolExecutor(batch_threads, thread_name_prefix="minigrad-loader")

@@ -85,3 +85,14 @@ def test_preprocess_an_image_file_for_predict(tmp_path):
     np.testing.assert_allclose(x, (0 - 0.3056) / 0.3240, rtol=1e-5)
     assert dataset_info("imagenette").preprocess(path).shape == (3, 128, 128)
     assert dataset_info("mnist").preprocess(Image.open(path)).shape == (1, 32, 32)
+
+
+def test_command_line(capsys, tmp_path):
+    from minigrad.data.__main__ import main
+
+    assert main(["list"]) == 0
+    assert "cifar100        100 classes  3x32x32" in capsys.readouterr().out
+    assert main(["bench", "digits", "--batch-size", "512", "--eval"]) == 0
+    assert "digits eval: 360 images of (1, 32, 32)" in capsys.readouterr().out
+    assert main(["bench", "mnist", "--root", str(tmp_path)]) == 2
+    assert "error: MNIST files" in capsys.readouterr().err

@@ -1,0 +1,73 @@
+"""What every transform shares: the base class and the argument/array helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from minigrad import backend
+from minigrad.data import _resample
+
+
+def _is_pil(x: Any) -> bool:
+    return hasattr(x, "getbands") and hasattr(x, "resize")
+
+
+def _pil_filter(fid: int) -> Any:
+    from PIL import Image
+
+    return {
+        _resample.NEAREST: Image.Resampling.NEAREST,
+        _resample.BILINEAR: Image.Resampling.BILINEAR,
+        _resample.BICUBIC: Image.Resampling.BICUBIC,
+        _resample.AREA: Image.Resampling.BOX,
+    }[fid]
+
+
+def _pair(size: int | Sequence[int], where: str) -> tuple[int, int]:
+    """(h, w) from an int or a pair, checked positive."""
+    if isinstance(size, (int, np.integer)):
+        hw = (int(size), int(size))
+    elif isinstance(size, Sequence) and len(size) == 2:
+        hw = (int(size[0]), int(size[1]))
+    else:
+        raise ValueError(f"{where}: size must be an int or (h, w), got {size!r}")
+    if min(hw) <= 0:
+        raise ValueError(f"{where}: size must be positive, got {size!r}")
+    return hw
+
+
+def _as_batch(x: Any, where: str) -> tuple[np.ndarray, bool]:
+    """``x`` as (N, C, H, W) and whether it was one (C, H, W) image."""
+    if _is_pil(x):
+        raise TypeError(f"{where}: expects an array (C, H, W) or (N, C, H, W); apply ToFloat first")
+    x = np.asarray(x)
+    if x.ndim == 3:
+        return x[None], True
+    if x.ndim == 4:
+        return x, False
+    raise ValueError(f"{where}: expects (C, H, W) or (N, C, H, W), got shape {x.shape}")
+
+
+def _float_batch(x: Any, where: str) -> tuple[np.ndarray, bool]:
+    xb, single = _as_batch(x, where)
+    if not np.issubdtype(xb.dtype, np.floating):
+        raise TypeError(f"{where}: expects float images (apply ToFloat first), got {xb.dtype}")
+    return xb, single
+
+
+def _rng(rng: np.random.Generator | None) -> np.random.Generator:
+    return backend.generator("cpu") if rng is None else rng
+
+
+class Transform:
+    """Base class: ``__call__(x, rng=None)``; ``repr`` shows the arguments."""
+
+    def __call__(self, x: Any, rng: np.random.Generator | None = None) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
