@@ -295,13 +295,13 @@ class Module:
         return self.to(f"cuda:{index}")
 
     # ------------------------------------------------------------ state
-    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, np.ndarray]:
         """Dotted name -> host NumPy copy of every parameter and persistent buffer.
 
         Order: each module's parameters, then its buffers, then its children's, recursively
         (PyTorch's order, so keys line up with a PyTorch model of the same structure).
         """
-        out: OrderedDict[str, np.ndarray] = OrderedDict()
+        out: dict[str, np.ndarray] = {}
         for prefix, m in self.named_modules():
             p = f"{prefix}." if prefix else ""
             for name, t in m._parameters.items():

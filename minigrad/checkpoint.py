@@ -1,0 +1,190 @@
+"""Checkpoints: nested dicts of arrays and plain values in ONE ``.npz`` file, written atomically.
+
+    save_checkpoint("runs/c10/last.npz", model=model.state_dict(), optimizer=opt.state_dict(),
+                    schedule=sched.state_dict(), ema=ema.state_dict(), epoch=7,
+                    rng=mg.backend.get_rng_state(), metrics={"val_acc": 0.91})
+    ckpt = load_checkpoint("runs/c10/last.npz")
+    model.load_state_dict(ckpt["model"])
+
+Format: every array is one npz entry, named by its path in the nesting
+(``model/inception3a.branch1.conv.weight``, ``optimizer/state/0/momentum_buffer``), so
+``numpy.load`` alone can read the weights. One more entry, ``__minigrad_checkpoint__``,
+holds JSON describing the nesting: dicts (with str or int keys), lists, tuples, None, bool,
+int (any size, e.g. RNG states), float (incl. nan/inf), str, and references to the arrays.
+NumPy scalars are stored as 0-d arrays and come back as NumPy scalars; CuPy arrays and
+Tensors are saved as host arrays and come back as NumPy arrays. Nothing is pickled.
+
+Writing goes to a temporary file in the same folder, which is flushed, fsync'ed and then
+renamed over the target with ``os.replace`` (atomic on POSIX and Windows), so a crash or a
+full disk mid-write leaves the previous checkpoint intact and no stray temporary file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from minigrad import backend
+from minigrad.tensor import Tensor
+
+__all__ = ["load_checkpoint", "save_checkpoint"]
+
+META_KEY = "__minigrad_checkpoint__"
+FORMAT_VERSION = 1
+
+
+def _encode(value: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
+    """JSON description of ``value``; arrays go into ``arrays`` under a unique key."""
+    if isinstance(value, Tensor):
+        value = value.data
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return {"int": str(value)} if abs(value) >= 2**53 else value
+    if isinstance(value, float):
+        return value if np.isfinite(value) else {"float": repr(value)}
+    if isinstance(value, dict):
+        items = []
+        for k, v in value.items():
+            if not isinstance(k, (str, int)) or isinstance(k, bool):
+                raise TypeError(
+                    f"save_checkpoint: dict keys must be str or int, got {k!r} at {path or '/'}"
+                )
+            items.append([k, _encode(v, f"{path}/{k}" if path else str(k), arrays)])
+        return {"dict": items}
+    if isinstance(value, (list, tuple)):
+        kind = "list" if isinstance(value, list) else "tuple"
+        return {kind: [_encode(v, f"{path}/{i}", arrays) for i, v in enumerate(value)]}
+    if isinstance(value, np.generic) or hasattr(value, "shape"):
+        scalar = isinstance(value, np.generic)
+        arr = backend.as_numpy(value)
+        if arr.dtype.kind not in "biufc":  # would need pickle (object) or be lossy
+            raise TypeError(
+                f"save_checkpoint: array at {path!r} has dtype {arr.dtype}; only bool, int, "
+                "float and complex arrays can be stored"
+            )
+        key, n = path or "value", 1
+        while key in arrays or key == META_KEY:
+            key, n = f"{path}~{n}", n + 1
+        arrays[key] = arr
+        return {"scalar" if scalar else "array": key}
+    raise TypeError(
+        f"save_checkpoint: cannot store a {type(value).__name__} at {path!r} (use arrays, "
+        "numbers, str, None, and dicts/lists/tuples of them)"
+    )
+
+
+def _decode(node: Any, arrays: Any) -> Any:
+    if not isinstance(node, dict):
+        return node  # None, bool, int, float, str
+    ((kind, v),) = node.items()
+    if kind == "dict":
+        return {k: _decode(x, arrays) for k, x in v}
+    if kind == "list":
+        return [_decode(x, arrays) for x in v]
+    if kind == "tuple":
+        return tuple(_decode(x, arrays) for x in v)
+    if kind == "array":
+        return arrays[v]
+    if kind == "scalar":
+        return arrays[v][()]
+    if kind == "int":
+        return int(v)
+    if kind == "float":
+        return float(v)
+    raise ValueError(f"unknown node kind {kind!r}")
+
+
+def save_checkpoint(path: str | os.PathLike[str], **parts: Any) -> None:
+    """Write ``parts`` (nested dicts/lists of arrays and plain values) to one ``.npz`` file.
+
+    The file is written exactly at ``path`` (no suffix is added) and replaced atomically.
+
+    Args:
+        path: target file; its folder must exist.
+        **parts: e.g. ``model=``, ``optimizer=``, ``schedule=``, ``ema=``, ``epoch=``,
+            ``rng=``, ``metrics=``.
+
+    Raises:
+        TypeError: a value that cannot be stored without pickle (objects, object arrays).
+    """
+    path = os.fspath(path)
+    arrays: dict[str, np.ndarray] = {}
+    meta = {"format": "minigrad-checkpoint", "version": FORMAT_VERSION}
+    meta["tree"] = _encode(dict(parts), "", arrays)
+    text = json.dumps(meta, allow_nan=False)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{META_KEY: np.array(text)}, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a file written by :func:`save_checkpoint`; return ``parts`` with their nesting.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a readable ``.npz`` (corrupt or truncated), or is an
+            ``.npz`` that :func:`save_checkpoint` did not write.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load_checkpoint: no checkpoint file at {path!r}")
+    try:
+        with open(path, "rb") as f:  # our own handle: closed even when np.load fails
+            z = np.load(f, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single .npy array, not an .npz archive")
+            with z:
+                arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise ValueError(
+            f"load_checkpoint: {path!r} is corrupt, truncated or not an .npz file "
+            f"({type(e).__name__}: {e}); use an earlier checkpoint"
+        ) from e
+    if META_KEY not in arrays:
+        raise ValueError(
+            f"load_checkpoint: {path!r} is an .npz file but not a minigrad checkpoint "
+            f"(no {META_KEY!r} entry; its entries start with {sorted(arrays)[:5]})"
+        )
+    try:
+        meta = json.loads(str(arrays.pop(META_KEY)))
+        if meta.get("format") != "minigrad-checkpoint":
+            raise ValueError("wrong format tag")
+        if meta.get("version", 0) > FORMAT_VERSION:
+            raise ValueError(
+                f"written by a newer minigrad (format version {meta['version']}); upgrade"
+            )
+        return _decode(meta["tree"], arrays)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(
+            f"load_checkpoint: {path!r} has an unreadable minigrad metadata entry: {e}"
+        ) from e
