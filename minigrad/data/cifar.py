@@ -24,7 +24,7 @@ from minigrad.data.download import (
     describe_missing,
     download_url,
     extract_archive,
-    read_member,
+    read_members,
 )
 
 __all__ = ["CIFAR10", "CIFAR100", "CIFAR10_CLASSES", "CIFAR100_CLASSES", "CIFAR100_SUPERCLASSES"]
@@ -120,29 +120,33 @@ class _CIFAR(ArrayDataset):
         root = Path(root).expanduser() if root is not None else default_root()
         self.root, self.train = root, train
         members = self.train_members if train else self.test_members
-        if download and self._locate(root, members) is None:
-            archive = root / self.archive_name
+        folder, archive = self._folder(root, members), root / self.archive_name
+        if download and folder is None:
             if not archive.exists():
                 download_url(self.url, archive, self.md5)
             extract_archive(archive, root)
-        source = self._locate(root, members)
-        if source is None:
+            folder = self._folder(root, members)
+        if folder is None and not archive.is_file():
             raise FileNotFoundError(
                 describe_missing(
                     f"{type(self).__name__} files",
-                    [root / self.folder, root / self.archive_name],
+                    [root / self.folder, archive],
                     f"Pass download=True (--download on the command line) to fetch "
                     f"{self.url}, or put {self.archive_name} or its extracted "
                     f"{self.folder}/ folder in {root}.",
                 )
             )
+        raws = self._read(folder, archive, (*members, self.meta_member))
         images, labels = [], []
         for m in members:
-            batch = self._load(source, m)
-            data, labs = self._parse(batch, f"{source}:{m}")
+            raw, name = raws[m]
+            if raw is None:
+                raise FileNotFoundError(f"{type(self).__name__}: {name} is missing")
+            data, labs = self._parse(self._unpickle(raw, name, m), name)
             images.append(data)
             labels.append(labs)
-        meta = self._load(source, self.meta_member, check=False, required=False)
+        raw, name = raws[self.meta_member]
+        meta = None if raw is None else self._unpickle(raw, name, self.meta_member)
         super().__init__(
             np.concatenate(images).reshape(-1, 3, 32, 32),  # (N, 3, 32, 32) RGB planes
             np.concatenate(labels),
@@ -150,33 +154,28 @@ class _CIFAR(ArrayDataset):
             scale=255.0,
         )
 
-    def _locate(self, root: Path, members: tuple[str, ...]) -> Path | None:
-        """The extracted folder (or ``root`` itself if it is one), else the tarball."""
+    def _folder(self, root: Path, members: tuple[str, ...]) -> Path | None:
+        """The extracted folder holding ``members`` (``root`` itself may be it), or None."""
         for folder in (root / self.folder, root):
             if all((folder / m).is_file() for m in members):
                 return folder
-        archive = root / self.archive_name
-        return archive if archive.is_file() else None
+        return None
 
-    def _load(
-        self, source: Path, member: str, check: bool = True, required: bool = True
-    ) -> dict[str, Any] | None:
-        if source.is_dir():
-            path = source / member
-            if not path.is_file():
-                if required:
-                    raise FileNotFoundError(f"{type(self).__name__}: {path} is missing")
-                return None
-            raw, name = path.read_bytes(), str(path)
-        else:
-            try:
-                raw = read_member(source, f"{self.folder}/{member}")
-            except ValueError:
-                if required or not source.exists():
-                    raise
-                return None
-            name = f"{source}:{self.folder}/{member}"
-        if check and member in self.member_md5:
+    def _read(
+        self, folder: Path | None, archive: Path, members: tuple[str, ...]
+    ) -> dict[str, tuple[bytes | None, str]]:
+        """member -> (its bytes or None when absent, a name for messages)."""
+        if folder is not None:
+            return {
+                m: ((folder / m).read_bytes() if (folder / m).is_file() else None, str(folder / m))
+                for m in members
+            }
+        names = {m: f"{self.folder}/{m}" for m in members}
+        found = read_members(archive, list(names.values()))  # one pass over the tarball
+        return {m: (found.get(n), f"{archive}:{n}") for m, n in names.items()}
+
+    def _unpickle(self, raw: bytes, name: str, member: str) -> dict[str, Any]:
+        if member in self.member_md5:
             got = hashlib.md5(raw, usedforsecurity=False).hexdigest()
             if got != self.member_md5[member]:
                 warnings.warn(
@@ -190,8 +189,7 @@ class _CIFAR(ArrayDataset):
     def _labels(self, batch: dict[str, Any], name: str) -> Any:
         raise NotImplementedError
 
-    def _parse(self, batch: dict[str, Any] | None, name: str) -> tuple[np.ndarray, np.ndarray]:
-        assert batch is not None
+    def _parse(self, batch: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
         data = batch.get("data")
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
             raise ValueError(f"{name}: 'data' must be a uint8 (N, 3072) array")

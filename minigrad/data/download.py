@@ -199,27 +199,31 @@ def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     return dest
 
 
-def read_member(archive: str | Path, member: str) -> bytes:
-    """The bytes of one member of a tar archive, without extracting it.
+def read_members(archive: str | Path, members: Sequence[str]) -> dict[str, bytes]:
+    """The bytes of the named members of a tar archive, in one pass, without extracting.
+
+    Returns:
+        member name -> bytes, for those of ``members`` the archive has.
 
     Raises:
-        ValueError: when the archive is corrupt or the member is missing.
+        ValueError: naming the archive when it is truncated or corrupt.
     """
+    wanted, found = set(members), {}
     try:
         with tarfile.open(archive, "r:*") as tar:
-            try:
-                info = tar.getmember(member)
-            except KeyError:
-                raise ValueError(f"{archive} has no member {member!r}") from None
-            f = tar.extractfile(info)
-            if f is None:
-                raise ValueError(f"{archive}: member {member!r} is not a file")
-            return f.read()
+            for info in tar:
+                if info.name in wanted and info.isfile():
+                    f = tar.extractfile(info)
+                    assert f is not None  # a regular file always has data
+                    found[info.name] = f.read()
+                    if len(found) == len(wanted):
+                        break
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise ValueError(
             f"{archive} is truncated or corrupt ({type(e).__name__}: {e}); "
             "delete it and download it again"
         ) from e
+    return found
 
 
 def describe_missing(what: str, paths: Sequence[Any], hint: str) -> str:

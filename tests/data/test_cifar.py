@@ -180,3 +180,14 @@ def test_tar_member_of_wrong_type(tmp_path):
         tar.addfile(info, io.BytesIO(data))
     with pytest.raises(ValueError, match=r"test_batch is truncated or corrupt"):
         CIFAR10(tmp_path, train=False)
+
+
+def test_tarball_without_a_member_names_it(tmp_path, archives):
+    path = tmp_path / "cifar-10-python.tar.gz"
+    good = archives.py2_pickle({"data": np.zeros((1, 3072), np.uint8), "labels": [0]})
+    with tarfile.open(path, "w:gz") as tar:
+        archives.add_bytes(tar, "cifar-10-batches-py/data_batch_1", good)
+    with pytest.raises(
+        FileNotFoundError, match=r"tar.gz:cifar-10-batches-py/data_batch_2 is missing"
+    ):
+        CIFAR10(tmp_path, train=True)
