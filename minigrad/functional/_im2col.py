@@ -1,8 +1,33 @@
-"""Output-size arithmetic and im2col/col2im: plain array code, no autograd."""
+"""Output-size arithmetic and im2col/col2im: plain array code, no autograd.
+
+Layout of the im2col matrix ("col"): rows are ``(c, i, j)`` (channel, kernel row, kernel
+column), columns are ``(n, oh, ow)`` (image, output row, output column)::
+
+    col[(c*KH + i)*KW + j, (n*OH + oh)*OW + ow] = x_padded[n, c, oh*sh + i, ow*sw + j]
+
+Why this layout: with ``w2 = w.reshape(C_out, C*KH*KW)`` (a free view) all three products
+of a convolution are single 2-D GEMMs on C-contiguous operands or their transposed views,
+which BLAS/cuBLAS take without a copy:
+
+    forward   y2  = w2   @ col      (C_out, N*OH*OW)
+    backward  gw  = gy2  @ col.T    (C_out, C*KH*KW)
+              gcol = w2.T @ gy2     (C*KH*KW, N*OH*OW)
+
+The per-image layout ``(N, C*KH*KW, OH*OW)`` would make the forward product land directly
+in NCHW, but then ``gw`` is a sum over images of N small products (a batch loop, or an
+(N, C_out, C*KH*KW) temporary). Here the only transposes are of the input and the output
+((N, C) <-> (C, N) axis swaps), which are ``KH*KW`` times smaller than ``col``.
+The im2col copy itself is ``KH*KW`` strided slice assignments, each writing one contiguous
+``(C, N, OH, OW)`` block of ``col``; col2im is the same loop with ``+=`` into a zeroed,
+padded ``(C, N, Hp, Wp)`` buffer. No ``add.at``, no loop over images or pixels.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any
+
+from minigrad.backend import get_array_module
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -18,3 +43,86 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mod
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1
     return out
+
+
+def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``(v, v)`` for an int, the pair itself for a 2-sequence (no validation of values)."""
+    if isinstance(value, (tuple, list)):
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+def _transposed_padded(x: Any, ph: int, pw: int) -> Any:
+    """x (N, C, H, W) as a (C, N, H + 2ph, W + 2pw) array with zero borders."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    if ph == 0 and pw == 0:
+        return x.transpose(1, 0, 2, 3)  # (C, N, H, W) view; the slices below copy from it
+    xpad = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
+    xpad[:, :, ph : ph + H, pw : pw + W] = x.transpose(1, 0, 2, 3)
+    return xpad  # (C, N, Hp, Wp)
+
+
+def im2col(
+    x: Any, KH: int, KW: int, stride: int | tuple[int, int], padding: int | tuple[int, int]
+) -> Any:
+    """Unfold every ``KH x KW`` window of ``x`` into one column of a matrix.
+
+    Args:
+        x: (N, C, H, W) NumPy or CuPy array.
+        KH, KW: window size.
+        stride, padding: int or (h, w) pair; padding adds zeros on both sides.
+
+    Returns:
+        col of shape (C*KH*KW, N*OH*OW), C-contiguous (see the module docstring for the
+        order of rows and columns).
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    OH = conv_output_size(H, KH, sh, ph)
+    OW = conv_output_size(W, KW, sw, pw)
+    xpad = _transposed_padded(x, ph, pw)  # (C, N, Hp, Wp)
+    col = xp.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            col[:, i, j] = xpad[
+                :, :, i : i + sh * (OH - 1) + 1 : sh, j : j + sw * (OW - 1) + 1 : sw
+            ]
+    return col.reshape(C * KH * KW, N * OH * OW)
+
+
+def col2im(
+    col: Any,
+    x_shape: tuple[int, int, int, int],
+    KH: int,
+    KW: int,
+    stride: int | tuple[int, int],
+    padding: int | tuple[int, int],
+) -> Any:
+    """The adjoint of :func:`im2col`: add every column back onto the window it came from.
+
+    Args:
+        col: (C*KH*KW, N*OH*OW) array in :func:`im2col`'s layout.
+        x_shape: (N, C, H, W) of the image.
+        KH, KW, stride, padding: as given to :func:`im2col`.
+
+    Returns:
+        (N, C, H, W) C-contiguous array; entries of padding are dropped.
+    """
+    xp = get_array_module(col)
+    N, C, H, W = x_shape
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    OH = conv_output_size(H, KH, sh, ph)
+    OW = conv_output_size(W, KW, sw, pw)
+    col6 = col.reshape(C, KH, KW, N, OH, OW)
+    gpad = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=col.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            gpad[:, :, i : i + sh * (OH - 1) + 1 : sh, j : j + sw * (OW - 1) + 1 : sw] += col6[
+                :, i, j
+            ]
+    gx = gpad[:, :, ph : ph + H, pw : pw + W].transpose(1, 0, 2, 3)  # (N, C, H, W) view
+    return xp.ascontiguousarray(gx)
