@@ -1,3 +1,343 @@
-"""(to be written)"""
+"""2-D pooling: max, average and adaptive average, with hand-written backward passes.
 
-__all__: list[str] = []
+Max and average pooling loop over the ``KH*KW`` kernel offsets only: each offset is one
+strided slice of a padded copy of the input, covering every window at once. Backward
+passes scatter per kernel offset with ``+=`` on the same strided slices (windows of one
+offset never overlap, so no ``add.at`` is needed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad.autograd import Function
+from minigrad.backend import get_array_module
+from minigrad.functional._im2col import pair, pool_output_size
+from minigrad.tensor import Tensor
+
+__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
+
+
+def _window(k: int, s: int, count: int) -> slice:
+    """Rows (or columns) of the padded input seen at kernel offset ``k`` by ``count`` windows."""
+    return slice(k, k + s * (count - 1) + 1, s)
+
+
+def _padded(x: Any, fill: float, geom: _Geometry) -> Any:
+    """x (N, C, H, W) inside a ``fill``-valued buffer big enough for every window."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    (ph, pw), (HB, WB) = geom.padding, geom.buffer
+    if ph == pw == 0 and (HB, WB) == (H, W):
+        return x
+    xpad = xp.full((N, C, HB, WB), fill, dtype=x.dtype)
+    xpad[:, :, ph : ph + H, pw : pw + W] = x
+    return xpad  # (N, C, HB, WB)
+
+
+class _Geometry:
+    """Kernel, stride, padding, output size and padded-buffer size of one pooling call."""
+
+    def __init__(
+        self,
+        x_shape: tuple[int, ...],
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        ceil_mode: bool,
+    ) -> None:
+        H, W = x_shape[2], x_shape[3]
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        self.OH = pool_output_size(H, kernel[0], stride[0], padding[0], ceil_mode)
+        self.OW = pool_output_size(W, kernel[1], stride[1], padding[1], ceil_mode)
+        # with ceil_mode the last window may reach past the right padding
+        self.buffer = (
+            max(H + 2 * padding[0], (self.OH - 1) * stride[0] + kernel[0]),
+            max(W + 2 * padding[1], (self.OW - 1) * stride[1] + kernel[1]),
+        )
+
+    def offsets(self) -> list[tuple[int, int, slice, slice]]:
+        """(i, j, row slice, column slice) for every kernel offset, in row-major order."""
+        (KH, KW), (sh, sw) = self.kernel, self.stride
+        return [
+            (i, j, _window(i, sh, self.OH), _window(j, sw, self.OW))
+            for i in range(KH)
+            for j in range(KW)
+        ]
+
+    def crop(self, gpad: Any, x_shape: tuple[int, ...]) -> Any:
+        """The input-sized part of a padded gradient buffer, C-contiguous."""
+        xp = get_array_module(gpad)
+        (ph, pw), H, W = self.padding, x_shape[2], x_shape[3]
+        return xp.ascontiguousarray(gpad[:, :, ph : ph + H, pw : pw + W])
+
+
+class MaxPool2d(Function):
+    """y = max over each window; dL/dx gets dL/dy at the window's first maximum only."""
+
+    def __init__(self, geom: _Geometry) -> None:
+        self.geom = geom
+
+    def forward(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        g = self.geom
+        xpad = _padded(x, -xp.inf, g)  # (N, C, HB, WB), padding never wins
+        offsets = g.offsets()
+        _, _, rows, cols = offsets[0]
+        y = xpad[:, :, rows, cols].copy()  # (N, C, OH, OW)
+        # index of the winning offset; strict ">" keeps the first maximum in row-major order
+        argmax = xp.zeros(y.shape, dtype=xp.uint8 if len(offsets) <= 256 else xp.int32)
+        for k, (_, _, rows, cols) in enumerate(offsets[1:], start=1):
+            v = xpad[:, :, rows, cols]
+            better = v > y
+            xp.maximum(y, v, out=y)  # maximum (not where) so NaN propagates as in PyTorch
+            xp.copyto(argmax, k, where=better)
+        if self.requires_grad:
+            self.argmax, self.x_shape = argmax, x.shape
+        return y
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        g = self.geom
+        N, C = self.x_shape[:2]
+        gpad = xp.zeros((N, C, *g.buffer), dtype=gy.dtype)
+        for k, (_, _, rows, cols) in enumerate(g.offsets()):
+            gpad[:, :, rows, cols] += gy * (self.argmax == k)
+        del self.argmax
+        return g.crop(gpad, self.x_shape)
+
+
+def _avg_divisor(xp: Any, size: int, k: int, s: int, p: int, count: int, with_pad: bool) -> Any:
+    """Per-output-row window sizes along one axis, by PyTorch's avg_pool2d rule.
+
+    A window counts the padding it covers (``count_include_pad``) but never what lies past
+    the right padding (only reachable with ``ceil_mode``).
+    """
+    start = xp.arange(count) * s - p
+    end = xp.minimum(start + k, size + p)
+    if with_pad:
+        return end - start
+    return xp.minimum(end, size) - xp.maximum(start, 0)
+
+
+class AvgPool2d(Function):
+    """y = window sum / divisor; dL/dx gets dL/dy / divisor at every element of the window."""
+
+    def __init__(self, geom: _Geometry, count_include_pad: bool) -> None:
+        self.geom = geom
+        self.count_include_pad = count_include_pad
+
+    def forward(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        g = self.geom
+        H, W = x.shape[2], x.shape[3]
+        xpad = _padded(x, 0.0, g)  # (N, C, HB, WB)
+        offsets = g.offsets()
+        _, _, rows, cols = offsets[0]
+        y = xpad[:, :, rows, cols].copy()  # (N, C, OH, OW)
+        for _, _, rows, cols in offsets[1:]:
+            y += xpad[:, :, rows, cols]
+        (KH, KW), (sh, sw), (ph, pw) = g.kernel, g.stride, g.padding
+        dh = _avg_divisor(xp, H, KH, sh, ph, g.OH, self.count_include_pad)
+        dw = _avg_divisor(xp, W, KW, sw, pw, g.OW, self.count_include_pad)
+        self.divisor = (dh[:, None] * dw[None, :]).astype(x.dtype)  # (OH, OW)
+        y /= self.divisor
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        g = self.geom
+        N, C = self.x_shape[:2]
+        gpad = xp.zeros((N, C, *g.buffer), dtype=gy.dtype)
+        g_elem = gy / self.divisor  # (N, C, OH, OW): what each element of a window gets
+        for _, _, rows, cols in g.offsets():
+            gpad[:, :, rows, cols] += g_elem
+        return g.crop(gpad, self.x_shape)
+
+
+class AdaptiveAvgPool2d(Function):
+    """y = Ph @ x @ Pw^T with row-averaging matrices Ph (OH, H), Pw (OW, W); gx = Ph^T gy Pw."""
+
+    def __init__(self, output_size: tuple[int, int]) -> None:
+        self.output_size = output_size
+
+    @staticmethod
+    def _averaging_matrix(xp: Any, size: int, out: int, dtype: Any) -> Any:
+        """(out, size): row i averages [floor(i*size/out), ceil((i+1)*size/out))."""
+        i = xp.arange(out)
+        start = (i * size) // out
+        end = ((i + 1) * size + out - 1) // out
+        h = xp.arange(size)
+        inside = (h[None, :] >= start[:, None]) & (h[None, :] < end[:, None])
+        return (inside / (end - start)[:, None]).astype(dtype)
+
+    def forward(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        N, C, H, W = x.shape
+        OH, OW = self.output_size
+        self.x_shape = x.shape
+        if OH == OW == 1:  # global average pooling
+            self.mode = "global"
+            return x.mean(axis=(2, 3), keepdims=True)
+        if H % OH == 0 and W % OW == 0:  # equal, non-overlapping windows
+            self.mode = "blocks"
+            return x.reshape(N, C, OH, H // OH, OW, W // OW).mean(axis=(3, 5))
+        self.mode = "matrix"
+        self.Ph = self._averaging_matrix(xp, H, OH, x.dtype)  # (OH, H)
+        self.Pw = self._averaging_matrix(xp, W, OW, x.dtype)  # (OW, W)
+        t = (x.reshape(N * C * H, W) @ self.Pw.T).reshape(N * C, H, OW)
+        return (self.Ph @ t).reshape(N, C, OH, OW)
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        N, C, H, W = self.x_shape
+        OH, OW = self.output_size
+        if self.mode == "matrix":
+            t = self.Ph.T @ gy.reshape(N * C, OH, OW)  # (N*C, H, OW)
+            return (t.reshape(N * C * H, OW) @ self.Pw).reshape(N, C, H, W)
+        kh, kw = H // OH, W // OW
+        g = gy * (1.0 / (kh * kw))  # (N, C, OH, OW)
+        gx = xp.empty((N, C, OH, kh, OW, kw), dtype=gy.dtype)
+        gx[...] = g[:, :, :, None, :, None]
+        return gx.reshape(N, C, H, W)
+
+
+# ---------------------------------------------------------------- argument checks
+def _check_input(op: str, x: Any) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: input must be floating point, got dtype {x.dtype}")
+
+
+def _int_pair(op: str, name: str, value: Any) -> tuple[int, int]:
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    if len(items) not in (1, 2) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in items
+    ):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    return pair(value)
+
+
+def _geometry(
+    op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool
+) -> _Geometry:
+    _check_input(op, x)
+    k = _int_pair(op, "kernel_size", kernel_size)
+    s = k if stride is None else _int_pair(op, "stride", stride)
+    p = _int_pair(op, "padding", padding)
+    if min(k) < 1:
+        raise ValueError(f"{op}: kernel_size must be positive, got {k}")
+    if min(s) < 1:
+        raise ValueError(f"{op}: stride must be positive, got {s}")
+    if min(p) < 0:
+        raise ValueError(f"{op}: padding must be non-negative, got {p}")
+    if 2 * p[0] > k[0] or 2 * p[1] > k[1]:
+        raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    H, W = x.shape[2], x.shape[3]
+    if k[0] > H + 2 * p[0] or k[1] > W + 2 * p[1]:
+        raise ValueError(
+            f"{op}: kernel_size {k} is larger than the padded input "
+            f"({H + 2 * p[0]}, {W + 2 * p[1]}) (input {H}x{W}, padding {p})"
+        )
+    return _Geometry(x.shape, k, s, p, bool(ceil_mode))
+
+
+# ---------------------------------------------------------------- public API
+def max_pool2d(
+    x: Tensor,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    ceil_mode: bool = False,
+) -> Tensor:
+    """2-D max pooling, as ``torch.nn.functional.max_pool2d`` (no dilation, no indices).
+
+    The input is padded with -inf, so padding never wins a window. Output size per axis:
+    ``floor((H + 2p - k) / s) + 1`` (``ceil`` with ``ceil_mode``, dropping a last window
+    that would start inside the right padding). NaN in a window gives NaN.
+
+    Gradient: each output's gradient goes to the FIRST maximum of its window, scanning the
+    window in row-major order (top row left to right, then the next row). With ties only
+    that element gets it (PyTorch's CPU kernel, scanning with a strict ``>``, picks the same).
+
+    Args:
+        x: (N, C, H, W) floating-point tensor.
+        kernel_size: int or (kh, kw), positive.
+        stride: int or (sh, sw), positive; defaults to ``kernel_size``.
+        padding: int or (ph, pw), at most half the kernel size.
+        ceil_mode: round the output size up instead of down.
+
+    Returns:
+        (N, C, OH, OW) tensor of ``x``'s dtype.
+
+    Raises:
+        ValueError: input not 4-D, non-positive kernel or stride, negative padding, padding
+            over half the kernel, kernel larger than the padded input.
+        TypeError: non-float input; kernel_size/stride/padding not int or pair.
+    """
+    g = _geometry("max_pool2d", x, kernel_size, stride, padding, ceil_mode)
+    return MaxPool2d(g).apply(x)
+
+
+def avg_pool2d(
+    x: Tensor,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
+    """2-D average pooling, as ``torch.nn.functional.avg_pool2d`` (no ``divisor_override``).
+
+    Padding is zeros. The divisor follows PyTorch: the window clipped to the padded input
+    (``count_include_pad=True``), or clipped to the input itself (``False``). A window that
+    ``ceil_mode`` lets hang past the right padding is always clipped there, so its divisor
+    is smaller than ``kh*kw`` even with ``count_include_pad=True``.
+
+    Args:
+        x: (N, C, H, W) floating-point tensor.
+        kernel_size: int or (kh, kw), positive.
+        stride: int or (sh, sw), positive; defaults to ``kernel_size``.
+        padding: int or (ph, pw), at most half the kernel size.
+        ceil_mode: round the output size up instead of down.
+        count_include_pad: count zero padding in the divisor.
+
+    Returns:
+        (N, C, OH, OW) tensor of ``x``'s dtype.
+
+    Raises:
+        ValueError / TypeError: as :func:`max_pool2d`.
+    """
+    g = _geometry("avg_pool2d", x, kernel_size, stride, padding, ceil_mode)
+    return AvgPool2d(g, bool(count_include_pad)).apply(x)
+
+
+def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int, int]) -> Tensor:
+    """Average pooling to a fixed output size, as ``torch.nn.functional.adaptive_avg_pool2d``.
+
+    Output cell ``(i, j)`` averages input rows ``[floor(i*H/OH), ceil((i+1)*H/OH))`` and the
+    columns given by the same rule. ``output_size=1`` is global average pooling. Fast paths
+    for that and for ``H % OH == W % OW == 0``; otherwise two small matrix products.
+    ``None`` entries in ``output_size`` (keep that input size) are not supported.
+
+    Args:
+        x: (N, C, H, W) floating-point tensor.
+        output_size: int or (OH, OW), positive.
+
+    Returns:
+        (N, C, OH, OW) tensor of ``x``'s dtype.
+
+    Raises:
+        ValueError: input not 4-D, output_size <= 0.
+        TypeError: non-float input, output_size not int or pair.
+    """
+    op = "adaptive_avg_pool2d"
+    _check_input(op, x)
+    size = _int_pair(op, "output_size", output_size)
+    if min(size) < 1:
+        raise ValueError(f"{op}: output_size must be positive, got {size}")
+    return AdaptiveAvgPool2d(size).apply(x)
