@@ -58,9 +58,13 @@ class SGD(Optimizer):
 
     def _update(self, p: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
+        # at most one scratch array per step; the user's p.grad is never written to
+        scratch = None
         d = grad
         if wd:
-            d = grad + wd * p.data  # a new array: the user's p.grad stays untouched
+            scratch = p.data * wd
+            scratch += grad
+            d = scratch
         if momentum:
             buf = state.get("momentum_buffer")
             if buf is None:
@@ -69,7 +73,16 @@ class SGD(Optimizer):
                 buf *= momentum
                 buf += d if group["dampening"] == 0 else (1 - group["dampening"]) * d
             if group["nesterov"]:
-                d = d + momentum * buf
+                if scratch is None:
+                    scratch = buf * momentum
+                    scratch += grad
+                else:
+                    scratch += momentum * buf
+                d = scratch
             else:
                 d = buf
-        p.data -= lr * d
+        if d is scratch:
+            scratch *= lr
+            p.data -= scratch
+        else:
+            p.data -= lr * d
