@@ -184,3 +184,26 @@ def test_bad_backward_hook_results_raise(device):
         lin(x).sum().backward()
     with pytest.raises(TypeError, match="expected a callable, got int"):
         lin.register_forward_hook(3)
+
+
+def test_branch_grad_inputs_add_up_to_the_gradient_at_the_shared_input(device):
+    class TwoBranches(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.branch1 = _lin(3, 2, device)
+            self.branch2 = nn.Sequential(nn.ReLU(), _lin(3, 4, device))
+
+        def forward(self, x):
+            return mg.cat([self.branch1(x), self.branch2(x)], dim=1)
+
+    block = TwoBranches()
+    shares = {}
+    for name in ("branch1", "branch2"):
+        getattr(block, name).register_full_backward_hook(
+            lambda m, gi, go, name=name: shares.update({name: mg.backend.as_numpy(gi[0])})
+        )
+    x = mg.randn(5, 3, dtype="float64", device=device, requires_grad=True)
+    (block(x) ** 2).sum().backward()
+    total = mg.backend.as_numpy(x.grad)
+    np.testing.assert_allclose(shares["branch1"] + shares["branch2"], total, rtol=1e-12)
+    assert not np.allclose(shares["branch1"], total)  # each branch is a real part of it
