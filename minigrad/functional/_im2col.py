@@ -126,3 +126,107 @@ def col2im(
             ]
     gx = gpad[:, :, ph : ph + H, pw : pw + W].transpose(1, 0, 2, 3)  # (N, C, H, W) view
     return xp.ascontiguousarray(gx)
+
+
+class WindowGrid:
+    """Every ``KH x KW`` pooling window of an (N, C, H, W) input as shifted flat views.
+
+    The padded input is split by stride phase into ``sh*sw`` contiguous planes
+    ``phases[a, b] = x_padded[:, :, a::sh, b::sw]``, each flattened over
+    ``(N, C, Hq, Wq)``. Kernel offset ``(i, j)`` then reads phase ``(i % sh, j % sw)``
+    shifted by ``(i // sh) * Wq + j // sw`` elements, and output ``(oh, ow)`` of image-channel
+    ``nc`` sits at flat position ``(nc*Hq + oh)*Wq + ow`` of every view. So each kernel offset
+    is ONE contiguous 1-D slice over all images, channels and windows: long, fast inner
+    loops even on 8x8 or 4x4 maps, where strided 4-D slices spend their time in loop
+    overhead. Grid positions with ``oh >= OH`` or ``ow >= OW`` compute garbage that
+    :meth:`to_output` drops (and :meth:`from_output` fills with zeros).
+    """
+
+    def __init__(
+        self,
+        x_shape: tuple[int, ...],
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        out_size: tuple[int, int],
+    ) -> None:
+        N, C, H, W = x_shape
+        (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+        OH, OW = out_size
+        self.x_shape, self.out_size = tuple(x_shape), out_size
+        self.stride, self.padding = stride, padding
+        # rows per phase: enough for every window and for every input row
+        self.Hq = max(OH + (KH - 1) // sh, -(-(ph + H) // sh))
+        self.Wq = max(OW + (KW - 1) // sw, -(-(pw + W) // sw))
+        self.size = N * C * self.Hq * self.Wq
+        #: (phase row, phase column, flat shift) per kernel offset, in row-major window order
+        self.offsets = [
+            (i % sh, j % sw, (i // sh) * self.Wq + j // sw) for i in range(KH) for j in range(KW)
+        ]
+        #: grid positions every view covers (all valid outputs lie below it)
+        self.length = self.size - max(shift for _, _, shift in self.offsets)
+
+    def _phase_slices(self) -> list[tuple[int, int, slice, slice, slice, slice]]:
+        """(a, b, input rows, input cols, phase rows, phase cols) of every non-empty phase."""
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        H, W = self.x_shape[2], self.x_shape[3]
+        out = []
+        for a in range(sh):
+            h0 = (a - ph) % sh  # first input row whose padded row is in phase a
+            nh = len(range(h0, H, sh))
+            for b in range(sw):
+                w0 = (b - pw) % sw
+                nw = len(range(w0, W, sw))
+                if nh and nw:
+                    r0, c0 = (h0 + ph) // sh, (w0 + pw) // sw
+                    rows_x, cols_x = slice(h0, H, sh), slice(w0, W, sw)
+                    out.append((a, b, rows_x, cols_x, slice(r0, r0 + nh), slice(c0, c0 + nw)))
+        return out
+
+    def _is_identity(self) -> bool:
+        H, W = self.x_shape[2], self.x_shape[3]
+        return self.stride == (1, 1) and self.padding == (0, 0) and (self.Hq, self.Wq) == (H, W)
+
+    def split(self, x: Any, fill: float) -> Any:
+        """x (N, C, H, W) -> phases (sh, sw, N*C*Hq*Wq), ``fill`` in the padding."""
+        xp = get_array_module(x)
+        N, C = self.x_shape[:2]
+        (sh, sw), Hq, Wq = self.stride, self.Hq, self.Wq
+        if self._is_identity():
+            return x.reshape(1, 1, self.size)  # a view when x is contiguous
+        phases = xp.full((sh, sw, N, C, Hq, Wq), fill, dtype=x.dtype)
+        for a, b, rows_x, cols_x, rows_q, cols_q in self._phase_slices():
+            phases[a, b, :, :, rows_q, cols_q] = x[:, :, rows_x, cols_x]
+        return phases.reshape(sh, sw, self.size)
+
+    def merge(self, gphases: Any) -> Any:
+        """The adjoint of :meth:`split`: phases -> (N, C, H, W), padding dropped."""
+        xp = get_array_module(gphases)
+        N, C = self.x_shape[:2]
+        (sh, sw), Hq, Wq = self.stride, self.Hq, self.Wq
+        if self._is_identity():
+            return gphases.reshape(self.x_shape)
+        g6 = gphases.reshape(sh, sw, N, C, Hq, Wq)
+        gx = xp.empty(self.x_shape, dtype=gphases.dtype)
+        for a, b, rows_x, cols_x, rows_q, cols_q in self._phase_slices():
+            gx[:, :, rows_x, cols_x] = g6[a, b, :, :, rows_q, cols_q]  # every pixel once
+        return gx
+
+    def to_output(self, grid: Any) -> Any:
+        """Flat grid (N*C*Hq*Wq,) -> C-contiguous (N, C, OH, OW)."""
+        xp = get_array_module(grid)
+        N, C = self.x_shape[:2]
+        OH, OW = self.out_size
+        y = grid.reshape(N, C, self.Hq, self.Wq)[:, :, :OH, :OW]
+        return xp.ascontiguousarray(y)
+
+    def from_output(self, y: Any) -> Any:
+        """(N, C, OH, OW) -> flat grid with zeros at the positions that are no output."""
+        xp = get_array_module(y)
+        N, C = self.x_shape[:2]
+        OH, OW = self.out_size
+        if (self.Hq, self.Wq) == (OH, OW):
+            return y.reshape(self.size)
+        grid = xp.zeros((N, C, self.Hq, self.Wq), dtype=y.dtype)
+        grid[:, :, :OH, :OW] = y
+        return grid.reshape(self.size)

@@ -1,9 +1,10 @@
 """2-D pooling: max, average and adaptive average, with hand-written backward passes.
 
-Max and average pooling loop over the ``KH*KW`` kernel offsets only: each offset is one
-strided slice of a padded copy of the input, covering every window at once. Backward
-passes scatter per kernel offset with ``+=`` on the same strided slices (windows of one
-offset never overlap, so no ``add.at`` is needed).
+Max and average pooling loop over the ``KH*KW`` kernel offsets only: through
+:class:`~minigrad.functional._im2col.WindowGrid` each offset is one contiguous 1-D slice
+that covers every window of every image at once. Backward passes scatter per kernel
+offset with ``+=`` into the same slices (the windows of one offset never overlap, so no
+``add.at`` is needed).
 """
 
 from __future__ import annotations
@@ -12,99 +13,57 @@ from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
-from minigrad.functional._im2col import pair, pool_output_size
+from minigrad.functional._im2col import WindowGrid, pair, pool_output_size
 from minigrad.tensor import Tensor
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 
 
-def _window(k: int, s: int, count: int) -> slice:
-    """Rows (or columns) of the padded input seen at kernel offset ``k`` by ``count`` windows."""
-    return slice(k, k + s * (count - 1) + 1, s)
-
-
-def _padded(x: Any, fill: float, geom: _Geometry) -> Any:
-    """x (N, C, H, W) inside a ``fill``-valued buffer big enough for every window."""
-    xp = get_array_module(x)
-    N, C, H, W = x.shape
-    (ph, pw), (HB, WB) = geom.padding, geom.buffer
-    if ph == pw == 0 and (HB, WB) == (H, W):
-        return x
-    xpad = xp.full((N, C, HB, WB), fill, dtype=x.dtype)
-    xpad[:, :, ph : ph + H, pw : pw + W] = x
-    return xpad  # (N, C, HB, WB)
-
-
-class _Geometry:
-    """Kernel, stride, padding, output size and padded-buffer size of one pooling call."""
-
-    def __init__(
-        self,
-        x_shape: tuple[int, ...],
-        kernel: tuple[int, int],
-        stride: tuple[int, int],
-        padding: tuple[int, int],
-        ceil_mode: bool,
-    ) -> None:
-        H, W = x_shape[2], x_shape[3]
-        self.kernel, self.stride, self.padding = kernel, stride, padding
-        self.OH = pool_output_size(H, kernel[0], stride[0], padding[0], ceil_mode)
-        self.OW = pool_output_size(W, kernel[1], stride[1], padding[1], ceil_mode)
-        # with ceil_mode the last window may reach past the right padding
-        self.buffer = (
-            max(H + 2 * padding[0], (self.OH - 1) * stride[0] + kernel[0]),
-            max(W + 2 * padding[1], (self.OW - 1) * stride[1] + kernel[1]),
-        )
-
-    def offsets(self) -> list[tuple[int, int, slice, slice]]:
-        """(i, j, row slice, column slice) for every kernel offset, in row-major order."""
-        (KH, KW), (sh, sw) = self.kernel, self.stride
-        return [
-            (i, j, _window(i, sh, self.OH), _window(j, sw, self.OW))
-            for i in range(KH)
-            for j in range(KW)
-        ]
-
-    def crop(self, gpad: Any, x_shape: tuple[int, ...]) -> Any:
-        """The input-sized part of a padded gradient buffer, C-contiguous."""
-        xp = get_array_module(gpad)
-        (ph, pw), H, W = self.padding, x_shape[2], x_shape[3]
-        return xp.ascontiguousarray(gpad[:, :, ph : ph + H, pw : pw + W])
-
-
 class MaxPool2d(Function):
     """y = max over each window; dL/dx gets dL/dy at the window's first maximum only."""
 
-    def __init__(self, geom: _Geometry) -> None:
-        self.geom = geom
+    def __init__(self, grid: WindowGrid) -> None:
+        self.grid = grid
 
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
-        g = self.geom
-        xpad = _padded(x, -xp.inf, g)  # (N, C, HB, WB), padding never wins
-        offsets = g.offsets()
-        _, _, rows, cols = offsets[0]
-        y = xpad[:, :, rows, cols].copy()  # (N, C, OH, OW)
-        # index of the winning offset; strict ">" keeps the first maximum in row-major order
-        argmax = xp.zeros(y.shape, dtype=xp.uint8 if len(offsets) <= 256 else xp.int32)
-        for k, (_, _, rows, cols) in enumerate(offsets[1:], start=1):
-            v = xpad[:, :, rows, cols]
-            better = v > y
-            xp.maximum(y, v, out=y)  # maximum (not where) so NaN propagates as in PyTorch
-            xp.copyto(argmax, k, where=better)
+        g = self.grid
+        phases = g.split(x, -xp.inf)  # (sh, sw, N*C*Hq*Wq); the padding never wins
+        L = g.length
+        y = xp.full(g.size, -xp.inf, dtype=x.dtype)  # flat grid of window maxima
+        yL = y[:L]
+        a, b, shift = g.offsets[0]
+        yL[...] = phases[a, b, shift : shift + L]
+        # index of the winning kernel offset; uint8 unless the window has > 256 elements
+        argmax = xp.zeros(L, dtype=xp.uint8 if len(g.offsets) <= 256 else xp.int32)
+        better = xp.empty(L, dtype=bool)
+        step = xp.empty(L, dtype=argmax.dtype)
+        for k, (a, b, shift) in enumerate(g.offsets[1:], start=1):
+            v = phases[a, b, shift : shift + L]
+            xp.greater(v, yL, out=better)  # strict: a tie keeps the earlier (first) maximum
+            xp.maximum(yL, v, out=yL)  # maximum, not a masked copy: NaN propagates
+            # argmax = k where better; k only grows, so that is max(argmax, better * k)
+            # (arithmetic: masked copies such as copyto(where=) are ~20x slower on NumPy)
+            xp.multiply(better, argmax.dtype.type(k), out=step)
+            xp.maximum(argmax, step, out=argmax)
         if self.requires_grad:
-            self.argmax, self.x_shape = argmax, x.shape
-        return y
+            self.argmax = argmax
+        return g.to_output(y)
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
-        g = self.geom
-        N, C = self.x_shape[:2]
-        gpad = xp.zeros((N, C, *g.buffer), dtype=gy.dtype)
-        for k, (_, _, rows, cols) in enumerate(g.offsets()):
-            gpad[:, :, rows, cols] += gy * (self.argmax == k)
+        g = self.grid
+        L = g.length
+        gy_grid = g.from_output(gy)[:L]
+        gphases = xp.zeros((*g.stride, g.size), dtype=gy.dtype)
+        hit = xp.empty(L, dtype=bool)
+        contribution = xp.empty(L, dtype=gy.dtype)
+        for k, (a, b, shift) in enumerate(g.offsets):
+            xp.equal(self.argmax, k, out=hit)
+            xp.multiply(gy_grid, hit, out=contribution)
+            gphases[a, b, shift : shift + L] += contribution
         del self.argmax
-        return g.crop(gpad, self.x_shape)
+        return g.merge(gphases)
 
 
 def _avg_divisor(xp: Any, size: int, k: int, s: int, p: int, count: int, with_pad: bool) -> Any:
@@ -123,37 +82,40 @@ def _avg_divisor(xp: Any, size: int, k: int, s: int, p: int, count: int, with_pa
 class AvgPool2d(Function):
     """y = window sum / divisor; dL/dx gets dL/dy / divisor at every element of the window."""
 
-    def __init__(self, geom: _Geometry, count_include_pad: bool) -> None:
-        self.geom = geom
+    def __init__(
+        self, grid: WindowGrid, kernel: tuple[int, int], ceil_mode: bool, count_include_pad: bool
+    ) -> None:
+        self.grid = grid
+        self.kernel = kernel
         self.count_include_pad = count_include_pad
 
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
-        g = self.geom
-        H, W = x.shape[2], x.shape[3]
-        xpad = _padded(x, 0.0, g)  # (N, C, HB, WB)
-        offsets = g.offsets()
-        _, _, rows, cols = offsets[0]
-        y = xpad[:, :, rows, cols].copy()  # (N, C, OH, OW)
-        for _, _, rows, cols in offsets[1:]:
-            y += xpad[:, :, rows, cols]
-        (KH, KW), (sh, sw), (ph, pw) = g.kernel, g.stride, g.padding
-        dh = _avg_divisor(xp, H, KH, sh, ph, g.OH, self.count_include_pad)
-        dw = _avg_divisor(xp, W, KW, sw, pw, g.OW, self.count_include_pad)
+        g = self.grid
+        phases = g.split(x, 0.0)  # (sh, sw, N*C*Hq*Wq)
+        L = g.length
+        y = xp.zeros(g.size, dtype=x.dtype)  # flat grid of window sums
+        yL = y[:L]
+        for a, b, shift in g.offsets:
+            yL += phases[a, b, shift : shift + L]
+        (KH, KW), (sh, sw), (ph, pw) = self.kernel, g.stride, g.padding
+        (H, W), (OH, OW) = x.shape[2:], g.out_size
+        dh = _avg_divisor(xp, H, KH, sh, ph, OH, self.count_include_pad)
+        dw = _avg_divisor(xp, W, KW, sw, pw, OW, self.count_include_pad)
         self.divisor = (dh[:, None] * dw[None, :]).astype(x.dtype)  # (OH, OW)
+        y = g.to_output(y)  # (N, C, OH, OW)
         y /= self.divisor
-        self.x_shape = x.shape
         return y
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
-        g = self.geom
-        N, C = self.x_shape[:2]
-        gpad = xp.zeros((N, C, *g.buffer), dtype=gy.dtype)
-        g_elem = gy / self.divisor  # (N, C, OH, OW): what each element of a window gets
-        for _, _, rows, cols in g.offsets():
-            gpad[:, :, rows, cols] += g_elem
-        return g.crop(gpad, self.x_shape)
+        g = self.grid
+        L = g.length
+        g_grid = g.from_output(gy / self.divisor)[:L]  # what each element of a window gets
+        gphases = xp.zeros((*g.stride, g.size), dtype=gy.dtype)
+        for a, b, shift in g.offsets:
+            gphases[a, b, shift : shift + L] += g_grid
+        return g.merge(gphases)
 
 
 class AdaptiveAvgPool2d(Function):
@@ -224,7 +186,7 @@ def _int_pair(op: str, name: str, value: Any) -> tuple[int, int]:
 
 def _geometry(
     op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool
-) -> _Geometry:
+) -> tuple[WindowGrid, tuple[int, int]]:
     _check_input(op, x)
     k = _int_pair(op, "kernel_size", kernel_size)
     s = k if stride is None else _int_pair(op, "stride", stride)
@@ -243,7 +205,9 @@ def _geometry(
             f"{op}: kernel_size {k} is larger than the padded input "
             f"({H + 2 * p[0]}, {W + 2 * p[1]}) (input {H}x{W}, padding {p})"
         )
-    return _Geometry(x.shape, k, s, p, bool(ceil_mode))
+    OH = pool_output_size(H, k[0], s[0], p[0], bool(ceil_mode))
+    OW = pool_output_size(W, k[1], s[1], p[1], bool(ceil_mode))
+    return WindowGrid(x.shape, k, s, p, (OH, OW)), k
 
 
 # ---------------------------------------------------------------- public API
@@ -279,8 +243,8 @@ def max_pool2d(
             over half the kernel, kernel larger than the padded input.
         TypeError: non-float input; kernel_size/stride/padding not int or pair.
     """
-    g = _geometry("max_pool2d", x, kernel_size, stride, padding, ceil_mode)
-    return MaxPool2d(g).apply(x)
+    grid, _ = _geometry("max_pool2d", x, kernel_size, stride, padding, ceil_mode)
+    return MaxPool2d(grid).apply(x)
 
 
 def avg_pool2d(
@@ -312,8 +276,8 @@ def avg_pool2d(
     Raises:
         ValueError / TypeError: as :func:`max_pool2d`.
     """
-    g = _geometry("avg_pool2d", x, kernel_size, stride, padding, ceil_mode)
-    return AvgPool2d(g, bool(count_include_pad)).apply(x)
+    grid, k = _geometry("avg_pool2d", x, kernel_size, stride, padding, ceil_mode)
+    return AvgPool2d(grid, k, bool(ceil_mode), bool(count_include_pad)).apply(x)
 
 
 def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int, int]) -> Tensor:
