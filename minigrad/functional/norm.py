@@ -1,3 +1,255 @@
-"""(to be written)"""
+"""Normalization: batch_norm (running statistics updated in place) and local_response_norm.
 
-__all__: list[str] = []
+Both follow ``torch.nn.functional`` exactly: batch norm normalizes with the biased batch
+variance but feeds the unbiased one into ``running_var``; LRN divides ``alpha`` by ``size``
+and pads the channel window with ``size // 2`` zeros before and ``(size - 1) // 2`` after.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad.autograd import Function
+from minigrad.backend import device_of, get_array_module
+from minigrad.tensor import Tensor
+
+__all__ = ["batch_norm", "local_response_norm"]
+
+
+def _channel_sum(a: Any) -> Any:
+    """a (N, C, L) -> (C,): pairwise sums along the contiguous L axis, then over N."""
+    return a.sum(axis=2).sum(axis=0)
+
+
+def _channel_dot(a: Any, b: Any) -> Any:
+    """sum over N and L of a * b for (N, C, L) arrays -> (C,), without an (N, C, L) temporary."""
+    xp = get_array_module(a)
+    N, C, L = a.shape
+    if L == 1:
+        return (a * b).sum(axis=(0, 2))
+    return xp.matmul(a[:, :, None, :], b[:, :, :, None]).reshape(N, C).sum(axis=0)
+
+
+class BatchNorm(Function):
+    """y = (x - mean) / sqrt(var + eps) * w + b per channel;
+    training: gx = (w/sigma) * (gy - mean(gy) - xhat * mean(gy * xhat)), eval: gx = gy * w/sigma;
+    gw = sum(gy * xhat), gb = sum(gy)."""
+
+    def __init__(
+        self,
+        running_mean: Any,
+        running_var: Any,
+        has_weight: bool,
+        has_bias: bool,
+        training: bool,
+        momentum: float,
+        eps: float,
+    ) -> None:
+        self.running_mean, self.running_var = running_mean, running_var
+        self.has_weight, self.has_bias = has_weight, has_bias
+        self.training, self.momentum, self.eps = training, momentum, eps
+
+    def forward(self, x: Any, *wb: Any) -> Any:
+        xp = get_array_module(x)
+        N, C = x.shape[0], x.shape[1]
+        L = x.size // (N * C) if N * C else 0
+        M = N * L  # values per channel
+        x3 = x.reshape(N, C, L)  # (N, C, L)
+        w = wb[0] if self.has_weight else None
+        b = wb[-1] if self.has_bias else None
+        if self.training:
+            mean = _channel_sum(x3) / M  # (C,)
+            xc = x3 - mean[:, None]  # (N, C, L)
+            var = _channel_dot(xc, xc) / M  # biased, used to normalize
+            if self.running_mean is not None:
+                m = self.momentum
+                self.running_mean[...] = (1 - m) * self.running_mean + m * mean
+                self.running_var[...] = (1 - m) * self.running_var + m * (var * (M / (M - 1)))
+        else:
+            mean = self.running_mean.astype(x.dtype, copy=False)
+            var = self.running_var.astype(x.dtype, copy=False)
+            xc = None
+        inv_std = 1 / xp.sqrt(var + self.eps)  # (C,)
+        scale = inv_std if w is None else inv_std * w
+        if self.training:
+            y = xc * scale[:, None]  # (N, C, L)
+            if b is not None:
+                y += b[:, None]
+        else:
+            shift = -mean * scale if b is None else b - mean * scale
+            y = x3 * scale[:, None]
+            y += shift[:, None]
+        self.x3, self.xc, self.mean, self.inv_std, self.scale = x3, xc, mean, inv_std, scale
+        return y.reshape(x.shape)
+
+    def backward(self, gy: Any) -> tuple[Any, ...]:
+        N, C, L = self.x3.shape
+        M = N * L
+        gy3 = gy.reshape(N, C, L)  # (N, C, L)
+        need_x = self.needs_input_grad[0]
+        need_w = self.has_weight and self.needs_input_grad[1]
+        need_b = self.has_bias and self.needs_input_grad[-1]
+        gb = _channel_sum(gy3) if (need_b or (need_x and self.training)) else None
+        gw = None  # sum(gy * xhat)
+        if need_w or (need_x and self.training):
+            xc = self.xc if self.xc is not None else self.x3 - self.mean[:, None]
+            gw = _channel_dot(gy3, xc) * self.inv_std
+        gx = None
+        if need_x:
+            k = self.scale[:, None]  # (C, 1): w / sigma
+            if self.training:  # k * (gy - gb/M - xhat * gw/M), xhat = xc * inv_std
+                gx = gy3 - (gb / M)[:, None]
+                gx -= self.xc * (self.inv_std * gw / M)[:, None]
+                gx *= k
+            else:
+                gx = gy3 * k
+            gx = gx.reshape(gy.shape)
+        grads: tuple[Any, ...] = (gx,)
+        if self.has_weight:
+            grads += (gw if need_w else None,)
+        if self.has_bias:
+            grads += (gb if need_b else None,)
+        return grads
+
+
+def _check_channel_vector(name: str, t: Any, C: int, device: str) -> Any:
+    """The array of a per-channel Tensor argument, after shape and device checks."""
+    if t is None:
+        return None
+    if not isinstance(t, Tensor):
+        raise TypeError(f"batch_norm: {name} must be a Tensor or None, got {type(t).__name__}")
+    if t.shape != (C,):
+        raise ValueError(
+            f"batch_norm: {name} has shape {t.shape} but the input has {C} channels "
+            f"(expected shape ({C},))"
+        )
+    if t.device != device:
+        raise ValueError(f"batch_norm: input is on {device} but {name} is on {t.device}")
+    if t.dtype.kind != "f":
+        raise TypeError(f"batch_norm: {name} must be floating point, got dtype {t.dtype}")
+    return t.data
+
+
+def batch_norm(
+    x: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalization over every axis but the channel axis 1, as ``F.batch_norm``.
+
+    Training normalizes with the batch mean and biased variance and, when running statistics
+    are given, updates them in place (``.data``, outside autograd):
+    ``running = (1 - momentum) * running + momentum * batch_stat`` with the *unbiased* batch
+    variance for ``running_var``. Eval mode normalizes with the running statistics.
+
+    Args:
+        x: (N, C) or (N, C, H, W) (any (N, C, *) works).
+        running_mean, running_var: (C,) Tensors or None (None only when ``training``).
+        weight, bias: (C,) affine parameters or None.
+        training: use batch statistics (and update the running ones).
+        momentum: weight of the new batch statistic in the running average.
+        eps: added to the variance before the square root.
+
+    Returns:
+        A Tensor shaped like ``x``.
+
+    Raises:
+        ValueError: ``x`` with fewer than 2 dims, a per-channel argument whose shape is not
+            (C,) or that sits on another device, training with one value per channel, eval
+            without running statistics.
+        TypeError: a per-channel argument that is not a float Tensor.
+    """
+    if x.ndim < 2:
+        raise ValueError(
+            f"batch_norm: expected an input with 2 or more dims (N, C, ...), got shape {x.shape}"
+        )
+    C = x.shape[1]
+    device = device_of(x.data)
+    rm = _check_channel_vector("running_mean", running_mean, C, device)
+    rv = _check_channel_vector("running_var", running_var, C, device)
+    _check_channel_vector("weight", weight, C, device)
+    _check_channel_vector("bias", bias, C, device)
+    if (rm is None) != (rv is None):
+        raise ValueError("batch_norm: pass both running_mean and running_var, or neither")
+    if training and x.data.size // max(C, 1) <= 1:
+        raise ValueError(
+            f"batch_norm: expected more than 1 value per channel when training, "
+            f"got input of shape {x.shape}"
+        )
+    if not training and rm is None:
+        raise ValueError(
+            "batch_norm: running_mean and running_var are required when training=False"
+        )
+    fn = BatchNorm(rm, rv, weight is not None, bias is not None, training, momentum, eps)
+    return fn.apply(x, *(t for t in (weight, bias) if t is not None))
+
+
+def _window_sum(a: Any, before: int, after: int) -> Any:
+    """out[:, c] = sum of a[:, c - before : c + after + 1] (zero outside); loops over offsets."""
+    out = a.copy()
+    for d in range(1, before + 1):
+        out[:, d:] += a[:, :-d]
+    for d in range(1, after + 1):
+        out[:, :-d] += a[:, d:]
+    return out
+
+
+class LocalResponseNorm(Function):
+    """y = x * d**-beta, d = k + alpha/size * (window sum of x**2 over channels);
+    gx = gy * d**-beta - 2*alpha*beta/size * x * (adjoint window sum of gy * y / d)."""
+
+    def __init__(self, size: int, alpha: float, beta: float, k: float) -> None:
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: Any) -> Any:
+        d = _window_sum(x * x, self.size // 2, (self.size - 1) // 2)  # (N, C, ...)
+        d *= self.alpha / self.size
+        d += self.k
+        d_pow = d ** (-self.beta)
+        self.x, self.d, self.d_pow = x, d, d_pow
+        return x * d_pow
+
+    def backward(self, gy: Any) -> Any:
+        t = gy * self.x
+        t *= self.d_pow
+        t /= self.d  # gy * y / d
+        # channel c fed the windows of channels c - (size-1)//2 .. c + size//2
+        t = _window_sum(t, (self.size - 1) // 2, self.size // 2)
+        t *= self.x
+        t *= -2 * self.alpha * self.beta / self.size
+        t += gy * self.d_pow
+        return t
+
+
+def local_response_norm(
+    x: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> Tensor:
+    """Local response normalization across channels, as ``F.local_response_norm``.
+
+    ``y[:, c] = x[:, c] / (k + alpha / size * sum_j x[:, j]**2) ** beta`` where ``j`` runs
+    over channels ``c - size//2 .. c + (size-1)//2`` that exist (zero padding).
+
+    Args:
+        x: (N, C, H, W) (any (N, C, *) with 3 or more dims works).
+        size: number of neighbouring channels in the window.
+        alpha, beta, k: the formula's constants (``alpha`` is divided by ``size``).
+
+    Returns:
+        A Tensor shaped like ``x``.
+
+    Raises:
+        ValueError: fewer than 3 dims, or ``size`` not a positive int.
+    """
+    if x.ndim < 3:
+        raise ValueError(
+            "local_response_norm: expected an input with 3 or more dims (N, C, ...), "
+            f"got shape {x.shape}"
+        )
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"local_response_norm: size must be a positive int, got {size!r}")
+    return LocalResponseNorm(size, alpha, beta, k).apply(x)

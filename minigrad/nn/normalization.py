@@ -75,11 +75,12 @@ class BatchNorm2d(Module):
             self.num_batches_tracked.data += 1
             if self.momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked.item())
+        # batch statistics in training, and always when no running statistics are kept
         use_batch_stats = self.training or self.running_mean is None
         return F.batch_norm(
             x,
-            self.running_mean if not self.training or self.track_running_stats else None,
-            self.running_var if not self.training or self.track_running_stats else None,
+            self.running_mean,
+            self.running_var,
             weight=self.weight,
             bias=self.bias,
             training=use_batch_stats,
