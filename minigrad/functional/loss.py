@@ -1,3 +1,264 @@
-"""(to be written)"""
+"""softmax / log_softmax (stable) and the classification losses cross_entropy and nll_loss.
 
-__all__: list[str] = []
+``cross_entropy`` is one fused op (log-softmax + negative log-likelihood) whose backward is
+``(softmax - smoothed one-hot) * scale`` on the raw logits, as in PyTorch with class-index
+targets: ``label_smoothing`` mixes the one-hot target with the uniform distribution, and
+``ignore_index`` rows count neither in the loss nor in the mean's denominator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad.autograd import Function
+from minigrad.backend import device_of, get_array_module, is_cupy_array
+from minigrad.tensor import Tensor
+
+__all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_dim(op: str, dim: Any, ndim: int) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
+        raise ValueError(f"{op}: dim {dim} out of range for a {ndim}-D tensor")
+    return dim % max(ndim, 1)
+
+
+def _check_float(op: str, x: Tensor) -> None:
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point tensor, got dtype {x.dtype}")
+
+
+class Softmax(Function):
+    """y = exp(x - max) / sum(exp(x - max)) along dim; gx = y * (gy - sum(gy * y))."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def forward(self, x: Any) -> Any:
+        y = get_array_module(x).exp(x - x.max(axis=self.dim, keepdims=True))
+        y = y / y.sum(axis=self.dim, keepdims=True)
+        self.y = y
+        return y
+
+    def backward(self, gy: Any) -> Any:
+        gx = gy * self.y
+        gx -= self.y * gx.sum(axis=self.dim, keepdims=True)
+        return gx
+
+
+class LogSoftmax(Function):
+    """y = x - max - log(sum(exp(x - max))) along dim; gx = gy - exp(y) * sum(gy)."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def forward(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        z = x - x.max(axis=self.dim, keepdims=True)
+        y = z - xp.log(xp.exp(z).sum(axis=self.dim, keepdims=True))
+        self.y = y
+        return y
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        return gy - xp.exp(self.y) * gy.sum(axis=self.dim, keepdims=True)
+
+
+def softmax(x: Tensor, dim: int) -> Tensor:
+    """Softmax along ``dim``, computed as ``exp(x - max)`` normalized (no overflow).
+
+    Args:
+        x: a floating-point Tensor.
+        dim: the axis whose entries sum to 1 (required: PyTorch's implicit choice is deprecated).
+
+    Raises:
+        ValueError: ``dim`` out of range.
+        TypeError: a non-floating-point ``x``.
+    """
+    _check_float("softmax", x)
+    return Softmax(_check_dim("softmax", dim, x.ndim)).apply(x)
+
+
+def log_softmax(x: Tensor, dim: int) -> Tensor:
+    """``log(softmax(x, dim))`` computed stably as ``x - max - log(sum(exp(x - max)))``.
+
+    Raises:
+        ValueError: ``dim`` out of range.
+        TypeError: a non-floating-point ``x``.
+    """
+    _check_float("log_softmax", x)
+    return LogSoftmax(_check_dim("log_softmax", dim, x.ndim)).apply(x)
+
+
+def _row_scale(xp: Any, keep: Any, gy: Any, reduction: str, count: int) -> Any:
+    """dLoss_i/dloss_row_i for each row as an (N, 1) array; 0 on ignored rows."""
+    if reduction == "none":
+        return (gy * keep)[:, None]
+    scale = gy / count if reduction == "mean" and count else gy
+    return (keep * scale)[:, None]
+
+
+class CrossEntropy(Function):
+    """loss_i = -sum_c q_ic log softmax(x)_ic, q = (1 - s) onehot + s/C;
+    gx = (softmax(x) - q) * dL/dloss_i (0 on ignored rows)."""
+
+    def __init__(self, target: Any, keep: Any, reduction: str, smoothing: float) -> None:
+        self.target, self.keep = target, keep  # (N,) safe indices, (N,) 1.0 / 0.0 of x.dtype
+        self.reduction, self.smoothing = reduction, smoothing
+
+    def forward(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        N, C = x.shape
+        z = x - x.max(axis=1, keepdims=True)  # (N, C)
+        e = xp.exp(z)
+        s = e.sum(axis=1)  # (N,)
+        lse = xp.log(s)
+        loss = lse - z[xp.arange(N), self.target]  # -log p[i, t_i]
+        if self.smoothing:  # -mean_c log p[i, c] = lse - mean_c z[i, c]
+            loss *= 1 - self.smoothing
+            loss += self.smoothing * (lse - z.sum(axis=1) / C)
+        loss *= self.keep
+        e /= s[:, None]  # softmax, saved for backward
+        self.p = e
+        self.count = int(self.keep.sum())
+        return _reduce(xp, loss, self.reduction, self.count)
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        N, C = self.p.shape
+        gx = self.p - self.smoothing / C if self.smoothing else self.p.copy()
+        gx[xp.arange(N), self.target] -= 1 - self.smoothing
+        gx *= _row_scale(xp, self.keep, gy, self.reduction, self.count)
+        return gx
+
+
+class NLLLoss(Function):
+    """loss_i = -x[i, t_i]; gx[i, t_i] = -dL/dloss_i, zero elsewhere."""
+
+    def __init__(self, target: Any, keep: Any, reduction: str) -> None:
+        self.target, self.keep, self.reduction = target, keep, reduction
+
+    def forward(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        self.x_shape = x.shape
+        loss = -x[xp.arange(x.shape[0]), self.target] * self.keep
+        self.count = int(self.keep.sum())
+        return _reduce(xp, loss, self.reduction, self.count)
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        N = self.x_shape[0]
+        gx = xp.zeros(self.x_shape, dtype=gy.dtype)
+        gx[xp.arange(N), self.target] = -_row_scale(xp, self.keep, gy, self.reduction, self.count)[
+            :, 0
+        ]
+        return gx
+
+
+def _reduce(xp: Any, loss: Any, reduction: str, count: int) -> Any:
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    if reduction == "sum":
+        return total
+    if count == 0:  # every target ignored: PyTorch returns nan (0/0), without a warning here
+        return xp.full((), xp.nan, dtype=loss.dtype)
+    return total / count
+
+
+def _prepare_target(
+    op: str, x: Tensor, target: Any, reduction: str, ignore_index: int
+) -> tuple[Any, Any]:
+    """Validate (logits, target, reduction); return safe (N,) indices and the (N,) keep mask."""
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if x.ndim != 2:
+        raise ValueError(f"{op}: expected 2-D input (N, C), got shape {x.shape}")
+    _check_float(op, x)
+    xp = get_array_module(x.data)
+    if isinstance(target, Tensor):
+        if target.device != x.device:
+            raise ValueError(f"{op}: input is on {x.device} but target is on {target.device}")
+        t = target.data
+    elif is_cupy_array(target) and device_of(target) != x.device:
+        raise ValueError(f"{op}: input is on {x.device} but target is on {device_of(target)}")
+    else:  # a host array or list: moved to the logits' device
+        t = xp.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(
+            f"{op}: target must hold integer class indices, got dtype {t.dtype} "
+            "(probability targets are not supported)"
+        )
+    if t.ndim != 1:
+        raise ValueError(f"{op}: expected 1-D target (N,), got shape {tuple(t.shape)}")
+    N, C = x.shape
+    if t.shape[0] != N:
+        raise ValueError(
+            f"{op}: input batch size {N} does not match target batch size {t.shape[0]}"
+        )
+    ignored = t == ignore_index
+    bad = ~ignored & ((t < 0) | (t >= C))
+    if bool(bad.any()):
+        label = int(t[bad][0])
+        raise ValueError(f"{op}: target label {label} is out of range for {C} classes [0, {C})")
+    keep = (~ignored).astype(x.dtype)
+    safe = xp.where(ignored, 0, t).astype(xp.int64)
+    return safe, keep
+
+
+def cross_entropy(
+    logits: Tensor,
+    target: Any,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+) -> Tensor:
+    """Cross-entropy of raw logits against class indices, fused with log-softmax.
+
+    Same semantics as ``F.cross_entropy`` with class-index targets and no class weights:
+    ``loss_i = (1 - s) * (-log p[i, t_i]) + s * mean_c(-log p[i, c])`` for smoothing ``s``,
+    rows whose target equals ``ignore_index`` contribute 0, and ``"mean"`` divides by the number
+    of rows not ignored (nan when every row is ignored, like PyTorch).
+
+    Args:
+        logits: (N, C) unnormalized scores.
+        target: (N,) integer class indices in [0, C) (or ``ignore_index``): a Tensor on the
+            logits' device, or a host array/list (copied to that device).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-row losses, shape (N,)).
+        label_smoothing: ``s`` in [0, 1].
+        ignore_index: target value whose rows are skipped.
+
+    Returns:
+        A scalar Tensor, or (N,) for ``reduction="none"``.
+
+    Raises:
+        ValueError: logits not 2-D, target not 1-D, batch sizes differ, a label outside [0, C),
+            an unknown reduction, ``label_smoothing`` outside [0, 1], target on another device.
+        TypeError: non-integer target.
+    """
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    safe, keep = _prepare_target("cross_entropy", logits, target, reduction, ignore_index)
+    return CrossEntropy(safe, keep, reduction, float(label_smoothing)).apply(logits)
+
+
+def nll_loss(
+    log_probs: Tensor, target: Any, reduction: str = "mean", ignore_index: int = -100
+) -> Tensor:
+    """Negative log-likelihood ``-log_probs[i, target_i]``, as ``F.nll_loss`` (no weights).
+
+    ``cross_entropy(x, t)`` equals ``nll_loss(log_softmax(x, 1), t)``; prefer the fused one.
+
+    Args:
+        log_probs: (N, C) log-probabilities.
+        target, reduction, ignore_index: as in :func:`cross_entropy`.
+
+    Raises:
+        ValueError / TypeError: as in :func:`cross_entropy`.
+    """
+    safe, keep = _prepare_target("nll_loss", log_probs, target, reduction, ignore_index)
+    return NLLLoss(safe, keep, reduction).apply(log_probs)
