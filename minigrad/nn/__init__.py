@@ -6,15 +6,9 @@ model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
 """
 
 from minigrad.nn import init
+from minigrad.nn.containers import ModuleDict, ModuleList, Sequential
 from minigrad.nn.layers import Conv2d, Dropout, Flatten, Identity, Linear, ReLU
-from minigrad.nn.module import (
-    LoadResult,
-    Module,
-    ModuleDict,
-    ModuleList,
-    Parameter,
-    Sequential,
-)
+from minigrad.nn.module import LoadResult, Module, Parameter
 from minigrad.nn.normalization import BatchNorm2d, LocalResponseNorm
 from minigrad.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 

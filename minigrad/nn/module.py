@@ -1,25 +1,28 @@
-"""``Module`` and ``Parameter``: parameters registered by attribute assignment, and containers.
+"""``Module`` and ``Parameter``: parameters registered by attribute assignment.
 
 A module stores its :class:`Parameter` objects, sub-modules and buffers (non-trained
 tensors such as batch norm's running statistics) in three ordered dicts *and* as ordinary
 attributes, so ``self.conv.weight`` is a plain attribute lookup in the forward pass.
 
 Module hooks (forward and full backward) live in ``hooks.py``; ``__call__`` runs them.
+Containers (``Sequential``, ``ModuleList``, ``ModuleDict``) live in ``containers.py``.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from minigrad import backend
 from minigrad.nn import hooks as _hooks
-from minigrad.tensor import RemovableHandle, Tensor, _hook_ids, no_grad
+from minigrad.nn import state as _state
+from minigrad.nn.state import LoadResult
+from minigrad.tensor import RemovableHandle, Tensor, _hook_ids
 
-__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "LoadResult"]
+__all__ = ["Module", "Parameter", "LoadResult"]
 
 
 class Parameter(Tensor):
@@ -33,14 +36,6 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
-
-
-class LoadResult(NamedTuple):
-    """What ``load_state_dict(..., strict=False)`` skipped."""
-
-    missing_keys: list[str]
-    unexpected_keys: list[str]
-    mismatched_keys: list[str]
 
 
 class Module:
@@ -298,88 +293,21 @@ class Module:
     def state_dict(self) -> dict[str, np.ndarray]:
         """Dotted name -> host NumPy copy of every parameter and persistent buffer.
 
-        Order: each module's parameters, then its buffers, then its children's, recursively
-        (PyTorch's order, so keys line up with a PyTorch model of the same structure).
+        Order: each module's parameters, then its buffers, then its children's (PyTorch's).
         """
-        out: dict[str, np.ndarray] = {}
-        for prefix, m in self.named_modules():
-            p = f"{prefix}." if prefix else ""
-            for name, t in m._parameters.items():
-                if t is not None:
-                    out[p + name] = backend.as_numpy(t.data).copy()
-            for name, t in m._buffers.items():
-                if t is not None and name not in m._non_persistent:
-                    out[p + name] = backend.as_numpy(t.data).copy()
-        return out
+        return _state.state_dict(self)
 
     def _state_tensors(self) -> dict[str, Tensor]:
-        out = {}
-        for prefix, m in self.named_modules():
-            p = f"{prefix}." if prefix else ""
-            out.update({p + n: t for n, t in m._parameters.items() if t is not None})
-            out.update(
-                {
-                    p + n: t
-                    for n, t in m._buffers.items()
-                    if t is not None and n not in m._non_persistent
-                }
-            )
-        return out
+        return _state.state_tensors(self)
 
     def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> LoadResult:
-        """Copy arrays from ``state_dict`` into the parameters and buffers, in place.
+        """Copy arrays into the parameters and buffers in place (cast to their dtype/device).
 
-        Values may be NumPy/CuPy arrays, Tensors or anything ``np.asarray`` accepts; they are
-        cast to each tensor's dtype and device.
-
-        Args:
-            state_dict: dotted name -> array, e.g. from :meth:`state_dict`.
-            strict: raise when any key is missing, unexpected or of the wrong shape.
-
-        Returns:
-            ``LoadResult(missing_keys, unexpected_keys, mismatched_keys)``. Departure from
-            PyTorch: with ``strict=False`` wrongly-shaped keys are skipped and reported
-            here instead of raising (handy for loading a backbone with a new head).
-
-        Raises:
-            ValueError: (strict) one message naming every missing, unexpected and
-                wrongly-shaped key, so a mismatched checkpoint is diagnosed in one go.
+        Returns ``LoadResult(missing_keys, unexpected_keys, mismatched_keys)``; with
+        ``strict`` a ValueError names every missing, unexpected and wrongly-shaped key.
+        See :func:`minigrad.nn.state.load_state_dict`.
         """
-        if not hasattr(state_dict, "items"):
-            raise TypeError(
-                f"load_state_dict: expected a dict of arrays, got {type(state_dict).__name__}"
-            )
-        own = self._state_tensors()
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        mismatched, values = [], {}
-        for k, t in own.items():
-            if k not in state_dict:
-                continue
-            v = state_dict[k]
-            v = v.data if isinstance(v, Tensor) else v
-            v = v if hasattr(v, "shape") else np.asarray(v)
-            if tuple(v.shape) != t.shape:
-                mismatched.append(f"{k}: checkpoint {tuple(v.shape)} vs model {t.shape}")
-            else:
-                values[k] = v
-        if strict and (missing or unexpected or mismatched):
-            parts = [f"load_state_dict for {type(self).__name__} failed:"]
-            if missing:
-                parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
-            if unexpected:
-                parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-            if mismatched:
-                parts.append(f"wrong shapes ({len(mismatched)}): {'; '.join(mismatched)}")
-            raise ValueError("\n  ".join(parts))
-        with no_grad():
-            for k, v in values.items():
-                t = own[k]
-                xp = backend.get_array_module(t.data)
-                if backend.device_of(v) != t.device:
-                    v = backend.to_device(v, t.device)
-                t.data[...] = xp.asarray(v, dtype=t.dtype)
-        return LoadResult(missing, unexpected, [m.split(":")[0] for m in mismatched])
+        return _state.load_state_dict(self, state_dict, strict)
 
     # ------------------------------------------------------------ calling and hooks
     def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - abstract
@@ -437,123 +365,3 @@ class Module:
 
 
 # ---------------------------------------------------------------- containers
-class Sequential(Module):
-    """Modules called in order: ``Sequential(a, b, c)(x) == c(b(a(x)))``.
-
-    Also accepts one ``OrderedDict`` of name -> module. Indexable (int, slice), iterable.
-    """
-
-    def __init__(self, *modules: Module | OrderedDict[str, Module]) -> None:
-        super().__init__()
-        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
-            for name, m in modules[0].items():
-                self.add_module(name, m)
-        else:
-            for i, m in enumerate(modules):
-                if not isinstance(m, Module):
-                    raise TypeError(f"Sequential: item {i} is {type(m).__name__}, not a Module")
-                self.add_module(str(i), m)
-
-    def forward(self, x: Any) -> Any:
-        for m in self._modules.values():
-            x = m(x)
-        return x
-
-    def __getitem__(self, idx: int | slice) -> Any:
-        items = list(self._modules.items())
-        if isinstance(idx, slice):
-            return Sequential(OrderedDict(items[idx]))
-        return items[_index("Sequential", idx, len(items))][1]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
-
-    def append(self, module: Module) -> Sequential:
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-
-def _index(cls: str, idx: int, n: int) -> int:
-    if not -n <= idx < n:
-        raise IndexError(f"{cls}: index {idx} out of range for length {n}")
-    return idx % n
-
-
-class ModuleList(Module):
-    """A list of modules whose parameters are registered (names ``"0"``, ``"1"``, ...)."""
-
-    def __init__(self, modules: Iterable[Module] | None = None) -> None:
-        super().__init__()
-        if modules is not None:
-            self.extend(modules)
-
-    def __getitem__(self, idx: int | slice) -> Any:
-        mods = list(self._modules.values())
-        if isinstance(idx, slice):
-            return ModuleList(mods[idx])
-        return mods[_index("ModuleList", idx, len(mods))]
-
-    def __setitem__(self, idx: int, module: Module) -> None:
-        self.add_module(str(_index("ModuleList", idx, len(self))), module)
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(list(self._modules.values()))
-
-    def append(self, module: Module) -> ModuleList:
-        self.add_module(str(len(self._modules)), module)
-        return self
-
-    def extend(self, modules: Iterable[Module]) -> ModuleList:
-        for m in modules:
-            if not isinstance(m, Module):
-                raise TypeError(f"ModuleList: expected Modules, got {type(m).__name__}")
-            self.append(m)
-        return self
-
-
-class ModuleDict(Module):
-    """A dict of modules whose parameters are registered under their keys."""
-
-    def __init__(self, modules: dict[str, Module] | None = None) -> None:
-        super().__init__()
-        if modules is not None:
-            self.update(modules)
-
-    def __getitem__(self, key: str) -> Module:
-        if key not in self._modules:
-            raise KeyError(f"ModuleDict: no module {key!r}; keys are {list(self._modules)}")
-        return self._modules[key]
-
-    def __setitem__(self, key: str, module: Module) -> None:
-        self.add_module(key, module)
-
-    def __delitem__(self, key: str) -> None:
-        delattr(self, key)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._modules
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._modules)
-
-    def keys(self) -> Iterable[str]:
-        return self._modules.keys()
-
-    def values(self) -> Iterable[Module]:
-        return self._modules.values()
-
-    def items(self) -> Iterable[tuple[str, Module]]:
-        return self._modules.items()
-
-    def update(self, modules: dict[str, Module]) -> None:
-        for k, m in modules.items():
-            self.add_module(k, m)
