@@ -68,11 +68,10 @@ class Conv2d(Function):
         gx = gw = gb = None
         if self.needs_input_grad[1]:
             gw = (gy2 @ self.col.T).reshape(self.w_shape)  # (C_out, C, KH, KW)
-            del self.col
         if self.needs_input_grad[0]:
             gcol = self.w2.T @ gy2  # (C*KH*KW, N*OH*OW)
             gx = col2im(gcol, self.x_shape, KH, KW, self.stride, self.padding)
-            del gcol, self.w2
+            del gcol
         if len(self.needs_input_grad) == 3 and self.needs_input_grad[2]:
             gb = gy2.sum(axis=1)
         return gx, gw, gb
@@ -85,7 +84,6 @@ class Conv2d(Function):
         gx = gw = gb = None
         if self.needs_input_grad[0]:
             gx = (self.w2.T @ gy3).reshape(self.x_shape)  # (N, C, H, W)
-            del self.w2
         if self.needs_input_grad[1]:
             x3 = self.x3
             if C_out * C <= (C_out + C) * H * W:
@@ -97,7 +95,6 @@ class Conv2d(Function):
                 x2 = xp.ascontiguousarray(x3.transpose(1, 0, 2)).reshape(C, N * H * W)
                 gw = gy2 @ x2.T  # (C_out, C)
             gw = gw.reshape(self.w_shape)
-            del self.x3
         if len(self.needs_input_grad) == 3 and self.needs_input_grad[2]:
             gb = gy3.sum(axis=(0, 2))
         return gx, gw, gb

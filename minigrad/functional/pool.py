@@ -62,7 +62,6 @@ class MaxPool2d(Function):
             xp.equal(self.argmax, k, out=hit)
             xp.multiply(gy_grid, hit, out=contribution)
             gphases[a, b, shift : shift + L] += contribution
-        del self.argmax
         return g.merge(gphases)
 
 
