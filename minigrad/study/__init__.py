@@ -1,0 +1,43 @@
+"""Study the backward pass: where the gradient goes, layer by layer, branch by branch, per loss.
+
+    from minigrad.study import gradient_flow, format_table
+    report = gradient_flow(model, x, y, aux_weight=0.3)   # one batch, model left unchanged
+    print(format_table(report))
+
+* :func:`gradient_flow` / :class:`FlowReport`: per-layer gradient norms for the main loss
+  and each aux loss separately, and each Inception branch's share of the gradient at the
+  block input (``flow.py``).
+* :func:`format_table`, :func:`save_report`: terminal tables and JSON (``report.py``).
+* :func:`plot_attribution`, :func:`plot_branch_shares`, :func:`plot_heatmap`: PNGs
+  (``plots.py``, matplotlib).
+* :class:`GradNormRecorder`: per-layer weight-gradient norms every N training steps, with
+  a heatmap at the end (``recorder.py``).
+* ``python googlenet.py study``: the command line (``cli.py``).
+"""
+
+from minigrad.study.flow import BlockShares, FlowReport, LayerFlow, gradient_flow
+from minigrad.study.recorder import GradNormRecorder
+from minigrad.study.report import format_table, report_to_dict, save_report
+
+
+def __getattr__(name: str):  # noqa: ANN202 - plots import matplotlib only when used
+    if name in ("plot_attribution", "plot_branch_shares", "plot_heatmap"):
+        from minigrad.study import plots  # noqa: PLC0415
+
+        return getattr(plots, name)
+    raise AttributeError(f"module 'minigrad.study' has no attribute {name!r}")
+
+
+__all__ = [
+    "BlockShares",
+    "FlowReport",
+    "GradNormRecorder",
+    "LayerFlow",
+    "format_table",
+    "gradient_flow",
+    "plot_attribution",
+    "plot_branch_shares",
+    "plot_heatmap",
+    "report_to_dict",
+    "save_report",
+]
