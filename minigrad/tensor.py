@@ -1,60 +1,44 @@
-"""``Tensor``: an array plus what autograd needs, and the backward engine.
+"""``Tensor``: an array plus what autograd needs.
 
 A tensor wraps a NumPy or CuPy ndarray (``.data``). Tensors produced by ops remember the
-op (``_ctx``, a :class:`minigrad.autograd.Function`); ``backward()`` walks those ops in
-reverse topological order (iteratively, so a 10,000-op chain is fine), sums gradients on
-fan-out and stores them in ``.grad`` of the leaves that require grad.
+op (``_ctx``, a :class:`minigrad.autograd.Function`); ``backward()`` hands the graph to
+:func:`minigrad.engine.run_backward`, which walks those ops in reverse topological order
+(iteratively, so a 10,000-op chain is fine), sums gradients on fan-out and stores them in
+``.grad`` of the leaves that require grad. The factories (``tensor``, ``zeros``, ...) live
+in :mod:`minigrad.creation`, grad mode and hooks in :mod:`minigrad.engine`; both are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from minigrad import backend
+from minigrad.engine import (
+    RemovableHandle,
+    _hook_ids,
+    _topological_order,  # noqa: F401  (re-exported: tests/test_viz.py imports it from here)
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    run_backward,
+)
 
-_state = threading.local()
-
-
-def is_grad_enabled() -> bool:
-    """True unless inside ``no_grad()``."""
-    return getattr(_state, "enabled", True)
-
-
-@contextlib.contextmanager
-def _grad_mode(enabled: bool) -> Iterator[None]:
-    prev = is_grad_enabled()
-    _state.enabled = enabled
-    try:
-        yield
-    finally:
-        _state.enabled = prev
-
-
-class no_grad(contextlib.ContextDecorator):
-    """Context manager / decorator under which ops record no graph."""
-
-    def __enter__(self) -> None:
-        self._cm = _grad_mode(False)
-        self._cm.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        self._cm.__exit__(*exc)
-
-
-class enable_grad(contextlib.ContextDecorator):
-    """Context manager / decorator that turns graph recording back on."""
-
-    def __enter__(self) -> None:
-        self._cm = _grad_mode(True)
-        self._cm.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        self._cm.__exit__(*exc)
+__all__ = [
+    "RemovableHandle",
+    "Tensor",
+    "enable_grad",
+    "is_grad_enabled",
+    "no_grad",
+    "ones",
+    "rand",
+    "randn",
+    "tensor",
+    "zeros",
+]
 
 
 def _to_dtype(dtype: Any) -> np.dtype | None:
@@ -64,25 +48,6 @@ def _to_dtype(dtype: Any) -> np.dtype | None:
         return np.dtype(dtype)
     except TypeError as e:
         raise TypeError(f"tensor: unknown dtype {dtype!r}") from e
-
-
-class RemovableHandle:
-    """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
-
-    def __init__(self, hooks: dict[int, Any], key: int) -> None:
-        self._hooks, self._key = hooks, key
-
-    def remove(self) -> None:
-        self._hooks.pop(self._key, None)
-
-    def __enter__(self) -> RemovableHandle:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.remove()
-
-
-_hook_ids = iter(range(1 << 62))
 
 
 class Tensor:
@@ -387,161 +352,5 @@ class Tensor:
         return F.log_softmax(self, dim)
 
 
-# ---------------------------------------------------------------- backward engine
-def _topological_order(root_fn: Any) -> list[Any]:
-    """Ops reachable from ``root_fn``, each after every op it consumes (iterative DFS)."""
-    order: list[Any] = []
-    visited: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(root_fn, False)]
-    while stack:
-        fn, expanded = stack.pop()
-        if expanded:
-            order.append(fn)
-            continue
-        if id(fn) in visited:
-            continue
-        visited.add(id(fn))
-        stack.append((fn, True))
-        for t in fn.inputs:
-            if t._ctx is not None and id(t._ctx) not in visited:
-                stack.append((t._ctx, False))
-    return order
-
-
-def _apply_hooks(t: Tensor, g: Any) -> Any:
-    for hook in list(t._hooks.values()):
-        out = hook(g)
-        if out is not None:
-            g = out.data if isinstance(out, Tensor) else out
-    return g
-
-
-def _accumulate_grad(t: Tensor, g: Any) -> None:
-    # never in place: a gradient array may be shared with another tensor's gradient
-    t.grad = g if t.grad is None else t.grad + g
-
-
-def run_backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
-    """Propagate ``grad`` from ``root`` to every leaf (the engine behind ``backward``)."""
-    if root._ctx is None:
-        _accumulate_grad(root, _apply_hooks(root, grad))
-        return
-    order = _topological_order(root._ctx)
-    pending: dict[int, list[Any]] = {id(root._ctx): [None] * len(root._ctx.output_meta)}
-    pending[id(root._ctx)][root._out_idx] = grad
-    leaves: dict[int, tuple[Tensor, Any]] = {}
-    for fn in reversed(order):
-        gys = pending.pop(id(fn), None)
-        if gys is None:
-            continue
-        if getattr(fn, "_released", False):
-            raise RuntimeError(
-                f"backward: the graph through {fn.name} was already freed; "
-                "call backward(retain_graph=True) the first time to go through it twice"
-            )
-        xp = backend.get_array_module(next(g for g in gys if g is not None))
-        for i, ref in enumerate(fn.outputs):
-            out = ref()
-            if out is not None and (out._hooks or out._retain_grad) and gys[i] is not None:
-                gys[i] = _apply_hooks(out, gys[i])
-                if out._retain_grad:
-                    _accumulate_grad(out, gys[i])
-        for i, (shape, dtype) in enumerate(fn.output_meta):
-            if gys[i] is None:
-                gys[i] = xp.zeros(shape, dtype=dtype)
-        gxs = fn.backward(*gys)
-        if not isinstance(gxs, tuple):
-            gxs = (gxs,)
-        for t, g, need in zip(fn.inputs, gxs, fn.needs_input_grad):
-            if not need or g is None:
-                continue
-            if g.shape != t.data.shape:
-                raise RuntimeError(
-                    f"{fn.name}.backward returned a gradient of shape {tuple(g.shape)} "
-                    f"for an input of shape {t.shape}"
-                )
-            if t._ctx is None:
-                prev = leaves.get(id(t))
-                leaves[id(t)] = (t, g if prev is None else prev[1] + g)
-            else:
-                slot = pending.setdefault(id(t._ctx), [None] * len(t._ctx.output_meta))
-                slot[t._out_idx] = g if slot[t._out_idx] is None else slot[t._out_idx] + g
-        if not retain_graph:
-            fn.release()
-    for t, g in leaves.values():
-        _accumulate_grad(t, _apply_hooks(t, g))
-
-
-# ---------------------------------------------------------------- factories
-def _infer_dtype(data: Any, dtype: np.dtype | None) -> np.dtype:
-    if dtype is not None:
-        return dtype
-    if isinstance(data, np.ndarray) or backend.is_cupy_array(data):
-        return data.dtype
-    kind = np.asarray(data).dtype.kind
-    if kind == "f":
-        return np.dtype(np.float32)
-    if kind in "iu":
-        return np.dtype(np.int64)
-    if kind == "b":
-        return np.dtype(bool)
-    raise TypeError(f"tensor: cannot make a tensor from data of kind {kind!r}")
-
-
-def tensor(
-    data: Any, dtype: Any = None, device: Any = "cpu", requires_grad: bool = False
-) -> Tensor:
-    """A new leaf tensor that owns a copy of ``data``.
-
-    Python floats become float32 (numpy arrays keep their dtype), ints int64.
-    Raises TypeError for requires_grad on a non-float dtype.
-    """
-    if isinstance(data, Tensor):
-        data = data.data
-    dt = _infer_dtype(data, _to_dtype(dtype))
-    device = backend.normalize_device(device)
-    if device == "cpu":
-        arr = np.array(backend.as_numpy(data), dtype=dt)
-    else:
-        arr = backend.to_device(data, device).astype(dt, copy=True)
-    return Tensor(arr, requires_grad=requires_grad)
-
-
-def _factory(fill: Callable[[Any, tuple[int, ...], np.dtype], Any]) -> Callable[..., Tensor]:
-    def make(
-        *shape: Any, dtype: Any = "float32", device: Any = "cpu", requires_grad: bool = False
-    ) -> Tensor:
-        if len(shape) == 1 and isinstance(shape[0], Sequence):
-            shape = tuple(shape[0])
-        device = backend.normalize_device(device)
-        xp = np if device == "cpu" else backend._require_cuda(device)
-        with backend.device_context(device):
-            arr = fill(xp, tuple(int(s) for s in shape), np.dtype(dtype))
-        return Tensor(arr, requires_grad=requires_grad)
-
-    return make
-
-
-zeros = _factory(lambda xp, s, dt: xp.zeros(s, dtype=dt))
-ones = _factory(lambda xp, s, dt: xp.ones(s, dtype=dt))
-
-
-def _random_fill(method: str) -> Callable[[Any, tuple[int, ...], np.dtype], Any]:
-    def fill(xp: Any, shape: tuple[int, ...], dt: np.dtype) -> Any:
-        dev = "cpu" if xp is np else f"cuda:{xp.cuda.Device().id}"
-        g = backend.generator(dev)
-        a = g.standard_normal(shape) if method == "randn" else g.random(shape)
-        return a.astype(dt, copy=False)
-
-    return fill
-
-
-randn = _factory(_random_fill("randn"))
-rand = _factory(_random_fill("rand"))
-
-zeros.__doc__ = "zeros(*shape, dtype='float32', device='cpu', requires_grad=False)"
-ones.__doc__ = "ones(*shape, dtype='float32', device='cpu', requires_grad=False)"
-randn.__doc__ = "Standard normal samples from the device's seeded generator."
-rand.__doc__ = "Uniform [0, 1) samples from the device's seeded generator."
-
 from minigrad import functional as F  # noqa: E402  (ops need Tensor defined first)
+from minigrad.creation import ones, rand, randn, tensor, zeros  # noqa: E402

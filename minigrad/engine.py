@@ -1,0 +1,173 @@
+"""The backward engine: grad mode, hooks, and the reverse topological walk.
+
+``run_backward`` is what ``Tensor.backward`` calls. It orders the ops reachable from the
+root iteratively (no recursion, so a 10,000-op chain is fine), hands each op the summed
+gradients of its outputs, calls tensor hooks, accumulates into the leaves' ``.grad`` and
+releases each op's saved arrays unless ``retain_graph=True``. ``no_grad`` / ``enable_grad``
+switch graph recording off and on (per thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from minigrad import backend
+
+if TYPE_CHECKING:
+    from minigrad.tensor import Tensor
+
+__all__ = [
+    "RemovableHandle",
+    "enable_grad",
+    "is_grad_enabled",
+    "no_grad",
+    "run_backward",
+]
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad()``."""
+    return getattr(_state, "enabled", True)
+
+
+@contextlib.contextmanager
+def _grad_mode(enabled: bool) -> Iterator[None]:
+    prev = is_grad_enabled()
+    _state.enabled = enabled
+    try:
+        yield
+    finally:
+        _state.enabled = prev
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager / decorator under which ops record no graph."""
+
+    def __enter__(self) -> None:
+        self._cm = _grad_mode(False)
+        self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)
+
+
+class enable_grad(contextlib.ContextDecorator):
+    """Context manager / decorator that turns graph recording back on."""
+
+    def __enter__(self) -> None:
+        self._cm = _grad_mode(True)
+        self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)
+
+
+class RemovableHandle:
+    """Returned by ``register_hook``; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks: dict[int, Any], key: int) -> None:
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
+_hook_ids = iter(range(1 << 62))
+
+
+# ---------------------------------------------------------------- backward
+def _topological_order(root_fn: Any) -> list[Any]:
+    """Ops reachable from ``root_fn``, each after every op it consumes (iterative DFS)."""
+    order: list[Any] = []
+    visited: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root_fn, False)]
+    while stack:
+        fn, expanded = stack.pop()
+        if expanded:
+            order.append(fn)
+            continue
+        if id(fn) in visited:
+            continue
+        visited.add(id(fn))
+        stack.append((fn, True))
+        for t in fn.inputs:
+            if t._ctx is not None and id(t._ctx) not in visited:
+                stack.append((t._ctx, False))
+    return order
+
+
+def _apply_hooks(t: Tensor, g: Any) -> Any:
+    from minigrad.tensor import Tensor  # noqa: PLC0415 - tensor.py imports this module
+
+    for hook in list(t._hooks.values()):
+        out = hook(g)
+        if out is not None:
+            g = out.data if isinstance(out, Tensor) else out
+    return g
+
+
+def _accumulate_grad(t: Tensor, g: Any) -> None:
+    # never in place: a gradient array may be shared with another tensor's gradient
+    t.grad = g if t.grad is None else t.grad + g
+
+
+def run_backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
+    """Propagate ``grad`` from ``root`` to every leaf (the engine behind ``backward``)."""
+    if root._ctx is None:
+        _accumulate_grad(root, _apply_hooks(root, grad))
+        return
+    order = _topological_order(root._ctx)
+    pending: dict[int, list[Any]] = {id(root._ctx): [None] * len(root._ctx.output_meta)}
+    pending[id(root._ctx)][root._out_idx] = grad
+    leaves: dict[int, tuple[Tensor, Any]] = {}
+    for fn in reversed(order):
+        gys = pending.pop(id(fn), None)
+        if gys is None:
+            continue
+        if getattr(fn, "_released", False):
+            raise RuntimeError(
+                f"backward: the graph through {fn.name} was already freed; "
+                "call backward(retain_graph=True) the first time to go through it twice"
+            )
+        xp = backend.get_array_module(next(g for g in gys if g is not None))
+        for i, ref in enumerate(fn.outputs):
+            out = ref()
+            if out is not None and (out._hooks or out._retain_grad) and gys[i] is not None:
+                gys[i] = _apply_hooks(out, gys[i])
+                if out._retain_grad:
+                    _accumulate_grad(out, gys[i])
+        for i, (shape, dtype) in enumerate(fn.output_meta):
+            if gys[i] is None:
+                gys[i] = xp.zeros(shape, dtype=dtype)
+        gxs = fn.backward(*gys)
+        if not isinstance(gxs, tuple):
+            gxs = (gxs,)
+        for t, g, need in zip(fn.inputs, gxs, fn.needs_input_grad):
+            if not need or g is None:
+                continue
+            if g.shape != t.data.shape:
+                raise RuntimeError(
+                    f"{fn.name}.backward returned a gradient of shape {tuple(g.shape)} "
+                    f"for an input of shape {t.shape}"
+                )
+            if t._ctx is None:
+                prev = leaves.get(id(t))
+                leaves[id(t)] = (t, g if prev is None else prev[1] + g)
+            else:
+                slot = pending.setdefault(id(t._ctx), [None] * len(t._ctx.output_meta))
+                slot[t._out_idx] = g if slot[t._out_idx] is None else slot[t._out_idx] + g
+        if not retain_graph:
+            fn.release()
+    for t, g in leaves.values():
+        _accumulate_grad(t, _apply_hooks(t, g))
