@@ -11,7 +11,9 @@ weighting ``L = sum_k <r_k, y_k>``, so one backward pass gives every input's gra
   large for the full check (a whole Inception block, say).
 
 ``fn`` must be deterministic (put dropout in eval mode, keep batch norm's statistics
-fixed or recompute them identically) and must not change its inputs in place.
+fixed or recompute them identically) and must not change its inputs in place. Every
+floating-point input and output must be float64: in float32 a step of 1e-6 is below the
+rounding error and the check would compare noise.
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ from minigrad.tensor import Tensor, no_grad
 
 __all__ = ["gradcheck"]
 
+_F64_HINT = (
+    "central differences need float64: pass x.double() (or mg.tensor(..., dtype='float64')) "
+    "and build the function's parameters in float64"
+)
+
+
+def _describe(i: int, t: Tensor) -> str:
+    return f"input {i}" + (f" ({t.name!r})" if t.name else "")
+
 
 def _outputs(fn: Callable[..., Any], inputs: Sequence[Tensor]) -> list[Tensor]:
     out = fn(*inputs)
@@ -37,28 +48,103 @@ def _outputs(fn: Callable[..., Any], inputs: Sequence[Tensor]) -> list[Tensor]:
 
 
 def _loss(outs: list[Tensor], weights: list[Any]) -> float:
-    return float(sum(float((o.data * w).sum()) for o, w in zip(outs, weights)))
+    return float(sum(float((o.data * w).sum()) for o, w in zip(outs, weights) if w is not None))
 
 
 def _check_inputs(inputs: Sequence[Tensor]) -> list[int]:
+    """Indices of the inputs to check; rejects non-float64 and non-finite inputs."""
     checked = []
     for i, t in enumerate(inputs):
         if not isinstance(t, Tensor):
             raise TypeError(f"gradcheck: input {i} is {type(t).__name__}, not a Tensor")
-        if not t.requires_grad:
-            continue
-        if t.dtype != np.float64:
-            raise TypeError(
-                f"gradcheck: input {i} has dtype {t.dtype}; central differences need float64 "
-                "(pass x.double() and build the function's parameters in float64)"
-            )
-        xp = backend.get_array_module(t.data)
-        if not bool(xp.isfinite(t.data).all()):
-            raise ValueError(f"gradcheck: input {i} contains NaN or inf")
-        checked.append(i)
+        if t.dtype.kind == "f" and t.dtype != np.float64:
+            raise TypeError(f"gradcheck: {_describe(i, t)} has dtype {t.dtype}; {_F64_HINT}")
+        if t.dtype.kind == "f":
+            bad = ~backend.get_array_module(t.data).isfinite(t.data)
+            if bool(bad.any()):
+                where = tuple(int(k) for k in np.argwhere(backend.as_numpy(bad))[0])
+                raise ValueError(
+                    f"gradcheck: {_describe(i, t)} contains NaN or inf "
+                    f"({int(bad.sum())} element(s), first at index {where}); "
+                    "gradients are only defined at finite points"
+                )
+        if t.requires_grad:
+            checked.append(i)
     if not checked:
         raise ValueError("gradcheck: no input requires grad; nothing to check")
     return checked
+
+
+def _check_outputs(outs: list[Tensor], xp: Any) -> None:
+    for k, o in enumerate(outs):
+        if o.dtype.kind != "f":
+            continue  # integer outputs (argmax indices) carry no gradient
+        if o.dtype != np.float64:
+            raise TypeError(f"gradcheck: output {k} of fn has dtype {o.dtype}; {_F64_HINT}")
+        if not bool(xp.isfinite(o.data).all()):
+            raise ValueError(f"gradcheck: output {k} of fn is NaN or inf at the given inputs")
+
+
+def _full(
+    inputs: Sequence[Tensor],
+    checked: list[int],
+    analytic: dict[int, np.ndarray],
+    loss_at: Callable[[], float],
+    eps: float,
+    atol: float,
+    rtol: float,
+) -> None:
+    for i in checked:
+        data = inputs[i].data
+        numeric = np.zeros(data.shape)
+        for idx in np.ndindex(*data.shape):  # element by element: works for any strides
+            orig = data[idx].item()
+            data[idx] = orig + eps
+            up = loss_at()
+            data[idx] = orig - eps
+            down = loss_at()
+            data[idx] = orig
+            numeric[idx] = (up - down) / (2 * eps)
+        err = np.abs(analytic[i] - numeric) - (atol + rtol * np.abs(numeric))
+        if (err > 0).any():
+            worst = tuple(int(k) for k in np.unravel_index(int(err.argmax()), data.shape))
+            raise AssertionError(
+                f"gradcheck: {_describe(i, inputs[i])} (shape {tuple(data.shape)}) at index "
+                f"{worst}: analytic {analytic[i][worst]:.8g} vs numeric {numeric[worst]:.8g} "
+                f"(atol={atol}, rtol={rtol}); {int((err > 0).sum())} of {data.size} element(s) off"
+            )
+
+
+def _random(
+    inputs: Sequence[Tensor],
+    checked: list[int],
+    analytic: dict[int, np.ndarray],
+    loss_at: Callable[[], float],
+    eps: float,
+    atol: float,
+    rtol: float,
+    n_directions: int,
+    rng: np.random.Generator,
+    xp: Any,
+) -> None:
+    for d in range(n_directions):
+        dirs = {i: rng.standard_normal(inputs[i].shape) for i in checked}
+        originals = {i: inputs[i].data.copy() for i in checked}
+        values = []
+        for sign in (1, -1):
+            for i in checked:
+                inputs[i].data[...] = originals[i] + sign * eps * xp.asarray(dirs[i])
+            values.append(loss_at())
+        for i in checked:
+            inputs[i].data[...] = originals[i]
+        numeric_dd = (values[0] - values[1]) / (2 * eps)
+        analytic_dd = float(sum((analytic[i] * dirs[i]).sum() for i in checked))
+        if abs(analytic_dd - numeric_dd) > atol + rtol * abs(numeric_dd):
+            raise AssertionError(
+                f"gradcheck: directional derivative {d} (seeded random direction) over inputs "
+                f"{checked}: analytic {analytic_dd:.8g} vs numeric {numeric_dd:.8g} "
+                f"(atol={atol}, rtol={rtol}); run mode='full' on a smaller input to locate it"
+            )
 
 
 def gradcheck(
@@ -75,91 +161,65 @@ def gradcheck(
 
     Args:
         fn: maps the input tensors to a Tensor or a tuple of Tensors.
-        inputs: tensors; those with ``requires_grad`` are checked (they must be float64).
+        inputs: tensors; those with ``requires_grad`` are checked. Every floating-point
+            input (checked or not) and output must be float64.
         eps: finite-difference step.
         atol, rtol: pass when ``|analytic - numeric| <= atol + rtol * |numeric|``.
         mode: ``"full"`` (every element) or ``"random"`` (random directions).
         n_directions: number of directions in random mode.
         seed: seed of the output weighting and of the random directions.
 
+    Returns:
+        True. The inputs' data and ``.grad`` are as they were before the call.
+
     Raises:
-        AssertionError: naming the input, index and both values (full mode) or the direction
-            and both directional derivatives (random mode).
-        TypeError / ValueError: non-float64 inputs, NaN/inf inputs, nothing to check.
+        AssertionError: naming the input, the worst index (a tuple of ints) and both values
+            (full mode), or the direction and both directional derivatives (random mode).
+        TypeError: a float input or output that is not float64, a non-Tensor input/output.
+        ValueError: NaN/inf in an input or output, nothing to check, bad mode/eps/n_directions.
     """
     if mode not in ("full", "random"):
         raise ValueError(f"gradcheck: mode must be 'full' or 'random', got {mode!r}")
+    if not eps > 0:
+        raise ValueError(f"gradcheck: eps must be positive, got {eps}")
+    if mode == "random" and n_directions < 1:
+        raise ValueError(f"gradcheck: n_directions must be >= 1, got {n_directions}")
     checked = _check_inputs(inputs)
     rng = np.random.default_rng(seed)
     xp = backend.get_array_module(inputs[checked[0]].data)
 
-    for t in inputs:
-        t.grad = None
-    outs = _outputs(fn, inputs)
-    weights = [xp.asarray(rng.standard_normal(o.shape)).astype(o.dtype) for o in outs]
-    for o in outs:
-        if o.dtype.kind != "f":
-            raise TypeError(f"gradcheck: outputs must be floating point, got {o.dtype}")
-        if not bool(xp.isfinite(o.data).all()):
-            raise ValueError("gradcheck: fn produced NaN or inf at the given inputs")
-    total = None
-    for o, w in zip(outs, weights):
-        if o.requires_grad:
-            term = (o * Tensor(w)).sum()
-            total = term if total is None else total + term
-    if total is None:
-        raise ValueError("gradcheck: no output depends on an input that requires grad")
-    total.backward()
-    analytic = {}
-    for i in checked:
-        g = inputs[i].grad
-        analytic[i] = np.zeros(inputs[i].shape) if g is None else backend.as_numpy(g)
-        inputs[i].grad = None
+    saved_grads = [t.grad for t in inputs]
+    try:
+        for t in inputs:
+            t.grad = None
+        outs = _outputs(fn, inputs)
+        _check_outputs(outs, xp)
+        # integer outputs (argmax indices) carry no gradient and get no weight
+        weights = [
+            xp.asarray(rng.standard_normal(o.shape)) if o.dtype.kind == "f" else None for o in outs
+        ]
+        total = None
+        for o, w in zip(outs, weights):
+            if o.requires_grad and w is not None:
+                term = (o * Tensor(w)).sum()
+                total = term if total is None else total + term
+        if total is None:
+            raise ValueError("gradcheck: no output depends on an input that requires grad")
+        total.backward()
+        analytic = {}
+        for i in checked:
+            g = inputs[i].grad
+            analytic[i] = np.zeros(inputs[i].shape) if g is None else backend.as_numpy(g)
+    finally:
+        for t, g in zip(inputs, saved_grads):
+            t.grad = g
 
     def loss_at() -> float:
         with no_grad():
             return _loss(_outputs(fn, inputs), weights)
 
     if mode == "full":
-        for i in checked:
-            data = inputs[i].data
-            numeric = np.zeros(data.shape)
-            flat = data.reshape(-1)  # a view: perturbing it perturbs the input
-            for k in range(flat.size):
-                orig = flat[k].item()
-                flat[k] = orig + eps
-                up = loss_at()
-                flat[k] = orig - eps
-                down = loss_at()
-                flat[k] = orig
-                numeric.reshape(-1)[k] = (up - down) / (2 * eps)
-            err = np.abs(analytic[i] - numeric) - (atol + rtol * np.abs(numeric))
-            if (err > 0).any():
-                idx = np.unravel_index(int(err.argmax()), data.shape)
-                raise AssertionError(
-                    f"gradcheck: input {i} (shape {tuple(data.shape)}) at index {idx}: "
-                    f"analytic {analytic[i][idx]:.8g} vs numeric {numeric[idx]:.8g} "
-                    f"(atol={atol}, rtol={rtol}); {int((err > 0).sum())} element(s) off"
-                )
-        return True
-
-    for d in range(n_directions):
-        dirs = {i: rng.standard_normal(inputs[i].shape) for i in checked}
-        originals = {i: inputs[i].data.copy() for i in checked}
-        for sign in (1, -1):
-            for i in checked:
-                inputs[i].data[...] = originals[i] + sign * eps * xp.asarray(dirs[i])
-            if sign == 1:
-                up = loss_at()
-            else:
-                down = loss_at()
-        for i in checked:
-            inputs[i].data[...] = originals[i]
-        numeric_dd = (up - down) / (2 * eps)
-        analytic_dd = float(sum((analytic[i] * dirs[i]).sum() for i in checked))
-        if abs(analytic_dd - numeric_dd) > atol + rtol * abs(numeric_dd):
-            raise AssertionError(
-                f"gradcheck: directional derivative {d} over inputs {checked}: "
-                f"analytic {analytic_dd:.8g} vs numeric {numeric_dd:.8g} (atol={atol}, rtol={rtol})"
-            )
+        _full(inputs, checked, analytic, loss_at, eps, atol, rtol)
+    else:
+        _random(inputs, checked, analytic, loss_at, eps, atol, rtol, n_directions, rng, xp)
     return True
