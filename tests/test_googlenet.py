@@ -1,0 +1,212 @@
+"""googlenet.py: the paper's architecture (shapes, parameter counts and order), the aux loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import minigrad.functional as F
+from googlenet import (
+    BasicConv2d,
+    GoogLeNet,
+    GoogLeNetOutputs,
+    Inception,
+    InceptionAux,
+    googlenet_loss,
+    scale_channels,
+)
+from minigrad import nn
+from minigrad.gradcheck import gradcheck
+from minigrad.optim import SGD
+
+
+def images(n: int, c: int, s: int, seed: int = 0) -> mg.Tensor:
+    return mg.tensor(np.random.default_rng(seed).standard_normal((n, c, s, s)).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("stem", "size", "in_channels"), [("cifar", 32, 3), ("cifar", 32, 1), ("imagenet", 224, 3)]
+)
+def test_head_shapes_in_train_and_eval_mode(stem: str, size: int, in_channels: int) -> None:
+    mg.manual_seed(0)
+    model = GoogLeNet(7, in_channels, stem=stem, batch_norm=True, width=1 / 16)
+    x = images(2, in_channels, size)
+    out = model.train()(x)
+    assert isinstance(out, GoogLeNetOutputs)
+    assert [t.shape for t in out] == [(2, 7)] * 3
+    with mg.no_grad():
+        logits = model.eval()(x)
+    assert isinstance(logits, mg.Tensor) and logits.shape == (2, 7)
+
+
+def test_aux_pool_is_the_papers_5x5_3_for_both_stems_and_adaptive_otherwise(monkeypatch) -> None:
+    calls: list[str] = []
+    avg, adaptive = F.avg_pool2d, F.adaptive_avg_pool2d
+    monkeypatch.setattr(F, "avg_pool2d", lambda *a, **k: calls.append("5x5/3") or avg(*a, **k))
+    monkeypatch.setattr(
+        F, "adaptive_avg_pool2d", lambda *a, **k: calls.append("adaptive") or adaptive(*a, **k)
+    )
+    aux = InceptionAux(4, 3, width=1 / 16)
+    for side, expected in ((14, "5x5/3"), (16, "5x5/3"), (6, "adaptive"), (20, "adaptive")):
+        calls.clear()
+        assert aux(images(2, 4, side)).shape == (2, 3)
+        assert calls == [expected], side
+    # a 96x96 ImageNet-stem input gives 6x6 maps at 4a: the adaptive fallback keeps it working
+    mg.manual_seed(0)
+    out = GoogLeNet(5, stem="imagenet", width=1 / 16)(images(1, 3, 96))
+    assert [t.shape for t in out] == [(1, 5)] * 3
+
+
+def test_without_aux_heads_training_mode_returns_logits() -> None:
+    model = GoogLeNet(4, 1, stem="cifar", aux_logits=False, width=1 / 16)
+    out = model.train()(images(2, 1, 32))
+    assert isinstance(out, mg.Tensor) and out.shape == (2, 4)
+    assert not any(n.startswith("aux") for n, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "count"),
+    [
+        ({"num_classes": 1000, "stem": "imagenet", "batch_norm": True}, 13_385_816),
+        ({"num_classes": 1000}, 13_378_280),
+        ({"num_classes": 1000, "aux_logits": False}, 6_998_552),
+        ({"num_classes": 10, "stem": "cifar", "batch_norm": True}, 10_222_398),
+        ({"num_classes": 10, "stem": "cifar", "batch_norm": True, "width": 0.25}, 648_822),
+    ],
+)
+def test_parameter_counts(kwargs: dict, count: int) -> None:
+    assert GoogLeNet(**kwargs).num_parameters() == count
+
+
+def test_parameters_follow_the_papers_order() -> None:
+    model = GoogLeNet(10, stem="imagenet", batch_norm=True, width=1 / 16)
+    names = [n for n, _ in model.named_parameters()]
+    tops = list(dict.fromkeys(n.split(".")[0] for n in names))
+    blocks = [f"inception{b}" for b in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")]
+    assert tops == ["conv1", "conv2", "conv3", *blocks, "aux1", "aux2", "fc"]
+    in_3a = [n[len("inception3a.") :] for n in names if n.startswith("inception3a.")]
+    convs = ["branch1", "branch2.0", "branch2.1", "branch3.0", "branch3.1", "branch4.1"]
+    assert in_3a == [f"{c}.{p}" for c in convs for p in ("conv.weight", "bn.weight", "bn.bias")]
+    assert names[-2:] == ["fc.weight", "fc.bias"]
+
+
+def test_table1_channels_kernels_and_batch_norm_convs() -> None:
+    model = GoogLeNet(10, stem="imagenet", batch_norm=True)
+    b = model.inception4d  # Table 1: 112 | 144 -> 288 | 32 -> 64 | 64, input 512
+    assert b.branch1.conv.weight.shape == (112, 512, 1, 1)
+    assert b.branch2[1].conv.weight.shape == (288, 144, 3, 3)
+    assert b.branch3[1].conv.weight.shape == (64, 32, 5, 5)  # a real 5x5, not torchvision's 3x3
+    assert b.branch4[1].conv.weight.shape == (64, 512, 1, 1)
+    assert model.conv1.conv.weight.shape == (64, 3, 7, 7) and model.fc.weight.shape == (10, 1024)
+    pool = b.branch4[0]
+    assert (pool.kernel_size, pool.stride, pool.padding) in (((3, 3), (1, 1), (1, 1)), (3, 1, 1))
+    for m in model.modules():
+        if isinstance(m, BasicConv2d):
+            assert m.conv.bias is None and m.bn.eps == 1e-3
+    plain = GoogLeNet(10, stem="cifar", width=1 / 16)
+    assert all(m.conv.bias is not None for m in plain.modules() if isinstance(m, BasicConv2d))
+    assert plain.lrn is False and GoogLeNet(10, width=1 / 16).lrn is True
+
+
+def test_width_rule() -> None:
+    assert [scale_channels(c, 0.25) for c in (64, 96, 16, 1, 2)] == [16, 24, 4, 1, 1]
+    assert scale_channels(48, 1 / 16) == 3 and scale_channels(1, 1e-3) == 1
+    model = GoogLeNet(10, stem="cifar", width=0.25)
+    assert model.conv1.conv.weight.shape == (48, 3, 3, 3)
+    assert model.inception3a.branch3[0].conv.weight.shape == (4, 48, 1, 1)
+    assert model.fc.weight.shape == (10, 256)
+    assert model.aux1.fc1.weight.shape == (256, 32 * 16)
+
+
+def test_bad_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="stem"):
+        GoogLeNet(10, stem="resnet")
+    with pytest.raises(ValueError, match="lrn"):
+        GoogLeNet(10, stem="cifar", lrn=True)
+    with pytest.raises(ValueError, match="width"):
+        GoogLeNet(10, width=0)
+    with pytest.raises(ValueError, match="dropout"):
+        GoogLeNet(10, dropout=1.0)
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        GoogLeNet(10, stem="cifar", width=1 / 16)(images(1, 1, 32))
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def test_googlenet_loss_matches_a_hand_computation() -> None:
+    rng = np.random.default_rng(0)
+    logits, aux1, aux2 = (rng.standard_normal((5, 4)) for _ in range(3))
+    y = np.array([0, 3, 1, 1, 2])
+
+    def ce(z: np.ndarray) -> float:
+        return float(-_log_softmax(z)[np.arange(5), y].mean())
+
+    outs = GoogLeNetOutputs(mg.tensor(logits), mg.tensor(aux1), mg.tensor(aux2))
+    expected = ce(logits) + 0.3 * (ce(aux1) + ce(aux2))
+    assert googlenet_loss(outs, mg.tensor(y)).item() == pytest.approx(expected, rel=1e-12)
+    assert googlenet_loss(outs, y, aux_weight=0.5).item() == pytest.approx(
+        ce(logits) + 0.5 * (ce(aux1) + ce(aux2)), rel=1e-12
+    )
+    assert googlenet_loss(outs, y, aux_weight=0).item() == pytest.approx(ce(logits), rel=1e-12)
+    assert googlenet_loss(mg.tensor(logits), y).item() == pytest.approx(ce(logits), rel=1e-12)
+
+
+def test_loss_gradient_reaches_the_aux_heads_with_the_aux_weight() -> None:
+    rng = np.random.default_rng(1)
+    ts = [mg.tensor(rng.standard_normal((3, 4)), requires_grad=True) for _ in range(3)]
+    googlenet_loss(GoogLeNetOutputs(*ts), np.array([0, 1, 2]), aux_weight=0.3).backward()
+    # dCE/dz = (softmax - onehot) / N, scaled by 0.3 on the aux heads
+    for t, w in zip(ts, (1.0, 0.3, 0.3)):
+        p = np.exp(_log_softmax(t.numpy()))
+        p[np.arange(3), [0, 1, 2]] -= 1
+        np.testing.assert_allclose(t.grad, w * p / 3, rtol=1e-10)
+
+
+def test_one_sgd_step_lowers_the_loss() -> None:
+    mg.manual_seed(0)
+    model = GoogLeNet(5, 1, stem="cifar", batch_norm=True, width=1 / 16, dropout=0, aux_dropout=0)
+    x, y = images(8, 1, 16, seed=3), mg.tensor(np.arange(8) % 5)
+    opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
+    before = googlenet_loss(model(x), y)
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    after = googlenet_loss(model(x), y)
+    assert after.item() < before.item() - 1e-3
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_inception_block_passes_gradcheck_in_float64(batch_norm: bool) -> None:
+    mg.manual_seed(0)
+    # a whole block at 1/32 of 3a's width: 6 in, 2 | 3->4 | 1->1 | 1 channels
+    block = Inception(
+        6, *(scale_channels(c, 1 / 32) for c in (64, 96, 128, 16, 32, 32)), batch_norm
+    ).double()
+    x = mg.tensor(np.random.default_rng(2).standard_normal((2, 6, 5, 5)), requires_grad=True)
+    assert block(x).shape == (2, 8, 5, 5)
+    params = list(block.parameters())
+    assert gradcheck(lambda x, *ps: block(x), [x, *params], mode="full")
+
+
+def test_aux_head_passes_gradcheck_in_float64() -> None:
+    mg.manual_seed(0)
+    aux = InceptionAux(3, 4, width=1 / 64, dropout=0.0).double()
+    x = mg.tensor(np.random.default_rng(4).standard_normal((2, 3, 14, 14)), requires_grad=True)
+    assert gradcheck(lambda x, *ps: aux(x), [x, *aux.parameters()], mode="random", n_directions=4)
+
+
+def test_state_dict_round_trip_gives_the_same_logits() -> None:
+    mg.manual_seed(0)
+    a = GoogLeNet(3, 1, stem="cifar", batch_norm=True, width=1 / 16).eval()
+    mg.manual_seed(1)
+    b = GoogLeNet(3, 1, stem="cifar", batch_norm=True, width=1 / 16).eval()
+    x = images(2, 1, 32)
+    with mg.no_grad():
+        assert not np.allclose(a(x).numpy(), b(x).numpy())
+        b.load_state_dict(a.state_dict())
+        np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
+    assert isinstance(a.inception3a.branch4[0], nn.MaxPool2d)
