@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from minigrad import backend
@@ -52,9 +53,11 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         ``x`` unchanged (eval or ``p == 0``), zeros (``p == 1``), else the masked Tensor.
 
     Raises:
-        ValueError: ``p`` outside [0, 1].
-        TypeError: a non-floating-point ``x`` in training mode.
+        ValueError: ``p`` outside [0, 1] (or NaN).
+        TypeError: a ``p`` that is not a number; a non-floating-point ``x`` in training mode.
     """
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"dropout: p must be a number in [0, 1], got {p!r}")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: probability p has to be between 0 and 1, but got {p}")
     if not training or p == 0:

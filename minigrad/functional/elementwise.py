@@ -21,7 +21,6 @@ __all__ = [
     "tanh",
     "sigmoid",
     "relu",
-    "unbroadcast",
 ]
 
 
@@ -37,12 +36,36 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
 
 
 def as_tensor(value: Any, like: Tensor) -> Tensor:
-    """Wrap a Python/NumPy scalar or array as a constant on ``like``'s device and dtype."""
+    """Wrap a Python/NumPy scalar or array as a constant on ``like``'s device and dtype.
+
+    Next to an integer tensor a Python float becomes float32 (PyTorch's default dtype),
+    never float64.
+    """
     if isinstance(value, Tensor):
         return value
     xp = get_array_module(like.data)
-    dtype = like.dtype if like.dtype.kind == "f" else None
-    return Tensor(xp.asarray(value, dtype=dtype))
+    if like.dtype.kind == "f":
+        return Tensor(xp.asarray(value, dtype=like.dtype))
+    arr = xp.asarray(value)
+    if arr.dtype.kind == "f" and not hasattr(value, "dtype"):
+        arr = arr.astype("float32")
+    return Tensor(arr)
+
+
+def promote(a: Tensor, b: Tensor, true_div: bool = False) -> tuple[Tensor, Tensor]:
+    """PyTorch's rule for a float tensor next to an integer/bool one: the float's dtype wins.
+
+    NumPy would turn float32 * int64 into float64; here the integer side (a constant, it
+    never requires grad) is cast to the float dtype instead. Integer / integer is float32.
+    """
+    fa, fb = a.dtype.kind == "f", b.dtype.kind == "f"
+    if fa and not fb:
+        b = Tensor(b.data.astype(a.dtype))
+    elif fb and not fa:
+        a = Tensor(a.data.astype(b.dtype))
+    elif true_div and not fa and not fb:
+        a, b = Tensor(a.data.astype("float32")), Tensor(b.data.astype("float32"))
+    return a, b
 
 
 class Add(Function):
@@ -191,7 +214,13 @@ class ReLU(Function):
 
 def _binary(cls: type[Function], a: Any, b: Any, like: Tensor | None) -> Tensor:
     ref = like if like is not None else (a if isinstance(a, Tensor) else b)
-    return cls().apply(as_tensor(a, ref), as_tensor(b, ref))
+    if not isinstance(ref, Tensor):
+        name = cls.__name__.lower()
+        raise TypeError(
+            f"{name}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}"
+        )
+    ta, tb = promote(as_tensor(a, ref), as_tensor(b, ref), true_div=cls is Div)
+    return cls().apply(ta, tb)
 
 
 def add(a: Any, b: Any, like: Tensor | None = None) -> Tensor:

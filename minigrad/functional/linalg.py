@@ -47,12 +47,28 @@ class Linear(Function):
         return gx, gw, gy2.sum(axis=0)
 
 
+def _same_kind(op: str, *ts: Tensor) -> None:
+    """Reject a float operand next to an integer one (NumPy would silently give float64)."""
+    kinds = {t.dtype.kind == "f" for t in ts}
+    if len(kinds) > 1:
+        dtypes = ", ".join(str(t.dtype) for t in ts)
+        raise TypeError(f"{op}: operands must all be floating point or all integer, got {dtypes}")
+
+
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """Matrix product with NumPy semantics (1-D operands are promoted, batch dims broadcast)."""
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both operands need >= 1 dim, got {a.shape} and {b.shape}")
     if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align")
+    batch_a, batch_b = a.shape[:-2], b.shape[:-2]
+    for da, db in zip(reversed(batch_a), reversed(batch_b)):
+        if da != db and 1 not in (da, db):
+            raise ValueError(
+                f"matmul: batch dims {batch_a} and {batch_b} of shapes {a.shape} and "
+                f"{b.shape} do not broadcast"
+            )
+    _same_kind("matmul", a, b)
     a2 = reshape(a, (1, a.shape[0])) if a.ndim == 1 else a
     b2 = reshape(b, (b.shape[0], 1)) if b.ndim == 1 else b
     y = MatMul().apply(a2, b2)
@@ -78,4 +94,5 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias shape {bias.shape} != ({weight.shape[0]},)")
     args = (x, weight) if bias is None else (x, weight, bias)
+    _same_kind("linear", *args)
     return Linear().apply(*args)

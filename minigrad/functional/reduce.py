@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import math
 from typing import Any, NamedTuple
 
 from minigrad.autograd import Function
@@ -19,6 +20,8 @@ def normalize_dims(op: str, dim: Any, ndim: int) -> tuple[int, ...]:
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
     out = []
     for d in dims:
+        if isinstance(d, bool) or not isinstance(d, int):
+            raise TypeError(f"{op}: dim must be an int or a tuple of ints, got {dim!r}")
         if not -ndim <= d < builtins.max(ndim, 1):
             raise ValueError(f"{op}: dim {d} out of range for a {ndim}-D tensor")
         out.append(d % builtins.max(ndim, 1))
@@ -84,7 +87,7 @@ class Max(Function):
     def backward(self, gy: Any, _gidx: Any) -> Any:
         xp = get_array_module(gy)
         if self.dim is None:
-            hit = xp.arange(int(xp.prod(xp.asarray(self.x_shape)))) == self.argmax
+            hit = xp.arange(math.prod(self.x_shape)) == self.argmax
             return (hit * gy).reshape(self.x_shape).astype(gy.dtype, copy=False)
         d = self.dim
         positions = xp.arange(self.x_shape[d]).reshape([-1] + [1] * (len(self.x_shape) - d - 1))
@@ -106,8 +109,15 @@ def sum(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
 
 
 def mean(x: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    """Mean over ``dim`` (None: all dims; int or tuple)."""
-    return Mean(normalize_dims("mean", dim, x.ndim), keepdim).apply(x)
+    """Mean over ``dim`` (None: all dims; int or tuple).
+
+    Departure from PyTorch (which raises): an integer or bool tensor is averaged in
+    float32, so ``(pred == target).mean()`` gives an accuracy.
+    """
+    dims = normalize_dims("mean", dim, x.ndim)
+    if x.dtype.kind != "f":
+        x = Tensor(x.data.astype("float32"))
+    return Mean(dims, keepdim).apply(x)
 
 
 def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
@@ -120,6 +130,8 @@ def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
     if dim is None:
         values, _ = Max(None, False).apply(x)
         return values
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"max: dim must be an int or None, got {dim!r}")
     (d,) = normalize_dims("max", dim, x.ndim)
     values, indices = Max(d, keepdim).apply(x)
     indices.requires_grad = False

@@ -43,7 +43,7 @@ class Permute(Function):
 
 
 class GetItem(Function):
-    """y = x[key]; gx = zeros with gy scattered (summed where fancy indices repeat)."""
+    """y = x[key]; gx = zeros with gy scattered back (summed where fancy indices repeat)."""
 
     def __init__(self, key: Any) -> None:
         self.key = key
@@ -54,12 +54,16 @@ class GetItem(Function):
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
-        gx = xp.zeros(self.x_shape, dtype=self.x_dtype)
         keys = self.key if isinstance(self.key, tuple) else (self.key,)
         if any(hasattr(k, "shape") or isinstance(k, list) for k in keys):
-            backend.scatter_add(xp, gx, self.key, gy)  # fancy index: repeats must add up
-        else:
-            gx[self.key] = gy  # basic slicing never repeats an element
+            # fancy index: an element may be picked twice, so its gradients must add up.
+            # where[i] = flat position in x of output element i; bincount sums repeats.
+            size = int(np.prod(self.x_shape))
+            where = xp.arange(size).reshape(self.x_shape)[self.key]  # gy's shape
+            gx = xp.bincount(where.reshape(-1), weights=gy.reshape(-1), minlength=size)
+            return gx.astype(self.x_dtype, copy=False).reshape(self.x_shape)
+        gx = xp.zeros(self.x_shape, dtype=self.x_dtype)
+        gx[self.key] = gy  # basic slicing never repeats an element
         return gx
 
 
