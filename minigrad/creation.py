@@ -20,8 +20,8 @@ __all__ = ["ones", "rand", "randn", "tensor", "zeros"]
 def _infer_dtype(data: Any, dtype: np.dtype | None) -> np.dtype:
     if dtype is not None:
         return dtype
-    if isinstance(data, np.ndarray) or backend.is_cupy_array(data):
-        return data.dtype
+    if isinstance(data, (np.ndarray, np.generic)) or backend.is_cupy_array(data):
+        return data.dtype  # arrays and NumPy scalars keep their dtype
     kind = np.asarray(data).dtype.kind
     if kind == "f":
         return np.dtype(np.float32)
@@ -29,7 +29,10 @@ def _infer_dtype(data: Any, dtype: np.dtype | None) -> np.dtype:
         return np.dtype(np.int64)
     if kind == "b":
         return np.dtype(bool)
-    raise TypeError(f"tensor: cannot make a tensor from data of kind {kind!r}")
+    raise TypeError(
+        f"tensor: cannot make a tensor from {type(data).__name__} data "
+        f"(NumPy kind {kind!r}); expected numbers, bools or nested sequences of them"
+    )
 
 
 def tensor(
@@ -37,12 +40,21 @@ def tensor(
 ) -> Tensor:
     """A new leaf tensor that owns a copy of ``data``.
 
-    Python floats become float32 (numpy arrays keep their dtype), ints int64.
-    Raises TypeError for requires_grad on a non-float dtype.
+    Args:
+        data: a number, nested sequence, NumPy/CuPy array or Tensor.
+        dtype: a NumPy dtype or its name (``"float64"``). By default Python floats become
+            float32, Python ints int64, bools bool; arrays and NumPy scalars keep their dtype.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        requires_grad: record operations on it for backward (floating dtypes only).
+
+    Raises:
+        TypeError: an unknown dtype, data that is not numeric, requires_grad on a
+            non-floating dtype.
+        ValueError: an unknown or unavailable device.
     """
     if isinstance(data, Tensor):
         data = data.data
-    dt = _infer_dtype(data, _to_dtype(dtype))
+    dt = _infer_dtype(data, _to_dtype(dtype, "tensor"))
     device = backend.normalize_device(device)
     if device == "cpu":
         arr = np.array(backend.as_numpy(data), dtype=dt)
@@ -51,26 +63,34 @@ def tensor(
     return Tensor(arr, requires_grad=requires_grad)
 
 
-def _factory(fill: Callable[[Any, tuple[int, ...], np.dtype], Any]) -> Callable[..., Tensor]:
+Fill = Callable[[Any, tuple[int, ...], np.dtype], Any]
+
+
+def _factory(name: str, fill: Fill, doc: str, float_only: bool = False) -> Callable[..., Tensor]:
     def make(
         *shape: Any, dtype: Any = "float32", device: Any = "cpu", requires_grad: bool = False
     ) -> Tensor:
         if len(shape) == 1 and isinstance(shape[0], Sequence):
             shape = tuple(shape[0])
+        if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in shape):
+            raise TypeError(f"{name}: shape must be ints, got {shape}")
+        if any(s < 0 for s in shape):
+            raise ValueError(f"{name}: negative dimension in shape {tuple(shape)}")
+        dt = _to_dtype(dtype, name)
+        if float_only and dt.kind != "f":
+            raise TypeError(f"{name}: dtype must be floating point, got {dt}")
         device = backend.normalize_device(device)
         xp = np if device == "cpu" else backend._require_cuda(device)
         with backend.device_context(device):
-            arr = fill(xp, tuple(int(s) for s in shape), np.dtype(dtype))
+            arr = fill(xp, tuple(int(s) for s in shape), dt)
         return Tensor(arr, requires_grad=requires_grad)
 
+    make.__name__ = make.__qualname__ = name
+    make.__doc__ = f"{name}(*shape, dtype='float32', device='cpu', requires_grad=False): {doc}"
     return make
 
 
-zeros = _factory(lambda xp, s, dt: xp.zeros(s, dtype=dt))
-ones = _factory(lambda xp, s, dt: xp.ones(s, dtype=dt))
-
-
-def _random_fill(method: str) -> Callable[[Any, tuple[int, ...], np.dtype], Any]:
+def _random_fill(method: str) -> Fill:
     def fill(xp: Any, shape: tuple[int, ...], dt: np.dtype) -> Any:
         dev = "cpu" if xp is np else f"cuda:{xp.cuda.Device().id}"
         g = backend.generator(dev)
@@ -80,10 +100,17 @@ def _random_fill(method: str) -> Callable[[Any, tuple[int, ...], np.dtype], Any]
     return fill
 
 
-randn = _factory(_random_fill("randn"))
-rand = _factory(_random_fill("rand"))
-
-zeros.__doc__ = "zeros(*shape, dtype='float32', device='cpu', requires_grad=False)"
-ones.__doc__ = "ones(*shape, dtype='float32', device='cpu', requires_grad=False)"
-randn.__doc__ = "Standard normal samples from the device's seeded generator."
-rand.__doc__ = "Uniform [0, 1) samples from the device's seeded generator."
+zeros = _factory("zeros", lambda xp, s, dt: xp.zeros(s, dtype=dt), "a tensor of zeros.")
+ones = _factory("ones", lambda xp, s, dt: xp.ones(s, dtype=dt), "a tensor of ones.")
+randn = _factory(
+    "randn",
+    _random_fill("randn"),
+    "standard normal samples from the device's generator (seeded by manual_seed).",
+    float_only=True,
+)
+rand = _factory(
+    "rand",
+    _random_fill("rand"),
+    "uniform [0, 1) samples from the device's generator (seeded by manual_seed).",
+    float_only=True,
+)

@@ -41,13 +41,14 @@ __all__ = [
 ]
 
 
-def _to_dtype(dtype: Any) -> np.dtype | None:
+def _to_dtype(dtype: Any, op: str = "tensor") -> np.dtype | None:
+    """``dtype`` (a NumPy dtype, type or name) as an ``np.dtype``; None stays None."""
     if dtype is None:
         return None
     try:
         return np.dtype(dtype)
-    except TypeError as e:
-        raise TypeError(f"tensor: unknown dtype {dtype!r}") from e
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{op}: unknown dtype {dtype!r}") from e
 
 
 class Tensor:
@@ -143,13 +144,18 @@ class Tensor:
         from minigrad.functional import shape as _shape
 
         out = self
-        dt = _to_dtype(dtype)
+        dt = _to_dtype(dtype, "to")
         if device is not None:
             try:
                 device = backend.normalize_device(device)
             except ValueError:
                 # allow t.to("float64") like torch's t.to(torch.float64)
-                device, dt = None, _to_dtype(device)
+                try:
+                    device, dt = None, np.dtype(device)
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"to: {device!r} is neither a device ('cpu', 'cuda', 'cuda:N') nor a dtype"
+                    ) from None
         if device is not None and device != self.device:
             out = _shape.ToDevice(device).apply(out)
         if dt is not None and dt != out.dtype:
@@ -306,7 +312,8 @@ class Tensor:
         return F.transpose(self, dim0, dim1)
 
     def permute(self, *dims: Any) -> Tensor:
-        return F.permute(self, dims[0] if len(dims) == 1 else dims)
+        """``x.permute(2, 0, 1)`` or ``x.permute((2, 0, 1))``."""
+        return F.permute(self, dims[0] if len(dims) == 1 and not isinstance(dims[0], int) else dims)
 
     @property
     def T(self) -> Tensor:
