@@ -1,0 +1,267 @@
+"""The backward engine: deep chains, accumulation, graph release, no_grad, hooks, seeding."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad import backend
+from minigrad.autograd import Function
+from minigrad.backend import as_numpy as host
+
+
+def leaf(values, device, dtype="float64"):
+    return mg.tensor(values, dtype=dtype, device=device, requires_grad=True)
+
+
+def test_a_10000_node_chain_backpropagates(device):
+    x = leaf([1.0, 2.0], device)
+    h = x
+    for i in range(10_000):  # alternate ops so every node is a different Function
+        h = h * 1.0001 if i % 2 else h + 0.5
+    h.sum().backward()
+    np.testing.assert_allclose(host(x.grad), [1.0001**5000] * 2, rtol=1e-12)
+
+
+def test_fan_out_gradients_add_up(device):
+    x = leaf([2.0, -3.0], device)
+    a = x * x  # x used twice by one op
+    b = F.exp(x)  # and again by others
+    c = x * 4.0
+    (a + b + c + a).sum().backward()  # a itself fans out too
+    v = np.array([2.0, -3.0])
+    np.testing.assert_allclose(host(x.grad), 4 * v + np.exp(v) + 4, rtol=1e-14)
+
+
+def test_diamond_graph(device):
+    x = leaf([0.5], device)
+    y = F.tanh(x)
+    z = y * y + F.sigmoid(y)  # both branches meet again
+    z.backward()
+    t = np.tanh(0.5)
+    s = 1 / (1 + np.exp(-t))
+    np.testing.assert_allclose(host(x.grad), [(2 * t + s * (1 - s)) * (1 - t * t)], rtol=1e-14)
+
+
+def test_gradients_accumulate_across_backward_calls_until_cleared(device):
+    x = leaf([1.0, 2.0], device)
+    for k in range(1, 4):
+        (x * 3).sum().backward()
+        np.testing.assert_array_equal(host(x.grad), [3.0 * k] * 2)
+    x.zero_grad()
+    assert x.grad is None
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(host(x.grad), [2.0, 4.0])
+    x.grad = None
+    (x * 5).sum().backward()
+    np.testing.assert_array_equal(host(x.grad), [5.0, 5.0])
+
+
+def test_accumulation_never_writes_into_an_array_another_tensor_holds(device):
+    a, b = leaf([1.0], device), leaf([1.0], device)
+    (a + b).backward()  # Add may hand the same gy array to both inputs
+    (a * 2).backward()
+    np.testing.assert_array_equal(host(a.grad), [3.0])
+    np.testing.assert_array_equal(host(b.grad), [1.0])
+
+
+def test_broadcasting_is_reduced_back_to_each_input_shape(device):
+    x = leaf(np.ones((4, 3)), device)
+    w = leaf(np.ones((3, 2)), device)
+    b = leaf(np.zeros(2), device)
+    s = leaf(2.0, device)
+    ((x @ w + b) * s).sum().backward()
+    assert (x.grad.shape, w.grad.shape, b.grad.shape, s.grad.shape) == ((4, 3), (3, 2), (2,), ())
+    np.testing.assert_array_equal(host(b.grad), [8.0, 8.0])  # 4 rows * s
+    assert float(s.grad) == 24.0
+
+
+def test_the_graph_is_released_after_backward(device):
+    x = leaf([1.0, 2.0], device)
+    y = (x * x).sum()
+    mul = y.grad_fn.inputs[0].grad_fn
+    assert hasattr(mul, "a")
+    y.backward()
+    assert not hasattr(mul, "a") and not hasattr(mul, "b")  # saved arrays freed
+    with pytest.raises(
+        RuntimeError, match=r"graph through \w+ was already freed.*retain_graph=True"
+    ):
+        y.backward()
+
+
+def test_retain_graph_allows_a_second_backward(device):
+    x = leaf([1.0, 2.0], device)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_array_equal(host(x.grad), [4.0, 8.0])
+
+
+def test_no_grad_records_nothing(device):
+    x = leaf([1.0], device)
+    with mg.no_grad():
+        assert not mg.is_grad_enabled()
+        y = F.relu(x * 2) + x
+        with mg.enable_grad():
+            z = x * 2
+        assert not mg.is_grad_enabled()
+    assert mg.is_grad_enabled()
+    assert not y.requires_grad and y.grad_fn is None
+    assert z.requires_grad and z.grad_fn is not None
+
+    @mg.no_grad()
+    def infer(t):
+        return t * 3
+
+    assert infer(x).grad_fn is None and mg.is_grad_enabled()
+
+
+def test_no_grad_is_restored_after_an_exception_and_is_per_thread(device):
+    with pytest.raises(KeyError), mg.no_grad():
+        raise KeyError
+    assert mg.is_grad_enabled()
+    seen = []
+    with mg.no_grad():
+        t = threading.Thread(target=lambda: seen.append(mg.is_grad_enabled()))
+        t.start()
+        t.join()
+    assert seen == [True]
+
+
+def test_only_inputs_that_need_grad_get_one(device):
+    x = leaf([1.0, 2.0], device)
+    c = mg.tensor([3.0, 4.0], dtype="float64", device=device)
+    (x * c).sum().backward()
+    assert c.grad is None and not c.requires_grad
+    np.testing.assert_array_equal(host(x.grad), [3.0, 4.0])
+
+
+def test_unused_outputs_of_a_multi_output_op_get_zero_gradient(device):
+    x = leaf(np.arange(6.0).reshape(3, 2), device)
+    _, mid, _ = F.split(x, 1, dim=0)
+    (mid * 2).sum().backward()
+    np.testing.assert_array_equal(host(x.grad), [[0, 0], [2, 2], [0, 0]])
+
+
+def test_manual_seed_makes_every_random_factory_reproducible(device):
+    def draw():
+        return [mg.randn(5, device=device).numpy(), mg.rand(5, device=device).numpy()]
+
+    mg.manual_seed(42)
+    first = draw()
+    mg.manual_seed(42)
+    again = draw()
+    mg.manual_seed(43)
+    other = draw()
+    for a, b, c in zip(first, again, other):
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+
+
+# ---------------------------------------------------------------- tensor hooks, retain_grad
+def test_hook_is_called_with_the_gradient_and_may_replace_it(device):
+    x = leaf([1.0, 2.0], device)
+    seen = []
+    x.register_hook(lambda g: seen.append(host(g).copy()))  # observes, returns None
+    x.register_hook(lambda g: g * 10)  # replaces
+    (x * 3).sum().backward()
+    np.testing.assert_array_equal(seen[0], [3.0, 3.0])
+    np.testing.assert_array_equal(host(x.grad), [30.0, 30.0])
+
+
+def test_hook_on_an_intermediate_changes_everything_further_back(device):
+    x = leaf([1.0, 2.0], device)
+    m = x * 2
+    m.register_hook(lambda g: mg.tensor(host(g) * 0 + 1, dtype="float64", device=device))
+    (m * m).sum().backward()  # dL/dm = 2m, replaced by ones (a Tensor is accepted too)
+    np.testing.assert_array_equal(host(x.grad), [2.0, 2.0])
+    assert m.grad is None  # not retained
+
+
+def test_removed_hook_stops_firing(device):
+    x = leaf([1.0], device)
+    calls = []
+    handle = x.register_hook(lambda g: calls.append(1))
+    x.sum().backward()
+    handle.remove()
+    handle.remove()  # twice is harmless
+    x.sum().backward()
+    assert len(calls) == 1
+    with x.register_hook(lambda g: calls.append(2)):
+        x.sum().backward()
+    x.sum().backward()
+    assert calls == [1, 2]
+
+
+def test_retain_grad_keeps_and_accumulates_the_gradient_of_intermediates(device):
+    x = leaf([1.0, 2.0], device)
+    m = x * 2
+    m.retain_grad()
+    out = (m * m).sum()
+    out.backward(retain_graph=True)
+    np.testing.assert_array_equal(host(m.grad), [4.0, 8.0])
+    out.backward()
+    np.testing.assert_array_equal(host(m.grad), [8.0, 16.0])
+    assert m.grad.dtype == np.float64
+
+
+def test_hooks_need_a_tensor_that_requires_grad(device):
+    t = mg.ones(2, device=device)
+    with pytest.raises(RuntimeError, match="register_hook: tensor does not require grad"):
+        t.register_hook(lambda g: g)
+    with pytest.raises(RuntimeError, match="retain_grad: tensor does not require grad"):
+        t.retain_grad()
+
+
+# ---------------------------------------------------------------- Function.apply checks
+class Twice(Function):
+    """y = 2x; gx = 2 gy (or a wrongly shaped gradient when ``bad``)."""
+
+    def __init__(self, bad: bool = False) -> None:
+        self.bad = bad
+
+    def forward(self, x):
+        return 2 * x
+
+    def backward(self, gy):
+        return (2 * gy)[..., :1] if self.bad else 2 * gy
+
+
+def test_a_backward_returning_the_wrong_shape_is_named(device):
+    x = leaf([1.0, 2.0], device)
+    with pytest.raises(
+        RuntimeError,
+        match=r"Twice.backward returned a gradient of shape \(1,\) for an input of shape \(2,\)",
+    ):
+        Twice(bad=True).apply(x).sum().backward()
+
+
+def test_apply_refuses_non_tensors(device):
+    with pytest.raises(TypeError, match="Twice: expected Tensor inputs, got ndarray"):
+        Twice().apply(np.ones(2))
+
+
+def test_apply_refuses_mixed_float_dtypes(device):
+    a = mg.ones(2, dtype="float32", device=device)
+    b = mg.ones(2, dtype="float64", device=device)
+    with pytest.raises(TypeError, match="Add: mixed float dtypes float32 and float64"):
+        a + b
+
+
+def test_apply_refuses_mixed_devices(monkeypatch):
+    """A fake second device: arrays in ``on_gpu`` report cuda:0 (no GPU is needed)."""
+    a, b = mg.ones(2), mg.ones(2)
+    on_gpu = {id(b.data)}
+    real = backend.device_of
+    monkeypatch.setattr(backend, "device_of", lambda x: "cuda:0" if id(x) in on_gpu else real(x))
+    assert b.device == "cuda:0"
+    with pytest.raises(ValueError, match="Add: inputs are on different devices: cpu and cuda:0"):
+        a + b
+    w = mg.ones(1, 2, 1, 1)
+    on_gpu.add(id(w.data))
+    with pytest.raises(ValueError, match="Conv2d: inputs are on different devices: cpu and cuda:0"):
+        F.conv2d(mg.ones(1, 2, 3, 3), w)
