@@ -127,6 +127,28 @@ def device_context(device: str) -> Any:
     return _require_cuda(device).cuda.Device(int(device.split(":")[1]))
 
 
+def set_tf32(enabled: bool) -> None:
+    """Let CuPy's float32 matmuls (every conv and linear layer) use TF32 tensor cores.
+
+    TF32 keeps float32's range with a 10-bit mantissa: roughly 2-8x faster GEMMs on Ampere
+    and newer GPUs, at about 1e-3 relative error per product. Off by default.
+
+    Raises:
+        ValueError: when CUDA is not available (NumPy on the CPU has no TF32).
+    """
+    cp = _import_cupy()
+    if cp is None or not cuda_available():
+        raise ValueError("set_tf32: TF32 needs CuPy and a CUDA device; the CPU has no TF32")
+    os.environ["CUPY_TF32"] = "1" if enabled else "0"  # read by CuPy on its first matmul
+    try:
+        from cupy._core import _routines_linalg as linalg  # noqa: PLC0415
+
+        mode = linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_FP32
+        linalg.set_compute_type(np.float32, mode)  # takes effect at once
+    except (ImportError, AttributeError):  # another CuPy layout: the variable above decides
+        pass
+
+
 # ---------------------------------------------------------------- randomness
 _seed: int | None = None
 _generators: dict[str, Any] = {}
