@@ -195,3 +195,13 @@ def test_comparisons_and_argmax_are_not_differentiable(device):
     np.testing.assert_array_equal(x.argmax(dim=1).numpy(), [1, 0])
     assert x.argmax(dim=0, keepdim=True).shape == (1, 2)
     assert x.argmax().item() == 2
+
+
+def test_python_conversions_of_one_element_tensors(device):
+    assert float(mg.tensor([[1.5]], device=device)) == 1.5
+    assert int(mg.tensor(3, device=device)) == 3
+    assert bool(mg.tensor(2.0, device=device)) and not bool(mg.tensor([0.0], device=device))
+    with pytest.raises(ValueError, match="bool: the truth value of a tensor with 2 elements"):
+        bool(mg.ones(2, device=device))
+    with pytest.raises(TypeError, match="len\\(\\) of a 0-d tensor"):
+        len(mg.tensor(1.0, device=device))
