@@ -1,0 +1,103 @@
+"""Timing, ceiling and memory helpers shared by the benchmark scripts.
+
+Everything here works on CPU (NumPy) and GPU (CuPy, reached only through
+``minigrad.backend``): ``Device`` knows how to make arrays, wait for queued work and read
+the memory high-water mark of the process or of the device pool.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from minigrad import backend
+
+
+class Device:
+    """One benchmark device: array factory, synchronisation and memory read-outs."""
+
+    def __init__(self, device: str) -> None:
+        self.name = backend.normalize_device(device)
+        self.xp = backend.get_array_module(backend.to_device(np.zeros(1, np.float32), self.name))
+        self.is_cpu = self.name == "cpu"
+
+    def sync(self) -> None:
+        """Wait until the device has finished the queued work (a no-op on the CPU)."""
+        if not self.is_cpu:
+            self.xp.cuda.get_current_stream().synchronize()
+
+    def randn(self, rng: np.random.Generator, *shape: int) -> Any:
+        """Standard-normal float32 array on this device."""
+        return backend.to_device(rng.standard_normal(shape, dtype=np.float32), self.name)
+
+    def peak_memory_bytes(self) -> int:
+        """Host: peak resident set size of this process. GPU: bytes held by CuPy's pool.
+
+        CuPy's default pool keeps every block it ever allocated until asked to free it, so
+        its ``total_bytes()`` after a run is the run's device-memory high-water mark.
+        """
+        if self.is_cpu:
+            kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            return kib if sys.platform == "darwin" else kib * 1024  # macOS reports bytes
+        return int(self.xp.get_default_memory_pool().total_bytes())
+
+
+def median_time(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one untimed warm-up call."""
+    fn()  # warm-up (allocator, BLAS threads, CuPy kernel compilation)
+    sync()
+    times = []
+    for _ in range(repeats):
+        times.append(timed(fn, sync))
+    return statistics.median(times)
+
+
+def timed(fn: Callable[[], Any], sync: Callable[[], None]) -> float:
+    """Wall time of one ``fn()`` call, the device synchronised before the clock stops."""
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
+
+
+class GemmCeiling:
+    """The float32 matrix-product rate of this machine: an ``n x n @ n x n`` product.
+
+    ``sample()`` times one product; call it between the timed steps of a benchmark so the
+    ceiling is measured under the same load (other processes, clocks) as the work it is
+    compared with, and take ``rate()``, the FLOP/s of the median sample.
+    """
+
+    def __init__(self, dev: Device, n: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.dev, self.n = dev, n
+        self.a, self.b = dev.randn(rng, n, n), dev.randn(rng, n, n)
+        self.out = dev.xp.empty((n, n), dtype=np.float32)
+        self.times: list[float] = []
+        dev.xp.matmul(self.a, self.b, out=self.out)  # warm-up
+        dev.sync()
+
+    def sample(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.times.append(
+                timed(lambda: self.dev.xp.matmul(self.a, self.b, out=self.out), self.dev.sync)
+            )
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.n**3
+
+    def rate(self) -> float:
+        """FLOP/s of the median sampled product."""
+        return self.flops / statistics.median(self.times)
+
+
+def fmt_bytes(n: float) -> str:
+    """Bytes as MiB or GiB with one decimal."""
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"

@@ -1,0 +1,61 @@
+"""cProfile of one GoogLeNet training step: where the time of a step goes, by function.
+
+Builds the same step as ``bench_train.py`` (train-mode forward with aux heads,
+``googlenet_loss``, backward, SGD momentum step), runs one untimed warm-up step, then
+profiles one step and prints the top entries by own time (``tottime``: time inside the
+function itself, not in what it calls), so NumPy kernels show up under their own names.
+
+    python benchmarks/profile_step.py                       # CIFAR stem, width 1.0, batch 32
+    python benchmarks/profile_step.py --width 0.25 --batch 64 --top 30
+    python benchmarks/profile_step.py --sort cumulative
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import time
+
+from _common import Device
+from bench_train import CPU_CONFIGS, Config, make_step
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--stem", default="cifar", choices=["cifar", "imagenet"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
+    args = parser.parse_args(argv)
+    base = CPU_CONFIGS[0]
+    size, classes = (32, 10) if args.stem == "cifar" else (224, 1000)
+    cfg = Config("profile", args.stem, args.width, args.batch, size, classes, base.target)
+    dev = Device(args.device)
+    step, _, _ = make_step(cfg, dev)
+    step()  # warm-up
+    dev.sync()
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    step()
+    dev.sync()
+    prof.disable()
+    wall = time.perf_counter() - t0
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.strip_dirs().sort_stats(args.sort).print_stats(args.top)
+    print(
+        f"one training step, stem={args.stem} width={args.width} batch={args.batch} "
+        f"{dev.name}: {wall:.3f} s under the profiler"
+    )
+    # drop pstats' preamble (the file name line and blank lines) but keep the totals line
+    lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
