@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from minigrad import backend
@@ -27,7 +26,7 @@ __all__ = [
     "run_backward",
 ]
 
-_state = threading.local()
+_state = threading.local()  # per thread: .enabled, .saved (modes to restore on exit)
 
 
 def is_grad_enabled() -> bool:
@@ -35,36 +34,39 @@ def is_grad_enabled() -> bool:
     return getattr(_state, "enabled", True)
 
 
-@contextlib.contextmanager
-def _grad_mode(enabled: bool) -> Iterator[None]:
-    prev = is_grad_enabled()
+def _enter_mode(enabled: bool) -> None:
+    if not hasattr(_state, "saved"):
+        _state.saved = []
+    _state.saved.append(is_grad_enabled())
     _state.enabled = enabled
-    try:
-        yield
-    finally:
-        _state.enabled = prev
+
+
+def _exit_mode() -> None:
+    _state.enabled = _state.saved.pop()
 
 
 class no_grad(contextlib.ContextDecorator):
-    """Context manager / decorator under which ops record no graph."""
+    """Context manager / decorator under which ops record no graph.
+
+    The mode to restore lives on a per-thread stack, not on the instance, so one instance
+    may be nested, used by a recursive decorated function, or shared between threads.
+    """
 
     def __enter__(self) -> None:
-        self._cm = _grad_mode(False)
-        self._cm.__enter__()
+        _enter_mode(False)
 
     def __exit__(self, *exc: Any) -> None:
-        self._cm.__exit__(*exc)
+        _exit_mode()
 
 
 class enable_grad(contextlib.ContextDecorator):
     """Context manager / decorator that turns graph recording back on."""
 
     def __enter__(self) -> None:
-        self._cm = _grad_mode(True)
-        self._cm.__enter__()
+        _enter_mode(True)
 
     def __exit__(self, *exc: Any) -> None:
-        self._cm.__exit__(*exc)
+        _exit_mode()
 
 
 class RemovableHandle:

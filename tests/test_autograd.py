@@ -131,6 +131,25 @@ def test_no_grad_is_restored_after_an_exception_and_is_per_thread(device):
     assert seen == [True]
 
 
+def test_one_no_grad_instance_can_be_nested_and_recursed():
+    ng = mg.no_grad()
+    with ng:
+        with ng:
+            pass
+        assert not mg.is_grad_enabled()  # the inner exit restores "off", not "on"
+    assert mg.is_grad_enabled()
+
+    @mg.no_grad()
+    def depth(n):
+        assert not mg.is_grad_enabled()
+        return depth(n - 1) if n else mg.is_grad_enabled()
+
+    assert depth(3) is False and mg.is_grad_enabled()
+    with mg.enable_grad():  # enable_grad outside no_grad is a no-op that restores "on"
+        assert mg.is_grad_enabled()
+    assert mg.is_grad_enabled()
+
+
 def test_only_inputs_that_need_grad_get_one(device):
     x = leaf([1.0, 2.0], device)
     c = mg.tensor([3.0, 4.0], dtype="float64", device=device)
