@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from minigrad.autograd import Function
@@ -140,6 +141,8 @@ class Pow(Function):
         return x**self.c
 
     def backward(self, gy: Any) -> Any:
+        if self.c == 0:  # y = 1: the gradient is 0, also at x = 0 (no 0 * inf)
+            return get_array_module(gy).zeros_like(gy)
         return gy * (self.c * self.x ** (self.c - 1))
 
 
@@ -255,7 +258,11 @@ def pow(x: Tensor, exponent: float) -> Tensor:
     """
     if isinstance(exponent, Tensor):
         raise TypeError("pow: the exponent must be a Python number, not a Tensor")
-    return Pow(exponent).apply(x)
+    if isinstance(exponent, bool) or not isinstance(exponent, numbers.Real):
+        raise TypeError(f"pow: the exponent must be a number, got {exponent!r}")
+    # a Python int/float, so a NumPy float64 exponent cannot turn float32 x into float64
+    c = int(exponent) if isinstance(exponent, numbers.Integral) else float(exponent)
+    return Pow(c).apply(x)
 
 
 def exp(x: Tensor) -> Tensor:

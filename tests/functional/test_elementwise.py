@@ -191,10 +191,18 @@ def _np(v):
     return v.numpy() if isinstance(v, mg.Tensor) else v
 
 
-def test_pow_with_a_tensor_exponent_is_refused(device):
-    x = mg.tensor([1.0], device=device)
+def test_pow_exponent_rules(device):
+    x = mg.tensor([0.0, 2.0], device=device, requires_grad=True)
+    for c in (np.float64(2.5), np.int64(2), 2.5, 3):
+        assert (x**c).dtype == np.float32, c  # NumPy scalars do not promote float32
+    y = x**0  # constant 1: gradient 0 everywhere, also at x = 0
+    y.sum().backward()
+    np.testing.assert_array_equal(host(x.grad), [0.0, 0.0])
+    np.testing.assert_array_equal(y.numpy(), [1.0, 1.0])
     with pytest.raises(TypeError, match="pow: the exponent must be a Python number"):
         x**x
+    with pytest.raises(TypeError, match="pow: the exponent must be a number, got '2'"):
+        F.pow(x, "2")
 
 
 def test_binary_op_without_any_tensor_is_refused():
