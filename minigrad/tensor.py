@@ -66,7 +66,10 @@ class Tensor:
         if isinstance(data, Tensor):
             data = data.data
         if not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
-            data = np.asarray(data)
+            arr = np.asarray(data)
+            if arr.dtype == np.float64 and not isinstance(data, np.generic):
+                arr = arr.astype(np.float32)  # Python floats: float32, as mg.tensor does
+            data = arr
         if requires_grad and data.dtype.kind != "f":
             raise TypeError(
                 f"tensor: only floating-point tensors can require grad, got dtype {data.dtype}"

@@ -205,3 +205,11 @@ def test_python_conversions_of_one_element_tensors(device):
         bool(mg.ones(2, device=device))
     with pytest.raises(TypeError, match="len\\(\\) of a 0-d tensor"):
         len(mg.tensor(1.0, device=device))
+
+
+def test_the_tensor_class_follows_the_same_dtype_rules_for_python_data():
+    assert mg.Tensor([1.0, 2.0]).dtype == np.float32
+    assert mg.Tensor(0.5).dtype == np.float32
+    assert mg.Tensor([1, 2]).dtype == np.int64
+    assert mg.Tensor(np.float64(0.5)).dtype == np.float64
+    assert mg.Tensor(np.ones(2)).dtype == np.float64  # arrays are wrapped as they are
