@@ -12,7 +12,6 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from minigrad.backend import device_of
 from minigrad.tensor import Tensor, is_grad_enabled
 
 
@@ -76,12 +75,35 @@ class Function:
         return outs if multi else outs[0]
 
     def release(self) -> None:
-        """Drop everything saved for backward (called after backward unless retain_graph)."""
+        """Drop everything saved for backward (called after backward unless retain_graph).
+
+        The graph's structure stays (for graph drawings and the "already freed" error), but
+        an input that another op produced is replaced by a data-free :class:`ReleasedInput`,
+        so a root kept after backward (last iteration's loss, say) does not keep every
+        intermediate activation alive.
+        """
         keep = {"inputs", "outputs", "output_meta", "needs_input_grad", "requires_grad"}
         for k in [k for k in vars(self) if k not in keep]:
             delattr(self, k)
+        if getattr(self, "inputs", None) is not None:
+            self.inputs = tuple(t if t._ctx is None else ReleasedInput(t) for t in self.inputs)
         self._released = True
 
     def __repr__(self) -> str:
-        dev = device_of(self.inputs[0].data) if getattr(self, "inputs", None) else "?"
+        dev = self.inputs[0].device if getattr(self, "inputs", None) else "?"
         return f"<{self.name} on {dev}>"
+
+
+class ReleasedInput:
+    """What a released op keeps of an input another op produced: its origin, not its data."""
+
+    __slots__ = ("_ctx", "_out_idx", "shape", "dtype", "device", "name", "requires_grad")
+    is_leaf = False
+
+    def __init__(self, t: Tensor) -> None:
+        self._ctx, self._out_idx = t._ctx, t._out_idx
+        self.shape, self.dtype, self.device = t.shape, t.dtype, t.device
+        self.name, self.requires_grad = t.name, t.requires_grad
+
+    def __repr__(self) -> str:
+        return f"<released output {self._out_idx} of {self._ctx.name}, shape {self.shape}>"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 import pytest
 
 import minigrad as mg
 import minigrad.functional as F
+from minigrad import viz
 from minigrad.autograd import Function
 from minigrad.backend import as_numpy as host
 
@@ -90,6 +92,22 @@ def test_the_graph_is_released_after_backward(device):
         RuntimeError, match=r"graph through \w+ was already freed.*retain_graph=True"
     ):
         y.backward()
+
+
+def test_a_root_kept_after_backward_does_not_keep_the_activations_alive(device):
+    x = leaf(np.ones((50, 40)), device)
+    h1 = x * 2
+    h2 = F.exp(h1)
+    loss = F.relu(h2).sum()
+    dead = [weakref.ref(h1), weakref.ref(h2)]
+    del h1, h2
+    assert all(r() is not None for r in dead)  # the graph holds them until backward
+    loss.backward()
+    assert all(r() is None for r in dead)  # like last iteration's loss in a training loop
+    stand_in = loss.grad_fn.inputs[0]
+    assert stand_in._ctx.name == "ReLU" and stand_in.shape == (50, 40)
+    drawing = viz.to_dot(loss)  # the structure is still there to draw
+    assert all(op in drawing for op in ("Mul", "Exp", "ReLU", "Sum"))
 
 
 def test_retain_graph_allows_a_second_backward(device):
