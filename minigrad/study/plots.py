@@ -117,7 +117,8 @@ def plot_heatmap(
     plt = _pyplot()
     with np.errstate(divide="ignore", invalid="ignore"):
         logv = np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.25 * len(steps) + 3), max(3.0, 0.28 * len(names))))
+    w = min(12.0, max(6.0, 0.12 * len(steps) + 3))
+    fig, ax = plt.subplots(figsize=(w, max(3.0, 0.28 * len(names) + 1)))
     im = ax.imshow(logv, aspect="auto", interpolation="nearest", cmap="viridis")
     ax.set_yticks(np.arange(len(names)), names, fontsize=7)
     ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 10)).round().astype(int))
