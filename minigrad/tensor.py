@@ -11,6 +11,8 @@ re-exported here.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -285,6 +287,12 @@ class Tensor:
 
     def __pow__(self, exponent: float) -> Tensor:
         return F.pow(self, exponent)
+
+    def __rpow__(self, base: float) -> Tensor:
+        """``base ** x`` for a positive number ``base``, as ``exp(x * log(base))``."""
+        if isinstance(base, bool) or not isinstance(base, numbers.Real) or not base > 0:
+            raise ValueError(f"rpow: base ** tensor needs a positive number base, got {base!r}")
+        return F.exp(self * math.log(base))
 
     def __neg__(self) -> Tensor:
         return F.neg(self)

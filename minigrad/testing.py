@@ -180,8 +180,10 @@ def float_arrays(
     return np.random.default_rng(seed).uniform(low, high, size=shape).astype(dtype)
 
 
-def shapes(min_dims: int = 1, max_dims: int = 4, min_side: int = 1, max_side: int = 4):
-    """Array shapes as tuples."""
+def shapes(
+    min_dims: int = 1, max_dims: int = 4, min_side: int = 1, max_side: int = 4
+) -> st.SearchStrategy[tuple[int, ...]]:
+    """Array shapes as tuples of ``min_dims..max_dims`` sides in ``min_side..max_side``."""
     return st.lists(st.integers(min_side, max_side), min_size=min_dims, max_size=max_dims).map(
         tuple
     )

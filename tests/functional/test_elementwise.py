@@ -158,6 +158,7 @@ def test_operators_with_python_scalars_on_either_side(device):
         (lambda x: x**2, v**2, 2 * v),
         (lambda x: x**0.5, v**0.5, 0.5 * v**-0.5),
         (lambda x: -x, -v, [-1, -1, -1]),
+        (lambda x: 2**x, 2**v, np.log(2) * 2**v),
     ]
     for fn, want, grad in cases:
         x.grad = None
@@ -203,6 +204,8 @@ def test_pow_exponent_rules(device):
         x**x
     with pytest.raises(TypeError, match="pow: the exponent must be a number, got '2'"):
         F.pow(x, "2")
+    with pytest.raises(ValueError, match="rpow: base \\*\\* tensor needs a positive number base"):
+        (-2) ** x
 
 
 def test_binary_op_without_any_tensor_is_refused():
