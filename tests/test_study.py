@@ -231,3 +231,28 @@ def test_cli_runs_on_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     missing = ["--checkpoint", str(tmp_path / "none.npz"), "--out", str(out)]
     assert study_main(missing) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_uses_the_checkpoints_model_and_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import googlenet
+
+    model = tiny_googlenet().float().eval()
+    calls = []
+
+    def fake_load(path: str, device: str) -> tuple[GoogLeNet, dict]:
+        calls.append((path, device))
+        return model, {"dataset": "digits", "image_size": 16}
+
+    monkeypatch.setattr(googlenet, "load_for_inference", fake_load)
+    ckpt = tmp_path / "best.npz"
+    ckpt.write_bytes(b"")
+    argv = ["--checkpoint", str(ckpt), "--batch-size", "4", "--out", str(tmp_path), "--no-plots"]
+    assert study_main([*argv, "--device", "cpu"]) == 0
+    assert calls == [(str(ckpt), "cpu")]
+    data = json.loads((tmp_path / "flow.json").read_text())
+    assert data["layers"][0]["name"] == "conv1"
+    assert data["layers"][0]["out_shape"][0] == 4 and data["layers"][0]["out_shape"][2:] == [16, 16]
+    assert not model.training  # left in eval mode, as loaded
+    assert "wrote" in capsys.readouterr().out

@@ -31,9 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
         "main and each aux loss, and each Inception branch's share of the gradient.",
     )
     p.add_argument("--checkpoint", help="a checkpoint from `train` (default: a fresh model)")
-    p.add_argument("--dataset", default="digits", help="dataset of the batch (default digits)")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset of the batch (default: the checkpoint's, else digits)",
+    )
+    p.add_argument(
+        "--image-size", type=int, default=None, help="digits/imagenette side (default: as trained)"
+    )
     p.add_argument("--data-dir", default=None, help="dataset folder (not needed for digits)")
-    p.add_argument("--width", type=float, default=0.25, help="fresh model's width multiplier")
+    p.add_argument("--width", type=float, default=0.125, help="fresh model's width multiplier")
     p.add_argument("--batch-size", type=int, default=32, help="images in the batch")
     p.add_argument("--aux-weight", type=float, default=0.3, help="weight of each aux loss")
     p.add_argument("--out", default="runs/study", help="folder for flow.json and the PNGs")
@@ -44,15 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_model(args: argparse.Namespace, info: Any, device: str) -> Any:
+def _load_model(args: argparse.Namespace, device: str) -> tuple[Any, Any]:
+    """The model (from the checkpoint, or fresh) and the DatasetInfo of the batch to use."""
     import googlenet  # noqa: PLC0415 - the model lives in the top-level script
+    from minigrad.data import dataset_info  # noqa: PLC0415
 
+    config: dict[str, Any] = {}
+    model = None
     if args.checkpoint:
         if not Path(args.checkpoint).is_file():
             raise FileNotFoundError(f"study: checkpoint {args.checkpoint} does not exist")
         loaded = googlenet.load_for_inference(args.checkpoint, device)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded
-    else:
+        model, config = loaded if isinstance(loaded, tuple) else (loaded, {})
+    name = args.dataset or config.get("dataset") or "digits"
+    info = dataset_info(name, image_size=args.image_size or config.get("image_size"))
+    if model is None:
         backend.manual_seed(args.seed)
         model = googlenet.GoogLeNet(
             info.num_classes, info.in_channels, stem=info.stem, batch_norm=True, width=args.width
@@ -64,13 +77,14 @@ def _load_model(args: argparse.Namespace, info: Any, device: str) -> Any:
         )
     if not getattr(model, "aux_logits", True):
         print("study: the model has no aux heads; only the main loss is attributed")
-    return model.to(device)
+    return model.to(device), info
 
 
 def _batch(args: argparse.Namespace, info: Any) -> tuple[np.ndarray, np.ndarray]:
     from minigrad.data import get_dataset  # noqa: PLC0415 - heavy, only when run
 
-    ds = get_dataset(info.name, root=args.data_dir, train=True, image_size=None)
+    size = info.image_size if info.name in ("digits", "imagenette") else None
+    ds = get_dataset(info.name, root=args.data_dir, train=True, image_size=size)
     if args.batch_size < 1:
         raise ValueError(f"study: --batch-size must be >= 1, got {args.batch_size}")
     rng = np.random.default_rng(args.seed)
@@ -82,14 +96,12 @@ def _batch(args: argparse.Namespace, info: Any) -> tuple[np.ndarray, np.ndarray]
 def main(argv: list[str] | None = None) -> int:
     """Run the study; return the exit status (0 ok, 2 bad arguments or missing files)."""
     args = build_parser().parse_args(argv)
-    from minigrad.data import dataset_info  # noqa: PLC0415
     from minigrad.study.flow import gradient_flow  # noqa: PLC0415
     from minigrad.study.report import format_table, save_report  # noqa: PLC0415
 
     try:
-        info = dataset_info(args.dataset)
         device = backend.normalize_device(args.device or backend.default_device())
-        model = _load_model(args, info, device)
+        model, info = _load_model(args, device)
         x, y = _batch(args, info)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
