@@ -1,6 +1,6 @@
 """Do GoogLeNet's auxiliary classifiers strengthen the gradient at the lower layers?
 
-    python examples/aux_loss_study.py                       # ~3 min on 2 idle CPU cores
+    python examples/aux_loss_study.py                       # a few minutes on 2 CPU cores
     python examples/aux_loss_study.py --img docs/img        # the README's pictures
 
 Trains the same small GoogLeNet (CIFAR stem, batch norm, width 1/8) twice on the embedded
