@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
@@ -32,6 +34,47 @@ class TwoBlocks(nn.Module):
     def forward(self, x: mg.Tensor) -> mg.Tensor:
         x = self.block2(self.block1(F.relu(self.stem(x))))
         return self.fc(F.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
+
+
+class BlockWithSideReader(nn.Module):
+    """conv -> Inception -> sum; optionally a second reader of the block input (like aux1)."""
+
+    def __init__(self, chs: tuple[int, ...], side: bool) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, chs[0], 3, padding=1)
+        self.block = Inception(*chs)
+        self.side = side
+
+    def forward(self, x: mg.Tensor) -> mg.Tensor:
+        h = self.stem(x)
+        y = self.block(h).mean()
+        return y + (h * h).mean() if self.side else y
+
+
+@given(
+    chs=st.tuples(*[st.integers(1, 4) for _ in range(7)]),
+    size=st.integers(1, 5),
+    side=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_branch_shares_add_up_for_any_block_geometry(
+    chs: tuple[int, ...], size: int, side: bool, seed: int
+) -> None:
+    mg.manual_seed(seed)
+    model = BlockWithSideReader(chs, side).double()
+    x = mg.tensor(np.random.default_rng(seed).standard_normal((2, 1, size, size)))
+    report = gradient_flow(model, x, None, loss_fn=lambda o, t, w: {"main": o}, keep_grads=True)
+    (blk,) = report.blocks
+    if blk.grad_in == 0:  # every ReLU of the 1-channel branches dead: no shares to give
+        assert all(v == 0 for v in blk.share.values())
+    else:
+        assert sum(blk.share.values()) == pytest.approx(1.0, abs=1e-9)
+    parts = sum(blk.grads[b] for b in BRANCHES)
+    if not side:
+        np.testing.assert_allclose(parts, blk.grads["input"], rtol=1e-12, atol=1e-15)
+    else:  # the side reader's gradient is what is left over
+        np.testing.assert_allclose(blk.grads["other"], blk.grads["input"] - parts, atol=1e-15)
+        assert np.abs(blk.grads["other"]).max() > 0
 
 
 def tiny_googlenet() -> GoogLeNet:
@@ -217,7 +260,7 @@ def test_recorder_writes_norms_every_n_steps(tmp_path: Path) -> None:
 
 def test_cli_runs_on_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "study"
-    argv = ["--width", "0.0625", "--batch-size", "8", "--out", str(out), "--device", "cpu"]
+    argv = ["--width", "0.0625", "--batch-size", "8", "--image-size", "16", "--out", str(out)]
     assert study_main(argv) == 0
     printed = capsys.readouterr().out
     assert "inception5b" in printed and "attribution check" in printed

@@ -5,7 +5,8 @@ One forward pass in training mode, then one backward pass per loss term (main lo
 
 * at every top-level child module and every branch of every Inception block (any module
   with ``branch1..branch4``): the gradient w.r.t. its output and the gradient w.r.t. its
-  parameters, per loss term; the total is their sum (backward is linear in the loss);
+  parameters, per loss term; the total is their sum (backward is linear in the loss), and
+  one more backward pass of the total loss checks exactly that (``additivity_error``);
 * at every Inception block's input: the gradient that arrives there from each branch
   separately. Each branch's input is routed through a ``_Tap`` identity op, whose backward
   sees exactly what that branch sends back; the engine then adds the four (plus whatever
@@ -13,6 +14,9 @@ One forward pass in training mode, then one backward pass per loss term (main lo
 
 Shares are projections: ``share_k = <g_k, g> / ||g||^2`` with ``g = sum_k g_k``, so they add
 up to exactly 1 (a part pointing against the total has a negative share).
+
+Cost: one forward and (terms + 1) backward passes; until the report is built, the output
+gradient of every watched layer is held once per pass, so study a batch of modest size.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class BlockShares:
 
     ``contrib`` and ``share`` have keys ``branch1..branch4`` and ``other`` (other readers of
     the block's input, e.g. the aux head after 4a reads 4b's input). Total loss only.
+    When no gradient reaches the block input (``grad_in == 0``) every share is 0.
     """
 
     name: str

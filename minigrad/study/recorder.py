@@ -83,6 +83,8 @@ class GradNormRecorder:
                 if p.grad is not None:
                     g = p.grad.ravel()
                     xp = backend.get_array_module(g)
+                    if g.dtype.itemsize < 4:  # float16: square in float32, not to overflow
+                        g = g.astype(xp.float32)
                     sq += float(xp.vdot(g, g).real)
             row[name] = float(np.sqrt(sq))
         self.rows.append(row)
