@@ -11,22 +11,21 @@ target is a median ratio <= 2.0 on the CPU.
     python benchmarks/bench_ops.py                      # all layers, batch 64, CPU
     python benchmarks/bench_ops.py --layers 3a,4e.3x3   # names or prefixes
     python benchmarks/bench_ops.py --device cuda --batch 128
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_ops.py --clock cpu   # shared machine
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from _common import Device, median_time, set_clock
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import backend
 
 # name: (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj), map size with the CIFAR stem
 INCEPTION = {
@@ -81,33 +80,19 @@ def googlenet_layers() -> list[Layer]:
     return distinct
 
 
-def median_time(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> float:
-    fn()  # warm-up (allocator, BLAS threads, CuPy kernel compilation)
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def bench_layer(layer: Layer, batch: int, repeats: int, device: str) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     N, C, S, K, Co = batch, layer.C_in, layer.size, layer.K, layer.C_out
-    xp_mod = backend.get_array_module(backend.to_device(np.zeros(1, np.float32), device))
+    dev = Device(device)
+    sync = dev.sync
 
     def arr(*shape: int) -> Any:
-        return backend.to_device(rng.standard_normal(shape, dtype=np.float32), device)
+        return dev.randn(rng, *shape)
 
-    def sync() -> None:
-        if device != "cpu":
-            xp_mod.cuda.get_current_stream().synchronize()
-
-    x = mg.tensor(arr(N, C, S, S), device=device, requires_grad=True)
-    w = mg.tensor(arr(Co, C, K, K) * (1.0 / (C * K * K) ** 0.5), device=device, requires_grad=True)
-    b = mg.tensor(arr(Co), device=device, requires_grad=True)
+    x = mg.tensor(arr(N, C, S, S), device=dev.name, requires_grad=True)
+    w = arr(Co, C, K, K) * np.float32(1.0 / (C * K * K) ** 0.5)
+    w = mg.tensor(w, device=dev.name, requires_grad=True)
+    b = mg.tensor(arr(Co), device=dev.name, requires_grad=True)
     gy = arr(N, Co, S, S)  # padding K // 2, stride 1: same size out
 
     def step() -> None:
@@ -140,8 +125,15 @@ def main(argv: list[str] | None = None) -> None:
         "--layers", default="", help="comma-separated names or prefixes (e.g. 3a,4e.3x3,stem)"
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="wall time (default) or process CPU time (shared machine, OPENBLAS_NUM_THREADS=1)",
+    )
     args = parser.parse_args(argv)
-    device = backend.normalize_device(args.device)
+    set_clock(args.clock)
+    device = Device(args.device).name
     layers = googlenet_layers()
     if args.layers:
         wanted = [s.strip() for s in args.layers.split(",") if s.strip()]
@@ -149,7 +141,10 @@ def main(argv: list[str] | None = None) -> None:
         if not layers:
             parser.error(f"--layers {args.layers!r} matches none of the layer names")
 
-    print(f"conv2d fwd+bwd, batch {args.batch}, float32, {device}, median of {args.repeats}")
+    print(
+        f"conv2d fwd+bwd, batch {args.batch}, float32, {device}, {args.clock} clock, "
+        f"median of {args.repeats}"
+    )
     head = (
         f"{'layer':<10} {'C_in->C_out':>11} {'k':>3} {'map':>5} {'GFLOP':>7} "
         f"{'conv ms':>8} {'GFLOP/s':>8} {'gemm ms':>8} {'GFLOP/s':>8} {'ratio':>6}"

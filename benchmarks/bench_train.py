@@ -43,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # googlenet.py
 
-from _common import Device, GemmCeiling, fmt_bytes, timed  # noqa: E402
+from _common import Device, GemmCeiling, fmt_bytes, set_clock, timed  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -179,12 +179,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="BLAS threads for the runs (default: BLAS's own)"
     )
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="wall time (default) or process CPU time (shared machine, with --threads 1)",
+    )
     parser.add_argument("--json", default="", help="also write the rows to this file")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)  # one config, JSON out
     args = parser.parse_args(argv)
     is_cpu = args.device == "cpu"
     steps = args.steps or (3 if is_cpu else 20)
     gemm_n = args.gemm or (2048 if is_cpu else 8192)
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu adds up the time of every thread: use it with --threads 1")
+    set_clock(args.clock)
     if args.child:
         cfg = Config(**json.loads(args.child))
         print(json.dumps(run_config(cfg, args.device, steps, gemm_n)))
@@ -213,12 +222,14 @@ def main(argv: list[str] | None = None) -> None:
         threads = env.get("OPENBLAS_NUM_THREADS", env.get("OMP_NUM_THREADS", "default"))
         title = (
             f"GoogLeNet training step (batch_norm=True, aux heads, SGD momentum 0.9), "
-            f"{args.device}, {precision}, BLAS threads {threads}, median of {steps} steps"
+            f"{args.device}, {precision}, BLAS threads {threads}, {args.clock} clock, "
+            f"median of {steps} steps"
         )
         prows = []
         for cfg in configs:
             cmd = [sys.executable, __file__, "--device", args.device, "--child"]
             cmd += [json.dumps(asdict(cfg)), "--steps", str(steps), "--gemm", str(gemm_n)]
+            cmd += ["--clock", args.clock, "--threads", str(args.threads)]
             out = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if out.returncode != 0:
                 sys.exit(f"{cfg.name} failed:\n{out.stderr}")

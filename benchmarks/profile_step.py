@@ -8,6 +8,7 @@ function itself, not in what it calls), so NumPy kernels show up under their own
     python benchmarks/profile_step.py                       # CIFAR stem, width 1.0, batch 32
     python benchmarks/profile_step.py --width 0.25 --batch 64 --top 30
     python benchmarks/profile_step.py --sort cumulative
+    OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --clock cpu   # shared machine
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="profile wall time (default) or process CPU time (shared machine, 1 BLAS thread)",
+    )
     args = parser.parse_args(argv)
     base = CPU_CONFIGS[0]
     size, classes = (32, 10) if args.stem == "cifar" else (224, 1000)
@@ -38,19 +45,20 @@ def main(argv: list[str] | None = None) -> None:
     step, _, _ = make_step(cfg, dev)
     step()  # warm-up
     dev.sync()
-    prof = cProfile.Profile()
-    t0 = time.perf_counter()
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    prof = cProfile.Profile(clock)
+    t0 = clock()
     prof.enable()
     step()
     dev.sync()
     prof.disable()
-    wall = time.perf_counter() - t0
+    elapsed = clock() - t0
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
     stats.strip_dirs().sort_stats(args.sort).print_stats(args.top)
     print(
         f"one training step, stem={args.stem} width={args.width} batch={args.batch} "
-        f"{dev.name}: {wall:.3f} s under the profiler"
+        f"{dev.name}: {elapsed:.3f} s ({args.clock} clock) under the profiler"
     )
     # drop pstats' preamble (the file name line and blank lines) but keep the totals line
     lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]

@@ -165,6 +165,13 @@ class WindowGrid:
         ]
         #: grid positions every view covers (all valid outputs lie below it)
         self.length = self.size - max(shift for _, _, shift in self.offsets)
+        # the same offsets one axis at a time, for separable (row, then column) reductions
+        #: (phase column, flat shift) of each kernel column j
+        self.col_offsets = [(j % sw, j // sw) for j in range(KW)]
+        #: (phase row, flat shift) of each kernel row i
+        self.row_offsets = [(i % sh, (i // sh) * self.Wq) for i in range(KH)]
+        #: positions a row reduction covers (every position a column shift can still read)
+        self.row_length = self.size - (KW - 1) // sw
 
     def _phase_slices(self) -> list[tuple[int, int, slice, slice, slice, slice]]:
         """(a, b, input rows, input cols, phase rows, phase cols) of every non-empty phase."""
@@ -194,6 +201,8 @@ class WindowGrid:
         (sh, sw), Hq, Wq = self.stride, self.Hq, self.Wq
         if self._is_identity():
             return x.reshape(1, 1, self.size)  # a view when x is contiguous
+        # filling everything first is faster than filling only the border: its columns
+        # are single elements at a stride, which NumPy writes one by one
         phases = xp.full((sh, sw, N, C, Hq, Wq), fill, dtype=x.dtype)
         for a, b, rows_x, cols_x, rows_q, cols_q in self._phase_slices():
             phases[a, b, :, :, rows_q, cols_q] = x[:, :, rows_x, cols_x]

@@ -19,8 +19,36 @@ from minigrad.tensor import Tensor
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 
 
+def _running_argmax(
+    xp: Any, best: Any, idx: Any, v: Any, k: int, better: Any, step: Any, first: Any = None
+) -> None:
+    """best = max(best, v) in place; idx = k where v beats best strictly (ties keep the first).
+
+    With ``first`` (the candidate of index 0), ``best`` and ``idx`` are written, not read:
+    ``best = max(first, v)``, ``idx = 1 where v > first`` (saves a copy and a zero fill).
+    ``maximum``, not a masked copy, so NaN propagates; the index update is arithmetic
+    (``idx = max(idx, better * k)``, valid because ``k`` only grows): masked copies such as
+    ``copyto(where=)`` are ~20x slower on NumPy.
+    """
+    prev = best if first is None else first
+    xp.greater(v, prev, out=better)
+    xp.maximum(prev, v, out=best)
+    if first is not None:
+        xp.multiply(better, idx.dtype.type(k), out=idx)
+        return
+    xp.multiply(better, idx.dtype.type(k), out=step)
+    xp.maximum(idx, step, out=idx)
+
+
 class MaxPool2d(Function):
-    """y = max over each window; dL/dx gets dL/dy at the window's first maximum only."""
+    """y = max over each window; dL/dx gets dL/dy at the window's first maximum only.
+
+    Separable: first the maximum over each window row (kernel columns ``j``) for every
+    input row, then the maximum of those row maxima over the kernel rows ``i``. The first
+    row holding the window's maximum, and in it the first column, is exactly the window's
+    first maximum in row-major order, so the two saved argmax arrays route the gradient
+    to it. A ``KH x KW`` window costs ``KH + KW - 2`` comparisons instead of ``KH*KW - 1``.
+    """
 
     def __init__(self, grid: WindowGrid) -> None:
         self.grid = grid
@@ -28,40 +56,78 @@ class MaxPool2d(Function):
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
         g = self.grid
+        sh = g.stride[0]
         phases = g.split(x, -xp.inf)  # (sh, sw, N*C*Hq*Wq); the padding never wins
-        L = g.length
-        y = xp.full(g.size, -xp.inf, dtype=x.dtype)  # flat grid of window maxima
+        L1, L = g.row_length, g.length
+        idx_dtype = xp.uint8 if max(len(g.col_offsets), len(g.row_offsets)) <= 256 else xp.int32
+        # stage 1: row maxima m1[a] over the kernel columns, for every row of row-phase a
+        m1 = xp.empty((sh, L1), dtype=x.dtype)
+        # the index arrays are written by the first comparison (zeros: a 1-wide kernel axis)
+        col_arg = (xp.zeros if len(g.col_offsets) == 1 else xp.empty)((sh, L1), idx_dtype)
+        better = xp.empty(L1, dtype=bool)
+        step = xp.empty(L1, dtype=idx_dtype)
+        for a in sorted({a for a, _ in g.row_offsets}):
+            b0, s0 = g.col_offsets[0]
+            first = phases[a, b0, s0 : s0 + L1]
+            if len(g.col_offsets) == 1:
+                m1[a] = first
+            for j, (b, shift) in enumerate(g.col_offsets[1:], start=1):
+                v = phases[a, b, shift : shift + L1]
+                _running_argmax(
+                    xp, m1[a], col_arg[a], v, j, better, step, first if j == 1 else None
+                )
+        # stage 2: window maxima over the kernel rows
+        y = xp.empty(g.size, dtype=x.dtype)  # flat grid; only [:L] holds outputs
         yL = y[:L]
-        a, b, shift = g.offsets[0]
-        yL[...] = phases[a, b, shift : shift + L]
-        # index of the winning kernel offset; uint8 unless the window has > 256 elements
-        argmax = xp.zeros(L, dtype=xp.uint8 if len(g.offsets) <= 256 else xp.int32)
-        better = xp.empty(L, dtype=bool)
-        step = xp.empty(L, dtype=argmax.dtype)
-        for k, (a, b, shift) in enumerate(g.offsets[1:], start=1):
-            v = phases[a, b, shift : shift + L]
-            xp.greater(v, yL, out=better)  # strict: a tie keeps the earlier (first) maximum
-            xp.maximum(yL, v, out=yL)  # maximum, not a masked copy: NaN propagates
-            # argmax = k where better; k only grows, so that is max(argmax, better * k)
-            # (arithmetic: masked copies such as copyto(where=) are ~20x slower on NumPy)
-            xp.multiply(better, argmax.dtype.type(k), out=step)
-            xp.maximum(argmax, step, out=argmax)
+        a0, s0 = g.row_offsets[0]
+        first = m1[a0, s0 : s0 + L]
+        if len(g.row_offsets) == 1:
+            yL[...] = first
+        row_arg = (xp.zeros if len(g.row_offsets) == 1 else xp.empty)(L, idx_dtype)
+        for i, (a, shift) in enumerate(g.row_offsets[1:], start=1):
+            v = m1[a, shift : shift + L]
+            _running_argmax(xp, yL, row_arg, v, i, better[:L], step[:L], first if i == 1 else None)
         if self.requires_grad:
-            self.argmax = argmax
+            self.row_arg, self.col_arg = row_arg, col_arg
         return g.to_output(y)
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         g = self.grid
-        L = g.length
-        gy_grid = g.from_output(gy)[:L]
-        gphases = xp.zeros((*g.stride, g.size), dtype=gy.dtype)
-        hit = xp.empty(L, dtype=bool)
-        contribution = xp.empty(L, dtype=gy.dtype)
-        for k, (a, b, shift) in enumerate(g.offsets):
-            xp.equal(self.argmax, k, out=hit)
-            xp.multiply(gy_grid, hit, out=contribution)
-            gphases[a, b, shift : shift + L] += contribution
+        sh = g.stride[0]
+        L1, L = g.row_length, g.length
+        gy_grid = g.from_output(gy)[:L]  # zeros at grid positions that are no output
+        # stage 2 backward: each output's gradient to the row maximum that won; the first
+        # kernel row (shift 0) writes instead of adding, so only the rest needs zeros
+        gm1 = xp.empty((sh, L1), dtype=gy.dtype)
+        gm1[1:] = 0
+        gm1[0, L:] = 0
+        hit = xp.empty(L1, dtype=bool)
+        contribution = xp.empty(L1, dtype=gy.dtype)
+        for i, (a, shift) in enumerate(g.row_offsets):
+            xp.equal(self.row_arg, i, out=hit[:L])
+            if i == 0:  # (a, shift) == (0, 0)
+                xp.multiply(gy_grid, hit[:L], out=gm1[0, :L])
+                continue
+            xp.multiply(gy_grid, hit[:L], out=contribution[:L])
+            gm1[a, shift : shift + L] += contribution[:L]
+        # stage 1 backward: each row maximum's gradient to the input column that won
+        # (the first kernel column, (b, shift) == (0, 0), writes phase (a, 0) likewise)
+        gphases = xp.empty((*g.stride, g.size), dtype=gy.dtype)
+        gphases[:, 1:] = 0
+        gphases[:, 0, L1:] = 0
+        rows = sorted({a for a, _ in g.row_offsets})
+        for a in range(sh):
+            if a not in rows:
+                gphases[a, 0, :L1] = 0
+        for a in rows:
+            for j, (b, shift) in enumerate(g.col_offsets):
+                xp.equal(self.col_arg[a], j, out=hit)
+                if j == 0:
+                    xp.multiply(gm1[a], hit, out=gphases[a, 0, :L1])
+                    continue
+                xp.multiply(gm1[a], hit, out=contribution)
+                gphases[a, b, shift : shift + L1] += contribution
         return g.merge(gphases)
 
 

@@ -153,6 +153,42 @@ def test_max_pool_gradient_goes_to_the_first_maximum(device):
     np.testing.assert_array_equal(backend.as_numpy(x.grad)[0, 0], [[0, 2, 0], [0, 0, 1], [1, 0, 0]])
 
 
+@st.composite
+def _tied_pool_case(draw):
+    """Non-square geometry and small-integer data (ties in most windows)."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    H = draw(st.integers(max(1, kh - 2 * ph), 7))
+    W = draw(st.integers(max(1, kw - 2 * pw), 7))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2)), H, W)
+    x = np.random.default_rng(draw(st.integers(0, 2**16))).integers(-1, 2, shape)
+    return x.astype(np.float64), (kh, kw), (sh, sw), (ph, pw), draw(st.booleans())
+
+
+@fixture_ok
+@given(case=_tied_pool_case())
+def test_max_pool_gradient_with_ties_matches_first_maximum_loop(device, case):
+    # the separable (rows, then columns) argmax must pick the row-major first maximum
+    x, k, s, p, ceil_mode = case
+    xt = t64(x, device, grad=True)
+    y = F.max_pool2d(xt, k, s, p, ceil_mode)
+    gy = np.random.default_rng(1).standard_normal(y.shape)
+    y.backward(t64(gy, device))
+    expected = np.zeros_like(x)
+    N, C, H, W = x.shape
+    for n, c, i, j in np.ndindex(*y.shape):
+        h0, w0 = i * s[0] - p[0], j * s[1] - p[1]
+        window = [
+            (h, w)
+            for h in range(max(h0, 0), min(h0 + k[0], H))
+            for w in range(max(w0, 0), min(w0 + k[1], W))
+        ]
+        h, w = max(window, key=lambda hw: (x[n, c, hw[0], hw[1]], -window.index(hw)))
+        expected[n, c, h, w] += gy[n, c, i, j]
+    np.testing.assert_allclose(backend.as_numpy(xt.grad), expected, rtol=0, atol=1e-12)
+
+
 def test_max_pool_propagates_nan(device):
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     x[0, 0, 3, 2] = np.nan
