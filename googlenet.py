@@ -4,8 +4,9 @@ Szegedy et al., "Going deeper with convolutions" (CVPR 2015), Table 1, built on 
 
     python googlenet.py                      # train on the embedded digits, best device
     python googlenet.py train --dataset cifar10 --download --epochs 30 --out runs/c10
-    python googlenet.py eval --resume runs/c10/best.npz
+    python googlenet.py eval runs/c10/best.npz
     python googlenet.py predict --resume runs/c10/best.npz cat.png dog.jpg
+    python googlenet.py study --checkpoint runs/c10/best.npz
 
 Attribute names follow torchvision (``inception4a.branch2``, ``aux1.fc2``) so tools that
 look up layers by name work on both. Unlike torchvision, ``branch3`` is the paper's real
@@ -14,11 +15,22 @@ look up layers by name work on both. Unlike torchvision, ``branch3`` is the pape
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 from typing import Any, NamedTuple
 
-import minigrad.functional as F
-from minigrad import nn
-from minigrad.tensor import Tensor
+if __name__ == "__main__" and (os.cpu_count() or 1) <= 2:
+    # On 2 cores OpenBLAS's second thread fights the data loader's thread (and everything
+    # else): steps measured 3-15x slower than with one thread. OPENBLAS_NUM_THREADS overrides.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads OpenBLAS
+
+import minigrad.functional as F  # noqa: E402
+from minigrad import nn  # noqa: E402
+from minigrad.checkpoint import load_checkpoint  # noqa: E402
+from minigrad.tensor import Tensor  # noqa: E402
+from minigrad.train import cli, loop  # noqa: E402
+from minigrad.train import fit as train_fit  # noqa: E402
 
 # ---------------------------------------------------------------------------- the model
 # Table 1 of the paper: input channels, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj
@@ -65,9 +77,6 @@ class BasicConv2d(nn.Module):
         if self.batch_norm:
             x = self.bn(x)
         return F.relu(x)
-
-
-BasicConv = BasicConv2d
 
 
 class Inception(nn.Module):
@@ -118,8 +127,7 @@ class Inception(nn.Module):
 
 
 class InceptionAux(nn.Module):
-    """Auxiliary classifier: 5x5/3 avg pool -> 1x1 conv 128 + ReLU -> fc 1024 + ReLU -> dropout
-    -> fc.
+    """Aux classifier: 5x5/3 avg pool, 1x1 conv 128 + ReLU, fc 1024 + ReLU, dropout, fc.
 
     The 5x5/3 pool turns the 14x14 (ImageNet stem, 224 input) or 16x16 (CIFAR stem, 32
     input) maps after 4a and 4d into 4x4; for other input sizes adaptive average pooling
@@ -182,8 +190,7 @@ class GoogLeNet(nn.Module):
     when the aux heads exist, and the logits alone otherwise (eval mode).
 
     Raises:
-        ValueError: unknown stem, ``lrn=True`` with the CIFAR stem, non-positive sizes,
-            or dropout probabilities outside [0, 1).
+        ValueError: a bad stem, lrn with the CIFAR stem, bad sizes or dropout probabilities.
     """
 
     def __init__(
@@ -215,11 +222,7 @@ class GoogLeNet(nn.Module):
                 raise ValueError(f"GoogLeNet: {name} must lie in [0, 1), got {p!r}")
         self.num_classes, self.in_channels, self.stem = num_classes, in_channels, stem
         self.aux_logits, self.batch_norm, self.lrn, self.width = aux_logits, batch_norm, lrn, width
-        bn = batch_norm
-
-        def c(channels: int) -> int:
-            return scale_channels(channels, width)
-
+        bn, c = batch_norm, functools.partial(scale_channels, width=width)
         # Parameters are created in the paper's order: stem, 3a..5b, aux1, aux2, fc.
         if stem == "imagenet":
             self.conv1 = BasicConv2d(in_channels, c(64), 7, stride=2, padding=3, batch_norm=bn)
@@ -243,8 +246,7 @@ class GoogLeNet(nn.Module):
             return m
 
         in_ch = [c(192)]
-        # pools between stages: the paper's 3x3/2 (ceil) at ImageNet scale; for the CIFAR stem
-        # a padded 3x3/2 so 32 -> 16 -> 8 exactly.
+        # 3x3/2 pools between stages (ceil at ImageNet scale; padded for CIFAR: 32 -> 16 -> 8)
         pool = (
             (lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True))
             if stem == "imagenet"
@@ -328,3 +330,70 @@ def googlenet_loss(outputs: Any, target: Any, aux_weight: float = 0.3) -> Tensor
             loss = loss + aux_weight * aux
         return loss
     return F.cross_entropy(outputs, target)
+
+
+# ---------------------------------------------------------------------------- training
+# The loop, checkpoints and CLI are generic (minigrad.train); these bind them to GoogLeNet.
+def build_model(config: dict[str, Any]) -> GoogLeNet:
+    """The GoogLeNet a run config describes (``num_classes``, ``in_channels``, ``stem``,
+    ``batch_norm``, ``width``; aux heads unless ``aux_weight`` is 0)."""
+    return GoogLeNet(
+        int(config["num_classes"]),
+        int(config.get("in_channels", 3)),
+        stem=config.get("stem") or "cifar",
+        aux_logits=float(config.get("aux_weight", 0.3)) > 0,
+        batch_norm=bool(config.get("batch_norm", True)),
+        width=float(config.get("width", 1.0)),
+    )
+
+
+def load_for_inference(path: str | os.PathLike, device: str = "cpu") -> tuple[GoogLeNet, dict]:
+    """A trained model in eval mode on ``device``, and its run config, from a checkpoint.
+
+    When the run kept an EMA of the weights (``--ema``), the averaged weights are loaded:
+    they are what the run evaluated.
+    """
+    ckpt = load_checkpoint(path)
+    config = dict(ckpt.get("config") or {})
+    if "num_classes" not in config:
+        raise ValueError(f"load_for_inference: {path} has no run config (not from train?)")
+    model = build_model(config)
+    weights = dict(ckpt["model"])
+    if ckpt.get("ema"):
+        weights.update(ckpt["ema"]["shadow"])
+        weights.update(ckpt["ema"].get("buffers") or {})
+    model.load_state_dict(weights)
+    return model.to(device).eval(), config
+
+
+def train_one_epoch(model: GoogLeNet, loader: Any, optimizer: Any, aux_weight: float = 0.3,
+                    **kwargs: Any) -> dict[str, float]:  # fmt: skip
+    """One epoch with the aux loss; see :func:`minigrad.train.loop.train_one_epoch`."""
+    loss = functools.partial(googlenet_loss, aux_weight=aux_weight)
+    return loop.train_one_epoch(model, loader, optimizer, loss, **kwargs)
+
+
+def evaluate(model: GoogLeNet, loader: Any, **kwargs: Any) -> dict[str, Any]:
+    """Top-1 / top-5 in eval mode; see :func:`minigrad.train.loop.evaluate`."""
+    return loop.evaluate(model, loader, **kwargs)
+
+
+def fit(model: GoogLeNet, train_loader: Any, optimizer: Any, *, epochs: int,
+        aux_weight: float = 0.3, **kwargs: Any) -> list[dict[str, Any]]:  # fmt: skip
+    """Epochs, checkpoints, resume, callbacks; see :func:`minigrad.train.fit.fit`."""
+    loss = functools.partial(googlenet_loss, aux_weight=aux_weight)
+    return train_fit.fit(model, train_loader, optimizer, loss, epochs=epochs, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python googlenet.py [train|eval|predict|study] ...``; no arguments: train on digits."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "study":
+        from minigrad.study.cli import main as study_main  # noqa: PLC0415 - optional tools
+
+        return study_main(argv[1:])
+    return cli.main(argv, build_model, googlenet_loss, load_for_inference)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""The ``train`` / ``eval`` / ``predict`` command line behind ``python googlenet.py``.
+
+It knows nothing about GoogLeNet: ``main(argv, build_model, loss_fn, load_for_inference)``
+gets the model factory (``build_model(config) -> Module``), the loss
+(``loss_fn(outputs, target, aux_weight)``) and the loader of trained models from the script.
+The run config (a plain dict saved in every checkpoint) is what ``build_model`` reads:
+``num_classes``, ``in_channels``, ``stem``, ``batch_norm``, ``width``, ``aux_weight``, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from minigrad import backend
+
+__all__ = ["DEFAULTS", "build_parser", "main", "resolve_config"]
+
+# what `python googlenet.py` uses when a flag is not given; per dataset where it matters
+DEFAULTS: dict[str, Any] = {
+    "dataset": "digits", "data_dir": None, "download": False, "image_size": None,
+    "epochs": 30, "batch_size": 128, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
+    "schedule": "cosine", "warmup": 0, "optimizer": "sgd", "width": 1.0, "stem": None,
+    "batch_norm": True, "aux_weight": 0.3, "device": None, "seed": 0, "ema": None,
+    "precision": "float32", "num_workers": None, "grad_norms": None, "limit": None,
+}  # fmt: skip
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    # the README's first command: a few minutes on 2 CPU cores, >= 95% test accuracy
+    "digits": {"epochs": 8, "batch_size": 64, "width": 0.125, "image_size": 16, "lr": 0.05},
+}
+SIZED = ("digits", "imagenette")  # the datasets whose image size can be chosen
+# flags that may change when a run is resumed; the others must match the checkpoint
+RESUMABLE = {"epochs", "device", "num_workers", "grad_norms", "precision", "data_dir", "download"}
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    from minigrad.data import DATASET_NAMES  # noqa: PLC0415
+
+    p.add_argument("--dataset", choices=DATASET_NAMES, help="default: digits (embedded)")
+    p.add_argument("--data-dir", help="dataset folder (default $MINIGRAD_DATA or ~/.cache)")
+    p.add_argument("--download", action="store_true", default=None, help="fetch missing files")
+    p.add_argument("--image-size", type=int, help="side the model sees (digits, imagenette)")
+    p.add_argument("--batch-size", type=int, help="images per step (default 128; digits 64)")
+    p.add_argument("--num-workers", type=int, help="loader threads (default 0; imagenette 4)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: best available)")
+    p.add_argument("--limit", type=int, help="use only N images of each split (quick trials)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``train`` (the default), ``eval`` and ``predict`` with their flags."""
+    parser = argparse.ArgumentParser(
+        prog="googlenet.py", description="Train and use GoogLeNet (Inception v1) on minigrad."
+    )
+    sub = parser.add_subparsers(dest="command")
+    t = sub.add_parser("train", help="train a model (the default command)")
+    _add_data_flags(t)
+    t.add_argument("--epochs", type=int, help="epochs in total (default 30; digits 8)")
+    t.add_argument("--lr", type=float, help="peak learning rate (default 0.05)")
+    t.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    t.add_argument("--weight-decay", type=float, help="L2 / decoupled decay (default 5e-4)")
+    t.add_argument(
+        "--schedule",
+        choices=("cosine", "paper", "step", "constant"),
+        help="per-epoch LR schedule; paper = -4%% every 8 epochs (default cosine)",
+    )
+    t.add_argument("--warmup", type=int, help="epochs of linear LR warmup (default 0)")
+    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help="default sgd")
+    t.add_argument("--width", type=float, help="channel multiplier (default 1; digits 0.125)")
+    t.add_argument("--stem", choices=("cifar", "imagenet"), help="default: by image size")
+    t.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, help="default on")
+    t.add_argument("--aux-weight", type=float, help="weight of each aux loss (0.3; 0 = none)")
+    t.add_argument("--seed", type=int, help="seed of weights, shuffling, dropout (default 0)")
+    t.add_argument(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="evaluate with an EMA of the weights, e.g. 0.999 (default off)",
+    )
+    t.add_argument("--precision", choices=("float32", "tf32"), help="tf32: CUDA matmuls only")
+    t.add_argument(
+        "--grad-norms",
+        type=int,
+        metavar="N",
+        help="record per-layer gradient norms every N steps (minigrad.study)",
+    )
+    t.add_argument("--resume", help="continue from a checkpoint (or a run folder's last.npz)")
+    t.add_argument("--out", help="run folder (default runs/DATASET, -2, -3 ... if taken)")
+    t.add_argument("--no-plots", action="store_true", help="do not write curves.png")
+    e = sub.add_parser("eval", help="top-1/top-5 on the test split + confusion matrix PNG")
+    e.add_argument("checkpoint", nargs="?", help="a .npz from train (or pass --resume)")
+    e.add_argument("--resume", help="same as the positional checkpoint")
+    _add_data_flags(e)
+    e.add_argument("--out", help="folder for confusion.png (default: the checkpoint's)")
+    pr = sub.add_parser("predict", help="top-5 classes of image files")
+    pr.add_argument("images", nargs="+", help="image files (anything Pillow opens)")
+    pr.add_argument("--resume", "--checkpoint", dest="checkpoint", required=True)
+    pr.add_argument("--device", help="cpu or cuda (default cpu)")
+    pr.add_argument("--top", type=int, default=5, help="classes to print per image")
+    return parser
+
+
+def resolve_config(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> dict:
+    """The run config: given flags, else the checkpoint's (resume), else the defaults.
+
+    Raises:
+        ValueError: a flag that would change the model or data of a resumed run.
+    """
+    given = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
+    if saved:
+        for k, v in given.items():
+            if k not in RESUMABLE and k in saved and saved[k] != v:
+                flag = "--" + k.replace("_", "-")
+                raise ValueError(f"--resume: {flag} {v} differs from the checkpoint's {saved[k]}")
+        return {**saved, **{k: v for k, v in given.items() if k in RESUMABLE}}
+    from minigrad.data import dataset_info  # noqa: PLC0415
+
+    name = dataset_info(given.get("dataset", DEFAULTS["dataset"])).name
+    cfg = {**DEFAULTS, **DATASET_DEFAULTS.get(name, {}), **given, "dataset": name}
+    info = _info(cfg)
+    cfg.update(num_classes=info.num_classes, in_channels=info.in_channels,
+               image_size=info.image_size, class_names=list(info.class_names))  # fmt: skip
+    cfg["stem"] = cfg["stem"] or info.stem
+    if cfg["num_workers"] is None:
+        cfg["num_workers"] = 4 if name == "imagenette" else 0
+    return cfg
+
+
+def _info(cfg: dict[str, Any]) -> Any:
+    from minigrad.data import dataset_info  # noqa: PLC0415
+
+    size = cfg.get("image_size") if cfg["dataset"] in SIZED else None
+    return dataset_info(cfg["dataset"], image_size=size)
+
+
+def _device(requested: str | None, precision: str = "float32") -> str:
+    device = backend.normalize_device(requested or backend.default_device())
+    if precision == "tf32":
+        if device == "cpu":
+            raise ValueError("--precision tf32 needs a CUDA device (NumPy on the CPU has no TF32)")
+        backend.set_tf32(True)
+    return device
+
+
+def _datasets(cfg: dict[str, Any], train: bool = True) -> tuple[Any, Any, Any]:
+    from minigrad.data import Subset, get_dataset  # noqa: PLC0415
+
+    info = _info(cfg)
+    kw = {"root": cfg.get("data_dir"), "download": bool(cfg.get("download"))}
+    if cfg["dataset"] in SIZED:
+        kw["image_size"] = info.image_size
+    splits = [
+        get_dataset(cfg["dataset"], train=s, **kw) for s in ((True, False) if train else (False,))
+    ]
+    if cfg.get("limit"):
+        pick = [np.random.default_rng(0).permutation(len(d))[: cfg["limit"]] for d in splits]
+        splits = [Subset(d, np.sort(i)) for d, i in zip(splits, pick)]
+    return info, splits[0], splits[-1]
+
+
+def _run_folder(out: str | None, dataset: str) -> Path:
+    if out:
+        return Path(out)
+    base = Path("runs") / dataset
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{dataset}-{k}")
+    return path
+
+
+def _optimizer(cfg: dict[str, Any], model: Any) -> tuple[Any, Any]:
+    from minigrad import optim  # noqa: PLC0415
+
+    params, lr, wd = model.parameters(), cfg["lr"], cfg["weight_decay"]
+    if cfg["optimizer"] == "sgd":
+        opt = optim.SGD(params, lr=lr, momentum=cfg["momentum"], weight_decay=wd,
+                        nesterov=cfg["momentum"] > 0)  # fmt: skip
+    elif cfg["optimizer"] == "adam":
+        opt = optim.Adam(params, lr=lr, weight_decay=wd)
+    else:
+        opt = optim.AdamW(params, lr=lr, weight_decay=wd)
+    main_epochs = max(cfg["epochs"] - cfg["warmup"], 1)
+    after = {
+        "cosine": lambda: optim.CosineAnnealingLR(opt, T_max=main_epochs),
+        "paper": lambda: optim.PaperSchedule(opt),
+        "step": lambda: optim.StepLR(opt, step_size=max(main_epochs // 3, 1), gamma=0.1),
+        "constant": lambda: optim.StepLR(opt, step_size=1, gamma=1.0),
+    }[cfg["schedule"]]()
+    sched = optim.LinearWarmup(opt, cfg["warmup"], after=after) if cfg["warmup"] else after
+    return opt, sched
+
+
+def train(args: argparse.Namespace, build_model: Callable, loss_fn: Callable) -> int:
+    """``train``: build everything from the config, run ``fit``, report the final accuracy."""
+    from minigrad import optim  # noqa: PLC0415
+    from minigrad.checkpoint import load_checkpoint  # noqa: PLC0415
+    from minigrad.data import DataLoader  # noqa: PLC0415
+    from minigrad.train.fit import fit  # noqa: PLC0415
+    from minigrad.train.loop import evaluate  # noqa: PLC0415
+
+    ckpt = None
+    if args.resume:
+        path = Path(args.resume)
+        ckpt = load_checkpoint(path / "last.npz" if path.is_dir() else path)
+        args.out = args.out or str(path if path.is_dir() else path.parent)
+    cfg = resolve_config(args, ckpt["config"] if ckpt else None)
+    device = _device(cfg["device"], cfg["precision"])
+    out = _run_folder(args.out, cfg["dataset"])
+    info, train_set, test_set = _datasets(cfg)
+    backend.manual_seed(cfg["seed"])
+    model = build_model(cfg).to(device)
+    opt, sched = _optimizer(cfg, model)
+    if ckpt is not None and ckpt["config"]["epochs"] != cfg["epochs"] and ckpt["schedule"]:
+        # a run extended with --epochs: the schedule is recomputed for the new length, at
+        # the saved epoch (so 1 epoch + resume to 2 equals 2 epochs straight)
+        sched.last_epoch = int(ckpt["schedule"]["last_epoch"]) - 1
+        sched.step()
+        ckpt["schedule"] = sched.state_dict()
+    ema = optim.EMA(model, decay=cfg["ema"], warmup=True) if cfg["ema"] else None
+    train_loader = DataLoader(train_set, cfg["batch_size"], shuffle=True, drop_last=True,
+                              num_workers=cfg["num_workers"], transform=info.train_transform,
+                              seed=cfg["seed"])  # fmt: skip
+    test_loader = DataLoader(test_set, 256, num_workers=cfg["num_workers"],
+                             transform=info.eval_transform, seed=cfg["seed"])  # fmt: skip
+    callbacks = []
+    if cfg["grad_norms"]:
+        from minigrad.study import GradNormRecorder  # noqa: PLC0415 - optional study tools
+
+        callbacks.append(GradNormRecorder(model, out, every=cfg["grad_norms"]))
+    n_params = model.num_parameters() if hasattr(model, "num_parameters") else "?"
+    print(f"{cfg['dataset']}: {len(train_set)} train / {len(test_set)} test images "
+          f"{info.in_channels}x{info.image_size}x{info.image_size}; model {n_params} parameters "
+          f"(width {cfg['width']:g}, {cfg['stem']} stem, batch norm {cfg['batch_norm']}); "
+          f"device {device}; run folder {out}", flush=True)  # fmt: skip
+    loss = functools.partial(loss_fn, aux_weight=cfg["aux_weight"])
+    start = time.perf_counter()
+    try:
+        fit(model, train_loader, opt, loss, epochs=cfg["epochs"], val_loader=test_loader,
+            schedule=sched, ema=ema, device=device, out_dir=out, callbacks=callbacks,
+            config=cfg, resume=ckpt, plots=not args.no_plots)  # fmt: skip
+    except FloatingPointError:
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    with ema.swap(model) if ema is not None else _nullcontext():
+        final = evaluate(model, test_loader, device=device)
+    print(f"final test accuracy: top-1 {final['top1']:.4f}, top-5 {final['top5']:.4f} "
+          f"({final['n']} images) after {cfg['epochs']} epochs; training took "
+          f"{time.perf_counter() - start:.1f} s; checkpoints in {out}")  # fmt: skip
+    return 0
+
+
+def _nullcontext() -> Any:
+    import contextlib  # noqa: PLC0415
+
+    return contextlib.nullcontext()
+
+
+def run_eval(args: argparse.Namespace, load: Callable) -> int:
+    """``eval``: top-1/top-5 on the test split and ``confusion.png``."""
+    from minigrad.data import DataLoader  # noqa: PLC0415
+    from minigrad.train.loop import evaluate  # noqa: PLC0415
+    from minigrad.train.plots import plot_confusion_matrix  # noqa: PLC0415
+
+    path = args.checkpoint or args.resume
+    if not path:
+        raise ValueError("eval: pass a checkpoint, e.g. python googlenet.py eval runs/x/best.npz")
+    device = _device(args.device)
+    model, cfg = load(path, device)
+    overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "download", "limit")}
+    cfg = {**cfg, **{k: v for k, v in overrides.items() if v is not None}}
+    info, _, test_set = _datasets(cfg, train=False)
+    loader = DataLoader(test_set, args.batch_size or 256, num_workers=args.num_workers or 0,
+                        transform=info.eval_transform)  # fmt: skip
+    result = evaluate(model, loader, device=device, num_classes=info.num_classes)
+    print(f"{cfg['dataset']} test: top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  "
+          f"({result['n']} images, {path})")  # fmt: skip
+    out = Path(args.out) if args.out else Path(path).parent
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / "confusion.png"
+    plot_confusion_matrix(result["confusion"], png, info.class_names,
+                          title=f"{cfg['dataset']} test, top-1 {result['top1']:.3f}")  # fmt: skip
+    print(f"confusion matrix: {png}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace, load: Callable) -> int:
+    """``predict``: the top classes and probabilities of each image file."""
+    import minigrad.functional as F  # noqa: PLC0415
+    from minigrad.tensor import no_grad, tensor  # noqa: PLC0415
+
+    device = _device(args.device or "cpu")
+    model, cfg = load(args.checkpoint, device)
+    info = _info(cfg)
+    names = cfg.get("class_names") or list(info.class_names)
+    missing = [p for p in args.images if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"predict: no such image file(s): {', '.join(missing)}")
+    x = np.stack([info.preprocess(p) for p in args.images])  # (N, C, H, W)
+    with no_grad():
+        prob = F.softmax(model(tensor(backend.to_device(x, device))), dim=1).numpy()
+    k = min(args.top, prob.shape[1])
+    for path, p in zip(args.images, prob):
+        top = np.argsort(-p, kind="stable")[:k]
+        print(f"{path}: " + ", ".join(f"{names[i]} {p[i]:.3f}" for i in top))
+    return 0
+
+
+def main(
+    argv: list[str] | None,
+    build_model: Callable[[dict[str, Any]], Any],
+    loss_fn: Callable[..., Any],
+    load_for_inference: Callable[[str, str], tuple[Any, dict[str, Any]]],
+) -> int:
+    """Parse ``argv`` (no command or only flags means ``train``) and run; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["train", *argv]
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return train(args, build_model, loss_fn)
+        if args.command == "eval":
+            return run_eval(args, load_for_inference)
+        return run_predict(args, load_for_inference)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

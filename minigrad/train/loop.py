@@ -1,0 +1,221 @@
+"""One epoch of training and one pass of evaluation, for any classifier and loss.
+
+    stats = train_one_epoch(model, loader, opt, loss_fn, device="cpu", epoch=0)
+    result = evaluate(model, test_loader, device="cpu", num_classes=10)  # top-1, top-5, CM
+
+The step order is the usual one: forward, loss, (stop on a NaN/inf loss before anything is
+changed), zero_grad, backward, callbacks' ``on_step_end(step, epoch, model)`` (the
+gradients are there, the weights not yet updated), ``optimizer.step()``, ``ema.update()``.
+A model may return a named tuple whose first field is the logits (GoogLeNet's aux heads in
+training mode); accuracy is always measured on the first field.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import numpy as np
+
+from minigrad import backend
+from minigrad.tensor import Tensor, no_grad, tensor
+from minigrad.train.metrics import confusion_matrix, topk_correct
+from minigrad.train.progress import Progress
+
+__all__ = ["NonFiniteLossError", "RunState", "evaluate", "train_one_epoch"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or inf; the step that produced it was not applied.
+
+    ``step`` is the 0-based index of that step in the run (the message counts from 1).
+    """
+
+    def __init__(self, value: float, epoch: int, step: int, lr: float | None) -> None:
+        self.value, self.epoch, self.step, self.lr = value, epoch, step, lr
+        at_lr = "" if lr is None else f" (lr {lr:g})"
+        super().__init__(
+            f"the training loss is {value} at epoch {epoch + 1}, step {step + 1}{at_lr}; "
+            "the weights were not updated with it. Lower --lr, add warmup, or use batch norm."
+        )
+
+
+@dataclass
+class RunState:
+    """Where a run stands: updated after every completed step (what a checkpoint records).
+
+    Attributes:
+        epoch: the epoch in progress (0-based), or the next one between epochs.
+        step: optimizer steps taken since the run began (all epochs).
+        batch: steps completed in the current epoch.
+        best: the best validation top-1 so far (-1 before the first evaluation).
+        history: one metrics row per finished epoch.
+        pending: while a step runs, the RNG state and model buffers from before it began, so
+            an interrupted step can be undone (see :meth:`undo_pending`); None between steps.
+    """
+
+    epoch: int = 0
+    step: int = 0
+    batch: int = 0
+    best: float = -1.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    pending: tuple[Any, dict[str, Any]] | None = None
+
+    def begin_step(self, model: Any) -> None:
+        """Remember what a step changes before its update: the RNG (dropout) and the batch
+        norm statistics (a few small arrays), so an interrupt can restore them."""
+        buffers = {n: b.data.copy() for n, b in model.named_buffers()}
+        self.pending = (backend.get_rng_state(), buffers)
+
+    def undo_pending(self, model: Any) -> None:
+        """Undo the forward of a step that was interrupted before its update."""
+        if self.pending is None:
+            return
+        rng, buffers = self.pending
+        for n, b in model.named_buffers():
+            b.data[...] = buffers[n]
+        backend.set_rng_state(rng)
+        self.pending = None
+
+
+def logits_of(outputs: Any) -> Tensor:
+    """The logits of a model's output: itself, or the first field of a (named) tuple."""
+    return outputs[0] if isinstance(outputs, tuple) else outputs
+
+
+def _lr(optimizer: Any) -> float | None:
+    groups = getattr(optimizer, "param_groups", None)
+    return float(groups[0]["lr"]) if groups else None
+
+
+def _call(callbacks: Iterable[Any], name: str, *args: Any) -> None:
+    for cb in callbacks:
+        fn = getattr(cb, name, None)
+        if fn is not None:
+            fn(*args)
+
+
+def train_one_epoch(
+    model: Any,
+    loader: Iterable[tuple[Any, Any]],
+    optimizer: Any,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    *,
+    device: str = "cpu",
+    epoch: int = 0,
+    epochs: int | None = None,
+    ema: Any = None,
+    callbacks: Sequence[Any] = (),
+    state: RunState | None = None,
+    stream: TextIO | None = None,
+    bar: bool | None = None,
+) -> dict[str, float]:
+    """Train ``model`` for one pass over ``loader``.
+
+    Args:
+        model: a Module; put in training mode here.
+        loader: yields ``(images, labels)`` host arrays (a DataLoader).
+        optimizer: an ``minigrad.optim`` optimizer over the model's parameters.
+        loss_fn: ``loss_fn(outputs, target) -> scalar Tensor``.
+        device: where the batches go (the model must already be there).
+        epoch, epochs: for the progress label and the callbacks.
+        ema: an ``optim.EMA`` updated after every step (or None).
+        callbacks: objects with an optional ``on_step_end(step, epoch, model)``, called after
+            backward and before ``optimizer.step()``.
+        state: a :class:`RunState` whose ``step``/``batch`` advance after each completed step
+            (so an interrupt knows exactly which steps were applied).
+        stream, bar: passed to :class:`~minigrad.train.Progress`.
+
+    Returns:
+        ``{"loss", "acc", "images_per_s", "time", "steps"}`` over the epoch (loss and accuracy
+        are per-image means of the training-mode outputs).
+
+    Raises:
+        NonFiniteLossError: a NaN/inf loss; that step's update is not applied.
+    """
+    state = state if state is not None else RunState(epoch=epoch)
+    model.train()
+    total = len(loader) if hasattr(loader, "__len__") else None
+    if total is not None and hasattr(loader, "state_dict"):
+        total = max(total - int(loader.state_dict().get("batch", 0)), 0)  # mid-epoch resume
+    desc = f"epoch {epoch + 1}" + (f"/{epochs}" if epochs else "")
+    with Progress(total, desc=desc, stream=stream, bar=bar) as progress:
+        for x_host, y_host in loader:
+            x = tensor(backend.to_device(x_host, device))
+            y = tensor(backend.to_device(y_host, device))
+            state.begin_step(model)
+            outputs = model(x)
+            loss = loss_fn(outputs, y)
+            value = float(loss.item())
+            if not math.isfinite(value):
+                state.undo_pending(model)
+                raise NonFiniteLossError(value, epoch, state.step, _lr(optimizer))
+            optimizer.zero_grad()
+            loss.backward()
+            _call(callbacks, "on_step_end", state.step, epoch, model)
+            optimizer.step()
+            if ema is not None:
+                ema.update()
+            state.step += 1
+            state.batch += 1
+            state.pending = None
+            correct = topk_correct(logits_of(outputs).data, y.data, ks=(1,))[0]
+            progress.update(len(y_host), value, correct, _lr(optimizer))
+        return {
+            "loss": progress.loss,
+            "acc": progress.acc,
+            "images_per_s": progress.images_per_s,
+            "time": time.perf_counter() - progress.start,
+            "steps": progress.steps,
+        }
+
+
+def evaluate(
+    model: Any,
+    loader: Iterable[tuple[Any, Any]],
+    *,
+    device: str = "cpu",
+    loss_fn: Callable[[Any, Tensor], Tensor] | None = None,
+    num_classes: int | None = None,
+    ks: Sequence[int] = (1, 5),
+) -> dict[str, Any]:
+    """Accuracy of ``model`` (in eval mode, without gradients) over ``loader``.
+
+    Args:
+        model: a Module; left in eval mode.
+        loader: yields ``(images, labels)`` host arrays.
+        device: where the batches go.
+        loss_fn: also report the mean loss (of the eval-mode logits).
+        num_classes: also return the confusion matrix (rows = true class).
+        ks: the top-k accuracies to report, as ``top1``, ``top5``, ...
+
+    Returns:
+        ``{"top1", "top5", ..., "n"}`` (fractions in [0, 1]), plus ``"loss"`` and
+        ``"confusion"`` when asked for.
+    """
+    model.eval()
+    n, loss_sum = 0, 0.0
+    hits = np.zeros(len(ks), dtype=np.int64)
+    preds, targets = [], []
+    with no_grad():
+        for x_host, y_host in loader:
+            logits = logits_of(model(tensor(backend.to_device(x_host, device))))
+            y = tensor(backend.to_device(y_host, device))
+            if loss_fn is not None:
+                loss_sum += float(loss_fn(logits, y).item()) * len(y_host)
+            hits += topk_correct(logits.data, y.data, ks)
+            if num_classes is not None:
+                preds.append(backend.as_numpy(logits.data.argmax(axis=1)))
+                targets.append(np.asarray(y_host))
+            n += len(y_host)
+    out: dict[str, Any] = {f"top{k}": h / max(n, 1) for k, h in zip(ks, hits)}
+    out["n"] = n
+    if loss_fn is not None:
+        out["loss"] = loss_sum / max(n, 1)
+    if num_classes is not None:
+        cat = np.concatenate if preds else (lambda _: np.zeros(0, np.int64))
+        out["confusion"] = confusion_matrix(cat(preds), cat(targets), num_classes)
+    return out

@@ -1,0 +1,267 @@
+"""The training loop and CLI: checkpoints, exact resume, NaN stop, Ctrl-C, eval, predict.
+
+Everything runs a GoogLeNet of width 1/16 on a few dozen 16x16 digits, so each test takes
+seconds; ``test_digits_converges`` trains for real through the README's command.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import googlenet
+import minigrad as mg
+from minigrad import backend
+from minigrad.checkpoint import load_checkpoint
+from minigrad.data import DataLoader, Subset, dataset_info, get_dataset
+from minigrad.optim import EMA, SGD, CosineAnnealingLR
+from minigrad.train.loop import NonFiniteLossError, RunState
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--limit", "48", "--batch-size", "16", "--width", "0.0625", "--image-size", "16"]
+
+
+def tiny_setup(seed: int = 0) -> dict[str, Any]:
+    """Model, optimizer, schedule, EMA and loaders of a tiny digits run (library API)."""
+    info = dataset_info("digits", image_size=16)
+    train = Subset(get_dataset("digits", image_size=16), np.arange(48))
+    test = Subset(get_dataset("digits", train=False, image_size=16), np.arange(32))
+    mg.manual_seed(seed)
+    model = googlenet.GoogLeNet(10, 1, stem="cifar", batch_norm=True, width=1 / 16)
+    opt = SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    return {
+        "model": model,
+        "optimizer": opt,
+        "schedule": CosineAnnealingLR(opt, T_max=3),
+        "ema": EMA(model, 0.9, warmup=True),
+        "train_loader": DataLoader(
+            train, 16, shuffle=True, drop_last=True, transform=info.train_transform, seed=seed
+        ),
+        "val_loader": DataLoader(test, 32, transform=info.eval_transform),
+    }
+
+
+def fit(run: dict[str, Any], out: Path, epochs: int = 2, **kwargs: Any) -> list[dict]:
+    return googlenet.fit(
+        run["model"], run["train_loader"], run["optimizer"], epochs=epochs,
+        val_loader=run["val_loader"], schedule=run["schedule"], ema=run["ema"],
+        out_dir=out, plots=False, bar=False, **kwargs,
+    )  # fmt: skip
+
+
+def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert list(a) == list(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_resume_from_the_cli_gives_the_same_weights_as_a_straight_run(tmp_path, capsys) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["train", *TINY, "--ema", "0.9", "--no-plots"]
+    assert googlenet.main([*common, "--epochs", "2", "--out", str(straight)]) == 0
+    assert googlenet.main([*common, "--epochs", "1", "--out", str(split)]) == 0
+    one = load_checkpoint(split / "last.npz")
+    assert one["epoch"] == 1 and one["loader"]["epoch"] == 1 and one["loader"]["batch"] == 0
+    assert googlenet.main(["train", "--resume", str(split / "last.npz"), "--epochs", "2"]) == 0
+    a, b = load_checkpoint(straight / "last.npz"), load_checkpoint(split / "last.npz")
+    assert b["epoch"] == 2 and b["step"] == a["step"] == 6
+    assert_same_weights(a["model"], b["model"])
+    assert_same_weights(a["ema"]["shadow"], b["ema"]["shadow"])
+    assert a["schedule"] == b["schedule"] and a["rng"] == b["rng"]
+    np.testing.assert_array_equal(
+        a["optimizer"]["state"][0]["momentum_buffer"], b["optimizer"]["state"][0]["momentum_buffer"]
+    )
+    keys = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5")
+    assert [[r[k] for k in keys] for r in a["metrics"]] == [
+        [r[k] for k in keys] for r in b["metrics"]
+    ]
+    assert len((split / "metrics.csv").read_text().splitlines()) == 3  # header + 2 epochs
+    out = capsys.readouterr().out
+    assert "resumed at epoch 2" in out and "final test accuracy: top-1" in out
+
+
+def test_resume_refuses_a_flag_that_changes_the_model(tmp_path, capsys) -> None:
+    assert googlenet.main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path)]) == 0
+    rc = googlenet.main(["train", "--resume", str(tmp_path), "--width", "0.5", "--epochs", "2"])
+    assert rc == 2
+    assert "--width 0.5 differs from the checkpoint's 0.0625" in capsys.readouterr().err
+
+
+def test_checkpoint_holds_every_part_and_the_run_folder_is_complete(tmp_path) -> None:
+    assert googlenet.main(["train", *TINY, "--epochs", "2", "--out", str(tmp_path)]) == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"last.npz", "best.npz", "metrics.csv", "metrics.json", "curves.png"} <= names
+    ckpt = load_checkpoint(tmp_path / "last.npz")
+    for part in ("model", "optimizer", "schedule", "epoch", "step", "rng", "loader", "metrics"):
+        assert ckpt[part] is not None, part
+    assert ckpt["config"]["width"] == 0.0625 and ckpt["config"]["dataset"] == "digits"
+    assert ckpt["rng"]["seed"] == 0 and ckpt["interrupted"] is False
+    best = load_checkpoint(tmp_path / "best.npz")
+    assert best["best"] == max(r["val_acc"] for r in ckpt["metrics"][: best["epoch"]])
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["epoch", "lr", "train_loss"] and "val_top5" in header
+
+
+def test_ctrl_c_saves_first_and_resuming_matches_an_uninterrupted_run(tmp_path, capsys) -> None:
+    reference = tiny_setup()
+    fit(reference, tmp_path / "ref")
+
+    class CtrlC:
+        ended = 0
+
+        def on_step_end(self, step: int, epoch: int, model: Any) -> None:
+            if step == 4:  # mid-epoch 2, after backward, before the update
+                raise KeyboardInterrupt
+
+        def on_train_end(self) -> None:
+            self.ended += 1
+
+    run, cb = tiny_setup(), CtrlC()
+    with pytest.raises(KeyboardInterrupt):
+        fit(run, tmp_path / "run", callbacks=[cb])
+    assert cb.ended == 1
+    saved = load_checkpoint(tmp_path / "run" / "last.npz")
+    assert saved["interrupted"] is True and saved["step"] == 4 and saved["epoch"] == 1
+    assert saved["loader"]["epoch"] == 1 and saved["loader"]["batch"] == 1
+    assert "interrupted: saved" in capsys.readouterr().out
+    resumed = tiny_setup(seed=5)  # other initial weights: everything must come from the file
+    fit(resumed, tmp_path / "run", resume=tmp_path / "run" / "last.npz")
+    assert_same_weights(reference["model"].state_dict(), resumed["model"].state_dict())
+    ref, res = (load_checkpoint(tmp_path / d / "last.npz") for d in ("ref", "run"))
+    assert_same_weights(ref["ema"]["shadow"], res["ema"]["shadow"])
+
+
+def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    calls = {"n": 0}
+    real = googlenet.googlenet_loss
+
+    def exploding(outputs: Any, target: Any, aux_weight: float = 0.3) -> mg.Tensor:
+        calls["n"] += 1
+        loss = real(outputs, target, aux_weight)
+        # calls 1-3: epoch 1's steps, 4: its evaluation, 6: the 2nd step of epoch 2
+        return loss * float("nan") if calls["n"] == 6 else loss
+
+    monkeypatch.setattr(googlenet, "googlenet_loss", exploding)
+    rc = googlenet.main(["train", *TINY, "--epochs", "3", "--out", str(tmp_path)])
+    assert rc == 1
+    out = capsys.readouterr().out
+    assert "stopped: the training loss is nan at epoch 2, step 5 (lr " in out
+    assert f"The last good checkpoint is {tmp_path / 'last.npz'}." in out
+    ckpt = load_checkpoint(tmp_path / "last.npz")
+    assert ckpt["epoch"] == 1 and ckpt["step"] == 3 and len(ckpt["metrics"]) == 1
+    assert all(np.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_a_nan_loss_is_never_applied_to_the_weights() -> None:
+    run = tiny_setup()
+    before = run["model"].state_dict()
+    with pytest.raises(NonFiniteLossError, match="loss is inf at epoch 1, step 1 "):
+        googlenet.train_one_epoch(
+            run["model"], run["train_loader"], run["optimizer"], bar=False,
+            aux_weight=float("inf"),
+        )  # fmt: skip
+    assert_same_weights(before, run["model"].state_dict())  # BN statistics rolled back too
+
+
+def test_callbacks_see_gradients_before_the_update() -> None:
+    run, seen = tiny_setup(), []
+
+    class Probe:
+        def on_step_end(self, step: int, epoch: int, model: Any) -> None:
+            w = model.fc.weight
+            seen.append((step, epoch, w.grad is not None, w.data.copy()))
+
+    state = RunState()
+    googlenet.train_one_epoch(
+        run["model"], run["train_loader"], run["optimizer"], callbacks=[Probe()], state=state,
+        bar=False,
+    )  # fmt: skip
+    assert [s[:3] for s in seen] == [(0, 0, True), (1, 0, True), (2, 0, True)]
+    assert not np.array_equal(seen[0][3], seen[1][3])  # the step came after the callback
+    assert state.step == 3 and state.pending is None
+
+
+def test_grad_norms_flag_records_through_the_study_recorder(tmp_path) -> None:
+    pytest.importorskip("minigrad.study")
+    args = ["train", *TINY, "--epochs", "1", "--grad-norms", "1", "--no-plots"]
+    assert googlenet.main([*args, "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "grad_norms.csv").exists()
+
+
+def test_tf32_on_the_cpu_is_a_clear_error(capsys) -> None:
+    rc = googlenet.main(["train", *TINY, "--device", "cpu", "--precision", "tf32"])
+    assert rc == 2 and "--precision tf32 needs a CUDA device" in capsys.readouterr().err
+    if not backend.cuda_available():
+        with pytest.raises(ValueError, match="set_tf32"):
+            backend.set_tf32(True)
+
+
+def _archives() -> Any:
+    """tests/data/conftest.py's writers of tiny official-format archives."""
+    spec = importlib.util.spec_from_file_location("archives", ROOT / "tests/data/conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.filterwarnings("ignore::minigrad.data.download.ChecksumWarning")
+def test_train_eval_predict_on_a_tiny_cifar10_archive(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    (tmp_path / "data").mkdir()
+    _archives().write_cifar10(tmp_path / "data", n=4)  # 20 train / 5 test images
+    run = tmp_path / "run"
+    args = ["--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--batch-size", "8"]
+    assert googlenet.main(["train", *args, "--epochs", "1", "--width", "0.0625",
+                           "--out", str(run)]) == 0  # fmt: skip
+    assert (run / "best.npz").exists() and (run / "curves.png").exists()
+    model, config = googlenet.load_for_inference(run / "best.npz")
+    assert config["num_classes"] == 10 and config["stem"] == "cifar" and not model.training
+    capsys.readouterr()
+    assert googlenet.main(["eval", str(run / "best.npz"), *args]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"cifar10 test: top-1 \d\.\d{4}  top-5 \d\.\d{4}  \(5 images", out)
+    assert (run / "confusion.png").stat().st_size > 1000
+    png = tmp_path / "frog.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), np.uint8)).save(png)
+    assert googlenet.main(["predict", "--resume", str(run / "best.npz"), str(png)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{png}: ")
+    probs = [float(p) for p in re.findall(r" (\d\.\d{3})", line)]
+    assert len(probs) == 5 and probs == sorted(probs, reverse=True)
+    names = re.findall(r"([a-z]+) \d\.\d{3}", line)
+    assert set(names) <= set(dataset_info("cifar10").class_names)
+
+
+def test_predict_reads_a_digit_png_and_names_missing_files(tmp_path, capsys) -> None:
+    from PIL import Image
+
+    assert googlenet.main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path)]) == 0
+    png = tmp_path / "seven.png"
+    digit = np.zeros((8, 8), np.uint8)
+    digit[1, 1:7], digit[2:7, 5] = 255, 255  # a 7
+    Image.fromarray(digit).save(png)
+    capsys.readouterr()
+    assert googlenet.main(["predict", "--resume", str(tmp_path / "last.npz"), str(png)]) == 0
+    assert len(re.findall(r"\d \d\.\d{3}", capsys.readouterr().out)) == 5
+    rc = googlenet.main(["predict", "--resume", str(tmp_path / "last.npz"), "nope.png"])
+    assert rc == 2 and "no such image file(s): nope.png" in capsys.readouterr().err
+
+
+def test_digits_converges_with_the_readme_command(tmp_path) -> None:
+    """The README's `python googlenet.py` with fewer epochs: >= 95% test top-1 in ~1 minute."""
+    start = time.perf_counter()
+    cmd = [sys.executable, str(ROOT / "googlenet.py"), "--epochs", "4", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    top1 = float(re.search(r"final test accuracy: top-1 (\d\.\d+)", done.stdout).group(1))
+    assert top1 >= 0.95, done.stdout[-2000:]
+    print(f"digits, 4 epochs: top-1 {top1:.4f} in {time.perf_counter() - start:.0f} s")
