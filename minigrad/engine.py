@@ -158,10 +158,10 @@ def run_backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
         for t, g, need in zip(fn.inputs, gxs, fn.needs_input_grad):
             if not need or g is None:
                 continue
-            if g.shape != t.data.shape:
+            if tuple(g.shape) != t.shape or g.dtype != t.dtype:
                 raise RuntimeError(
-                    f"{fn.name}.backward returned a gradient of shape {tuple(g.shape)} "
-                    f"for an input of shape {t.shape}"
+                    f"{fn.name}.backward returned a gradient of shape {tuple(g.shape)} and "
+                    f"dtype {g.dtype} for an input of shape {t.shape} and dtype {t.dtype}"
                 )
             if t._ctx is None:
                 prev = leaves.get(id(t))

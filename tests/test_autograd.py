@@ -255,25 +255,31 @@ def test_hooks_need_a_tensor_that_requires_grad(device):
 
 # ---------------------------------------------------------------- Function.apply checks
 class Twice(Function):
-    """y = 2x; gx = 2 gy (or a wrongly shaped gradient when ``bad``)."""
+    """y = 2x; gx = 2 gy, or a gradient of the wrong shape or dtype when ``bad`` says so."""
 
-    def __init__(self, bad: bool = False) -> None:
+    def __init__(self, bad: str = "") -> None:
         self.bad = bad
 
     def forward(self, x):
         return 2 * x
 
     def backward(self, gy):
-        return (2 * gy)[..., :1] if self.bad else 2 * gy
+        if self.bad == "shape":
+            return (2 * gy)[..., :1]
+        if self.bad == "dtype":
+            return (2 * gy).astype("float64")
+        return 2 * gy
 
 
-def test_a_backward_returning_the_wrong_shape_is_named(device):
-    x = leaf([1.0, 2.0], device)
-    with pytest.raises(
-        RuntimeError,
-        match=r"Twice.backward returned a gradient of shape \(1,\) for an input of shape \(2,\)",
-    ):
-        Twice(bad=True).apply(x).sum().backward()
+@pytest.mark.parametrize(
+    "bad, got",
+    [("shape", r"shape \(1,\) and dtype float32"), ("dtype", r"shape \(2,\) and dtype float64")],
+)
+def test_a_backward_returning_the_wrong_shape_or_dtype_is_named(device, bad, got):
+    x = leaf([1.0, 2.0], device, dtype="float32")
+    msg = rf"Twice.backward returned a gradient of {got} for an input of shape \(2,\) and dtype"
+    with pytest.raises(RuntimeError, match=msg):
+        Twice(bad=bad).apply(x).sum().backward()
 
 
 def test_apply_refuses_non_tensors(device):
