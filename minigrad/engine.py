@@ -114,8 +114,20 @@ def _apply_hooks(t: Tensor, g: Any) -> Any:
 
     for hook in list(t._hooks.values()):
         out = hook(g)
-        if out is not None:
-            g = out.data if isinstance(out, Tensor) else out
+        if out is None:
+            continue
+        out = out.data if isinstance(out, Tensor) else out
+        if not hasattr(out, "shape") or (tuple(out.shape), out.dtype) != (g.shape, g.dtype):
+            got = (
+                f"shape {tuple(out.shape)} and dtype {out.dtype}"
+                if hasattr(out, "shape")
+                else type(out).__name__
+            )
+            raise RuntimeError(
+                f"register_hook: hook {getattr(hook, '__name__', hook)!r} returned {got}; "
+                f"it must return None or a gradient of shape {tuple(g.shape)} and dtype {g.dtype}"
+            )
+        g = out
     return g
 
 

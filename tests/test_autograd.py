@@ -245,6 +245,25 @@ def test_retain_grad_keeps_and_accumulates_the_gradient_of_intermediates(device)
     assert m.grad.dtype == np.float64
 
 
+def test_a_hook_returning_the_wrong_shape_or_dtype_is_refused(device):
+    x = leaf([1.0, 2.0], device, dtype="float32")
+
+    def to_double(g):
+        return g.astype("float64")
+
+    x.register_hook(to_double)
+    msg = (
+        r"register_hook: hook 'to_double' returned shape \(2,\) and dtype float64; it must "
+        r"return None or a gradient of shape \(2,\) and dtype float32"
+    )
+    with pytest.raises(RuntimeError, match=msg):
+        (x * 2).sum().backward()
+    y = leaf([1.0], device)
+    y.register_hook(lambda g: 3.0)
+    with pytest.raises(RuntimeError, match="returned float; it must return None or a gradient"):
+        (y * 2).sum().backward()
+
+
 def test_hooks_need_a_tensor_that_requires_grad(device):
     t = mg.ones(2, device=device)
     with pytest.raises(RuntimeError, match="register_hook: tensor does not require grad"):
