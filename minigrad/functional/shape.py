@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,7 +41,8 @@ class Permute(Function):
         return x.transpose(self.dims)
 
     def backward(self, gy: Any) -> Any:
-        return gy.transpose(tuple(np.argsort(self.dims)))
+        inverse = sorted(range(len(self.dims)), key=self.dims.__getitem__)
+        return gy.transpose(tuple(inverse))
 
 
 class GetItem(Function):
@@ -58,7 +61,7 @@ class GetItem(Function):
         if any(hasattr(k, "shape") or isinstance(k, list) for k in keys):
             # fancy index: an element may be picked twice, so its gradients must add up.
             # where[i] = flat position in x of output element i; bincount sums repeats.
-            size = int(np.prod(self.x_shape))
+            size = math.prod(self.x_shape)
             where = xp.arange(size).reshape(self.x_shape)[self.key]  # gy's shape
             gx = xp.bincount(where.reshape(-1), weights=gy.reshape(-1), minlength=size)
             return gx.astype(self.x_dtype, copy=False).reshape(self.x_shape)
@@ -80,7 +83,7 @@ class Cat(Function):
 
     def backward(self, gy: Any) -> tuple[Any, ...]:
         xp = get_array_module(gy)
-        bounds = np.cumsum(self.sizes)[:-1].tolist()
+        bounds = list(itertools.accumulate(self.sizes))[:-1]
         return tuple(xp.split(gy, bounds, axis=self.dim))
 
 
@@ -92,7 +95,7 @@ class Split(Function):
 
     def forward(self, x: Any) -> tuple[Any, ...]:
         xp = get_array_module(x)
-        bounds = np.cumsum(self.sizes)[:-1].tolist()
+        bounds = list(itertools.accumulate(self.sizes))[:-1]
         return tuple(xp.split(x, bounds, axis=self.dim))
 
     def backward(self, *gys: Any) -> Any:
@@ -103,7 +106,7 @@ class Cast(Function):
     """y = x cast to ``dtype``; gx = gy cast back to x's dtype."""
 
     def __init__(self, dtype: Any) -> None:
-        self.dtype = np.dtype(dtype)
+        self.dtype = np.dtype(dtype)  # host-side dtype metadata, shared by NumPy and CuPy
 
     def forward(self, x: Any) -> Any:
         self.x_dtype = x.dtype
@@ -136,7 +139,7 @@ def _dim(op: str, dim: int, ndim: int) -> int:
 def reshape(x: Tensor, shape: Sequence[int]) -> Tensor:
     """x with a new shape (one entry may be -1)."""
     shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
-    known = int(np.prod([s for s in shape if s != -1]))
+    known = math.prod(s for s in shape if s != -1)
     if shape.count(-1) > 1 or (
         x.numel() != known if -1 not in shape else known == 0 or x.numel() % known
     ):
@@ -167,7 +170,7 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     s, e = _dim("flatten", start_dim, x.ndim), _dim("flatten", end_dim, x.ndim)
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
-    shape = x.shape[:s] + (int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :]
+    shape = x.shape[:s] + (math.prod(x.shape[s : e + 1]),) + x.shape[e + 1 :]
     return Reshape(shape).apply(x)
 
 
