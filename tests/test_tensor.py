@@ -213,3 +213,14 @@ def test_the_tensor_class_follows_the_same_dtype_rules_for_python_data():
     assert mg.Tensor([1, 2]).dtype == np.int64
     assert mg.Tensor(np.float64(0.5)).dtype == np.float64
     assert mg.Tensor(np.ones(2)).dtype == np.float64  # arrays are wrapped as they are
+
+
+@pytest.mark.skipif(mg.cuda_available(), reason="checks the message shown without a GPU")
+def test_asking_for_cuda_without_a_gpu_says_what_to_install():
+    msg = r"device 'cuda:0' requested but CUDA is not available \(install the 'gpu' extra"
+    with pytest.raises(ValueError, match=msg):
+        mg.tensor([1.0], device="cuda")
+    with pytest.raises(ValueError, match=msg):
+        mg.ones(2).to("cuda")
+    with pytest.raises(ValueError, match=msg):
+        mg.zeros(2, device="cuda:0")
