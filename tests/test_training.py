@@ -265,3 +265,26 @@ def test_digits_converges_with_the_readme_command(tmp_path) -> None:
     top1 = float(re.search(r"final test accuracy: top-1 (\d\.\d+)", done.stdout).group(1))
     assert top1 >= 0.95, done.stdout[-2000:]
     print(f"digits, 4 epochs: top-1 {top1:.4f} in {time.perf_counter() - start:.0f} s")
+
+
+def test_study_subcommand_is_dispatched_to_minigrad_study(tmp_path, capsys) -> None:
+    args = ["--width", "0.0625", "--batch-size", "4", "--no-plots", "--out", str(tmp_path)]
+    assert googlenet.main(["study", *args, "--device", "cpu"]) == 0
+    assert (tmp_path / "flow.json").exists() and "inception3a" in capsys.readouterr().out
+
+
+def test_no_command_means_train_and_bad_flags_exit_with_usage(tmp_path, capsys) -> None:
+    assert googlenet.main([*TINY, "--epochs", "1", "--no-plots", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "last.npz").exists()
+    with pytest.raises(SystemExit) as e:
+        googlenet.main(["train", "--optimizer", "lbfgs"])
+    assert e.value.code == 2 and "invalid choice: 'lbfgs'" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_train_on_the_gpu_and_load_on_the_cpu(tmp_path) -> None:
+    args = ["train", *TINY, "--epochs", "1", "--device", "cuda", "--precision", "tf32"]
+    assert googlenet.main([*args, "--no-plots", "--out", str(tmp_path)]) == 0
+    model, config = googlenet.load_for_inference(tmp_path / "last.npz", "cpu")
+    assert config["device"] == "cuda" and model.fc.weight.device == "cpu"
+    backend.set_tf32(False)

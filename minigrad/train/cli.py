@@ -306,7 +306,7 @@ def run_predict(args: argparse.Namespace, load: Callable) -> int:
         raise FileNotFoundError(f"predict: no such image file(s): {', '.join(missing)}")
     x = np.stack([info.preprocess(p) for p in args.images])  # (N, C, H, W)
     with no_grad():
-        prob = F.softmax(model(tensor(backend.to_device(x, device))), dim=1).numpy()
+        prob = F.softmax(model(tensor(x, device=device)), dim=1).numpy()
     k = min(args.top, prob.shape[1])
     for path, p in zip(args.images, prob):
         top = np.argsort(-p, kind="stable")[:k]

@@ -144,8 +144,8 @@ def train_one_epoch(
     desc = f"epoch {epoch + 1}" + (f"/{epochs}" if epochs else "")
     with Progress(total, desc=desc, stream=stream, bar=bar) as progress:
         for x_host, y_host in loader:
-            x = tensor(backend.to_device(x_host, device))
-            y = tensor(backend.to_device(y_host, device))
+            x = tensor(x_host, device=device)
+            y = tensor(y_host, device=device)
             state.begin_step(model)
             outputs = model(x)
             loss = loss_fn(outputs, y)
@@ -202,8 +202,8 @@ def evaluate(
     preds, targets = [], []
     with no_grad():
         for x_host, y_host in loader:
-            logits = logits_of(model(tensor(backend.to_device(x_host, device))))
-            y = tensor(backend.to_device(y_host, device))
+            logits = logits_of(model(tensor(x_host, device=device)))
+            y = tensor(y_host, device=device)
             if loss_fn is not None:
                 loss_sum += float(loss_fn(logits, y).item()) * len(y_host)
             hits += topk_correct(logits.data, y.data, ks)
