@@ -13,7 +13,12 @@ __all__ = ["conv2d"]
 
 
 class Conv2d(Function):
-    """y = w2 @ im2col(x) + b; gw = gy2 @ col^T, gx = col2im(w2^T @ gy2), gb = sum of gy."""
+    """y = w2 @ im2col(x) + b; gw = gy2 @ col^T, gx = col2im(w2^T @ gy2), gb = sum of gy.
+
+    ``col`` is not kept for backward: it is ``KH*KW`` times the input (25x for a 5x5
+    layer), and making it again from the input, which the graph keeps anyway, costs one
+    copy next to the three matrix products.
+    """
 
     def __init__(self, stride: tuple[int, int], padding: tuple[int, int]) -> None:
         self.stride = stride
@@ -43,6 +48,7 @@ class Conv2d(Function):
             return y.reshape(N, C_out, OH, OW)
         col = im2col(x, KH, KW, self.stride, self.padding)  # (C*KH*KW, N*OH*OW)
         y2 = w2 @ col  # (C_out, N*OH*OW)
+        del col  # KH*KW times the input: backward makes it again rather than keep it
         y = xp.empty((N, C_out, OH, OW), dtype=y2.dtype)
         y_t = y.transpose(1, 0, 2, 3)  # (C_out, N, OH, OW) view of y
         if b is None:
@@ -50,7 +56,7 @@ class Conv2d(Function):
         else:  # the bias add rides along with the layout change
             xp.add(y2.reshape(C_out, N, OH, OW), b.reshape(C_out, 1, 1, 1), out=y_t)
         if needs_w:
-            self.col = col  # gw is a product with it; gx needs no col
+            self.x = x  # for im2col again in backward (gw = gy2 @ col.T); gx needs no col
         return y
 
     def backward(self, gy: Any) -> tuple[Any, ...]:
@@ -67,7 +73,9 @@ class Conv2d(Function):
         gy2 = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(C_out, N * OH * OW)
         gx = gw = gb = None
         if self.needs_input_grad[1]:
-            gw = (gy2 @ self.col.T).reshape(self.w_shape)  # (C_out, C, KH, KW)
+            col = im2col(self.x, KH, KW, self.stride, self.padding)  # (C*KH*KW, N*OH*OW)
+            gw = (gy2 @ col.T).reshape(self.w_shape)  # (C_out, C, KH, KW)
+            del col  # before gcol, so the two never coexist
         if self.needs_input_grad[0]:
             gcol = self.w2.T @ gy2  # (C*KH*KW, N*OH*OW)
             gx = col2im(gcol, self.x_shape, KH, KW, self.stride, self.padding)

@@ -59,8 +59,8 @@ class BatchNorm(Function):
         b = wb[-1] if self.has_bias else None
         if self.training:
             mean = _channel_sum(x3) / M  # (C,)
-            xc = x3 - mean[:, None]  # (N, C, L)
-            var = _channel_dot(xc, xc) / M  # biased, used to normalize
+            y = x3 - mean[:, None]  # (N, C, L): x - mean, becomes y in place below
+            var = _channel_dot(y, y) / M  # biased, used to normalize
             if self.running_mean is not None:
                 m = self.momentum
                 self.running_mean[...] = (1 - m) * self.running_mean + m * mean
@@ -68,18 +68,18 @@ class BatchNorm(Function):
         else:
             mean = self.running_mean.astype(x.dtype, copy=False)
             var = self.running_var.astype(x.dtype, copy=False)
-            xc = None
         inv_std = 1 / xp.sqrt(var + self.eps)  # (C,)
         scale = inv_std if w is None else inv_std * w
         if self.training:
-            y = xc * scale[:, None]  # (N, C, L)
+            y *= scale[:, None]  # (N, C, L)
             if b is not None:
                 y += b[:, None]
         else:
             shift = -mean * scale if b is None else b - mean * scale
             y = x3 * scale[:, None]
             y += shift[:, None]
-        self.x3, self.xc, self.mean, self.inv_std, self.scale = x3, xc, mean, inv_std, scale
+        # x - mean is not kept (one activation-sized array per layer): backward redoes it
+        self.x3, self.mean, self.inv_std, self.scale = x3, mean, inv_std, scale
         return y.reshape(x.shape)
 
     def backward(self, gy: Any) -> tuple[Any, ...]:
@@ -92,14 +92,15 @@ class BatchNorm(Function):
         gb = _channel_sum(gy3) if (need_b or (need_x and self.training)) else None
         gw = None  # sum(gy * xhat)
         if need_w or (need_x and self.training):
-            xc = self.xc if self.xc is not None else self.x3 - self.mean[:, None]
+            xc = self.x3 - self.mean[:, None]  # (N, C, L)
             gw = _channel_dot(gy3, xc) * self.inv_std
         gx = None
         if need_x:
             k = self.scale[:, None]  # (C, 1): w / sigma
             if self.training:  # k * (gy - gb/M - xhat * gw/M), xhat = xc * inv_std
+                xc *= (self.inv_std * gw / M)[:, None]
                 gx = gy3 - (gb / M)[:, None]
-                gx -= self.xc * (self.inv_std * gw / M)[:, None]
+                gx -= xc
                 gx *= k
             else:
                 gx = gy3 * k

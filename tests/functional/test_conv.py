@@ -126,11 +126,13 @@ def test_saves_only_what_backward_needs(device):
     rng = np.random.default_rng(3)
     x = mg.tensor(rng.standard_normal((1, 2, 5, 5)), device=device)
     w = mg.tensor(rng.standard_normal((3, 2, 3, 3)), device=device, requires_grad=True)
-    y = F.conv2d(x, w, padding=1)  # only w needs a gradient: keep col, not w
-    assert hasattr(y.grad_fn, "col") and not hasattr(y.grad_fn, "w2")
+    y = F.conv2d(x, w, padding=1)  # only w needs a gradient: keep x (for im2col), not w
+    assert hasattr(y.grad_fn, "x") and not hasattr(y.grad_fn, "w2")
     x.requires_grad, w.requires_grad = True, False
-    y = F.conv2d(x, w, padding=1)  # only x needs a gradient: keep w, not col
-    assert hasattr(y.grad_fn, "w2") and not hasattr(y.grad_fn, "col")
+    y = F.conv2d(x, w, padding=1)  # only x needs a gradient: keep w, not x
+    assert hasattr(y.grad_fn, "w2") and not hasattr(y.grad_fn, "x")
+    # the im2col buffer (KH*KW times the input) is never kept: backward makes it again
+    assert not any(hasattr(y.grad_fn, name) for name in ("col", "x3"))
     with mg.no_grad():
         assert F.conv2d(x, w, padding=1).grad_fn is None
 
