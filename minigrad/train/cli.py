@@ -47,7 +47,7 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=DATASET_NAMES, help="default: digits (embedded)")
     p.add_argument("--data-dir", help="dataset folder (default $MINIGRAD_DATA or ~/.cache)")
     p.add_argument("--download", action="store_true", default=None, help="fetch missing files")
-    p.add_argument("--image-size", type=int, help="side the model sees (digits, imagenette)")
+    p.add_argument("--image-size", type=int, help="input side (digits 16, imagenette 128)")
     p.add_argument("--batch-size", type=int, help="images per step (default 128; digits 64)")
     p.add_argument("--num-workers", type=int, help="loader threads (default 0; imagenette 4)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: best available)")
@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--resume", help="same as the positional checkpoint")
     _add_data_flags(e)
     e.add_argument("--out", help="folder for confusion.png (default: the checkpoint's)")
+    sub.add_parser("study", add_help=False,
+                   help="gradient flow per layer, branch and loss (study --help)")  # fmt: skip
     pr = sub.add_parser("predict", help="top-5 classes of image files")
     pr.add_argument("images", nargs="+", help="image files (anything Pillow opens)")
     pr.add_argument("--resume", "--checkpoint", dest="checkpoint", required=True)
