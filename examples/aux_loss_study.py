@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 
 import minigrad as mg
@@ -35,7 +36,6 @@ from minigrad.data import DataLoader, dataset_info, get_dataset
 from minigrad.optim import SGD, CosineAnnealingLR
 from minigrad.study import GradNormRecorder, format_table, gradient_flow
 from minigrad.study.plots import plot_attribution, plot_branch_shares, plot_heatmap
-from minigrad.train.plots import _pyplot
 
 LOWER = ("conv1", "inception3a", "inception3b", "inception4a")
 
@@ -95,7 +95,9 @@ def smooth(v: np.ndarray, k: int) -> np.ndarray:
 
 
 def plot_study(runs: dict[float, dict], path: Path, steps_per_epoch: int) -> None:
-    plt = _pyplot()
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     colors = {0.0: "#1f77b4", 0.3: "#d62728"}
     for ax, layer in zip(axes.ravel()[:4], LOWER):
