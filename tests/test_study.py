@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import json
 from pathlib import Path
 
@@ -299,3 +300,25 @@ def test_cli_uses_the_checkpoints_model_and_config(
     assert data["layers"][0]["out_shape"][0] == 4 and data["layers"][0]["out_shape"][2:] == [16, 16]
     assert not model.training  # left in eval mode, as loaded
     assert "wrote" in capsys.readouterr().out
+
+
+def test_hooks_on_tensors_nobody_holds_still_fire() -> None:
+    # the study hooks outputs inside forward hooks and keeps no reference to them
+    x = mg.tensor(np.array([[1.0, -2.0, 3.0]]), requires_grad=True)
+    seen = []
+
+    def make() -> mg.Tensor:
+        h = F.relu(x * 2.0)
+        h.register_hook(lambda g: seen.append(g.copy()))
+        h2 = F.relu(h + 1.0)
+        h2.retain_grad()
+        kept.append(h2)
+        return F.cat([h2, h2], dim=1).sum()  # cat and relu keep no input tensors
+
+    kept: list[mg.Tensor] = []
+    loss = make()
+    gc.collect()
+    loss.backward()
+    assert len(seen) == 1
+    np.testing.assert_array_equal(seen[0], [[2.0, 2.0, 2.0]])  # h + 1 > 0 everywhere
+    np.testing.assert_array_equal(kept[0].grad, [[2.0, 2.0, 2.0]])
