@@ -22,6 +22,11 @@ class Function:
     needs_input_grad: tuple[bool, ...] = ()
     #: set by ``apply`` before ``forward``: True when the graph is being recorded
     requires_grad: bool = False
+    #: False for ops whose backward never reads their inputs' data (ReLU, cat, pooling):
+    #: ``apply`` then keeps a data-free :class:`ReleasedInput` for each input another op
+    #: produced, so that activation is freed as soon as nothing else holds it (PyTorch
+    #: likewise saves only what backward needs)
+    keeps_inputs: bool = True
 
     @property
     def name(self) -> str:
@@ -66,7 +71,11 @@ class Function:
             for y in (ys if multi else (ys,))
         )
         if requires:
-            self.inputs: tuple[Tensor, ...] | None = tuple(inputs)
+            self.inputs: tuple[Any, ...] | None = (
+                tuple(inputs)
+                if self.keeps_inputs
+                else tuple(t if t._ctx is None else ReleasedInput(t) for t in inputs)
+            )
             self.outputs = [weakref.ref(o) for o in outs]
             self.output_meta = [(o.data.shape, o.data.dtype) for o in outs]
             for i, o in enumerate(outs):
@@ -104,6 +113,11 @@ class ReleasedInput:
         self._ctx, self._out_idx = t._ctx, t._out_idx
         self.shape, self.dtype, self.device = t.shape, t.dtype, t.device
         self.name, self.requires_grad = t.name, t.requires_grad
+
+    @property
+    def grad_fn(self) -> Any:
+        """The op that produced the input (as ``Tensor.grad_fn``)."""
+        return self._ctx
 
     def __repr__(self) -> str:
         return f"<released output {self._out_idx} of {self._ctx.name}, shape {self.shape}>"

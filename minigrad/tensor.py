@@ -217,6 +217,11 @@ class Tensor:
             raise RuntimeError("register_hook: tensor does not require grad")
         key = next(_hook_ids)
         self._hooks[key] = hook
+        if self._ctx is not None:
+            # the engine finds the hooks through the producing op's (weak) outputs, and an op
+            # that never reads its input (ReLU, cat) does not keep it: the producing op keeps
+            # a hooked tensor alive until its backward has run (release() drops this)
+            self._ctx.__dict__.setdefault("_hooked_outputs", []).append(self)
         return RemovableHandle(self._hooks, key)
 
     def retain_grad(self) -> None:

@@ -48,7 +48,9 @@ def _tag_ops(outputs: list[Tensor], inputs: list[Tensor], name: str) -> None:
 
     Inner modules finish (and tag) first, so each op keeps the innermost module name.
     """
-    stop = {id(t) for t in inputs}
+    # an op may keep a data-free stand-in for an input (Function.keeps_inputs), so a module
+    # input is also recognised by the (op, output index) that produced it
+    stop = {id(t) for t in inputs} | {(id(t._ctx), t._out_idx) for t in inputs if t._ctx}
     stack = [t._ctx for t in outputs if t._ctx is not None and id(t) not in stop]
     seen: set[int] = set()
     while stack:
@@ -58,7 +60,7 @@ def _tag_ops(outputs: list[Tensor], inputs: list[Tensor], name: str) -> None:
         seen.add(id(fn))
         _op_module.setdefault(fn, name)
         for t in getattr(fn, "inputs", None) or ():
-            if t._ctx is not None and id(t) not in stop:
+            if t._ctx is not None and id(t) not in stop and (id(t._ctx), t._out_idx) not in stop:
                 stack.append(t._ctx)
 
 

@@ -98,16 +98,46 @@ def test_a_root_kept_after_backward_does_not_keep_the_activations_alive(device):
     x = leaf(np.ones((50, 40)), device)
     h1 = x * 2
     h2 = F.exp(h1)
-    loss = F.relu(h2).sum()
+    loss = F.tanh(h2).sum()
     dead = [weakref.ref(h1), weakref.ref(h2)]
     del h1, h2
     assert all(r() is not None for r in dead)  # the graph holds them until backward
     loss.backward()
     assert all(r() is None for r in dead)  # like last iteration's loss in a training loop
     stand_in = loss.grad_fn.inputs[0]
-    assert stand_in._ctx.name == "ReLU" and stand_in.shape == (50, 40)
+    assert stand_in._ctx.name == "Tanh" and stand_in.shape == (50, 40)
     drawing = viz.to_dot(loss)  # the structure is still there to draw
-    assert all(op in drawing for op in ("Mul", "Exp", "ReLU", "Sum"))
+    assert all(op in drawing for op in ("Mul", "Exp", "Tanh", "Sum"))
+
+
+def test_an_op_that_never_reads_its_input_does_not_keep_it(device):
+    # ReLU's backward reads its output only (keeps_inputs = False): a BN output feeding it
+    # is freed at once, as in PyTorch; the gradient still flows through the stand-in
+    x = leaf(np.linspace(-1.0, 1.0, 12).reshape(3, 4), device)
+    h = x * 2
+    loss = F.relu(h).sum()
+    dead = weakref.ref(h)
+    del h
+    assert dead() is None
+    assert loss.grad_fn.inputs[0].grad_fn.name == "ReLU"
+    relu = loss.grad_fn.inputs[0].grad_fn
+    assert relu.inputs[0].grad_fn.name == "Mul" and relu.inputs[0].shape == (3, 4)
+    loss.backward()
+    expected = 2.0 * (np.linspace(-1.0, 1.0, 12) > 0).reshape(3, 4)
+    np.testing.assert_array_equal(host(x.grad), expected)
+
+
+def test_a_hook_on_a_tensor_only_relu_reads_still_fires(device):
+    # nothing but the hook refers to h once ReLU has run; the hook must fire all the same
+    x = leaf(np.linspace(-1.0, 1.0, 12).reshape(3, 4), device)
+    h = x * 2
+    seen = []
+    h.register_hook(lambda g: seen.append(host(g).copy()))
+    loss = F.relu(h).sum()
+    del h
+    loss.backward()
+    assert len(seen) == 1
+    np.testing.assert_array_equal(seen[0], (np.linspace(-1.0, 1.0, 12) > 0).reshape(3, 4))
 
 
 def test_retain_graph_allows_a_second_backward(device):

@@ -16,6 +16,8 @@ __all__ = ["dropout"]
 class Dropout(Function):
     """y = x * mask, mask = keep / (1 - p) with keep ~ Bernoulli(1 - p); gx = gy * mask."""
 
+    keeps_inputs = False  # backward reads the mask only
+
     def __init__(self, p: float, device: str) -> None:
         self.p, self.device = p, device
 

@@ -205,6 +205,8 @@ class Sigmoid(Function):
 class ReLU(Function):
     """y = max(x, 0); gx = gy where x > 0, else 0 (the gradient at 0 is 0, as in PyTorch)."""
 
+    keeps_inputs = False  # backward reads y only: the input (a BN output, say) can go
+
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
         y = xp.maximum(x, 0)

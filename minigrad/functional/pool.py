@@ -50,6 +50,8 @@ class MaxPool2d(Function):
     to it. A ``KH x KW`` window costs ``KH + KW - 2`` comparisons instead of ``KH*KW - 1``.
     """
 
+    keeps_inputs = False  # backward reads the saved argmax arrays, not x
+
     def __init__(self, grid: WindowGrid) -> None:
         self.grid = grid
 

@@ -73,6 +73,8 @@ class GetItem(Function):
 class Cat(Function):
     """y = concatenation of the inputs along ``dim``; each gx is its slice of gy."""
 
+    keeps_inputs = False  # backward needs the sizes only, not the concatenated arrays
+
     def __init__(self, dim: int) -> None:
         self.dim = dim
 
