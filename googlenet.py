@@ -55,15 +55,8 @@ def scale_channels(c: int, width: float) -> int:
 class BasicConv2d(nn.Module):
     """conv -> (BatchNorm2d, eps 1e-3, and no conv bias, when ``batch_norm``) -> ReLU."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        batch_norm: bool = False,
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, batch_norm: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.conv = nn.Conv2d(
             in_channels, out_channels, kernel_size, stride, padding, bias=not batch_norm
@@ -337,14 +330,10 @@ def googlenet_loss(outputs: Any, target: Any, aux_weight: float = 0.3) -> Tensor
 def build_model(config: dict[str, Any]) -> GoogLeNet:
     """The GoogLeNet a run config describes (``num_classes``, ``in_channels``, ``stem``,
     ``batch_norm``, ``width``; aux heads unless ``aux_weight`` is 0)."""
-    return GoogLeNet(
-        int(config["num_classes"]),
-        int(config.get("in_channels", 3)),
-        stem=config.get("stem") or "cifar",
-        aux_logits=float(config.get("aux_weight", 0.3)) > 0,
-        batch_norm=bool(config.get("batch_norm", True)),
-        width=float(config.get("width", 1.0)),
-    )
+    c, aux = config, config.get("aux_logits", float(config.get("aux_weight", 0.3)) > 0)
+    return GoogLeNet(int(c["num_classes"]), int(c.get("in_channels", 3)), c.get("stem") or "cifar",
+                     aux, bool(c.get("batch_norm", True)), c.get("lrn"), float(c.get("width", 1)),
+                     )  # fmt: skip
 
 
 def load_for_inference(path: str | os.PathLike, device: str = "cpu") -> tuple[GoogLeNet, dict]:
@@ -380,7 +369,11 @@ def evaluate(model: GoogLeNet, loader: Any, **kwargs: Any) -> dict[str, Any]:
 
 def fit(model: GoogLeNet, train_loader: Any, optimizer: Any, *, epochs: int,
         aux_weight: float = 0.3, **kwargs: Any) -> list[dict[str, Any]]:  # fmt: skip
-    """Epochs, checkpoints, resume, callbacks; see :func:`minigrad.train.fit.fit`."""
+    """Epochs, checkpoints, resume, callbacks; see :func:`minigrad.train.fit.fit`. The
+    model's architecture goes into the checkpoints' config (for ``load_for_inference``)."""
+    keys = ("num_classes", "in_channels", "stem", "aux_logits", "batch_norm", "lrn", "width")
+    arch = {k: getattr(model, k) for k in keys} | {"aux_weight": aux_weight}
+    kwargs["config"] = arch | dict(kwargs.get("config") or {})
     loss = functools.partial(googlenet_loss, aux_weight=aux_weight)
     return train_fit.fit(model, train_loader, optimizer, loss, epochs=epochs, **kwargs)
 

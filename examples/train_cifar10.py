@@ -63,8 +63,7 @@ def main() -> None:
     # the loop: loss = CE(main) + 0.3 * (CE(aux1) + CE(aux2)); evaluation uses the EMA
     fit(model, train_loader, opt, epochs=args.epochs, aux_weight=0.3, val_loader=test_loader,
         schedule=schedule, ema=ema, device=args.device, out_dir=args.out,
-        num_classes=10, resume=args.resume, config={"dataset": "cifar10", "num_classes": 10,
-        "in_channels": 3, "stem": "cifar", "batch_norm": True, "width": args.width})  # fmt: skip
+        num_classes=10, resume=args.resume, config={"dataset": "cifar10"})  # fmt: skip
 
     with ema.swap(model):
         result = evaluate(model, test_loader, device=args.device, num_classes=10,

@@ -71,28 +71,10 @@ def main() -> None:
     schedule = PaperSchedule(opt)  # lr * 0.96 ** (epoch // 8)
     ema = EMA(model, decay=0.999, warmup=True)
 
-    config = {
-        "dataset": "imagenette",
-        "num_classes": 10,
-        "in_channels": 3,
-        "image_size": 128,
-        "stem": "imagenet",
-        "batch_norm": args.batch_norm,
-        "width": args.width,
-    }
-    fit(
-        model,
-        train_loader,
-        opt,
-        epochs=args.epochs,
-        aux_weight=0.3,
-        val_loader=val_loader,
-        schedule=schedule,
-        ema=ema,
-        device=args.device,
-        out_dir=args.out,
-        config=config,
-    )
+    # the loop; fit adds the model's settings to the config saved in every checkpoint
+    fit(model, train_loader, opt, epochs=args.epochs, aux_weight=0.3, val_loader=val_loader,
+        schedule=schedule, ema=ema, device=args.device, out_dir=args.out,
+        config={"dataset": "imagenette", "image_size": 128})  # fmt: skip
 
     with ema.swap(model):
         result = evaluate(model, val_loader, device=args.device)

@@ -137,6 +137,13 @@ def test_ctrl_c_saves_first_and_resuming_matches_an_uninterrupted_run(tmp_path, 
     assert_same_weights(reference["model"].state_dict(), resumed["model"].state_dict())
     ref, res = (load_checkpoint(tmp_path / d / "last.npz") for d in ("ref", "run"))
     assert_same_weights(ref["ema"]["shadow"], res["ema"]["shadow"])
+    # fit records the architecture, so the library's checkpoints load for inference too
+    model, config = googlenet.load_for_inference(tmp_path / "run" / "last.npz")
+    assert config["width"] == 1 / 16 and config["aux_weight"] == 0.3 and not model.training
+    assert_same_weights(
+        {k: v for k, v in model.state_dict().items() if k in res["ema"]["shadow"]},
+        res["ema"]["shadow"],
+    )
 
 
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):

@@ -279,6 +279,8 @@ def run_eval(args: argparse.Namespace, load: Callable) -> int:
     model, cfg = load(path, device)
     overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "download", "limit")}
     cfg = {**cfg, **{k: v for k, v in overrides.items() if v is not None}}
+    if "dataset" not in cfg:
+        raise ValueError(f"eval: {path} does not name its dataset; pass --dataset")
     info, _, test_set = _datasets(cfg, train=False)
     loader = DataLoader(test_set, args.batch_size or 256, num_workers=args.num_workers or 0,
                         transform=info.eval_transform)  # fmt: skip
@@ -301,6 +303,8 @@ def run_predict(args: argparse.Namespace, load: Callable) -> int:
 
     device = _device(args.device or "cpu")
     model, cfg = load(args.checkpoint, device)
+    if "dataset" not in cfg:
+        raise ValueError(f"predict: {args.checkpoint} does not name its dataset (config)")
     info = _info(cfg)
     names = cfg.get("class_names") or list(info.class_names)
     missing = [p for p in args.images if not os.path.isfile(p)]
