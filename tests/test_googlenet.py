@@ -210,3 +210,17 @@ def test_state_dict_round_trip_gives_the_same_logits() -> None:
         b.load_state_dict(a.state_dict())
         np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
     assert isinstance(a.inception3a.branch4[0], nn.MaxPool2d)
+
+
+def test_he_init_keeps_the_signal_alive_through_the_whole_network_without_batch_norm() -> None:
+    mg.manual_seed(0)
+    model = GoogLeNet(10, 3, stem="cifar", width=0.125).eval()
+    conv = model.inception4a.branch2[1].conv  # 3x3 conv, fan in 12 * 9
+    assert conv.bias is not None and not conv.bias.numpy().any()
+    assert np.std(conv.weight.numpy()) == pytest.approx(np.sqrt(2 / (12 * 9)), rel=0.1)
+    seen = {}
+    model.inception5b.register_forward_hook(lambda m, i, o: seen.update(out=o.numpy()) and None)
+    with mg.no_grad():
+        model(images(8, 3, 32))
+    # PyTorch's default conv init (gain 1/sqrt(3)) leaves an rms of ~1e-5 here
+    assert 0.3 < np.sqrt((seen["out"] ** 2).mean()) < 30
