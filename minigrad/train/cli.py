@@ -254,8 +254,9 @@ def train(args: argparse.Namespace, build_model: Callable, loss_fn: Callable) ->
         return 130
     with ema.swap(model) if ema is not None else _nullcontext():
         final = evaluate(model, test_loader, device=device)
+    n = cfg["epochs"]
     print(f"final test accuracy: top-1 {final['top1']:.4f}, top-5 {final['top5']:.4f} "
-          f"({final['n']} images) after {cfg['epochs']} epochs; training took "
+          f"({final['n']} images) after {n} epoch{'s' * (n != 1)}; training took "
           f"{time.perf_counter() - start:.1f} s; checkpoints in {out}")  # fmt: skip
     return 0
 
