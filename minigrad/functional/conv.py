@@ -47,6 +47,17 @@ class Conv2d(Function):
                 self.x3 = x3
             return y.reshape(N, C_out, OH, OW)
         col = im2col(x, KH, KW, self.stride, self.padding)  # (C*KH*KW, N*OH*OW)
+        if needs_w:
+            self.x = x  # for im2col again in backward (gw = gy2 @ col.T); gx needs no col
+        if OH * OW >= 256:
+            # one product per image, (C_out, K) @ (K, OH*OW) on column block n of col (a
+            # strided view BLAS takes as is), lands in NCHW: no (C_out, N*OH*OW) temporary
+            # and no transposed copy; on maps under 16x16 the small products lose more
+            y3 = xp.empty((N, C_out, OH * OW), dtype=x.dtype)
+            xp.matmul(w2, col.reshape(-1, N, OH * OW).transpose(1, 0, 2), out=y3)
+            if b is not None:
+                y3 += b.reshape(C_out, 1)
+            return y3.reshape(N, C_out, OH, OW)
         y2 = w2 @ col  # (C_out, N*OH*OW)
         del col  # KH*KW times the input: backward makes it again rather than keep it
         y = xp.empty((N, C_out, OH, OW), dtype=y2.dtype)
@@ -55,8 +66,6 @@ class Conv2d(Function):
             y_t[...] = y2.reshape(C_out, N, OH, OW)
         else:  # the bias add rides along with the layout change
             xp.add(y2.reshape(C_out, N, OH, OW), b.reshape(C_out, 1, 1, 1), out=y_t)
-        if needs_w:
-            self.x = x  # for im2col again in backward (gw = gy2 @ col.T); gx needs no col
         return y
 
     def backward(self, gy: Any) -> tuple[Any, ...]:
@@ -71,15 +80,16 @@ class Conv2d(Function):
         N, C_out, OH, OW = gy.shape
         KH, KW = self.w_shape[2], self.w_shape[3]
         gy2 = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(C_out, N * OH * OW)
-        gx = gw = gb = None
+        gx = gw = gb = col = None
         if self.needs_input_grad[1]:
             col = im2col(self.x, KH, KW, self.stride, self.padding)  # (C*KH*KW, N*OH*OW)
             gw = (gy2 @ col.T).reshape(self.w_shape)  # (C_out, C, KH, KW)
-            del col  # before gcol, so the two never coexist
         if self.needs_input_grad[0]:
-            gcol = self.w2.T @ gy2  # (C*KH*KW, N*OH*OW)
+            # gcol has col's shape: write it into col's buffer (no second buffer of that size)
+            gcol = self.w2.T @ gy2 if col is None else xp.matmul(self.w2.T, gy2, out=col)
             gx = col2im(gcol, self.x_shape, KH, KW, self.stride, self.padding)
             del gcol
+        del col
         if len(self.needs_input_grad) == 3 and self.needs_input_grad[2]:
             gb = gy2.sum(axis=1)
         return gx, gw, gb

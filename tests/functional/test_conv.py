@@ -58,6 +58,8 @@ def t64(a, device, grad=False):
         ((2, 4, 3, 3), (5, 4, 1, 1), 1, 0, True),  # 1x1 fast path
         ((1, 2, 5, 4), (2, 2, 1, 1), 2, 1, True),  # 1x1 with stride and padding: im2col path
         ((1, 1, 2, 2), (1, 1, 4, 4), 1, 1, False),  # kernel covers the whole padded input
+        ((1, 2, 16, 17), (3, 2, 3, 3), 1, 1, True),  # OH*OW >= 256: one product per image
+        ((2, 1, 16, 16), (2, 1, 3, 3), 1, 1, False),  # exactly 256 outputs per map
     ],
 )
 def test_forward_matches_loop_reference(device, x_shape, w_shape, stride, padding, bias):
@@ -105,6 +107,7 @@ def test_gradcheck_on_drawn_geometries(device, g, data):
         ((2, 2, 4, 5), (3, 2, 3, 2), (2, 1), (0, 1)),  # im2col path
         ((2, 3, 3, 3), (2, 3, 1, 1), 1, 0),  # 1x1: gw by per-image products summed
         ((2, 8, 1, 1), (8, 8, 1, 1), 1, 0),  # 1x1: gw by one product of transposed copies
+        ((1, 1, 16, 16), (2, 1, 3, 3), 1, 1),  # OH*OW >= 256: per-image forward products
     ],
 )
 @pytest.mark.parametrize("which", ["x", "w", "b", "xw"])
