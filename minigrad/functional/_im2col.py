@@ -25,9 +25,51 @@ padded ``(C, N, Hp, Wp)`` buffer. No ``add.at``, no loop over images or pixels.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from minigrad.backend import get_array_module
+from minigrad.backend import get_array_module, is_cupy_array
+
+#: below this many col elements the copies run on the calling thread only
+PARALLEL_MIN_SIZE = 1 << 18
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def host_threads() -> int:
+    """Threads for the host copies of im2col/col2im: BLAS's thread limit when one is set
+    (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``), else the CPU count."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
+def _channel_blocks(C: int, size: int, a: Any) -> list[slice]:
+    """Split channels 0..C into one block per host thread (one block on a GPU or when small).
+
+    NumPy releases the GIL inside its copy and add loops, so blocks run in parallel; every
+    block writes only its own channels, so no two threads touch the same element.
+    """
+    n = 1 if is_cupy_array(a) or size < PARALLEL_MIN_SIZE else min(host_threads(), C)
+    bounds = [C * k // n for k in range(n + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def _run(task: Callable[[slice], None], blocks: list[slice]) -> None:
+    """``task(block)`` for every block, on the thread pool when there is more than one."""
+    global _pool, _pool_size
+    if len(blocks) == 1:
+        task(blocks[0])
+        return
+    if _pool is None or _pool_size < len(blocks):
+        _pool_size = len(blocks)
+        _pool = ThreadPoolExecutor(max_workers=_pool_size, thread_name_prefix="minigrad-im2col")
+    for future in [_pool.submit(task, cs) for cs in blocks]:
+        future.result()
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -52,17 +94,6 @@ def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return int(value), int(value)
 
 
-def _transposed_padded(x: Any, ph: int, pw: int) -> Any:
-    """x (N, C, H, W) as a (C, N, H + 2ph, W + 2pw) array with zero borders."""
-    xp = get_array_module(x)
-    N, C, H, W = x.shape
-    if ph == 0 and pw == 0:
-        return x.transpose(1, 0, 2, 3)  # (C, N, H, W) view; the slices below copy from it
-    xpad = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
-    xpad[:, :, ph : ph + H, pw : pw + W] = x.transpose(1, 0, 2, 3)
-    return xpad  # (C, N, Hp, Wp)
-
-
 def im2col(
     x: Any, KH: int, KW: int, stride: int | tuple[int, int], padding: int | tuple[int, int]
 ) -> Any:
@@ -83,13 +114,22 @@ def im2col(
     ph, pw = pair(padding)
     OH = conv_output_size(H, KH, sh, ph)
     OW = conv_output_size(W, KW, sw, pw)
-    xpad = _transposed_padded(x, ph, pw)  # (C, N, Hp, Wp)
+    x_t = x.transpose(1, 0, 2, 3)  # (C, N, H, W) view
+    padded = ph > 0 or pw > 0
+    # (C, N, Hp, Wp) with zero borders (zeros: the pages are cleared as they are first used)
+    xpad = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=x.dtype) if padded else x_t
     col = xp.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
-    for i in range(KH):
-        for j in range(KW):
-            col[:, i, j] = xpad[
-                :, :, i : i + sh * (OH - 1) + 1 : sh, j : j + sw * (OW - 1) + 1 : sw
-            ]
+
+    def fill(cs: slice) -> None:  # channels cs: pad, then one strided copy per offset
+        if padded:
+            xpad[cs, :, ph : ph + H, pw : pw + W] = x_t[cs]
+        for i in range(KH):
+            for j in range(KW):
+                rows = slice(i, i + sh * (OH - 1) + 1, sh)
+                cols = slice(j, j + sw * (OW - 1) + 1, sw)
+                col[cs, i, j] = xpad[cs, :, rows, cols]
+
+    _run(fill, _channel_blocks(C, col.size, x))
     return col.reshape(C * KH * KW, N * OH * OW)
 
 
@@ -119,13 +159,18 @@ def col2im(
     OW = conv_output_size(W, KW, sw, pw)
     col6 = col.reshape(C, KH, KW, N, OH, OW)
     gpad = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=col.dtype)
-    for i in range(KH):
-        for j in range(KW):
-            gpad[:, :, i : i + sh * (OH - 1) + 1 : sh, j : j + sw * (OW - 1) + 1 : sw] += col6[
-                :, i, j
-            ]
-    gx = gpad[:, :, ph : ph + H, pw : pw + W].transpose(1, 0, 2, 3)  # (N, C, H, W) view
-    return xp.ascontiguousarray(gx)
+    gx = xp.empty((N, C, H, W), dtype=col.dtype)
+
+    def add(cs: slice) -> None:  # channels cs: add every offset's block, then crop
+        for i in range(KH):
+            for j in range(KW):
+                rows = slice(i, i + sh * (OH - 1) + 1, sh)
+                cols = slice(j, j + sw * (OW - 1) + 1, sw)
+                gpad[cs, :, rows, cols] += col6[cs, i, j]
+        gx[:, cs] = gpad[cs, :, ph : ph + H, pw : pw + W].transpose(1, 0, 2, 3)
+
+    _run(add, _channel_blocks(C, col.size, col))
+    return gx
 
 
 class WindowGrid:

@@ -121,3 +121,22 @@ def test_float32_stays_float32(device, xp):
     assert back.dtype == np.float32 and backend.get_array_module(back) is xp
     # the centre pixel is covered by all 9 windows, a corner by 4
     assert float(back[0, 0, 2, 2]) == 9.0 and float(back[0, 0, 0, 0]) == 4.0
+
+
+@pytest.mark.parametrize("stride, padding", [(1, 1), (2, 0), ((1, 2), (2, 1))])
+def test_threaded_channel_blocks_give_the_same_arrays(device, monkeypatch, stride, padding):
+    # several host threads, each on its own channel block, must give exactly the serial result
+    from minigrad.functional import _im2col as m
+
+    rng = np.random.default_rng(5)
+    x = backend.to_device(rng.standard_normal((3, 7, 9, 10)), device)
+    monkeypatch.setattr(m, "PARALLEL_MIN_SIZE", 0)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    col1 = m.im2col(x, 3, 3, stride, padding)
+    gx1 = m.col2im(col1 * 2.5 - 1, x.shape, 3, 3, stride, padding)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")  # blocks of 2, 2 and 3 channels
+    col3 = m.im2col(x, 3, 3, stride, padding)
+    gx3 = m.col2im(col3 * 2.5 - 1, x.shape, 3, 3, stride, padding)
+    np.testing.assert_array_equal(backend.as_numpy(col3), backend.as_numpy(col1))
+    np.testing.assert_array_equal(backend.as_numpy(gx3), backend.as_numpy(gx1))
+    assert gx3.flags.c_contiguous and col3.flags.c_contiguous
