@@ -198,6 +198,11 @@ def main(argv: list[str] | None = None) -> None:
         cfg = Config(**json.loads(args.child))
         print(json.dumps(run_config(cfg, args.device, steps, gemm_n)))
         return
+    if not is_cpu:
+        from minigrad import cuda_available  # noqa: PLC0415
+
+        if not cuda_available():
+            parser.error(f"--device {args.device}: CuPy or a CUDA device is not available here")
     configs = CPU_CONFIGS if is_cpu else GPU_CONFIGS
     if args.configs:
         wanted = [s.strip() for s in args.configs.split(",") if s.strip()]
