@@ -48,19 +48,18 @@ def host_threads() -> int:
     return os.cpu_count() or 1
 
 
-def thread_blocks(C: int, size: int, a: Any) -> list[slice]:
-    """Split 0..C (channels, images) into one block per host thread (one block on a GPU, or
-    when the work of ``size`` elements is small).
+def _channel_blocks(C: int, size: int, a: Any) -> list[slice]:
+    """Split channels 0..C into one block per host thread (one block on a GPU or when small).
 
     NumPy releases the GIL inside its copy and add loops, so blocks run in parallel; every
-    block writes only its own channels or images, so no two threads touch the same element.
+    block writes only its own channels, so no two threads touch the same element.
     """
     n = 1 if is_cupy_array(a) or size < PARALLEL_MIN_SIZE else min(host_threads(), C)
     bounds = [C * k // n for k in range(n + 1)]
     return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
 
 
-def run_blocks(task: Callable[[slice], None], blocks: list[slice]) -> None:
+def _run(task: Callable[[slice], None], blocks: list[slice]) -> None:
     """``task(block)`` for every block, on the thread pool when there is more than one."""
     global _pool, _pool_size
     if len(blocks) == 1:
@@ -130,7 +129,7 @@ def im2col(
                 cols = slice(j, j + sw * (OW - 1) + 1, sw)
                 col[cs, i, j] = xpad[cs, :, rows, cols]
 
-    run_blocks(fill, thread_blocks(C, col.size, x))
+    _run(fill, _channel_blocks(C, col.size, x))
     return col.reshape(C * KH * KW, N * OH * OW)
 
 
@@ -170,7 +169,7 @@ def col2im(
                 gpad[cs, :, rows, cols] += col6[cs, i, j]
         gx[:, cs] = gpad[cs, :, ph : ph + H, pw : pw + W].transpose(1, 0, 2, 3)
 
-    run_blocks(add, thread_blocks(C, col.size, col))
+    _run(add, _channel_blocks(C, col.size, col))
     return gx
 
 
@@ -199,7 +198,7 @@ class WindowGrid:
         N, C, H, W = x_shape
         (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
         OH, OW = out_size
-        self.x_shape, self.out_size, self.kernel = tuple(x_shape), out_size, kernel
+        self.x_shape, self.out_size = tuple(x_shape), out_size
         self.stride, self.padding = stride, padding
         # rows per phase: enough for every window and for every input row
         self.Hq = max(OH + (KH - 1) // sh, -(-(ph + H) // sh))
@@ -218,11 +217,6 @@ class WindowGrid:
         self.row_offsets = [(i % sh, (i // sh) * self.Wq) for i in range(KH)]
         #: positions a row reduction covers (every position a column shift can still read)
         self.row_length = self.size - (KW - 1) // sw
-
-    def for_images(self, n: int) -> WindowGrid:
-        """The same geometry for a block of ``n`` images."""
-        shape = (n, *self.x_shape[1:])
-        return WindowGrid(shape, self.kernel, self.stride, self.padding, self.out_size)
 
     def _phase_slices(self) -> list[tuple[int, int, slice, slice, slice, slice]]:
         """(a, b, input rows, input cols, phase rows, phase cols) of every non-empty phase."""
@@ -259,19 +253,15 @@ class WindowGrid:
             phases[a, b, :, :, rows_q, cols_q] = x[:, :, rows_x, cols_x]
         return phases.reshape(sh, sw, self.size)
 
-    def merge(self, gphases: Any, out: Any = None) -> Any:
-        """The adjoint of :meth:`split`: phases -> (N, C, H, W) (into ``out`` if given),
-        padding dropped."""
+    def merge(self, gphases: Any) -> Any:
+        """The adjoint of :meth:`split`: phases -> (N, C, H, W), padding dropped."""
         xp = get_array_module(gphases)
         N, C = self.x_shape[:2]
         (sh, sw), Hq, Wq = self.stride, self.Hq, self.Wq
         if self._is_identity():
-            if out is None:
-                return gphases.reshape(self.x_shape)
-            out[...] = gphases.reshape(self.x_shape)
-            return out
+            return gphases.reshape(self.x_shape)
         g6 = gphases.reshape(sh, sw, N, C, Hq, Wq)
-        gx = xp.empty(self.x_shape, dtype=gphases.dtype) if out is None else out
+        gx = xp.empty(self.x_shape, dtype=gphases.dtype)
         for a, b, rows_x, cols_x, rows_q, cols_q in self._phase_slices():
             gx[:, :, rows_x, cols_x] = g6[a, b, :, :, rows_q, cols_q]  # every pixel once
         return gx

@@ -315,24 +315,3 @@ def test_adaptive_avg_pool_errors(device):
         F.adaptive_avg_pool2d(_x(device), (None, 2))
     with pytest.raises(TypeError, match=rf"{op}: input must be floating point, got dtype int64"):
         F.adaptive_avg_pool2d(_x(device, dtype=np.int64), 1)
-
-
-@pytest.mark.parametrize("k, s, p", [(3, 1, 1), (3, 2, 1), ((2, 3), (2, 1), (1, 0))])
-def test_max_pool_on_image_blocks_in_threads_equals_one_block(device, monkeypatch, k, s, p):
-    # 5 images on 3 host threads (blocks of 1, 2, 2): forward and backward as with one block
-    from minigrad.functional import _im2col
-
-    rng = np.random.default_rng(6)
-    x = rng.standard_normal((5, 3, 7, 9))
-    gy = None
-    results = []
-    for threads in ("1", "3"):
-        monkeypatch.setattr(_im2col, "PARALLEL_MIN_SIZE", 0)
-        monkeypatch.setenv("OPENBLAS_NUM_THREADS", threads)
-        xt = t64(x, device, grad=True)
-        y = F.max_pool2d(xt, k, s, p)
-        gy = rng.standard_normal(y.shape) if gy is None else gy
-        y.backward(t64(gy, device))
-        results.append((y.numpy(), backend.as_numpy(xt.grad)))
-    np.testing.assert_array_equal(results[1][0], results[0][0])
-    np.testing.assert_array_equal(results[1][1], results[0][1])
