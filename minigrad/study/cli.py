@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    x_t = tensor(backend.to_device(x, device))
-    y_t = tensor(backend.to_device(y, device))
+    x_t = tensor(x, device=device)
+    y_t = tensor(y, device=device)
     report = gradient_flow(model, x_t, y_t, aux_weight=args.aux_weight)
     print(format_table(report, branches=not args.no_branches))
     out = Path(args.out)
