@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from minigrad.engine import _topological_order
 from minigrad.tensor import Tensor
 
 __all__ = ["module_of", "render", "to_dot", "trace_modules"]
@@ -198,23 +199,7 @@ def to_dot(tensor: Tensor, params: Any = None, show_shapes: bool = True) -> str:
         return f"{src} -> {dst};"
 
     root = tensor._ctx
-    order: list[Any] = []
-    if root is not None:
-        # iterative DFS: every op after the ops it consumes (graphs can be deep)
-        stack: list[tuple[Any, bool]] = [(root, False)]
-        visited: set[int] = set()
-        while stack:
-            fn, expanded = stack.pop()
-            if expanded:
-                order.append(fn)
-                continue
-            if id(fn) in visited:
-                continue
-            visited.add(id(fn))
-            stack.append((fn, True))
-            for t in reversed(fn.inputs):
-                if t._ctx is not None and id(t._ctx) not in visited:
-                    stack.append((t._ctx, False))
+    order = _topological_order(root) if root is not None else []
     for fn in order:
         nid = f"op{len(op_ids)}"
         op_ids[id(fn)] = nid
