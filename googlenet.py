@@ -20,10 +20,11 @@ import os
 import sys
 from typing import Any, NamedTuple
 
-if __name__ == "__main__" and (os.cpu_count() or 1) <= 2:
-    # On 2 cores OpenBLAS's second thread fights the data loader's thread (and everything
-    # else): steps measured 3-15x slower than with one thread. OPENBLAS_NUM_THREADS overrides.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads OpenBLAS
+if __name__ == "__main__":
+    # before NumPy loads OpenBLAS: its idle threads sleep at once instead of spinning on the
+    # cores minigrad's host threads need (see minigrad.runtime; the CLI then runs products
+    # on one BLAS thread and the ops' chunks on all cores)
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import minigrad.functional as F  # noqa: E402
 from minigrad import nn  # noqa: E402
@@ -76,7 +77,7 @@ class BasicConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(x)
         if self.batch_norm:
-            x = self.bn(x)
+            return self.bn(x, relu=True)  # relu(bn(x)) as one op: one pass, a 1-byte mask
         return F.relu(x)
 
 

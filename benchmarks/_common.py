@@ -89,20 +89,31 @@ class GemmCeiling:
     compared with, and take ``rate()``, the FLOP/s of the median sample.
     """
 
-    def __init__(self, dev: Device, n: int, seed: int = 0) -> None:
+    def __init__(self, dev: Device, n: int, seed: int = 0, threads: int | None = None) -> None:
         rng = np.random.default_rng(seed)
-        self.dev, self.n = dev, n
+        self.dev, self.n, self.threads = dev, n, threads
         self.a, self.b = dev.randn(rng, n, n), dev.randn(rng, n, n)
         self.out = dev.xp.empty((n, n), dtype=np.float32)
         self.times: list[float] = []
-        dev.xp.matmul(self.a, self.b, out=self.out)  # warm-up
-        dev.sync()
+        self.sample(1)  # warm-up
+        self.times.clear()
 
     def sample(self, count: int = 1) -> None:
-        for _ in range(count):
-            self.times.append(
-                timed(lambda: self.dev.xp.matmul(self.a, self.b, out=self.out), self.dev.sync)
-            )
+        """Time ``count`` products; on the CPU with ``threads`` BLAS threads (restored after)."""
+        from minigrad import runtime  # noqa: PLC0415
+
+        before = runtime.blas_threads() if self.dev.is_cpu and self.threads else None
+        if before is not None:
+            runtime.set_blas_threads(self.threads)
+            self.dev.xp.matmul(self.a, self.b, out=self.out)  # wake the BLAS threads
+        try:
+            for _ in range(count):
+                self.times.append(
+                    timed(lambda: self.dev.xp.matmul(self.a, self.b, out=self.out), self.dev.sync)
+                )
+        finally:
+            if before is not None:
+                runtime.set_blas_threads(before)
 
     @property
     def flops(self) -> int:

@@ -18,12 +18,14 @@ timed once after every training step so both see the same load; its median is th
     python benchmarks/bench_train.py                         # CPU: both CIFAR configs
     python benchmarks/bench_train.py --configs w1 --steps 3  # names or prefixes
     python benchmarks/bench_train.py --configs w1 --batch 128 --steps 1   # memory check
-    python benchmarks/bench_train.py --threads 1            # one BLAS thread (shared machine)
+    python benchmarks/bench_train.py --threads 1 --clock cpu  # one core (shared machine)
+    python benchmarks/bench_train.py --mode plain            # without the CLI's settings
     python benchmarks/bench_train.py --device cuda --precision float32,tf32
 
-On a machine whose cores are busy with other processes, multi-threaded OpenBLAS can spend
-most of a small product waiting for a descheduled worker thread; ``--threads`` sets the
-BLAS thread count of the runs (ceiling included), which makes the ratio robust there.
+The steps run with the training CLI's process settings (``--mode tuned``:
+``minigrad.runtime.configure_cpu_training``: malloc keeps freed memory, each product on
+one BLAS thread, minigrad's chunks on all cores); the ceiling always uses all ``--threads``
+BLAS threads, so the ratio is against what the whole machine's BLAS can do.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # googlenet.py
 
 from _common import Device, GemmCeiling, fmt_bytes, set_clock, timed  # noqa: E402
+
+from minigrad.runtime import BLAS_ENV_DEFAULTS  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -119,13 +123,24 @@ def make_step(cfg: Config, dev: Device, seed: int = 0) -> tuple[Callable[[], Any
     return step, model, x
 
 
-def run_config(cfg: Config, device: str, steps: int, gemm_n: int) -> dict[str, Any]:
+def run_config(
+    cfg: Config, device: str, steps: int, gemm_n: int, mode: str, threads: int
+) -> dict[str, Any]:
     """Time ``steps`` training steps of ``cfg`` (after one warm-up step) in this process."""
+    from minigrad import runtime  # noqa: PLC0415
+
+    if device == "cpu" and mode == "tuned":  # exactly what the training CLI does
+        runtime.configure_cpu_training(threads)
+    elif device == "cpu":
+        runtime.set_blas_threads(threads)
+        from minigrad.functional import _threads  # noqa: PLC0415
+
+        _threads.set_host_threads(threads)
     dev = Device(device)
     step, model, x = make_step(cfg, dev)
     step()  # warm-up: allocator, BLAS threads, momentum buffers
     dev.sync()
-    ceiling = GemmCeiling(dev, gemm_n)
+    ceiling = GemmCeiling(dev, gemm_n, threads=threads)
     times = []
     for _ in range(steps):
         times.append(timed(step, dev.sync))
@@ -146,6 +161,7 @@ def run_config(cfg: Config, device: str, steps: int, gemm_n: int) -> dict[str, A
         "gemm_gflops": ceiling.rate() / 1e9,
         "ratio": achieved / ceiling.rate(),
         "peak_bytes": dev.peak_memory_bytes(),
+        "runtime": runtime.settings() if device == "cpu" else {},
     }
 
 
@@ -177,7 +193,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="float32", help="float32, tf32, or both: a,b")
     parser.add_argument("--gemm", type=int, default=0, help="ceiling size n (CPU 2048, GPU 8192)")
     parser.add_argument(
-        "--threads", type=int, default=0, help="BLAS threads for the runs (default: BLAS's own)"
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for the steps and the ceiling (default: the CPU count)",
     )
     parser.add_argument(
         "--clock",
@@ -185,18 +204,27 @@ def main(argv: list[str] | None = None) -> None:
         choices=["wall", "cpu"],
         help="wall time (default) or process CPU time (shared machine, with --threads 1)",
     )
+    parser.add_argument(
+        "--mode",
+        default="tuned",
+        choices=["tuned", "plain"],
+        help="tuned: the training CLI's settings (runtime.configure_cpu_training, "
+        "OPENBLAS_THREAD_TIMEOUT=4; default); plain: glibc's allocator, BLAS threads each "
+        "product, OpenBLAS's own thread timeout",
+    )
     parser.add_argument("--json", default="", help="also write the rows to this file")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)  # one config, JSON out
     args = parser.parse_args(argv)
     is_cpu = args.device == "cpu"
     steps = args.steps or (3 if is_cpu else 20)
     gemm_n = args.gemm or (2048 if is_cpu else 8192)
-    if args.clock == "cpu" and args.threads != 1:
+    threads = args.threads or os.cpu_count() or 1
+    if args.clock == "cpu" and threads != 1:
         parser.error("--clock cpu adds up the time of every thread: use it with --threads 1")
     set_clock(args.clock)
     if args.child:
         cfg = Config(**json.loads(args.child))
-        print(json.dumps(run_config(cfg, args.device, steps, gemm_n)))
+        print(json.dumps(run_config(cfg, args.device, steps, gemm_n, args.mode, threads)))
         return
     if not is_cpu:
         from minigrad import cuda_available  # noqa: PLC0415
@@ -221,20 +249,19 @@ def main(argv: list[str] | None = None) -> None:
     for precision in precisions:
         env = dict(os.environ)
         env["CUPY_TF32"] = "1" if precision == "tf32" else "0"  # read when CuPy loads
-        if args.threads:  # read when NumPy loads its BLAS
-            for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                env[var] = str(args.threads)
-        threads = env.get("OPENBLAS_NUM_THREADS", env.get("OMP_NUM_THREADS", "default"))
+        if args.mode == "tuned":  # read when NumPy loads OpenBLAS
+            for var, value in BLAS_ENV_DEFAULTS.items():
+                env.setdefault(var, value)
         title = (
             f"GoogLeNet training step (batch_norm=True, aux heads, SGD momentum 0.9), "
-            f"{args.device}, {precision}, BLAS threads {threads}, {args.clock} clock, "
-            f"median of {steps} steps"
+            f"{args.device}, {precision}, {threads} threads, {args.mode} mode, "
+            f"{args.clock} clock, median of {steps} steps"
         )
         prows = []
         for cfg in configs:
             cmd = [sys.executable, __file__, "--device", args.device, "--child"]
             cmd += [json.dumps(asdict(cfg)), "--steps", str(steps), "--gemm", str(gemm_n)]
-            cmd += ["--clock", args.clock, "--threads", str(args.threads)]
+            cmd += ["--clock", args.clock, "--threads", str(threads), "--mode", args.mode]
             out = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if out.returncode != 0:
                 sys.exit(f"{cfg.name} failed:\n{out.stderr}")

@@ -145,10 +145,13 @@ def run_backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
     pending: dict[int, list[Any]] = {id(root._ctx): [None] * len(root._ctx.output_meta)}
     pending[id(root._ctx)][root._out_idx] = grad
     leaves: dict[int, tuple[Tensor, Any]] = {}
+    owned: dict[tuple[int, int], Any] = {}  # gradient sums allocated here (safe to add into)
     for fn in reversed(order):
         gys = pending.pop(id(fn), None)
         if gys is None:
             continue
+        for i in range(len(gys)):
+            owned.pop((id(fn), i), None)
         if getattr(fn, "_released", False):
             raise RuntimeError(
                 f"backward: the graph through {fn.name} was already freed; "
@@ -179,8 +182,14 @@ def run_backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
                 prev = leaves.get(id(t))
                 leaves[id(t)] = (t, g if prev is None else prev[1] + g)
             else:
+                key = (id(t._ctx), t._out_idx)
                 slot = pending.setdefault(id(t._ctx), [None] * len(t._ctx.output_meta))
-                slot[t._out_idx] = g if slot[t._out_idx] is None else slot[t._out_idx] + g
+                if slot[t._out_idx] is None:
+                    slot[t._out_idx] = g  # may be a view of another gradient: never written
+                elif key in owned:
+                    owned[key] += g  # a sum this loop made: add in place
+                else:
+                    slot[t._out_idx] = owned[key] = slot[t._out_idx] + g
         if not retain_graph:
             fn.release()
     for t, g in leaves.values():

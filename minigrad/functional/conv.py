@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
 from minigrad.functional._im2col import col2im, conv_output_size, im2col, pair
+from minigrad.functional._layout import channel_major, from_channel_major
+from minigrad.functional._threads import add_parts, for_blocks, gemm_threads
 from minigrad.tensor import Tensor
 
 __all__ = ["conv2d"]
 
 
-class Conv2d(Function):
-    """y = w2 @ im2col(x) + b; gw = gy2 @ col^T, gx = col2im(w2^T @ gy2), gb = sum of gy.
+#: im2col elements per chunk of images (a few MiB: the chunk's col stays in the cache)
+CONV_CHUNK_ELEMENTS = 1 << 20
 
-    ``col`` is not kept for backward: it is ``KH*KW`` times the input (25x for a 5x5
-    layer), and making it again from the input, which the graph keeps anyway, costs one
-    copy next to the three matrix products.
+
+class Conv2d(Function):
+    """y2 = w2 @ im2col(x) + b; gw = gy2 @ col^T, gx = col2im(w2^T @ gy2), gb = row sums of gy2.
+
+    All in the channel-major layout (:mod:`~minigrad.functional._layout`): ``y2``
+    (C_out, N*OH*OW) is the output's memory and ``gy2`` the incoming gradient's, so each
+    product is one GEMM with no layout copy around it. A 1x1 convolution with stride 1 and
+    no padding uses the input's (C, N*H*W) rows in place of ``col``.
+
+    The columns of ``col`` are images, so the work runs on chunks of a few images
+    (:mod:`~minigrad.functional._threads`): im2col of the chunk, then its products, while
+    its ``col`` is still in the cache; chunks run on the host threads when BLAS runs one
+    thread per product. The full ``col`` never exists, and backward makes each chunk's
+    again from the input (which the graph keeps anyway) instead of keeping it.
     """
 
     def __init__(self, stride: tuple[int, int], padding: tuple[int, int]) -> None:
@@ -31,91 +45,67 @@ class Conv2d(Function):
         (sh, sw), (ph, pw) = self.stride, self.padding
         OH = conv_output_size(H, KH, sh, ph)
         OW = conv_output_size(W, KW, sw, pw)
+        L = OH * OW  # columns per image
         self.x_shape, self.w_shape = x.shape, w.shape
-        needs_x, needs_w = self.needs_input_grad[0], self.needs_input_grad[1]
         w2 = w.reshape(C_out, C * KH * KW)
-        if needs_x:
+        if self.needs_input_grad[0]:
             self.w2 = w2
         self.pointwise = KH == KW == sh == sw == 1 and ph == pw == 0
-        if self.pointwise:
-            # 1x1, stride 1, no padding: no im2col, one (batched) product lands in NCHW
-            x3 = x.reshape(N, C, H * W)
-            y = w2 @ x3  # (N, C_out, H*W)
+        x2 = channel_major(x).reshape(C, N * L) if self.pointwise else None  # (C, N*H*W)
+        if self.needs_input_grad[1]:  # gw needs x (the 1x1 case: its rows, a view)
+            self.x = x2 if self.pointwise else x
+        y2 = xp.empty((C_out, N * L), dtype=x.dtype)  # (C_out, N*OH*OW)
+
+        def chunk(ns: slice) -> None:  # images ns: their columns of col and of y2
+            cols = slice(ns.start * L, ns.stop * L)
+            col = (
+                x2[:, cols] if self.pointwise else im2col(x[ns], KH, KW, self.stride, self.padding)
+            )
+            xp.matmul(w2, col, out=y2[:, cols])
             if b is not None:
-                y += b.reshape(C_out, 1)
-            if needs_w:
-                self.x3 = x3
-            return y.reshape(N, C_out, OH, OW)
-        col = im2col(x, KH, KW, self.stride, self.padding)  # (C*KH*KW, N*OH*OW)
-        if needs_w:
-            self.x = x  # for im2col again in backward (gw = gy2 @ col.T); gx needs no col
-        if OH * OW >= 256:
-            # one product per image, (C_out, K) @ (K, OH*OW) on column block n of col (a
-            # strided view BLAS takes as is), lands in NCHW: no (C_out, N*OH*OW) temporary
-            # and no transposed copy; on maps under 16x16 the small products lose more
-            y3 = xp.empty((N, C_out, OH * OW), dtype=x.dtype)
-            xp.matmul(w2, col.reshape(-1, N, OH * OW).transpose(1, 0, 2), out=y3)
-            if b is not None:
-                y3 += b.reshape(C_out, 1)
-            return y3.reshape(N, C_out, OH, OW)
-        y2 = w2 @ col  # (C_out, N*OH*OW)
-        del col  # KH*KW times the input: backward makes it again rather than keep it
-        y = xp.empty((N, C_out, OH, OW), dtype=y2.dtype)
-        y_t = y.transpose(1, 0, 2, 3)  # (C_out, N, OH, OW) view of y
-        if b is None:
-            y_t[...] = y2.reshape(C_out, N, OH, OW)
-        else:  # the bias add rides along with the layout change
-            xp.add(y2.reshape(C_out, N, OH, OW), b.reshape(C_out, 1, 1, 1), out=y_t)
-        return y
+                y2[:, cols] += b.reshape(C_out, 1)
+
+        for_blocks(chunk, N, N * C * KH * KW * L, x, CONV_CHUNK_ELEMENTS, gemm_threads())
+        return from_channel_major(y2.reshape(C_out, N, OH, OW))  # (N, C_out, OH, OW) view
 
     def backward(self, gy: Any) -> tuple[Any, ...]:
-        if self.pointwise:
-            gx, gw, gb = self._backward_pointwise(gy)
-        else:
-            gx, gw, gb = self._backward_im2col(gy)
-        return (gx, gw) if len(self.needs_input_grad) == 2 else (gx, gw, gb)
-
-    def _backward_im2col(self, gy: Any) -> tuple[Any, Any, Any]:
-        xp = get_array_module(gy)
-        N, C_out, OH, OW = gy.shape
-        KH, KW = self.w_shape[2], self.w_shape[3]
-        gy2 = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(C_out, N * OH * OW)
-        gx = gw = gb = col = None
-        if self.needs_input_grad[1]:
-            col = im2col(self.x, KH, KW, self.stride, self.padding)  # (C*KH*KW, N*OH*OW)
-            gw = (gy2 @ col.T).reshape(self.w_shape)  # (C_out, C, KH, KW)
-        if self.needs_input_grad[0]:
-            # gcol has col's shape: write it into col's buffer (no second buffer of that size)
-            gcol = self.w2.T @ gy2 if col is None else xp.matmul(self.w2.T, gy2, out=col)
-            gx = col2im(gcol, self.x_shape, KH, KW, self.stride, self.padding)
-            del gcol
-        del col
-        if len(self.needs_input_grad) == 3 and self.needs_input_grad[2]:
-            gb = gy2.sum(axis=1)
-        return gx, gw, gb
-
-    def _backward_pointwise(self, gy: Any) -> tuple[Any, Any, Any]:
         xp = get_array_module(gy)
         N, C, H, W = self.x_shape
-        C_out = gy.shape[1]
-        gy3 = gy.reshape(N, C_out, H * W)
-        gx = gw = gb = None
-        if self.needs_input_grad[0]:
-            gx = (self.w2.T @ gy3).reshape(self.x_shape)  # (N, C, H, W)
-        if self.needs_input_grad[1]:
-            x3 = self.x3
-            if C_out * C <= (C_out + C) * H * W:
-                # per-image products summed: the (N, C_out, C) temporary is smaller than
-                # the two (N, C) <-> (C, N) transposed copies a single product would need
-                gw = (gy3 @ x3.transpose(0, 2, 1)).sum(axis=0)  # (C_out, C)
+        C_out, _, KH, KW = self.w_shape
+        need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
+        need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
+        gy2 = channel_major(gy).reshape(C_out, -1)  # (C_out, N*OH*OW): a view, usually
+        L = gy2.shape[1] // N
+        gxc = xp.empty((C, N, H, W), dtype=gy.dtype) if need_x else None  # channel-major gx
+
+        def chunk(ns: slice) -> tuple[Any, Any]:  # images ns -> (their gw, their gb)
+            cols = slice(ns.start * L, ns.stop * L)
+            g = gy2[:, cols]  # (C_out, n*OH*OW)
+            gw = gb = None
+            if self.pointwise:
+                if need_w:
+                    gw = g @ self.x[:, cols].T  # (C_out, C)
+                if need_x:
+                    xp.matmul(self.w2.T, g, out=gxc.reshape(C, N * H * W)[:, cols])
             else:
-                gy2 = xp.ascontiguousarray(gy3.transpose(1, 0, 2)).reshape(C_out, N * H * W)
-                x2 = xp.ascontiguousarray(x3.transpose(1, 0, 2)).reshape(C, N * H * W)
-                gw = gy2 @ x2.T  # (C_out, C)
-            gw = gw.reshape(self.w_shape)
-        if len(self.needs_input_grad) == 3 and self.needs_input_grad[2]:
-            gb = gy3.sum(axis=(0, 2))
-        return gx, gw, gb
+                col = None
+                if need_w:
+                    col = im2col(self.x[ns], KH, KW, self.stride, self.padding)
+                    gw = g @ col.T  # (C_out, C*KH*KW)
+                if need_x:  # gcol has col's shape: into col's buffer when there is one
+                    gcol = self.w2.T @ g if col is None else xp.matmul(self.w2.T, g, out=col)
+                    shape = (ns.stop - ns.start, C, H, W)
+                    col2im(gcol, shape, KH, KW, self.stride, self.padding, out=gxc[:, ns])
+            if need_b:
+                gb = g.sum(axis=1)  # (C_out,)
+            return gw, gb
+
+        K = C * KH * KW
+        parts = for_blocks(chunk, N, N * K * L, gy, CONV_CHUNK_ELEMENTS, gemm_threads())
+        gw, gb = functools.reduce(add_parts, parts)
+        gx = from_channel_major(gxc) if need_x else None
+        gw = gw.reshape(self.w_shape) if need_w else None
+        return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
 
 
 def _check_positive(op: str, name: str, value: tuple[int, int], allow_zero: bool) -> None:
@@ -152,6 +142,10 @@ def conv2d(
     skips im2col. The backward pass is hand-written (``gw`` from the im2col buffer, ``gx``
     through col2im) and only computes the gradients that are needed.
 
+    Departure from PyTorch: the output is stored channel-major, an (N, C_out, OH, OW) view
+    of a C-contiguous (C_out, N, OH, OW) array (see ``minigrad.functional._layout``); the
+    values are the same, only the strides differ. Inputs may have any layout.
+
     Args:
         x: input (N, C_in, H, W), floating point.
         weight: (C_out, C_in, KH, KW), same dtype and device as ``x``.
@@ -160,7 +154,7 @@ def conv2d(
         padding: int or (ph, pw), non-negative (zeros).
 
     Returns:
-        (N, C_out, OH, OW) tensor, C-contiguous, of ``x``'s dtype.
+        (N, C_out, OH, OW) tensor of ``x``'s dtype, stored channel-major.
 
     Raises:
         ValueError: wrong ndim, channel mismatch, bad bias shape, non-positive stride,

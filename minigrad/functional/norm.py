@@ -11,29 +11,30 @@ from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import device_of, get_array_module
+from minigrad.functional._layout import channel_major, from_channel_major
+from minigrad.functional._threads import for_blocks
 from minigrad.tensor import Tensor
 
 __all__ = ["batch_norm", "local_response_norm"]
 
 
-def _channel_sum(a: Any) -> Any:
-    """a (N, C, L) -> (C,): pairwise sums along the contiguous L axis, then over N."""
-    return a.sum(axis=2).sum(axis=0)
-
-
-def _channel_dot(a: Any, b: Any) -> Any:
-    """sum over N and L of a * b for (N, C, L) arrays -> (C,), without an (N, C, L) temporary."""
+def _row_dot(a: Any, b: Any) -> Any:
+    """(C, M), (C, M) -> (C,): the dot product of each row pair, without a (C, M) temporary."""
     xp = get_array_module(a)
-    N, C, L = a.shape
-    if L == 1:
-        return (a * b).sum(axis=(0, 2))
-    return xp.matmul(a[:, :, None, :], b[:, :, :, None]).reshape(N, C).sum(axis=0)
+    return xp.matmul(a[:, None, :], b[:, :, None]).reshape(a.shape[0])
 
 
 class BatchNorm(Function):
     """y = (x - mean) / sqrt(var + eps) * w + b per channel;
     training: gx = (w/sigma) * (gy - mean(gy) - xhat * mean(gy * xhat)), eval: gx = gy * w/sigma;
-    gw = sum(gy * xhat), gb = sum(gy)."""
+    gw = sum(gy * xhat), gb = sum(gy). With ``relu``: y = max(y, 0), and gy is first
+    masked by y > 0 (a 1-byte mask kept from the forward).
+
+    Works on the channel-major rows ``x2 (C, M)``, ``M = N*H*W`` (a view of a channel-major
+    input, see :mod:`~minigrad.functional._layout`); each channel is independent, so all
+    the passes of a chunk of channels run one after another while it is in the cache, on
+    the host threads (:mod:`~minigrad.functional._threads`).
+    """
 
     def __init__(
         self,
@@ -44,73 +45,102 @@ class BatchNorm(Function):
         training: bool,
         momentum: float,
         eps: float,
+        relu: bool = False,
     ) -> None:
         self.running_mean, self.running_var = running_mean, running_var
         self.has_weight, self.has_bias = has_weight, has_bias
         self.training, self.momentum, self.eps = training, momentum, eps
+        self.relu = relu
+
+    @property
+    def name(self) -> str:
+        return "BatchNormReLU" if self.relu else "BatchNorm"
 
     def forward(self, x: Any, *wb: Any) -> Any:
         xp = get_array_module(x)
-        N, C = x.shape[0], x.shape[1]
-        L = x.size // (N * C) if N * C else 0
-        M = N * L  # values per channel
-        x3 = x.reshape(N, C, L)  # (N, C, L)
+        C = x.shape[1]
+        M = x.size // C if C else 0  # values per channel
+        x2 = channel_major(x).reshape(C, M)  # (C, M)
         w = wb[0] if self.has_weight else None
         b = wb[-1] if self.has_bias else None
-        if self.training:
-            mean = _channel_sum(x3) / M  # (C,)
-            y = x3 - mean[:, None]  # (N, C, L): x - mean, becomes y in place below
-            var = _channel_dot(y, y) / M  # biased, used to normalize
-            if self.running_mean is not None:
-                m = self.momentum
-                self.running_mean[...] = (1 - m) * self.running_mean + m * mean
-                self.running_var[...] = (1 - m) * self.running_var + m * (var * (M / (M - 1)))
-        else:
-            mean = self.running_mean.astype(x.dtype, copy=False)
-            var = self.running_var.astype(x.dtype, copy=False)
-        inv_std = 1 / xp.sqrt(var + self.eps)  # (C,)
-        scale = inv_std if w is None else inv_std * w
-        if self.training:
-            y *= scale[:, None]  # (N, C, L)
-            if b is not None:
-                y += b[:, None]
-        else:
-            shift = -mean * scale if b is None else b - mean * scale
-            y = x3 * scale[:, None]
-            y += shift[:, None]
+        y = xp.empty_like(x2)  # (C, M)
+        mean = self.running_mean.astype(x.dtype) if not self.training else xp.empty(C, x.dtype)
+        var = self.running_var.astype(x.dtype) if not self.training else xp.empty(C, x.dtype)
+        inv_std, scale = xp.empty(C, x.dtype), xp.empty(C, x.dtype)
+        mask = xp.empty((C, M), dtype=bool) if self.relu and self.requires_grad else None
+
+        def normalize(cs: slice) -> None:  # channels cs, independent of all others
+            xs, ys = x2[cs], y[cs]
+            if self.training:
+                mean[cs] = xs.sum(axis=1) / M
+                xp.subtract(xs, mean[cs, None], out=ys)  # x - mean, becomes y in place
+                var[cs] = _row_dot(ys, ys) / M  # biased, used to normalize
+            inv_std[cs] = 1 / xp.sqrt(var[cs] + self.eps)
+            scale[cs] = inv_std[cs] if w is None else inv_std[cs] * w[cs]
+            if self.training:
+                ys *= scale[cs, None]
+                if b is not None:
+                    ys += b[cs, None]
+            else:
+                xp.multiply(xs, scale[cs, None], out=ys)
+                shift = -mean[cs] * scale[cs] if b is None else b[cs] - mean[cs] * scale[cs]
+                ys += shift[:, None]
+            if self.relu:
+                if mask is not None:
+                    xp.greater(ys, 0, out=mask[cs])
+                xp.maximum(ys, 0, out=ys)
+
+        for_blocks(normalize, C, x2.size, x2)
+        if self.training and self.running_mean is not None:
+            m = self.momentum
+            self.running_mean[...] = (1 - m) * self.running_mean + m * mean
+            self.running_var[...] = (1 - m) * self.running_var + m * (var * (M / (M - 1)))
         # x - mean is not kept (one activation-sized array per layer): backward redoes it
-        self.x3, self.mean, self.inv_std, self.scale = x3, mean, inv_std, scale
-        return y.reshape(x.shape)
+        self.x2, self.mean, self.inv_std, self.scale = x2, mean, inv_std, scale
+        self.x_shape, self.mask = x.shape, mask
+        return from_channel_major(y.reshape(C, x.shape[0], *x.shape[2:]))
 
     def backward(self, gy: Any) -> tuple[Any, ...]:
-        N, C, L = self.x3.shape
-        M = N * L
-        gy3 = gy.reshape(N, C, L)  # (N, C, L)
+        xp = get_array_module(gy)
+        C, M = self.x2.shape
+        gy2 = channel_major(gy).reshape(C, M)  # (C, M)
         need_x = self.needs_input_grad[0]
         need_w = self.has_weight and self.needs_input_grad[1]
         need_b = self.has_bias and self.needs_input_grad[-1]
-        gb = _channel_sum(gy3) if (need_b or (need_x and self.training)) else None
-        gw = None  # sum(gy * xhat)
-        if need_w or (need_x and self.training):
-            xc = self.x3 - self.mean[:, None]  # (N, C, L)
-            gw = _channel_dot(gy3, xc) * self.inv_std
-        gx = None
-        if need_x:
-            k = self.scale[:, None]  # (C, 1): w / sigma
+        want_gb = need_b or (need_x and self.training)
+        want_gw = need_w or (need_x and self.training)
+        gb, gw = xp.empty(C, gy.dtype), xp.empty(C, gy.dtype)  # sum(gy), sum(gy * xhat)
+        gx = xp.empty_like(gy2) if need_x else None
+
+        def grads(cs: slice) -> None:  # channels cs, independent of all others
+            gys = gy2[cs] if self.mask is None else gy2[cs] * self.mask[cs]  # (c, M)
+            if want_gb:
+                gb[cs] = gys.sum(axis=1)
+            xc = None
+            if want_gw:
+                xc = xp.subtract(self.x2[cs], self.mean[cs, None])  # (c, M)
+                gw[cs] = _row_dot(gys, xc) * self.inv_std[cs]
+            if not need_x:
+                return
+            k = self.scale[cs, None]  # (c, 1): w / sigma
             if self.training:  # k * (gy - gb/M - xhat * gw/M), xhat = xc * inv_std
-                xc *= (self.inv_std * gw / M)[:, None]
-                gx = gy3 - (gb / M)[:, None]
-                gx -= xc
-                gx *= k
+                xc *= (self.inv_std[cs] * gw[cs] / M)[:, None]
+                xp.subtract(gys, (gb[cs] / M)[:, None], out=gx[cs])
+                gx[cs] -= xc
+                gx[cs] *= k
             else:
-                gx = gy3 * k
-            gx = gx.reshape(gy.shape)
-        grads: tuple[Any, ...] = (gx,)
+                xp.multiply(gys, k, out=gx[cs])
+
+        for_blocks(grads, C, gy2.size, gy2)
+        if need_x:
+            N, S = self.x_shape[0], self.x_shape[2:]
+            gx = from_channel_major(gx.reshape(C, N, *S))
+        grads_out: tuple[Any, ...] = (gx,)
         if self.has_weight:
-            grads += (gw if need_w else None,)
+            grads_out += (gw if need_w else None,)
         if self.has_bias:
-            grads += (gb if need_b else None,)
-        return grads
+            grads_out += (gb if need_b else None,)
+        return grads_out
 
 
 def _check_channel_vector(name: str, t: Any, C: int, device: str) -> Any:
@@ -140,6 +170,7 @@ def batch_norm(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    relu: bool = False,
 ) -> Tensor:
     """Batch normalization over every axis but the channel axis 1, as ``F.batch_norm``.
 
@@ -155,6 +186,9 @@ def batch_norm(
         training: use batch statistics (and update the running ones).
         momentum: weight of the new batch statistic in the running average.
         eps: added to the variance before the square root.
+        relu: return ``relu(batch_norm(x))`` as one op (departure from PyTorch, which has
+            no such flag): the ReLU runs on each chunk of channels while it is in the cache,
+            and the graph keeps a 1-byte mask instead of a second activation.
 
     Returns:
         A Tensor shaped like ``x``.
@@ -186,7 +220,7 @@ def batch_norm(
         raise ValueError(
             "batch_norm: running_mean and running_var are required when training=False"
         )
-    fn = BatchNorm(rm, rv, weight is not None, bias is not None, training, momentum, eps)
+    fn = BatchNorm(rm, rv, weight is not None, bias is not None, training, momentum, eps, relu)
     return fn.apply(x, *(t for t in (weight, bias) if t is not None))
 
 

@@ -1,7 +1,7 @@
 """2-D pooling: max, average and adaptive average, with hand-written backward passes.
 
 Max and average pooling loop over the ``KH*KW`` kernel offsets only: through
-:class:`~minigrad.functional._im2col.WindowGrid` each offset is one contiguous 1-D slice
+:class:`~minigrad.functional._windows.WindowGrid` each offset is one contiguous 1-D slice
 that covers every window of every image at once. Backward passes scatter per kernel
 offset with ``+=`` into the same slices (the windows of one offset never overlap, so no
 ``add.at`` is needed).
@@ -13,31 +13,57 @@ from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
-from minigrad.functional._im2col import WindowGrid, pair, pool_output_size
+from minigrad.functional._im2col import pair, pool_output_size
+from minigrad.functional._layout import like_planes, plane_major
+from minigrad.functional._threads import for_blocks
+from minigrad.functional._windows import WindowGrid
 from minigrad.tensor import Tensor
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
 
 
-def _running_argmax(
-    xp: Any, best: Any, idx: Any, v: Any, k: int, better: Any, step: Any, first: Any = None
-) -> None:
-    """best = max(best, v) in place; idx = k where v beats best strictly (ties keep the first).
+def _argmax_into(xp: Any, best: Any, idx: Any, views: list[Any], better: Any, step: Any) -> None:
+    """best = max of the views, idx = index of the first view that holds it (ties keep the
+    first: a later view must be strictly greater).
 
-    With ``first`` (the candidate of index 0), ``best`` and ``idx`` are written, not read:
-    ``best = max(first, v)``, ``idx = 1 where v > first`` (saves a copy and a zero fill).
     ``maximum``, not a masked copy, so NaN propagates; the index update is arithmetic
     (``idx = max(idx, better * k)``, valid because ``k`` only grows): masked copies such as
-    ``copyto(where=)`` are ~20x slower on NumPy.
+    ``copyto(where=)`` are ~20x slower on NumPy. ``better``/``step`` are scratch arrays.
     """
-    prev = best if first is None else first
-    xp.greater(v, prev, out=better)
-    xp.maximum(prev, v, out=best)
-    if first is not None:
-        xp.multiply(better, idx.dtype.type(k), out=idx)
+    if len(views) == 1:
+        best[...] = views[0]
+        idx[...] = 0
         return
-    xp.multiply(better, idx.dtype.type(k), out=step)
-    xp.maximum(idx, step, out=idx)
+    if idx.dtype.itemsize == 1:  # the comparison's 0/1 bytes are the index already
+        xp.greater(views[1], views[0], out=idx.view(xp.bool_))
+    else:
+        xp.greater(views[1], views[0], out=better)
+        idx[...] = better
+    xp.maximum(views[0], views[1], out=best)
+    for k, v in enumerate(views[2:], start=2):
+        xp.greater(v, best, out=better)
+        xp.maximum(best, v, out=best)
+        xp.multiply(better, idx.dtype.type(k), out=step)
+        xp.maximum(idx, step, out=idx)
+
+
+def _route(xp: Any, target: Any, lo: int, hi: int, arg: Any, g: Any, offsets: Any,
+           hit: Any, part: Any) -> None:  # fmt: skip
+    """The adjoint of :func:`_argmax_into` on one block: ``target[p, lo:hi]`` = the sum over
+    offsets ``k = (p, shift)`` of ``g * (arg == k)`` shifted by ``shift``.
+
+    The first offset is ``(0, 0)``: it writes its part instead of adding it, so only the
+    rest of the block needs zeros first.
+    """
+    n = g.shape[0]
+    for p in range(target.shape[0]):
+        target[p, lo + n if p == 0 else lo : hi] = 0
+    xp.equal(arg, 0, out=hit[:n])
+    xp.multiply(g, hit[:n], out=target[0, lo : lo + n])
+    for k, (p, shift) in enumerate(offsets[1:], start=1):
+        xp.equal(arg, k, out=hit[:n])
+        xp.multiply(g, hit[:n], out=part[:n])
+        target[p, lo + shift : lo + shift + n] += part[:n]
 
 
 class MaxPool2d(Function):
@@ -48,6 +74,7 @@ class MaxPool2d(Function):
     row holding the window's maximum, and in it the first column, is exactly the window's
     first maximum in row-major order, so the two saved argmax arrays route the gradient
     to it. A ``KH x KW`` window costs ``KH + KW - 2`` comparisons instead of ``KH*KW - 1``.
+    Both passes run on cache-sized chunks of planes, shared out among the host threads.
     """
 
     keeps_inputs = False  # backward reads the saved argmax arrays, not x
@@ -57,80 +84,66 @@ class MaxPool2d(Function):
 
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
-        g = self.grid
-        sh = g.stride[0]
-        phases = g.split(x, -xp.inf)  # (sh, sw, N*C*Hq*Wq); the padding never wins
-        L1, L = g.row_length, g.length
-        idx_dtype = xp.uint8 if max(len(g.col_offsets), len(g.row_offsets)) <= 256 else xp.int32
-        # stage 1: row maxima m1[a] over the kernel columns, for every row of row-phase a
-        m1 = xp.empty((sh, L1), dtype=x.dtype)
-        # the index arrays are written by the first comparison (zeros: a 1-wide kernel axis)
-        col_arg = (xp.zeros if len(g.col_offsets) == 1 else xp.empty)((sh, L1), idx_dtype)
-        better = xp.empty(L1, dtype=bool)
-        step = xp.empty(L1, dtype=idx_dtype)
-        for a in sorted({a for a, _ in g.row_offsets}):
-            b0, s0 = g.col_offsets[0]
-            first = phases[a, b0, s0 : s0 + L1]
-            if len(g.col_offsets) == 1:
-                m1[a] = first
-            for j, (b, shift) in enumerate(g.col_offsets[1:], start=1):
-                v = phases[a, b, shift : shift + L1]
-                _running_argmax(
-                    xp, m1[a], col_arg[a], v, j, better, step, first if j == 1 else None
-                )
-        # stage 2: window maxima over the kernel rows
-        y = xp.empty(g.size, dtype=x.dtype)  # flat grid; only [:L] holds outputs
-        yL = y[:L]
-        a0, s0 = g.row_offsets[0]
-        first = m1[a0, s0 : s0 + L]
-        if len(g.row_offsets) == 1:
-            yL[...] = first
-        row_arg = (xp.zeros if len(g.row_offsets) == 1 else xp.empty)(L, idx_dtype)
-        for i, (a, shift) in enumerate(g.row_offsets[1:], start=1):
-            v = m1[a, shift : shift + L]
-            _running_argmax(xp, yL, row_arg, v, i, better[:L], step[:L], first if i == 1 else None)
+        x, self.swap = plane_major(x)  # (N, C, H, W), or (C, N, H, W) if channel-major
+        g = self.grid = self.grid.swapped() if self.swap else self.grid
+        (P, H, W), (OH, OW), sh = (g.planes, *x.shape[2:]), g.out_size, g.stride[0]
+        x3 = x.reshape(P, H, W)
+        rows = sorted({a for a, _ in g.row_offsets})  # the row phases a kernel row reads
+        many = max(len(g.col_offsets), len(g.row_offsets)) > 256
+        idx_dtype = xp.int32 if many else xp.uint8
+        col_arg = xp.empty((sh, g.size), dtype=idx_dtype)  # per row maximum: its column
+        row_arg = xp.empty(g.size, dtype=idx_dtype)  # per window: the row that won
+        y3 = xp.empty((P, OH, OW), dtype=x.dtype)
+
+        def chunk(ps: slice) -> None:  # planes ps; phases, m1, y are chunk-sized
+            phases = g.split(x3, ps, -xp.inf)  # (sh, sw, B); the padding never wins
+            lo, hi, L, L1 = g.span(ps)
+            m1 = xp.empty((sh, L1), dtype=x.dtype)  # row maxima
+            y = xp.empty(hi - lo, dtype=x.dtype)  # window maxima at [:L]
+            better, step = xp.empty(L1, dtype=bool), xp.empty(L1, dtype=idx_dtype)
+            for a in rows:  # stage 1: row maxima over the kernel columns
+                views = [phases[a, b, s : s + L1] for b, s in g.col_offsets]
+                _argmax_into(xp, m1[a], col_arg[a, lo : lo + L1], views, better, step)
+            views = [m1[a, s : s + L] for a, s in g.row_offsets]  # stage 2: over kernel rows
+            _argmax_into(xp, y[:L], row_arg[lo : lo + L], views, better[:L], step[:L])
+            y3[ps] = g.crop(y)
+
+        for_blocks(chunk, P, g.size, x)
         if self.requires_grad:
-            self.row_arg, self.col_arg = row_arg, col_arg
-        return g.to_output(y)
+            self.row_arg, self.col_arg, self.rows = row_arg, col_arg, rows
+        y4 = y3.reshape(*x.shape[:2], OH, OW)
+        return y4.swapaxes(0, 1) if self.swap else y4
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         g = self.grid
-        sh = g.stride[0]
-        L1, L = g.row_length, g.length
-        gy_grid = g.from_output(gy)[:L]  # zeros at grid positions that are no output
-        # stage 2 backward: each output's gradient to the row maximum that won; the first
-        # kernel row (shift 0) writes instead of adding, so only the rest needs zeros
-        gm1 = xp.empty((sh, L1), dtype=gy.dtype)
-        gm1[1:] = 0
-        gm1[0, L:] = 0
-        hit = xp.empty(L1, dtype=bool)
-        contribution = xp.empty(L1, dtype=gy.dtype)
-        for i, (a, shift) in enumerate(g.row_offsets):
-            xp.equal(self.row_arg, i, out=hit[:L])
-            if i == 0:  # (a, shift) == (0, 0)
-                xp.multiply(gy_grid, hit[:L], out=gm1[0, :L])
-                continue
-            xp.multiply(gy_grid, hit[:L], out=contribution[:L])
-            gm1[a, shift : shift + L] += contribution[:L]
-        # stage 1 backward: each row maximum's gradient to the input column that won
-        # (the first kernel column, (b, shift) == (0, 0), writes phase (a, 0) likewise)
-        gphases = xp.empty((*g.stride, g.size), dtype=gy.dtype)
-        gphases[:, 1:] = 0
-        gphases[:, 0, L1:] = 0
-        rows = sorted({a for a, _ in g.row_offsets})
-        for a in range(sh):
-            if a not in rows:
-                gphases[a, 0, :L1] = 0
-        for a in rows:
-            for j, (b, shift) in enumerate(g.col_offsets):
-                xp.equal(self.col_arg[a], j, out=hit)
-                if j == 0:
-                    xp.multiply(gm1[a], hit, out=gphases[a, 0, :L1])
+        (P, H, W), (OH, OW), (sh, sw) = (g.planes, *g.x_shape[2:]), g.out_size, g.stride
+        gy3 = like_planes(gy, self.swap).reshape(P, OH, OW)  # the forward's plane order
+        gx3 = xp.empty((P, H, W), dtype=gy.dtype)
+
+        def chunk(ps: slice) -> None:  # planes ps; gm1 and gphases are chunk-sized
+            lo, hi, L, L1 = g.span(ps)
+            B = hi - lo
+            gyg = g.pad(gy3[ps])[:L]  # zeros at grid positions that are no output
+            hit, part = xp.empty(L1, dtype=bool), xp.empty(L1, dtype=gy.dtype)
+            # stage 2 backward: each output's gradient to the row maximum that won
+            gm1 = xp.empty((sh, B), dtype=gy.dtype)
+            _route(xp, gm1, 0, B, self.row_arg[lo : lo + L], gyg, g.row_offsets, hit, part)
+            # stage 1 backward: each row maximum's gradient to the input column that won
+            identity = g.is_identity()  # then gx3 is the phase array itself
+            gphases = gx3[ps].reshape(1, 1, B) if identity else xp.empty((sh, sw, B), gy.dtype)
+            for a in range(sh):
+                if a not in self.rows:
+                    gphases[a] = 0
                     continue
-                xp.multiply(gm1[a], hit, out=contribution)
-                gphases[a, b, shift : shift + L1] += contribution
-        return g.merge(gphases)
+                _route(xp, gphases[a], 0, B, self.col_arg[a, lo : lo + L1], gm1[a, :L1],
+                       g.col_offsets, hit, part)  # fmt: skip
+            if not identity:
+                g.merge(gphases, gx3, ps)
+
+        for_blocks(chunk, P, g.size, gy)
+        gx = gx3.reshape(g.x_shape)
+        return gx.swapaxes(0, 1) if self.swap else gx
 
 
 def _avg_divisor(xp: Any, size: int, k: int, s: int, p: int, count: int, with_pad: bool) -> Any:
@@ -158,31 +171,53 @@ class AvgPool2d(Function):
 
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
-        g = self.grid
-        phases = g.split(x, 0.0)  # (sh, sw, N*C*Hq*Wq)
-        L = g.length
-        y = xp.zeros(g.size, dtype=x.dtype)  # flat grid of window sums
-        yL = y[:L]
-        for a, b, shift in g.offsets:
-            yL += phases[a, b, shift : shift + L]
+        x, self.swap = plane_major(x)  # (N, C, H, W), or (C, N, H, W) if channel-major
+        g = self.grid = self.grid.swapped() if self.swap else self.grid
+        (P, H, W), (OH, OW) = (g.planes, *x.shape[2:]), g.out_size
         (KH, KW), (sh, sw), (ph, pw) = self.kernel, g.stride, g.padding
-        (H, W), (OH, OW) = x.shape[2:], g.out_size
         dh = _avg_divisor(xp, H, KH, sh, ph, OH, self.count_include_pad)
         dw = _avg_divisor(xp, W, KW, sw, pw, OW, self.count_include_pad)
         self.divisor = (dh[:, None] * dw[None, :]).astype(x.dtype)  # (OH, OW)
-        y = g.to_output(y)  # (N, C, OH, OW)
-        y /= self.divisor
-        return y
+        x3 = x.reshape(P, H, W)
+        y3 = xp.empty((P, OH, OW), dtype=x.dtype)
+
+        def chunk(ps: slice) -> None:  # planes ps; phases and y are chunk-sized
+            phases = g.split(x3, ps, 0.0)  # (sh, sw, B)
+            lo, hi, L, _ = g.span(ps)
+            y = xp.empty(hi - lo, dtype=x.dtype)  # window sums at [:L]
+            (a, b, s), *rest = g.offsets
+            y[:L] = phases[a, b, s : s + L]
+            for a, b, s in rest:
+                y[:L] += phases[a, b, s : s + L]
+            xp.divide(g.crop(y), self.divisor, out=y3[ps])
+
+        for_blocks(chunk, P, g.size, x)
+        y4 = y3.reshape(*x.shape[:2], OH, OW)
+        return y4.swapaxes(0, 1) if self.swap else y4
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         g = self.grid
-        L = g.length
-        g_grid = g.from_output(gy / self.divisor)[:L]  # what each element of a window gets
-        gphases = xp.zeros((*g.stride, g.size), dtype=gy.dtype)
-        for a, b, shift in g.offsets:
-            gphases[a, b, shift : shift + L] += g_grid
-        return g.merge(gphases)
+        (P, H, W), (OH, OW) = (g.planes, *g.x_shape[2:]), g.out_size
+        gy3 = like_planes(gy, self.swap).reshape(P, OH, OW)  # the forward's plane order
+        gx3 = xp.empty((P, H, W), dtype=gy.dtype)
+
+        def chunk(ps: slice) -> None:  # planes ps; gphases is chunk-sized
+            lo, hi, L, _ = g.span(ps)
+            share = g.pad(gy3[ps] / self.divisor)[:L]  # what each element of a window gets
+            identity = g.is_identity()  # then gx3 is the phase array itself
+            gphases = gx3[ps].reshape(1, 1, hi - lo) if identity else None
+            if gphases is None:
+                gphases = xp.empty((*g.stride, hi - lo), dtype=gy.dtype)
+            gphases[...] = 0
+            for a, b, s in g.offsets:
+                gphases[a, b, s : s + L] += share
+            if not identity:
+                g.merge(gphases, gx3, ps)
+
+        for_blocks(chunk, P, g.size, gy)
+        gx = gx3.reshape(g.x_shape)
+        return gx.swapaxes(0, 1) if self.swap else gx
 
 
 class AdaptiveAvgPool2d(Function):

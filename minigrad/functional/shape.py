@@ -12,6 +12,8 @@ import numpy as np
 from minigrad import backend
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
+from minigrad.functional._layout import from_channel_major, is_channel_major
+from minigrad.functional._threads import for_blocks
 from minigrad.tensor import Tensor
 
 __all__ = ["reshape", "permute", "transpose", "flatten", "getitem", "cat", "split"]
@@ -71,7 +73,12 @@ class GetItem(Function):
 
 
 class Cat(Function):
-    """y = concatenation of the inputs along ``dim``; each gx is its slice of gy."""
+    """y = concatenation of the inputs along ``dim``; each gx is its slice of gy.
+
+    Channel-major inputs (:mod:`~minigrad.functional._layout`) concatenated along channels
+    give a channel-major output: each input is one contiguous block of it, and each
+    gradient a contiguous block of ``gy`` (a view).
+    """
 
     keeps_inputs = False  # backward needs the sizes only, not the concatenated arrays
 
@@ -81,12 +88,24 @@ class Cat(Function):
     def forward(self, *xs: Any) -> Any:
         xp = get_array_module(xs[0])
         self.sizes = [x.shape[self.dim] for x in xs]
-        return xp.concatenate(xs, axis=self.dim)
+        if self.dim != 1 or not all(is_channel_major(x) for x in xs):
+            return xp.concatenate(xs, axis=self.dim)
+        bounds = [0, *itertools.accumulate(self.sizes)]
+        yc = xp.empty((bounds[-1], xs[0].shape[0], *xs[0].shape[2:]), dtype=xs[0].dtype)
+
+        def copy(cs: slice) -> None:  # output channels cs, from every input that has some
+            for x, lo, hi in zip(xs, bounds, bounds[1:]):
+                a, b = max(lo, cs.start), min(hi, cs.stop)
+                if a < b:
+                    yc[a:b] = x.swapaxes(0, 1)[a - lo : b - lo]  # contiguous blocks
+
+        for_blocks(copy, bounds[-1], yc.size, yc)
+        return from_channel_major(yc)  # (N, sum of C, *S) view
 
     def backward(self, gy: Any) -> tuple[Any, ...]:
         xp = get_array_module(gy)
         bounds = list(itertools.accumulate(self.sizes))[:-1]
-        return tuple(xp.split(gy, bounds, axis=self.dim))
+        return tuple(xp.split(gy, bounds, axis=self.dim))  # views of gy
 
 
 class Split(Function):

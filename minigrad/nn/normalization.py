@@ -69,7 +69,8 @@ class BatchNorm2d(Module):
             init.ones_(self.running_var)
             self.num_batches_tracked.data[...] = 0
 
-    def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W) -> (N, C, H, W)
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:  # (N, C, H, W) -> same
+        """Normalize ``x``; ``relu=True`` returns ``relu(bn(x))`` as one fused op."""
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
@@ -86,6 +87,7 @@ class BatchNorm2d(Module):
             training=use_batch_stats,
             momentum=momentum,
             eps=self.eps,
+            relu=relu,
         )
 
     def extra_repr(self) -> str:

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "schedule": "cosine", "warmup": 0, "optimizer": "sgd", "width": 1.0, "stem": None,
     "batch_norm": True, "aux_weight": 0.3, "device": None, "seed": 0, "ema": None,
     "precision": "float32", "num_workers": None, "grad_norms": None, "limit": None,
+    "threads": None,
 }  # fmt: skip
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # the README's first command: a few minutes on 2 CPU cores, >= 95% test accuracy
@@ -38,7 +39,8 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 SIZED = ("digits", "imagenette")  # the datasets whose image size can be chosen
 # flags that may change when a run is resumed; the others must match the checkpoint
-RESUMABLE = {"epochs", "device", "num_workers", "grad_norms", "precision", "data_dir", "download"}
+RESUMABLE = {"epochs", "device", "num_workers", "grad_norms", "precision", "data_dir", "download",
+             "threads"}  # fmt: skip
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -51,6 +53,7 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="images per step (default 128; digits 64)")
     p.add_argument("--num-workers", type=int, help="loader threads (default 0; imagenette 4)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: best available)")
+    p.add_argument("--threads", type=int, help="CPU threads for the ops (default: all cores)")
     p.add_argument("--limit", type=int, help="use only N images of each split (quick trials)")
 
 
@@ -142,12 +145,18 @@ def _info(cfg: dict[str, Any]) -> Any:
     return dataset_info(cfg["dataset"], image_size=size)
 
 
-def _device(requested: str | None, precision: str = "float32") -> str:
+def _device(requested: str | None, precision: str = "float32", threads: int | None = None) -> str:
     device = backend.normalize_device(requested or backend.default_device())
     if precision == "tf32":
         if device == "cpu":
             raise ValueError("--precision tf32 needs a CUDA device (NumPy on the CPU has no TF32)")
         backend.set_tf32(True)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be positive, got {threads}")
+    if device == "cpu":  # malloc keeps freed pages, BLAS on 1 thread, chunks on all cores
+        from minigrad import runtime  # noqa: PLC0415
+
+        runtime.configure_cpu_training(threads)
     return device
 
 
@@ -214,7 +223,7 @@ def train(args: argparse.Namespace, build_model: Callable, loss_fn: Callable) ->
         ckpt = load_checkpoint(path / "last.npz" if path.is_dir() else path)
         args.out = args.out or str(path if path.is_dir() else path.parent)
     cfg = resolve_config(args, ckpt["config"] if ckpt else None)
-    device = _device(cfg["device"], cfg["precision"])
+    device = _device(cfg["device"], cfg["precision"], cfg["threads"])
     out = _run_folder(args.out, cfg["dataset"])
     info, train_set, test_set = _datasets(cfg)
     backend.manual_seed(cfg["seed"])

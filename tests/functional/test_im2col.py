@@ -14,6 +14,7 @@ from minigrad.functional._im2col import (
     im2col,
     pool_output_size,
 )
+from minigrad.functional._layout import is_channel_major
 from minigrad.testing import conv_geometries, float_arrays
 
 # the device fixture is stateless, so reusing it across hypothesis examples is fine
@@ -91,7 +92,7 @@ def test_im2col_and_col2im_match_naive_loops(device, shape, KH, KW, stride, padd
     np.testing.assert_array_equal(col, naive_im2col(x, KH, KW, stride, padding))
     c = rng.standard_normal(col.shape)
     back = col2im(backend.to_device(c, device), shape, KH, KW, stride, padding)
-    assert back.shape == shape and back.flags.c_contiguous
+    assert back.shape == shape and is_channel_major(back)
     np.testing.assert_allclose(
         backend.as_numpy(back), naive_col2im(c, shape, KH, KW, stride, padding), atol=1e-12
     )
@@ -124,19 +125,36 @@ def test_float32_stays_float32(device, xp):
 
 
 @pytest.mark.parametrize("stride, padding", [(1, 1), (2, 0), ((1, 2), (2, 1))])
-def test_threaded_channel_blocks_give_the_same_arrays(device, monkeypatch, stride, padding):
-    # several host threads, each on its own channel block, must give exactly the serial result
+def test_threaded_channel_chunks_give_the_same_arrays(device, monkeypatch, stride, padding):
+    # several host threads, each on its own chunks of channels, give exactly the serial result
     from minigrad.functional import _im2col as m
+    from minigrad.functional import _threads
 
     rng = np.random.default_rng(5)
     x = backend.to_device(rng.standard_normal((3, 7, 9, 10)), device)
-    monkeypatch.setattr(m, "PARALLEL_MIN_SIZE", 0)
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
-    col1 = m.im2col(x, 3, 3, stride, padding)
-    gx1 = m.col2im(col1 * 2.5 - 1, x.shape, 3, 3, stride, padding)
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")  # blocks of 2, 2 and 3 channels
-    col3 = m.im2col(x, 3, 3, stride, padding)
-    gx3 = m.col2im(col3 * 2.5 - 1, x.shape, 3, 3, stride, padding)
+    monkeypatch.setattr(_threads, "PARALLEL_MIN_SIZE", 0)
+    monkeypatch.setattr(_threads, "CHUNK_ELEMENTS", 1 << 30)
+    _threads.set_host_threads(1)
+    try:
+        col1 = m.im2col(x, 3, 3, stride, padding)
+        gx1 = m.col2im(col1 * 2.5 - 1, x.shape, 3, 3, stride, padding)
+        monkeypatch.setattr(_threads, "CHUNK_ELEMENTS", 1)  # one channel per chunk
+        _threads.set_host_threads(3)
+        col3 = m.im2col(x, 3, 3, stride, padding)
+        gx3 = m.col2im(col3 * 2.5 - 1, x.shape, 3, 3, stride, padding)
+    finally:
+        _threads.set_host_threads(None)
     np.testing.assert_array_equal(backend.as_numpy(col3), backend.as_numpy(col1))
     np.testing.assert_array_equal(backend.as_numpy(gx3), backend.as_numpy(gx1))
-    assert gx3.flags.c_contiguous and col3.flags.c_contiguous
+    assert is_channel_major(gx3) and col3.flags.c_contiguous
+
+
+def test_col2im_writes_into_out(device, xp):
+    rng = np.random.default_rng(6)
+    col = backend.to_device(rng.standard_normal((2 * 9, 3 * 16)), device)
+    out = xp.zeros((2, 5, 4, 4))  # (C, N, H, W) with room for more images
+    back = col2im(col, (3, 2, 4, 4), 3, 3, 1, 1, out=out[:, 1:4])
+    np.testing.assert_array_equal(
+        backend.as_numpy(out[:, 1:4]).swapaxes(0, 1), backend.as_numpy(back)
+    )
+    assert float(abs(out[:, 0]).sum()) == 0 and float(abs(out[:, 4]).sum()) == 0

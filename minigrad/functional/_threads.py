@@ -1,0 +1,143 @@
+"""Cache-sized chunks on host threads, for the array passes NumPy runs on one core.
+
+An op writes its passes as ``task(rows)`` on a slice of its leading axis (channels in the
+channel-major layout, planes in pooling, images in a convolution: each a contiguous range
+of memory or of columns) and calls :func:`for_blocks`. Two things then happen:
+
+- **chunks**: the rows are cut into chunks of about ``chunk_elements`` elements and
+  ``task`` runs once per chunk, so the op's chain of NumPy calls (a comparison, a product,
+  an add...) works on temporaries that stay in the core's cache: memory sees each input
+  read once and each output written once, instead of once per NumPy call;
+- **threads**: NumPy releases the GIL inside its loops and BLAS calls, so the chunks are
+  shared out among the host threads (contiguous runs of chunks, one run per thread).
+
+Every chunk writes only its own elements, so the result is bit-for-bit the serial one;
+what a task returns is summed per run (a convolution's partial weight gradients), in
+chunk order. Small arrays stay on the calling thread (handing work to another thread
+costs ~0.1 ms), a GPU array is one chunk on the calling thread, and work nested in a task
+(im2col inside a convolution's chunk) is one chunk on the task's thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from minigrad.backend import is_cupy_array
+
+#: arrays of fewer elements than this are processed on the calling thread only
+PARALLEL_MIN_SIZE = 1 << 18
+#: elements one ``task`` call works on (a few arrays of it fit in a core's L2 cache)
+CHUNK_ELEMENTS = 1 << 18
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_threads_set: int | None = None
+_inside = threading.local()  # .busy: this thread is running a task of for_blocks
+
+
+def host_threads() -> int:
+    """Host threads for array passes: :func:`set_host_threads`'s value, else
+    ``MINIGRAD_NUM_THREADS``, else the CPU count."""
+    if _threads_set is not None:
+        return _threads_set
+    value = os.environ.get("MINIGRAD_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return os.cpu_count() or 1
+
+
+def set_host_threads(n: int | None) -> None:
+    """Use ``n`` host threads (None: back to ``MINIGRAD_NUM_THREADS`` / the CPU count)."""
+    global _threads_set
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"set_host_threads: expected a positive int or None, got {n!r}")
+    _threads_set = n
+
+
+def gemm_threads() -> int:
+    """Host threads for chunks that call BLAS: all of them when BLAS runs one thread per
+    product, else 1 (BLAS threads each product itself; two layers of threads would fight)."""
+    from minigrad import runtime  # noqa: PLC0415
+
+    return host_threads() if runtime.blas_threads() == 1 else 1
+
+
+def blocks(
+    n: int,
+    size: int,
+    a: Any,
+    chunk_elements: int = CHUNK_ELEMENTS,
+    threads: int | None = None,
+) -> list[list[slice]]:
+    """Split ``range(n)`` (``size`` elements in all) into chunks of about
+    ``chunk_elements`` elements, grouped into one contiguous run per host thread (one run
+    for ``size < PARALLEL_MIN_SIZE`` or one thread; one chunk for a GPU array)."""
+    if n == 0:
+        return [[]]
+    if is_cupy_array(a) or n == 1 or getattr(_inside, "busy", False):
+        return [[slice(0, n)]]  # nested in a task: its chunk is already cache-sized
+    per = max(1, chunk_elements * n // max(size, 1))  # rows per chunk
+    chunks = [slice(i, min(i + per, n)) for i in range(0, n, per)]
+    k = host_threads() if threads is None else threads
+    if size < PARALLEL_MIN_SIZE:
+        k = 1
+    k = max(1, min(k, len(chunks)))
+    bounds = [len(chunks) * i // k for i in range(k + 1)]
+    return [chunks[lo:hi] for lo, hi in zip(bounds, bounds[1:])]
+
+
+def add_parts(total: Any, part: Any) -> Any:
+    """``total + part`` where either may be None, elementwise over tuples."""
+    if total is None:
+        return part
+    if part is None:
+        return total
+    if isinstance(total, tuple):
+        return tuple(add_parts(t, p) for t, p in zip(total, part))
+    return total + part
+
+
+def _do(task: Callable[[slice], Any], chunks: list[slice]) -> Any:
+    """Run ``task`` on each chunk in order; the sum of what it returned (None: nothing)."""
+    busy, _inside.busy = getattr(_inside, "busy", False), True
+    total = None
+    try:
+        for chunk in chunks:
+            total = add_parts(total, task(chunk))
+    finally:
+        _inside.busy = busy
+    return total
+
+
+def run(task: Callable[[slice], Any], runs: list[list[slice]]) -> list[Any]:
+    """``task(chunk)`` for every chunk: the first run on the calling thread, the others on
+    the pool; wait for all (exceptions propagate). Returns each run's summed results."""
+    global _pool, _pool_size
+    if len(runs) == 1:
+        return [_do(task, runs[0])]
+    if _pool is None or _pool_size < len(runs) - 1:
+        _pool_size = len(runs) - 1
+        _pool = ThreadPoolExecutor(max_workers=_pool_size, thread_name_prefix="minigrad-host")
+    futures = [_pool.submit(_do, task, chunks) for chunks in runs[1:]]
+    try:
+        first = _do(task, runs[0])
+    finally:
+        rest = [future.result() for future in futures]
+    return [first, *rest]
+
+
+def for_blocks(
+    task: Callable[[slice], Any],
+    n: int,
+    size: int,
+    a: Any,
+    chunk_elements: int = CHUNK_ELEMENTS,
+    threads: int | None = None,
+) -> list[Any]:
+    """``task(rows)`` over ``range(n)`` in cache-sized chunks on the host threads; ``size``
+    is the number of elements the rows hold, ``a`` any array of the op (its device).
+    Returns the per-run sums of what ``task`` returned (see :func:`run`)."""
+    return run(task, blocks(n, size, a, chunk_elements, threads))

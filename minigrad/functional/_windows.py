@@ -1,0 +1,131 @@
+"""Pooling windows as shifted flat views: plain array code for ``pool.py``, no autograd."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad.backend import get_array_module
+
+
+class WindowGrid:
+    """Every ``KH x KW`` pooling window of an (N, C, H, W) input as shifted flat views.
+
+    The input is seen as ``P = N*C`` planes of ``H x W`` (any C-contiguous 4-D array of
+    planes works: a channel-major input's (C, N, H, W) array through :meth:`swapped`). The
+    padded input is split by stride phase into ``sh*sw`` arrays
+    ``phases[a, b] = x_padded[..., a::sh, b::sw]``, each flattened over ``(P, Hq, Wq)``.
+    Kernel offset ``(i, j)`` then reads phase ``(i % sh, j % sw)`` shifted by
+    ``(i // sh) * Wq + j // sw`` elements, and output ``(oh, ow)`` of plane ``q`` sits at
+    flat position ``(q*Hq + oh)*Wq + ow`` of every view. So each kernel offset is ONE
+    contiguous 1-D slice over all planes and windows: long, fast inner loops even on 8x8
+    or 4x4 maps, where strided 4-D slices spend their time in loop overhead. Grid positions
+    with ``oh >= OH`` or ``ow >= OW`` compute garbage that :meth:`crop` drops (and
+    :meth:`pad` fills with zeros).
+
+    Work is done on chunks of whole planes (a slice ``ps`` of ``range(P)``, see
+    :mod:`~minigrad.functional._threads`) with chunk-sized phase arrays that stay in
+    cache: the last ``max_shift`` positions of a plane are never an output, so the views
+    of a chunk's outputs stay inside the chunk's own flat range.
+    """
+
+    def __init__(
+        self,
+        x_shape: tuple[int, ...],
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        out_size: tuple[int, int],
+    ) -> None:
+        N, C, H, W = x_shape
+        (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+        OH, OW = out_size
+        self.x_shape, self.out_size = tuple(x_shape), out_size
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        # rows per phase: enough for every window and for every input row
+        self.Hq = max(OH + (KH - 1) // sh, -(-(ph + H) // sh))
+        self.Wq = max(OW + (KW - 1) // sw, -(-(pw + W) // sw))
+        self.planes = N * C
+        self.plane = self.Hq * self.Wq  # grid positions per plane
+        self.size = self.planes * self.plane
+        #: (phase row, phase column, flat shift) per kernel offset, in row-major window order
+        self.offsets = [
+            (i % sh, j % sw, (i // sh) * self.Wq + j // sw) for i in range(KH) for j in range(KW)
+        ]
+        # the same offsets one axis at a time, for separable (row, then column) reductions
+        #: (phase column, flat shift) of each kernel column j
+        self.col_offsets = [(j % sw, j // sw) for j in range(KW)]
+        #: (phase row, flat shift) of each kernel row i
+        self.row_offsets = [(i % sh, (i // sh) * self.Wq) for i in range(KH)]
+        self.max_shift = max(shift for _, _, shift in self.offsets)
+        self.max_col_shift = (KW - 1) // sw
+
+    def swapped(self) -> WindowGrid:
+        """The same windows on the (C, N, H, W) array of a channel-major (N, C, H, W) input:
+        a grid only needs its two leading axes to be the planes, in either order."""
+        N, C, H, W = self.x_shape
+        return WindowGrid((C, N, H, W), self.kernel, self.stride, self.padding, self.out_size)
+
+    def span(self, ps: slice) -> tuple[int, int, int, int]:
+        """Flat range ``lo, hi`` of planes ``ps``, and how many positions from ``lo`` a full
+        window view (``length``) and a row view (``row_length``) cover inside it."""
+        lo, hi = ps.start * self.plane, ps.stop * self.plane
+        return lo, hi, hi - lo - self.max_shift, hi - lo - self.max_col_shift
+
+    def is_identity(self) -> bool:
+        """True when the phases are the input itself (stride 1, no padding, no overhang)."""
+        H, W = self.x_shape[2], self.x_shape[3]
+        return self.stride == (1, 1) and self.padding == (0, 0) and (self.Hq, self.Wq) == (H, W)
+
+    def _phase_slices(self) -> list[tuple[int, int, slice, slice, slice, slice]]:
+        """(a, b, input rows, input cols, phase rows, phase cols) of every non-empty phase."""
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        H, W = self.x_shape[2], self.x_shape[3]
+        out = []
+        for a in range(sh):
+            h0 = (a - ph) % sh  # first input row whose padded row is in phase a
+            nh = len(range(h0, H, sh))
+            for b in range(sw):
+                w0 = (b - pw) % sw
+                nw = len(range(w0, W, sw))
+                if nh and nw:
+                    r0, c0 = (h0 + ph) // sh, (w0 + pw) // sw
+                    rows_x, cols_x = slice(h0, H, sh), slice(w0, W, sw)
+                    out.append((a, b, rows_x, cols_x, slice(r0, r0 + nh), slice(c0, c0 + nw)))
+        return out
+
+    def split(self, x3: Any, ps: slice, fill: float) -> Any:
+        """planes ``ps`` of x3 (P, H, W) -> their phases (sh, sw, len(ps)*plane), ``fill`` in
+        the padding (a view of ``x3`` when :meth:`is_identity`)."""
+        n = ps.stop - ps.start
+        if self.is_identity():
+            return x3[ps].reshape(1, 1, n * self.plane)
+        xp = get_array_module(x3)
+        sh, sw = self.stride
+        # filling everything first is faster than filling only the border: its columns
+        # are single elements at a stride, which NumPy writes one by one
+        q = xp.full((sh, sw, n, self.Hq, self.Wq), fill, dtype=x3.dtype)
+        for a, b, rows_x, cols_x, rows_q, cols_q in self._phase_slices():
+            q[a, b, :, rows_q, cols_q] = x3[ps, rows_x, cols_x]
+        return q.reshape(sh, sw, n * self.plane)
+
+    def merge(self, gphases: Any, gx3: Any, ps: slice) -> None:
+        """The adjoint of :meth:`split`: the phases of planes ``ps`` -> gx3[ps] (P, H, W)."""
+        sh, sw = self.stride
+        q = gphases.reshape(sh, sw, -1, self.Hq, self.Wq)
+        for a, b, rows_x, cols_x, rows_q, cols_q in self._phase_slices():
+            gx3[ps, rows_x, cols_x] = q[a, b, :, rows_q, cols_q]  # every pixel once
+
+    def crop(self, grid: Any) -> Any:
+        """The flat grid (n*plane,) of n planes -> their outputs, an (n, OH, OW) view."""
+        OH, OW = self.out_size
+        return grid.reshape(-1, self.Hq, self.Wq)[:, :OH, :OW]
+
+    def pad(self, yb: Any) -> Any:
+        """(n, OH, OW) outputs of n planes -> their flat grid, zeros where no output is."""
+        xp = get_array_module(yb)
+        OH, OW = self.out_size
+        if (self.Hq, self.Wq) == (OH, OW) and yb.flags.c_contiguous:
+            return yb.reshape(-1)
+        grid = xp.zeros((yb.shape[0], self.Hq, self.Wq), dtype=yb.dtype)
+        grid[:, :OH, :OW] = yb
+        return grid.reshape(-1)
