@@ -11,7 +11,7 @@ target is a median ratio <= 2.0 on the CPU.
     python benchmarks/bench_ops.py                      # all layers, batch 64, CPU
     python benchmarks/bench_ops.py --layers 3a,4e.3x3   # names or prefixes
     python benchmarks/bench_ops.py --device cuda --batch 128
-    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_ops.py --clock cpu   # shared machine
+    MINIGRAD_NUM_THREADS=1 python benchmarks/bench_ops.py --clock cpu  # one core, CPU time
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ def googlenet_layers() -> list[Layer]:
     return distinct
 
 
-def bench_layer(layer: Layer, batch: int, repeats: int, device: str) -> dict[str, Any]:
+def bench_layer(
+    layer: Layer, batch: int, repeats: int, device: str, ceiling_threads: int | None = None
+) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     N, C, S, K, Co = batch, layer.C_in, layer.size, layer.K, layer.C_out
     dev = Device(device)
@@ -89,11 +91,12 @@ def bench_layer(layer: Layer, batch: int, repeats: int, device: str) -> dict[str
     def arr(*shape: int) -> Any:
         return dev.randn(rng, *shape)
 
-    x = mg.tensor(arr(N, C, S, S), device=dev.name, requires_grad=True)
+    # channel-major (N, C, H, W) views of (C, N, H, W) arrays, as inside the network
+    x = mg.tensor(arr(C, N, S, S).swapaxes(0, 1), device=dev.name, requires_grad=True)
     w = arr(Co, C, K, K) * np.float32(1.0 / (C * K * K) ** 0.5)
     w = mg.tensor(w, device=dev.name, requires_grad=True)
     b = mg.tensor(arr(Co), device=dev.name, requires_grad=True)
-    gy = arr(N, Co, S, S)  # padding K // 2, stride 1: same size out
+    gy = arr(Co, N, S, S).swapaxes(0, 1)  # padding K // 2, stride 1: same size out
 
     def step() -> None:
         x.grad = w.grad = b.grad = None
@@ -112,7 +115,16 @@ def bench_layer(layer: Layer, batch: int, repeats: int, device: str) -> dict[str
         a_gy @ a_colT  # gw      (C_out, M) @ (M, K)
         a_wT @ a_gy  # gcol      (K, C_out) @ (C_out, M)
 
-    t_ceiling = median_time(gemms, repeats, sync)
+    from minigrad import runtime  # noqa: PLC0415
+
+    before = runtime.blas_threads() if ceiling_threads else None
+    if before is not None:  # the ceiling on all the machine's BLAS threads
+        runtime.set_blas_threads(ceiling_threads)
+    try:
+        t_ceiling = median_time(gemms, repeats, sync)
+    finally:
+        if before is not None:
+            runtime.set_blas_threads(before)
     flops = 3 * 2 * N * Co * S * S * C * K * K
     return {"t_conv": t_conv, "t_ceiling": t_ceiling, "flops": flops}
 
@@ -131,9 +143,23 @@ def main(argv: list[str] | None = None) -> None:
         choices=["wall", "cpu"],
         help="wall time (default) or process CPU time (shared machine, OPENBLAS_NUM_THREADS=1)",
     )
+    parser.add_argument(
+        "--mode",
+        default="tuned",
+        choices=["tuned", "plain"],
+        help="tuned: the training CLI's CPU settings (runtime.configure_cpu_training; the "
+        "ceiling on all BLAS threads); plain: BLAS threads each product",
+    )
     args = parser.parse_args(argv)
     set_clock(args.clock)
     device = Device(args.device).name
+    threads = None
+    if device == "cpu" and args.mode == "tuned":
+        from minigrad import runtime  # noqa: PLC0415
+        from minigrad.functional import _threads  # noqa: PLC0415
+
+        runtime.configure_cpu_training()
+        threads = _threads.host_threads()
     layers = googlenet_layers()
     if args.layers:
         wanted = [s.strip() for s in args.layers.split(",") if s.strip()]
@@ -142,8 +168,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--layers {args.layers!r} matches none of the layer names")
 
     print(
-        f"conv2d fwd+bwd, batch {args.batch}, float32, {device}, {args.clock} clock, "
-        f"median of {args.repeats}"
+        f"conv2d fwd+bwd, batch {args.batch}, float32, {device}, {args.mode} mode, "
+        f"{args.clock} clock, median of {args.repeats}"
     )
     head = (
         f"{'layer':<10} {'C_in->C_out':>11} {'k':>3} {'map':>5} {'GFLOP':>7} "
@@ -153,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     print("-" * len(head))
     ratios = []
     for layer in layers:
-        r = bench_layer(layer, args.batch, args.repeats, device)
+        r = bench_layer(layer, args.batch, args.repeats, device, threads)
         ratio = r["t_conv"] / r["t_ceiling"]
         ratios.append(ratio)
         gf = r["flops"] / 1e9

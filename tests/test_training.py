@@ -296,3 +296,37 @@ def test_train_on_the_gpu_and_load_on_the_cpu(tmp_path) -> None:
     model, config = googlenet.load_for_inference(tmp_path / "last.npz", "cpu")
     assert config["device"] == "cuda" and model.fc.weight.device == "cpu"
     backend.set_tf32(False)
+
+
+def _loss_curve(device: str, tf32: bool, steps: int = 12) -> list[float]:
+    """Training losses of a small CIFAR-stem GoogLeNet on fixed random batches."""
+    if device != "cpu":
+        backend.set_tf32(tf32)
+    try:
+        mg.manual_seed(0)
+        rng = np.random.default_rng(0)
+        model = googlenet.GoogLeNet(10, stem="cifar", batch_norm=True, width=0.25).to(device)
+        opt = SGD(model.parameters(), lr=0.02, momentum=0.9)
+        x = mg.tensor(rng.standard_normal((32, 3, 32, 32), dtype=np.float32), device=device)
+        y = rng.integers(0, 10, size=32)
+        losses = []
+        for _ in range(steps):
+            loss = googlenet.googlenet_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.item()))
+        return losses
+    finally:
+        if device != "cpu":
+            backend.set_tf32(False)
+
+
+@pytest.mark.gpu
+def test_tf32_loss_curve_stays_within_tolerance_of_float32() -> None:
+    ref, tf32 = _loss_curve("cuda", False), _loss_curve("cuda", True)
+    assert ref[-1] < ref[0]  # it learns the batch
+    # TF32 rounds each product's inputs to 10 mantissa bits: the curves drift apart slowly
+    np.testing.assert_allclose(tf32, ref, rtol=0.05)
+    cpu = _loss_curve("cpu", False, steps=3)
+    np.testing.assert_allclose(ref[:3], cpu, rtol=1e-3)  # the GPU path computes the same

@@ -29,6 +29,7 @@ import math
 from typing import Any
 
 from minigrad.backend import get_array_module
+from minigrad.functional import _cuda
 from minigrad.functional._threads import for_blocks
 
 
@@ -74,6 +75,8 @@ def im2col(
     ph, pw = pair(padding)
     OH = conv_output_size(H, KH, sh, ph)
     OW = conv_output_size(W, KW, sw, pw)
+    if _cuda.use_kernels(x):  # GPU kernel: one launch instead of KH*KW copies
+        return _cuda.im2col(x, KH, KW, (sh, sw), (ph, pw), OH, OW)
     x_t = x.swapaxes(0, 1)  # (C, N, H, W) view: contiguous when x is channel-major
     col = xp.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
 
@@ -119,8 +122,11 @@ def col2im(
     ph, pw = pair(padding)
     OH = conv_output_size(H, KH, sh, ph)
     OW = conv_output_size(W, KW, sw, pw)
-    col6 = col.reshape(C, KH, KW, N, OH, OW)
     gx = xp.empty((C, N, H, W), dtype=col.dtype) if out is None else out
+    if _cuda.use_kernels(col):  # GPU kernel: one gather launch instead of KH*KW adds
+        _cuda.col2im(col, x_shape, KH, KW, (sh, sw), (ph, pw), OH, OW, gx)
+        return gx.swapaxes(0, 1)
+    col6 = col.reshape(C, KH, KW, N, OH, OW)
 
     def add(cs: slice) -> None:  # channels cs: add every offset's block (in cache), crop
         gpad = xp.zeros((cs.stop - cs.start, N, H + 2 * ph, W + 2 * pw), dtype=col.dtype)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from minigrad.autograd import Function
 from minigrad.backend import device_of, get_array_module, is_cupy_array
+from minigrad.functional import _cuda
 from minigrad.tensor import Tensor
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss"]
@@ -106,13 +109,20 @@ class CrossEntropy(Function):
     """loss_i = -sum_c q_ic log softmax(x)_ic, q = (1 - s) onehot + s/C;
     gx = (softmax(x) - q) * dL/dloss_i (0 on ignored rows)."""
 
-    def __init__(self, target: Any, keep: Any, reduction: str, smoothing: float) -> None:
+    def __init__(
+        self, target: Any, keep: Any, count: int, reduction: str, smoothing: float
+    ) -> None:
         self.target, self.keep = target, keep  # (N,) safe indices, (N,) 1.0 / 0.0 of x.dtype
+        self.count = count  # rows not ignored (a host int: no device sync in the step)
         self.reduction, self.smoothing = reduction, smoothing
 
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
         N, C = x.shape
+        if _cuda.use_kernels(x):  # GPU kernel: one thread per row, softmax kept for backward
+            self.p, loss = _cuda.xent_forward(xp.ascontiguousarray(x), self.target, self.keep,
+                                              self.smoothing)  # fmt: skip
+            return _reduce(xp, loss, self.reduction, self.count)
         z = x - x.max(axis=1, keepdims=True)  # (N, C)
         e = xp.exp(z)
         s = e.sum(axis=1)  # (N,)
@@ -124,29 +134,30 @@ class CrossEntropy(Function):
         loss *= self.keep
         e /= s[:, None]  # softmax, saved for backward
         self.p = e
-        self.count = int(self.keep.sum())
         return _reduce(xp, loss, self.reduction, self.count)
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         N, C = self.p.shape
+        scale = _row_scale(xp, self.keep, gy, self.reduction, self.count)  # (N, 1)
+        if _cuda.use_kernels(self.p):  # GPU kernel: one pass over (N, C)
+            return _cuda.xent_backward(self.p, self.target, scale[:, 0], self.smoothing)
         gx = self.p - self.smoothing / C if self.smoothing else self.p.copy()
         gx[xp.arange(N), self.target] -= 1 - self.smoothing
-        gx *= _row_scale(xp, self.keep, gy, self.reduction, self.count)
+        gx *= scale
         return gx
 
 
 class NLLLoss(Function):
     """loss_i = -x[i, t_i]; gx[i, t_i] = -dL/dloss_i, zero elsewhere."""
 
-    def __init__(self, target: Any, keep: Any, reduction: str) -> None:
-        self.target, self.keep, self.reduction = target, keep, reduction
+    def __init__(self, target: Any, keep: Any, count: int, reduction: str) -> None:
+        self.target, self.keep, self.count, self.reduction = target, keep, count, reduction
 
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
         self.x_shape = x.shape
         loss = -x[xp.arange(x.shape[0]), self.target] * self.keep
-        self.count = int(self.keep.sum())
         return _reduce(xp, loss, self.reduction, self.count)
 
     def backward(self, gy: Any) -> Any:
@@ -172,8 +183,9 @@ def _reduce(xp: Any, loss: Any, reduction: str, count: int) -> Any:
 
 def _prepare_target(
     op: str, x: Tensor, target: Any, reduction: str, ignore_index: int
-) -> tuple[Any, Any]:
-    """Validate (logits, target, reduction); return safe (N,) indices and the (N,) keep mask."""
+) -> tuple[Any, Any, int]:
+    """Validate (logits, target, reduction); return safe (N,) indices, the (N,) keep mask
+    (both on the logits' device) and the number of rows not ignored."""
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if x.ndim != 2:
@@ -186,8 +198,8 @@ def _prepare_target(
         t = target.data
     elif is_cupy_array(target) and device_of(target) != x.device:
         raise ValueError(f"{op}: input is on {x.device} but target is on {device_of(target)}")
-    else:  # a host array or list: moved to the logits' device
-        t = xp.asarray(target)
+    else:  # a host array or list: checked on the host (NumPy, deliberately), then moved
+        t = target if is_cupy_array(target) else np.asarray(target)
     if t.dtype.kind not in "iu":
         raise TypeError(
             f"{op}: target must hold integer class indices, got dtype {t.dtype} "
@@ -200,14 +212,18 @@ def _prepare_target(
         raise ValueError(
             f"{op}: input batch size {N} does not match target batch size {t.shape[0]}"
         )
+    # checked where the labels are: on the host when they came from it (no device sync in
+    # a training step, whose loader hands host labels), else on the device (one sync)
+    tx = get_array_module(t)
     ignored = t == ignore_index
     bad = ~ignored & ((t < 0) | (t >= C))
     if bool(bad.any()):
         label = int(t[bad][0])
         raise ValueError(f"{op}: target label {label} is out of range for {C} classes [0, {C})")
-    keep = (~ignored).astype(x.dtype)
-    safe = xp.where(ignored, 0, t).astype(xp.int64)
-    return safe, keep
+    count = int((~ignored).sum())
+    keep = xp.asarray((~ignored).astype(x.dtype))
+    safe = xp.asarray(tx.where(ignored, 0, t).astype(tx.int64))
+    return safe, keep, count
 
 
 def cross_entropy(
@@ -242,8 +258,8 @@ def cross_entropy(
     """
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    safe, keep = _prepare_target("cross_entropy", logits, target, reduction, ignore_index)
-    return CrossEntropy(safe, keep, reduction, float(label_smoothing)).apply(logits)
+    safe, keep, count = _prepare_target("cross_entropy", logits, target, reduction, ignore_index)
+    return CrossEntropy(safe, keep, count, reduction, float(label_smoothing)).apply(logits)
 
 
 def nll_loss(
@@ -260,5 +276,5 @@ def nll_loss(
     Raises:
         ValueError / TypeError: as in :func:`cross_entropy`.
     """
-    safe, keep = _prepare_target("nll_loss", log_probs, target, reduction, ignore_index)
-    return NLLLoss(safe, keep, reduction).apply(log_probs)
+    safe, keep, count = _prepare_target("nll_loss", log_probs, target, reduction, ignore_index)
+    return NLLLoss(safe, keep, count, reduction).apply(log_probs)

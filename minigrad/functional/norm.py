@@ -11,6 +11,7 @@ from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import device_of, get_array_module
+from minigrad.functional import _cuda
 from minigrad.functional._layout import channel_major, from_channel_major
 from minigrad.functional._threads import for_blocks
 from minigrad.tensor import Tensor
@@ -67,7 +68,9 @@ class BatchNorm(Function):
         mean = self.running_mean.astype(x.dtype) if not self.training else xp.empty(C, x.dtype)
         var = self.running_var.astype(x.dtype) if not self.training else xp.empty(C, x.dtype)
         inv_std, scale = xp.empty(C, x.dtype), xp.empty(C, x.dtype)
-        mask = xp.empty((C, M), dtype=bool) if self.relu and self.requires_grad else None
+        keep_mask = self.relu and self.requires_grad
+        kernel_path = _cuda.use_kernels(x2)
+        mask = xp.empty((C, M), dtype=bool) if keep_mask and not kernel_path else None
 
         def normalize(cs: slice) -> None:  # channels cs, independent of all others
             xs, ys = x2[cs], y[cs]
@@ -90,7 +93,21 @@ class BatchNorm(Function):
                     xp.greater(ys, 0, out=mask[cs])
                 xp.maximum(ys, 0, out=ys)
 
-        for_blocks(normalize, C, x2.size, x2)
+        if kernel_path:  # GPU kernel: the statistics by reductions, then one pass
+            if self.training:
+                mean[...] = x2.sum(axis=1) / M
+                xc = x2 - mean[:, None]
+                var[...] = _row_dot(xc, xc) / M
+                del xc
+            inv_std[...] = 1 / xp.sqrt(var + self.eps)
+            scale[...] = inv_std if w is None else inv_std * w
+            if self.training:
+                shift = xp.zeros(C, dtype=x.dtype) if b is None else b
+            else:
+                shift = -mean * scale if b is None else b - mean * scale
+            y, mask = _cuda.bn_forward(x2, mean, scale, shift, self.training, self.relu, keep_mask)
+        else:
+            for_blocks(normalize, C, x2.size, x2)
         if self.training and self.running_mean is not None:
             m = self.momentum
             self.running_mean[...] = (1 - m) * self.running_mean + m * mean
@@ -131,7 +148,18 @@ class BatchNorm(Function):
             else:
                 xp.multiply(gys, k, out=gx[cs])
 
-        for_blocks(grads, C, gy2.size, gy2)
+        if _cuda.use_kernels(gy2):  # GPU kernel: the sums by reductions, gx in one pass
+            g = gy2 if self.mask is None else gy2 * self.mask
+            if want_gb:
+                gb[...] = g.sum(axis=1)
+            if want_gw:
+                gw[...] = _row_dot(g, self.x2 - self.mean[:, None]) * self.inv_std
+            if need_x:
+                c1, c2 = gb / M, self.inv_std * gw / M
+                gx = _cuda.bn_backward(gy2, self.mask, self.x2, self.mean, self.scale, c1, c2,
+                                       self.training)  # fmt: skip
+        else:
+            for_blocks(grads, C, gy2.size, gy2)
         if need_x:
             N, S = self.x_shape[0], self.x_shape[2:]
             gx = from_channel_major(gx.reshape(C, N, *S))

@@ -13,6 +13,7 @@ from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
+from minigrad.functional import _cuda
 from minigrad.functional._im2col import pair, pool_output_size
 from minigrad.functional._layout import like_planes, plane_major
 from minigrad.functional._threads import for_blocks
@@ -88,6 +89,11 @@ class MaxPool2d(Function):
         g = self.grid = self.grid.swapped() if self.swap else self.grid
         (P, H, W), (OH, OW), sh = (g.planes, *x.shape[2:]), g.out_size, g.stride[0]
         x3 = x.reshape(P, H, W)
+        self.kernel_path = _cuda.use_kernels(x)
+        if self.kernel_path:  # GPU kernel: one launch, the window offset of each maximum
+            y3, self.arg = _cuda.maxpool_forward(x3, g.kernel, g.stride, g.padding, (OH, OW))
+            y4 = y3.reshape(*x.shape[:2], OH, OW)
+            return y4.swapaxes(0, 1) if self.swap else y4
         rows = sorted({a for a, _ in g.row_offsets})  # the row phases a kernel row reads
         many = max(len(g.col_offsets), len(g.row_offsets)) > 256
         idx_dtype = xp.int32 if many else xp.uint8
@@ -119,6 +125,10 @@ class MaxPool2d(Function):
         g = self.grid
         (P, H, W), (OH, OW), (sh, sw) = (g.planes, *g.x_shape[2:]), g.out_size, g.stride
         gy3 = like_planes(gy, self.swap).reshape(P, OH, OW)  # the forward's plane order
+        if self.kernel_path:  # GPU kernel: a gather of the saved maxima, one launch
+            gx = _cuda.maxpool_backward(gy3, self.arg, (P, H, W), g.kernel, g.stride, g.padding)
+            gx = gx.reshape(g.x_shape)
+            return gx.swapaxes(0, 1) if self.swap else gx
         gx3 = xp.empty((P, H, W), dtype=gy.dtype)
 
         def chunk(ps: slice) -> None:  # planes ps; gm1 and gphases are chunk-sized

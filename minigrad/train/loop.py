@@ -98,11 +98,20 @@ def _call(callbacks: Iterable[Any], name: str, *args: Any) -> None:
             fn(*args)
 
 
+def _finite_loss(loss: Tensor, state: RunState, model: Any, epoch: int, optimizer: Any) -> float:
+    """The loss as a float; a NaN/inf one rolls the step back and raises."""
+    value = float(loss.item())
+    if not math.isfinite(value):
+        state.undo_pending(model)
+        raise NonFiniteLossError(value, epoch, state.step, _lr(optimizer))
+    return value
+
+
 def train_one_epoch(
     model: Any,
     loader: Iterable[tuple[Any, Any]],
     optimizer: Any,
-    loss_fn: Callable[[Any, Tensor], Tensor],
+    loss_fn: Callable[[Any, Any], Tensor],
     *,
     device: str = "cpu",
     epoch: int = 0,
@@ -119,8 +128,10 @@ def train_one_epoch(
         model: a Module; put in training mode here.
         loader: yields ``(images, labels)`` host arrays (a DataLoader).
         optimizer: an ``minigrad.optim`` optimizer over the model's parameters.
-        loss_fn: ``loss_fn(outputs, target) -> scalar Tensor``.
-        device: where the batches go (the model must already be there).
+        loss_fn: ``loss_fn(outputs, target) -> scalar Tensor``; ``target`` is the batch's
+            host label array (``F.cross_entropy`` checks it on the host and copies it to the
+            outputs' device, so a GPU step never waits for the device before its backward).
+        device: where the images go (the model must already be there).
         epoch, epochs: for the progress label and the callbacks.
         ema: an ``optim.EMA`` updated after every step (or None).
         callbacks: objects with an optional ``on_step_end(step, epoch, model)``, called after
@@ -145,16 +156,19 @@ def train_one_epoch(
     with Progress(total, desc=desc, stream=stream, bar=bar) as progress:
         for x_host, y_host in loader:
             x = tensor(x_host, device=device)
-            y = tensor(y_host, device=device)
             state.begin_step(model)
             outputs = model(x)
-            loss = loss_fn(outputs, y)
-            value = float(loss.item())
-            if not math.isfinite(value):
-                state.undo_pending(model)
-                raise NonFiniteLossError(value, epoch, state.step, _lr(optimizer))
+            # host labels: the losses check them on the host, so nothing waits for the GPU
+            # before the backward is queued: a GPU loss is read once, after the backward (a
+            # host loss before it, so a non-finite one never runs through the backward)
+            loss = loss_fn(outputs, y_host)
+            on_gpu = backend.is_cupy_array(loss.data)
+            if not on_gpu:
+                value = _finite_loss(loss, state, model, epoch, optimizer)
             optimizer.zero_grad()
             loss.backward()
+            if on_gpu:
+                value = _finite_loss(loss, state, model, epoch, optimizer)
             _call(callbacks, "on_step_end", state.step, epoch, model)
             optimizer.step()
             if ema is not None:
@@ -162,7 +176,7 @@ def train_one_epoch(
             state.step += 1
             state.batch += 1
             state.pending = None
-            correct = topk_correct(logits_of(outputs).data, y.data, ks=(1,))[0]
+            correct = topk_correct(logits_of(outputs).data, y_host, ks=(1,))[0]
             progress.update(len(y_host), value, correct, _lr(optimizer))
         return {
             "loss": progress.loss,
@@ -203,10 +217,9 @@ def evaluate(
     with no_grad():
         for x_host, y_host in loader:
             logits = logits_of(model(tensor(x_host, device=device)))
-            y = tensor(y_host, device=device)
-            if loss_fn is not None:
-                loss_sum += float(loss_fn(logits, y).item()) * len(y_host)
-            hits += topk_correct(logits.data, y.data, ks)
+            if loss_fn is not None:  # host labels, as in train_one_epoch
+                loss_sum += float(loss_fn(logits, y_host).item()) * len(y_host)
+            hits += topk_correct(logits.data, y_host, ks)
             if num_classes is not None:
                 preds.append(backend.as_numpy(logits.data.argmax(axis=1)))
                 targets.append(np.asarray(y_host))
