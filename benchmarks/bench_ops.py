@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         "--clock",
         default="wall",
         choices=["wall", "cpu"],
-        help="wall time (default) or process CPU time (shared machine, OPENBLAS_NUM_THREADS=1)",
+        help="wall time (default) or process CPU time (with MINIGRAD_NUM_THREADS=1)",
     )
     parser.add_argument(
         "--mode",

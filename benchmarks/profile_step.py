@@ -8,7 +8,12 @@ function itself, not in what it calls), so NumPy kernels show up under their own
     python benchmarks/profile_step.py                       # CIFAR stem, width 1.0, batch 32
     python benchmarks/profile_step.py --width 0.25 --batch 64 --top 30
     python benchmarks/profile_step.py --sort cumulative
-    OPENBLAS_NUM_THREADS=1 python benchmarks/profile_step.py --clock cpu   # shared machine
+    python benchmarks/profile_step.py --threads 1 --clock cpu   # one core, CPU time
+
+With more than one host thread, cProfile sees the calling thread only: the chunks other
+threads run show up as the time ``_thread.lock.acquire`` waits for them. The CLI's settings
+(``--mode tuned``) are applied; ``OPENBLAS_THREAD_TIMEOUT=4`` must be in the environment
+before Python starts to match the CLI fully.
 """
 
 from __future__ import annotations
@@ -37,7 +42,18 @@ def main(argv: list[str] | None = None) -> None:
         choices=["wall", "cpu"],
         help="profile wall time (default) or process CPU time (shared machine, 1 BLAS thread)",
     )
+    parser.add_argument(
+        "--mode",
+        default="tuned",
+        choices=["tuned", "plain"],
+        help="tuned: the training CLI's CPU settings (default); plain: none of them",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="host threads (default: all)")
     args = parser.parse_args(argv)
+    if args.device == "cpu" and args.mode == "tuned":
+        from minigrad import runtime  # noqa: PLC0415
+
+        runtime.configure_cpu_training(args.threads or None)
     base = CPU_CONFIGS[0]
     size, classes = (32, 10) if args.stem == "cifar" else (224, 1000)
     cfg = Config("profile", args.stem, args.width, args.batch, size, classes, base.target)

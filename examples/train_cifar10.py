@@ -1,7 +1,7 @@
 """Train GoogLeNet (CIFAR stem, batch norm, aux heads) on CIFAR-10 with the library API.
 
     pip install -e ".[train]"
-    OPENBLAS_NUM_THREADS=1 python examples/train_cifar10.py --download --width 0.25  # CPU
+    OPENBLAS_THREAD_TIMEOUT=4 python examples/train_cifar10.py --download --width 0.25  # CPU
     python examples/train_cifar10.py --download --device cuda --epochs 30            # GPU
 
 What it does, step by step: fetch and verify the CIFAR-10 tarball (md5-checked, 163 MB),
@@ -11,13 +11,13 @@ epoch then a cosine schedule, an EMA of the weights for evaluation, and hand eve
 ``googlenet.fit``, which writes ``runs/cifar10-example/{last,best}.npz``, ``metrics.csv`` and
 ``curves.png`` after every epoch. Ctrl-C saves a checkpoint; ``--resume`` continues.
 
-What to expect on 2 CPU cores (measured: training steps of batch 128 with
-OPENBLAS_NUM_THREADS=1, which you should set there, on a shared machine): the full-width
-model (10.2 M parameters) runs at ~3.6 images/s, about 4 hours per 50,000-image epoch;
-``--width 0.25`` (649 k parameters) at ~22 images/s, about 40 minutes per epoch. The CIFAR
-stem keeps 32x32 maps through 3a/3b, so CIFAR costs more per image than Imagenette's
-128x128 with the ImageNet stem. Train it fully on a GPU (``pip install cupy-cuda12x``,
-``--device cuda``; not measured here).
+What to expect on 2 CPU cores (measured: training steps of batch 128 with the CLI's CPU
+settings, which this script applies too, ``minigrad.runtime.configure_cpu_training``): the
+full-width model (10.2 M parameters) runs at ~12 images/s, about 68 minutes per
+50,000-image epoch; ``--width 0.25`` (649 k parameters) at ~63 images/s, about 13 minutes
+per epoch. The CIFAR stem keeps 32x32 maps through 3a/3b, so CIFAR costs more per image
+than Imagenette's 128x128 with the ImageNet stem. Train it fully on a GPU
+(``pip install cupy-cuda12x``, ``--device cuda``; not measured here).
 """
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ def main() -> None:
     p.add_argument("--resume", default=None, help="a last.npz to continue from")
     p.add_argument("--out", default="runs/cifar10-example")
     args = p.parse_args()
+    if args.device == "cpu":  # what `python googlenet.py` does: see minigrad.runtime
+        from minigrad import runtime
+
+        runtime.configure_cpu_training()
 
     # data: (N, 3, 32, 32) float32 batches, augmented on a background thread
     info = dataset_info("cifar10")

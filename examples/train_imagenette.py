@@ -12,11 +12,11 @@ distortion, SGD with momentum 0.9, the learning rate cut by 4% every 8 epochs, a
 averaging (an EMA of the weights) for evaluation. Batch norm is on (the paper's network had
 LRN instead; pass --no-batch-norm for it). JPEGs are decoded by a pool of threads.
 
-What to expect on 2 CPU cores (measured: training steps of batch 32 on 128x128 inputs
-with OPENBLAS_NUM_THREADS=1 on a shared machine): width 1.0 (10.3 M parameters) about 11
-images/s, ~14 min per epoch; width 0.25 (657 k) about 65 images/s, ~2.5 min per epoch.
-On a machine with few cores, set OPENBLAS_NUM_THREADS=1 (googlenet.py does that itself on
-2 cores). GPU: ``pip install cupy-cuda12x`` and ``--device cuda`` (not measured here).
+What to expect on 2 CPU cores (measured: training steps of batch 32 on 128x128 inputs with
+the CLI's CPU settings, which this script applies too): width 1.0 (10.3 M parameters) about
+20 images/s, ~8 min per epoch; width 0.25 (657 k) about 72 images/s, ~2.2 min per epoch.
+Start it as ``OPENBLAS_THREAD_TIMEOUT=4 python examples/...`` on the CPU (googlenet.py sets
+that itself). GPU: ``pip install cupy-cuda12x`` and ``--device cuda`` (not measured here).
 Checkpoints, metrics and curves go to ``runs/imagenette-example``; ``python googlenet.py
 eval runs/imagenette-example/best.npz --data-dir data`` prints top-1/top-5 and saves the
 confusion matrix.
@@ -44,6 +44,10 @@ def main() -> None:
     p.add_argument("--device", default=mg.default_device())
     p.add_argument("--out", default="runs/imagenette-example")
     args = p.parse_args()
+    if args.device == "cpu":  # what `python googlenet.py` does: see minigrad.runtime
+        from minigrad import runtime
+
+        runtime.configure_cpu_training()
 
     # data: per-image random-resized crop + flip while decoding, per-batch colour distortion
     info = dataset_info("imagenette", size="160")  # 3x128x128 crops
