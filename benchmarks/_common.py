@@ -124,6 +124,19 @@ class GemmCeiling:
         return self.flops / statistics.median(self.times)
 
 
+def add_clock_and_mode(parser: Any, clock_help: str) -> None:
+    """The ``--clock wall|cpu`` and ``--mode tuned|plain`` flags every benchmark takes."""
+    parser.add_argument("--clock", default="wall", choices=["wall", "cpu"], help=clock_help)
+    parser.add_argument(
+        "--mode",
+        default="tuned",
+        choices=["tuned", "plain"],
+        help="tuned (default): the training CLI's CPU settings (runtime.configure_cpu_training;"
+        " OPENBLAS_THREAD_TIMEOUT=4 where the script starts its own interpreters); plain: "
+        "glibc's allocator, BLAS threads each product",
+    )
+
+
 def fmt_bytes(n: float) -> str:
     """Bytes as MiB or GiB with one decimal."""
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"

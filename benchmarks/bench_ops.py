@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from _common import Device, median_time, set_clock
+from _common import Device, add_clock_and_mode, median_time, set_clock
 
 import minigrad as mg
 import minigrad.functional as F
@@ -137,19 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         "--layers", default="", help="comma-separated names or prefixes (e.g. 3a,4e.3x3,stem)"
     )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--clock",
-        default="wall",
-        choices=["wall", "cpu"],
-        help="wall time (default) or process CPU time (with MINIGRAD_NUM_THREADS=1)",
-    )
-    parser.add_argument(
-        "--mode",
-        default="tuned",
-        choices=["tuned", "plain"],
-        help="tuned: the training CLI's CPU settings (runtime.configure_cpu_training; the "
-        "ceiling on all BLAS threads); plain: BLAS threads each product",
-    )
+    add_clock_and_mode(parser, "wall time (default) or process CPU time (MINIGRAD_NUM_THREADS=1)")
     args = parser.parse_args(argv)
     set_clock(args.clock)
     device = Device(args.device).name

@@ -45,7 +45,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # googlenet.py
 
-from _common import Device, GemmCeiling, fmt_bytes, set_clock, timed  # noqa: E402
+from _common import (  # noqa: E402
+    Device,
+    GemmCeiling,
+    add_clock_and_mode,
+    fmt_bytes,
+    set_clock,
+    timed,
+)
 
 from minigrad.runtime import BLAS_ENV_DEFAULTS  # noqa: E402
 
@@ -198,20 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="CPU threads for the steps and the ceiling (default: the CPU count)",
     )
-    parser.add_argument(
-        "--clock",
-        default="wall",
-        choices=["wall", "cpu"],
-        help="wall time (default) or process CPU time (shared machine, with --threads 1)",
-    )
-    parser.add_argument(
-        "--mode",
-        default="tuned",
-        choices=["tuned", "plain"],
-        help="tuned: the training CLI's settings (runtime.configure_cpu_training, "
-        "OPENBLAS_THREAD_TIMEOUT=4; default); plain: glibc's allocator, BLAS threads each "
-        "product, OpenBLAS's own thread timeout",
-    )
+    add_clock_and_mode(parser, "wall time (default) or process CPU time (with --threads 1)")
     parser.add_argument("--json", default="", help="also write the rows to this file")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)  # one config, JSON out
     args = parser.parse_args(argv)

@@ -24,7 +24,7 @@ import io
 import pstats
 import time
 
-from _common import Device
+from _common import Device, add_clock_and_mode
 from bench_train import CPU_CONFIGS, Config, make_step
 
 
@@ -36,18 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
-    parser.add_argument(
-        "--clock",
-        default="wall",
-        choices=["wall", "cpu"],
-        help="profile wall time (default) or process CPU time (shared machine, 1 BLAS thread)",
-    )
-    parser.add_argument(
-        "--mode",
-        default="tuned",
-        choices=["tuned", "plain"],
-        help="tuned: the training CLI's CPU settings (default); plain: none of them",
-    )
+    add_clock_and_mode(parser, "wall time (default) or process CPU time (with --threads 1)")
     parser.add_argument("--threads", type=int, default=0, help="host threads (default: all)")
     args = parser.parse_args(argv)
     if args.device == "cpu" and args.mode == "tuned":

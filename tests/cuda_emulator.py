@@ -4,7 +4,7 @@ Every kernel in ``minigrad.functional._cuda`` is a grid-stride loop with no shar
 no barriers and no atomics, so running its threads one after another computes exactly what
 the GPU computes. This module compiles ``_cuda.SOURCE`` with the host C++ compiler, after a
 header that defines ``threadIdx``, ``blockIdx``, ``blockDim``, ``gridDim`` and
-``__global__``, and generates one launcher per kernel that loops over the grid. Its
+``__global__``/``__device__``, and generates one launcher per kernel that loops over the grid. Its
 :func:`get_kernel` has the calling convention of CuPy's ``RawModule.get_function``
 (``kernel((blocks,), (threads,), args)``), so the tests can install it as
 ``_cuda.get_kernel`` and run the real wrappers (argument order, strides, sizes) on NumPy
@@ -30,6 +30,7 @@ _HEADER = """
 struct minigrad_dim3 { unsigned int x, y, z; };
 static minigrad_dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __global__
+#define __device__
 """
 #: C type of a scalar argument -> (ctypes type, the NumPy scalar type CuPy maps to it)
 _SCALARS = {

@@ -34,12 +34,20 @@ BLOCK = 256
 #: at most this many blocks per launch (grid-stride loops cover the rest)
 MAX_BLOCKS = 65535
 
-_TEMPLATE = string.Template(r"""
+_PRELUDE = r"""
 // every kernel: one logical thread per output element t in [0, total), grid-stride loop
 #define FOR_EACH(t, total) \
     for (long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x; t < (total); \
          t += (long long)blockDim.x * gridDim.x)
 
+// along one axis: the output whose window reads input h at kernel offset i, or -1
+__device__ inline long long window_out(long long h, int i, int S, int P, long long O) {
+    long long hp = h + P - i;  // h in the padded input, minus the offset
+    return (hp < 0 || hp % S != 0 || hp / S >= O) ? -1 : hp / S;
+}
+"""
+
+_TEMPLATE = string.Template(r"""
 // col[(c*KH + i)*KW + j][(n*OH + oh)*OW + ow] = x[n, c, oh*SH + i - PH, ow*SW + j - PW]
 extern "C" __global__ void im2col_$S(const $T* x, $T* col, long long N, long long C,
         long long H, long long W, long long sn, long long sc, long long sh, long long sw,
@@ -70,12 +78,10 @@ extern "C" __global__ void col2im_$S(const $T* col, $T* gx, long long N, long lo
         long long L = N * OH * OW;
         $T acc = ($T)0;
         for (int i = 0; i < KH; i++) {
-            long long hh = h + PH - i;
-            if (hh < 0 || hh % SH != 0 || hh / SH >= OH) continue;
-            for (int j = 0; j < KW; j++) {
-                long long ww = w + PW - j;
-                if (ww < 0 || ww % SW != 0 || ww / SW >= OW) continue;
-                acc += col[((c * KH + i) * KW + j) * L + (n * OH + hh / SH) * OW + ww / SW];
+            long long oh = window_out(h, i, SH, PH, OH);
+            for (int j = 0; j < KW && oh >= 0; j++) {
+                long long ow = window_out(w, j, SW, PW, OW);
+                if (ow >= 0) acc += col[((c * KH + i) * KW + j) * L + (n * OH + oh) * OW + ow];
             }
         }
         gx[c * oc + n * on + h * oh_ + w * ow_] = acc;
@@ -118,13 +124,11 @@ extern "C" __global__ void maxpool_bwd_$S(const $T* gy, const int* arg, $T* gx, 
         long long h = r % H, p = r / H;
         $T acc = ($T)0;
         for (int i = 0; i < KH; i++) {
-            long long hh = h + PH - i;
-            if (hh < 0 || hh % SH != 0 || hh / SH >= OH) continue;
-            for (int j = 0; j < KW; j++) {
-                long long ww = w + PW - j;
-                if (ww < 0 || ww % SW != 0 || ww / SW >= OW) continue;
-                long long o = (p * OH + hh / SH) * OW + ww / SW;
-                if (arg[o] == i * KW + j) acc += gy[o];
+            long long oh = window_out(h, i, SH, PH, OH);
+            for (int j = 0; j < KW && oh >= 0; j++) {
+                long long ow = window_out(w, j, SW, PW, OW);
+                long long o = (p * OH + oh) * OW + ow;
+                if (ow >= 0 && arg[o] == i * KW + j) acc += gy[o];
             }
         }
         gx[t] = acc;
@@ -195,9 +199,10 @@ extern "C" __global__ void xent_bwd_$S(const $T* p, const long long* target,
 """)
 
 #: the CUDA source of every kernel, for float32 and float64
-SOURCE = "\n".join(
-    ("#include <math.h>\n" if i == 0 else "") + _TEMPLATE.substitute(T=t, S=s)
-    for i, (t, s) in enumerate((("float", "f32"), ("double", "f64")))
+SOURCE = (
+    "#include <math.h>\n"
+    + _PRELUDE
+    + "\n".join(_TEMPLATE.substitute(T=t, S=s) for t, s in (("float", "f32"), ("double", "f64")))
 )
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _module: Any = None
@@ -249,184 +254,86 @@ def _strides(a: Any) -> list[Any]:
     return [_i(s // a.itemsize) for s in a.strides]
 
 
+def _ptr(a: Any) -> Any:
+    """An optional array argument: the array, or a null pointer."""
+    return NULL if a is None else a
+
+
+def _window(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+            OH: int, OW: int) -> list[Any]:  # fmt: skip
+    """The window arguments every im2col/col2im/pool kernel ends with (before ``total``)."""
+    (KH, KW), (sh, sw), (ph, pw) = kernel, stride, padding
+    return [_n(KH), _n(KW), _n(sh), _n(sw), _n(ph), _n(pw), _i(OH), _i(OW)]
+
+
 # ---------------------------------------------------------------- wrappers
-def im2col(
-    x: Any, KH: int, KW: int, stride: tuple[int, int], padding: tuple[int, int], OH: int, OW: int
-) -> Any:
+def im2col(x: Any, KH: int, KW: int, stride: tuple[int, int], padding: tuple[int, int],
+           OH: int, OW: int) -> Any:  # fmt: skip
     """x (N, C, H, W), any strides -> col (C*KH*KW, N*OH*OW), as ``_im2col.im2col``."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
     col = xp.empty((C * KH * KW, N * OH * OW), dtype=x.dtype)
-    sn, sc, sh, sw = _strides(x)
-    geometry = [_n(KH), _n(KW), _n(stride[0]), _n(stride[1]), _n(padding[0]), _n(padding[1])]
+    sizes = [_i(N), _i(C), _i(H), _i(W), *_strides(x)]  # x's strides (n, c, h, w)
     _launch(
-        "im2col",
-        x.dtype,
-        col.size,
-        x,
-        col,
-        _i(N),
-        _i(C),
-        _i(H),
-        _i(W),
-        sn,
-        sc,
-        sh,
-        sw,
-        *geometry,
-        _i(OH),
-        _i(OW),
+        "im2col", x.dtype, col.size, x, col, *sizes, *_window((KH, KW), stride, padding, OH, OW)
     )
     return col
 
 
-def col2im(
-    col: Any,
-    x_shape: tuple[int, int, int, int],
-    KH: int,
-    KW: int,
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    OH: int,
-    OW: int,
-    out: Any,
-) -> None:
+def col2im(col: Any, x_shape: tuple[int, int, int, int], KH: int, KW: int,
+           stride: tuple[int, int], padding: tuple[int, int], OH: int, OW: int,
+           out: Any) -> None:  # fmt: skip
     """col -> ``out`` (C, N, H, W) (any strides), as ``_im2col.col2im``."""
     N, C, H, W = x_shape
-    oc, on, oh, ow = _strides(out)
-    geometry = [_n(KH), _n(KW), _n(stride[0]), _n(stride[1]), _n(padding[0]), _n(padding[1])]
-    _launch(
-        "col2im",
-        col.dtype,
-        N * C * H * W,
-        col,
-        out,
-        _i(N),
-        _i(C),
-        _i(H),
-        _i(W),
-        oc,
-        on,
-        oh,
-        ow,
-        *geometry,
-        _i(OH),
-        _i(OW),
-    )
+    sizes = [_i(N), _i(C), _i(H), _i(W), *_strides(out)]  # out's strides (c, n, h, w)
+    window = _window((KH, KW), stride, padding, OH, OW)
+    _launch("col2im", col.dtype, N * C * H * W, col, out, *sizes, *window)
 
 
-def maxpool_forward(
-    x3: Any,
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    out_size: tuple[int, int],
-) -> tuple[Any, Any]:
+def maxpool_forward(x3: Any, kernel: tuple[int, int], stride: tuple[int, int],
+                    padding: tuple[int, int], out: tuple[int, int]) -> tuple[Any, Any]:  # fmt: skip
     """Planes x3 (P, H, W), C-contiguous -> y (P, OH, OW) and the int32 window offset
     ``i*KW + j`` of each output's first maximum."""
     xp = get_array_module(x3)
     P, H, W = x3.shape
-    OH, OW = out_size
-    y = xp.empty((P, OH, OW), dtype=x3.dtype)
-    arg = xp.empty((P, OH, OW), dtype=xp.int32)
-    geometry = [_n(kernel[0]), _n(kernel[1]), _n(stride[0]), _n(stride[1])]
-    _launch(
-        "maxpool_fwd",
-        x3.dtype,
-        y.size,
-        x3,
-        y,
-        arg,
-        _i(H),
-        _i(W),
-        *geometry,
-        _n(padding[0]),
-        _n(padding[1]),
-        _i(OH),
-        _i(OW),
-    )
+    y = xp.empty((P, *out), dtype=x3.dtype)
+    arg = xp.empty((P, *out), dtype=xp.int32)
+    window = _window(kernel, stride, padding, *out)
+    _launch("maxpool_fwd", x3.dtype, y.size, x3, y, arg, _i(H), _i(W), *window)
     return y, arg
 
 
-def maxpool_backward(
-    gy3: Any,
-    arg: Any,
-    x_shape3: tuple[int, int, int],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-) -> Any:
+def maxpool_backward(gy3: Any, arg: Any, x_shape3: tuple[int, int, int],
+                     kernel: tuple[int, int], stride: tuple[int, int],
+                     padding: tuple[int, int]) -> Any:  # fmt: skip
     """gy3 (P, OH, OW), C-contiguous, and the saved offsets -> gx (P, H, W)."""
     xp = get_array_module(gy3)
     P, H, W = x_shape3
-    OH, OW = gy3.shape[1:]
     gx = xp.empty((P, H, W), dtype=gy3.dtype)
-    geometry = [_n(kernel[0]), _n(kernel[1]), _n(stride[0]), _n(stride[1])]
-    _launch(
-        "maxpool_bwd",
-        gy3.dtype,
-        gx.size,
-        gy3,
-        arg,
-        gx,
-        _i(H),
-        _i(W),
-        *geometry,
-        _n(padding[0]),
-        _n(padding[1]),
-        _i(OH),
-        _i(OW),
-    )
+    window = _window(kernel, stride, padding, *gy3.shape[1:])
+    _launch("maxpool_bwd", gy3.dtype, gx.size, gy3, arg, gx, _i(H), _i(W), *window)
     return gx
 
 
-def bn_forward(
-    x2: Any, a: Any, k: Any, b: Any, training: bool, relu: bool, keep_mask: bool
-) -> tuple[Any, Any]:
+def bn_forward(x2: Any, a: Any, k: Any, b: Any, training: bool, relu: bool,
+               keep_mask: bool) -> tuple[Any, Any]:  # fmt: skip
     """Rows x2 (C, M), C-contiguous -> y (C, M) and the ReLU mask (or None); see the kernel."""
     xp = get_array_module(x2)
     C, M = x2.shape
     y = xp.empty_like(x2)
     mask = xp.empty((C, M), dtype=xp.uint8) if relu and keep_mask else None
-    _launch(
-        "bn_fwd",
-        x2.dtype,
-        y.size,
-        x2,
-        a,
-        k,
-        b,
-        y,
-        NULL if mask is None else mask,
-        _i(M),
-        _n(training),
-        _n(relu),
-    )
+    flags = [_n(training), _n(relu)]
+    _launch("bn_fwd", x2.dtype, y.size, x2, a, k, b, y, _ptr(mask), _i(M), *flags)
     return y, mask
 
 
-def bn_backward(
-    gy2: Any, mask: Any, x2: Any, mean: Any, k: Any, c1: Any, c2: Any, training: bool
-) -> Any:
+def bn_backward(gy2: Any, mask: Any, x2: Any, mean: Any, k: Any, c1: Any, c2: Any,
+                training: bool) -> Any:  # fmt: skip
     """gx (C, M) of batch norm from the reductions ``c1``, ``c2`` (see the kernel)."""
     xp = get_array_module(gy2)
-    C, M = gy2.shape
     gx = xp.empty_like(gy2)
-    _launch(
-        "bn_bwd",
-        gy2.dtype,
-        gx.size,
-        gy2,
-        NULL if mask is None else mask,
-        x2,
-        mean,
-        k,
-        c1,
-        c2,
-        gx,
-        _i(M),
-        _n(training),
-    )
+    args = [gy2, _ptr(mask), x2, mean, k, c1, c2, gx, _i(gy2.shape[1]), _n(training)]
+    _launch("bn_bwd", gy2.dtype, gx.size, *args)
     return gx
 
 
@@ -443,7 +350,7 @@ def xent_forward(x: Any, target: Any, keep: Any, smoothing: float) -> tuple[Any,
 def xent_backward(p: Any, target: Any, scale: Any, smoothing: float) -> Any:
     """gx (N, C) from the saved softmax and the per-row scale (N,)."""
     xp = get_array_module(p)
-    N, C = p.shape
     gx = xp.empty_like(p)
-    _launch("xent_bwd", p.dtype, gx.size, p, target, scale, gx, _i(C), p.dtype.type(smoothing))
+    args = [p, target, scale, gx, _i(p.shape[1]), p.dtype.type(smoothing)]
+    _launch("xent_bwd", p.dtype, gx.size, *args)
     return gx
