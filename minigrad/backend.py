@@ -189,6 +189,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- API shims
+def raw_module(source: str) -> Any:
+    """CuPy's ``RawModule`` for a CUDA C++ source (compiled by NVRTC on first use); the
+    kernels of ``minigrad.functional._cuda`` are looked up in it.
+
+    Raises:
+        ValueError: when CuPy is not available.
+    """
+    cp = _import_cupy()
+    if cp is None:
+        raise ValueError("raw_module: CUDA kernels need CuPy (pip install cupy-cuda12x)")
+    return cp.RawModule(code=source)
+
+
 def scatter_add(xp: Any, target: Any, index: Any, values: Any) -> None:
     """``target[index] += values`` with repeated indices summed (np.add.at / cupyx)."""
     if xp is np:

@@ -1,4 +1,7 @@
-"""Hand-written CUDA kernels for the hot GPU paths, launched through CuPy's ``RawModule``.
+"""Hand-written CUDA kernels for the hot GPU paths.
+
+They are compiled and launched through CuPy's ``RawModule``, which ``backend.raw_module``
+makes (this module never imports CuPy itself).
 
 The generic ``xp`` code of the ops runs on CuPy as it is, but launches one kernel per
 NumPy-style call: an im2col is ``KH*KW`` slice copies, a max pool twenty-odd launches, a
@@ -27,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad.backend import get_array_module, is_cupy_array
+from minigrad.backend import get_array_module, is_cupy_array, raw_module
 
 #: threads per block of every launch
 BLOCK = 256
@@ -211,10 +214,8 @@ _module: Any = None
 def _cupy_kernel(name: str) -> Any:
     """The compiled kernel ``name`` of :data:`SOURCE` (compiled once, on first use)."""
     global _module
-    if _module is None:
-        import cupy  # noqa: PLC0415 - only reached with CuPy arrays
-
-        _module = cupy.RawModule(code=SOURCE.replace("#include <math.h>\n", ""))
+    if _module is None:  # NVRTC has the math functions built in: no #include
+        _module = raw_module(SOURCE.replace("#include <math.h>\n", ""))
     return _module.get_function(name)
 
 
@@ -315,26 +316,22 @@ def maxpool_backward(gy3: Any, arg: Any, x_shape3: tuple[int, int, int],
     return gx
 
 
-def bn_forward(x2: Any, a: Any, k: Any, b: Any, training: bool, relu: bool,
-               keep_mask: bool) -> tuple[Any, Any]:  # fmt: skip
-    """Rows x2 (C, M), C-contiguous -> y (C, M) and the ReLU mask (or None); see the kernel."""
+def bn_forward(x2: Any, a: Any, k: Any, b: Any, training: bool, relu: bool, keep_mask: bool,
+               y: Any) -> Any:  # fmt: skip
+    """Rows x2 (C, M), C-contiguous -> ``y`` (C, M); returns the ReLU mask (or None)."""
     xp = get_array_module(x2)
     C, M = x2.shape
-    y = xp.empty_like(x2)
     mask = xp.empty((C, M), dtype=xp.uint8) if relu and keep_mask else None
     flags = [_n(training), _n(relu)]
     _launch("bn_fwd", x2.dtype, y.size, x2, a, k, b, y, _ptr(mask), _i(M), *flags)
-    return y, mask
+    return mask
 
 
 def bn_backward(gy2: Any, mask: Any, x2: Any, mean: Any, k: Any, c1: Any, c2: Any,
-                training: bool) -> Any:  # fmt: skip
-    """gx (C, M) of batch norm from the reductions ``c1``, ``c2`` (see the kernel)."""
-    xp = get_array_module(gy2)
-    gx = xp.empty_like(gy2)
+                training: bool, gx: Any) -> None:  # fmt: skip
+    """``gx`` (C, M) of batch norm from the reductions ``c1``, ``c2`` (see the kernel)."""
     args = [gy2, _ptr(mask), x2, mean, k, c1, c2, gx, _i(gy2.shape[1]), _n(training)]
     _launch("bn_bwd", gy2.dtype, gx.size, *args)
-    return gx
 
 
 def xent_forward(x: Any, target: Any, keep: Any, smoothing: float) -> tuple[Any, Any]:

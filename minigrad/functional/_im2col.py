@@ -19,8 +19,8 @@ the activations: ``y2`` *is* the output, ``gy2`` is the incoming gradient as it 
 input's ``(C, N, H, W)`` array is read without a transposed copy.
 The im2col copy itself is ``KH*KW`` strided slice assignments, each writing one contiguous
 ``(C, N, OH, OW)`` block of ``col``; col2im is the same loop with ``+=`` into a zeroed,
-padded ``(C, N, Hp, Wp)`` buffer. No ``add.at``, no loop over images or pixels. Both split
-the channels into one block per host thread (:mod:`~minigrad.functional._threads`).
+padded ``(C, N, Hp, Wp)`` buffer. No ``add.at``, no loop over images or pixels. Both work
+on cache-sized chunks of channels on the host threads (:mod:`~minigrad.functional._threads`).
 """
 
 from __future__ import annotations

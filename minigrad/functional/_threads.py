@@ -12,10 +12,11 @@ of memory or of columns) and calls :func:`for_blocks`. Two things then happen:
   shared out among the host threads (contiguous runs of chunks, one run per thread).
 
 Every chunk writes only its own elements, so the result is bit-for-bit the serial one;
-what a task returns is summed per run (a convolution's partial weight gradients), in
-chunk order. Small arrays stay on the calling thread (handing work to another thread
-costs ~0.1 ms), a GPU array is one chunk on the calling thread, and work nested in a task
-(im2col inside a convolution's chunk) is one chunk on the task's thread.
+what a task returns is summed (a convolution's partial weight gradients), in chunk order
+within each thread's run, then over the runs. Small arrays stay on the calling thread
+(handing work to another thread costs ~0.1 ms), a GPU array is one chunk on the calling
+thread, and work nested in a task (im2col inside a convolution's chunk) is one chunk on
+the task's thread.
 """
 
 from __future__ import annotations
@@ -136,8 +137,12 @@ def for_blocks(
     a: Any,
     chunk_elements: int = CHUNK_ELEMENTS,
     threads: int | None = None,
-) -> list[Any]:
+) -> Any:
     """``task(rows)`` over ``range(n)`` in cache-sized chunks on the host threads; ``size``
     is the number of elements the rows hold, ``a`` any array of the op (its device).
-    Returns the per-run sums of what ``task`` returned (see :func:`run`)."""
-    return run(task, blocks(n, size, a, chunk_elements, threads))
+    Returns the sum of what ``task`` returned (per run in chunk order, then over the runs;
+    None when it returned nothing)."""
+    total = None
+    for part in run(task, blocks(n, size, a, chunk_elements, threads)):
+        total = add_parts(total, part)
+    return total

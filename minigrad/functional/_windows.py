@@ -108,8 +108,19 @@ class WindowGrid:
             q[a, b, :, rows_q, cols_q] = x3[ps, rows_x, cols_x]
         return q.reshape(sh, sw, n * self.plane)
 
+    def grad_phases(self, gx3: Any, ps: slice) -> Any:
+        """Where a backward writes the phase gradients of planes ``ps``: gx3[ps] itself when
+        :meth:`is_identity` (then :meth:`merge` has nothing to do), else a new array."""
+        n = ps.stop - ps.start
+        if self.is_identity():
+            return gx3[ps].reshape(1, 1, n * self.plane)
+        xp = get_array_module(gx3)
+        return xp.empty((*self.stride, n * self.plane), dtype=gx3.dtype)
+
     def merge(self, gphases: Any, gx3: Any, ps: slice) -> None:
         """The adjoint of :meth:`split`: the phases of planes ``ps`` -> gx3[ps] (P, H, W)."""
+        if self.is_identity():  # gphases is gx3[ps] already (see grad_phases)
+            return
         sh, sw = self.stride
         q = gphases.reshape(sh, sw, -1, self.Hq, self.Wq)
         for a, b, rows_x, cols_x, rows_q, cols_q in self._phase_slices():

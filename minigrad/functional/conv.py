@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
 from minigrad.functional._im2col import col2im, conv_output_size, im2col, pair
 from minigrad.functional._layout import channel_major, from_channel_major
-from minigrad.functional._threads import add_parts, for_blocks, gemm_threads
+from minigrad.functional._threads import for_blocks, gemm_threads
 from minigrad.tensor import Tensor
 
 __all__ = ["conv2d"]
@@ -75,7 +74,7 @@ class Conv2d(Function):
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
         need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
         gy2 = channel_major(gy).reshape(C_out, -1)  # (C_out, N*OH*OW): a view, usually
-        L = gy2.shape[1] // N
+        L = gy.shape[2] * gy.shape[3]  # columns per image
         gxc = xp.empty((C, N, H, W), dtype=gy.dtype) if need_x else None  # channel-major gx
 
         def chunk(ns: slice) -> tuple[Any, Any]:  # images ns -> (their gw, their gb)
@@ -101,8 +100,8 @@ class Conv2d(Function):
             return gw, gb
 
         K = C * KH * KW
-        parts = for_blocks(chunk, N, N * K * L, gy, CONV_CHUNK_ELEMENTS, gemm_threads())
-        gw, gb = functools.reduce(add_parts, parts)
+        sums = for_blocks(chunk, N, N * K * L, gy, CONV_CHUNK_ELEMENTS, gemm_threads())
+        gw, gb = sums or (xp.zeros((C_out, K), gy.dtype), xp.zeros(C_out, gy.dtype))  # N = 0
         gx = from_channel_major(gxc) if need_x else None
         gw = gw.reshape(self.w_shape) if need_w else None
         return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)

@@ -72,40 +72,34 @@ class BatchNorm(Function):
         kernel_path = _cuda.use_kernels(x2)
         mask = xp.empty((C, M), dtype=bool) if keep_mask and not kernel_path else None
 
-        def normalize(cs: slice) -> None:  # channels cs, independent of all others
-            xs, ys = x2[cs], y[cs]
+        def stats(cs: slice) -> Any:  # channels cs: mean, var, 1/sigma, scale; y[cs] = x - mean
             if self.training:
-                mean[cs] = xs.sum(axis=1) / M
-                xp.subtract(xs, mean[cs, None], out=ys)  # x - mean, becomes y in place
-                var[cs] = _row_dot(ys, ys) / M  # biased, used to normalize
+                mean[cs] = x2[cs].sum(axis=1) / M
+                xp.subtract(x2[cs], mean[cs, None], out=y[cs])
+                var[cs] = _row_dot(y[cs], y[cs]) / M  # biased, used to normalize
             inv_std[cs] = 1 / xp.sqrt(var[cs] + self.eps)
             scale[cs] = inv_std[cs] if w is None else inv_std[cs] * w[cs]
+            if self.training:  # what is added after the scaling
+                return None if b is None else b[cs]
+            return -mean[cs] * scale[cs] if b is None else b[cs] - mean[cs] * scale[cs]
+
+        def normalize(cs: slice) -> None:  # channels cs, independent of all others
+            shift, ys = stats(cs), y[cs]
             if self.training:
                 ys *= scale[cs, None]
-                if b is not None:
-                    ys += b[cs, None]
             else:
-                xp.multiply(xs, scale[cs, None], out=ys)
-                shift = -mean[cs] * scale[cs] if b is None else b[cs] - mean[cs] * scale[cs]
+                xp.multiply(x2[cs], scale[cs, None], out=ys)
+            if shift is not None:
                 ys += shift[:, None]
             if self.relu:
                 if mask is not None:
                     xp.greater(ys, 0, out=mask[cs])
                 xp.maximum(ys, 0, out=ys)
 
-        if kernel_path:  # GPU kernel: the statistics by reductions, then one pass
-            if self.training:
-                mean[...] = x2.sum(axis=1) / M
-                xc = x2 - mean[:, None]
-                var[...] = _row_dot(xc, xc) / M
-                del xc
-            inv_std[...] = 1 / xp.sqrt(var + self.eps)
-            scale[...] = inv_std if w is None else inv_std * w
-            if self.training:
-                shift = xp.zeros(C, dtype=x.dtype) if b is None else b
-            else:
-                shift = -mean * scale if b is None else b - mean * scale
-            y, mask = _cuda.bn_forward(x2, mean, scale, shift, self.training, self.relu, keep_mask)
+        if kernel_path:  # GPU kernel: the statistics by reductions, then one pass into y
+            shift = stats(slice(0, C))
+            shift = xp.zeros(C, dtype=x.dtype) if shift is None else shift
+            mask = _cuda.bn_forward(x2, mean, scale, shift, self.training, self.relu, keep_mask, y)
         else:
             for_blocks(normalize, C, x2.size, x2)
         if self.training and self.running_mean is not None:
@@ -129,7 +123,7 @@ class BatchNorm(Function):
         gb, gw = xp.empty(C, gy.dtype), xp.empty(C, gy.dtype)  # sum(gy), sum(gy * xhat)
         gx = xp.empty_like(gy2) if need_x else None
 
-        def grads(cs: slice) -> None:  # channels cs, independent of all others
+        def sums(cs: slice) -> tuple[Any, Any]:  # channels cs: gb, gw; (masked gy, x - mean)
             gys = gy2[cs] if self.mask is None else gy2[cs] * self.mask[cs]  # (c, M)
             if want_gb:
                 gb[cs] = gys.sum(axis=1)
@@ -137,6 +131,10 @@ class BatchNorm(Function):
             if want_gw:
                 xc = xp.subtract(self.x2[cs], self.mean[cs, None])  # (c, M)
                 gw[cs] = _row_dot(gys, xc) * self.inv_std[cs]
+            return gys, xc
+
+        def grads(cs: slice) -> None:  # channels cs, independent of all others
+            gys, xc = sums(cs)
             if not need_x:
                 return
             k = self.scale[cs, None]  # (c, 1): w / sigma
@@ -149,15 +147,11 @@ class BatchNorm(Function):
                 xp.multiply(gys, k, out=gx[cs])
 
         if _cuda.use_kernels(gy2):  # GPU kernel: the sums by reductions, gx in one pass
-            g = gy2 if self.mask is None else gy2 * self.mask
-            if want_gb:
-                gb[...] = g.sum(axis=1)
-            if want_gw:
-                gw[...] = _row_dot(g, self.x2 - self.mean[:, None]) * self.inv_std
+            sums(slice(0, C))
             if need_x:
                 c1, c2 = gb / M, self.inv_std * gw / M
-                gx = _cuda.bn_backward(gy2, self.mask, self.x2, self.mean, self.scale, c1, c2,
-                                       self.training)  # fmt: skip
+                args = (self.mask, self.x2, self.mean, self.scale, c1, c2, self.training, gx)
+                _cuda.bn_backward(gy2, *args)
         else:
             for_blocks(grads, C, gy2.size, gy2)
         if need_x:

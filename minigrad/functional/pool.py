@@ -1,4 +1,4 @@
-"""2-D pooling: max, average and adaptive average, with hand-written backward passes.
+"""2-D window pooling: max and average, with hand-written backward passes.
 
 Max and average pooling loop over the ``KH*KW`` kernel offsets only: through
 :class:`~minigrad.functional._windows.WindowGrid` each offset is one contiguous 1-D slice
@@ -20,7 +20,7 @@ from minigrad.functional._threads import for_blocks
 from minigrad.functional._windows import WindowGrid
 from minigrad.tensor import Tensor
 
-__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d"]
+__all__ = ["max_pool2d", "avg_pool2d"]
 
 
 def _argmax_into(xp: Any, best: Any, idx: Any, views: list[Any], better: Any, step: Any) -> None:
@@ -48,26 +48,49 @@ def _argmax_into(xp: Any, best: Any, idx: Any, views: list[Any], better: Any, st
         xp.maximum(idx, step, out=idx)
 
 
-def _route(xp: Any, target: Any, lo: int, hi: int, arg: Any, g: Any, offsets: Any,
-           hit: Any, part: Any) -> None:  # fmt: skip
-    """The adjoint of :func:`_argmax_into` on one block: ``target[p, lo:hi]`` = the sum over
+def _route(xp: Any, target: Any, arg: Any, g: Any, offsets: Any, hit: Any, part: Any) -> None:
+    """The adjoint of :func:`_argmax_into` on one chunk: ``target[p]`` = the sum over
     offsets ``k = (p, shift)`` of ``g * (arg == k)`` shifted by ``shift``.
 
     The first offset is ``(0, 0)``: it writes its part instead of adding it, so only the
-    rest of the block needs zeros first.
+    rest of ``target`` needs zeros first.
     """
     n = g.shape[0]
-    for p in range(target.shape[0]):
-        target[p, lo + n if p == 0 else lo : hi] = 0
+    target[1:] = 0
+    target[0, n:] = 0
     xp.equal(arg, 0, out=hit[:n])
-    xp.multiply(g, hit[:n], out=target[0, lo : lo + n])
+    xp.multiply(g, hit[:n], out=target[0, :n])
     for k, (p, shift) in enumerate(offsets[1:], start=1):
         xp.equal(arg, k, out=hit[:n])
         xp.multiply(g, hit[:n], out=part[:n])
-        target[p, lo + shift : lo + shift + n] += part[:n]
+        target[p, shift : shift + n] += part[:n]
 
 
-class MaxPool2d(Function):
+class _PlanePool(Function):
+    """What the max and average pools share: they work on the input's (H, W) planes as one
+    C-contiguous (P, H, W) array, in whichever plane order the input is stored."""
+
+    def __init__(self, grid: WindowGrid) -> None:
+        self.grid = grid
+
+    def planes(self, x: Any) -> Any:
+        """x (N, C, H, W) -> planes (P, H, W); the grid follows the plane order."""
+        x, self.swap = plane_major(x)  # (N, C, H, W), or (C, N, H, W) if channel-major
+        if self.swap:
+            self.grid = self.grid.swapped()
+        return x.reshape(self.grid.planes, *x.shape[2:])
+
+    def grad_planes(self, gy: Any) -> Any:
+        """gy (N, C, OH, OW) -> (P, OH, OW), C-contiguous, in the forward's plane order."""
+        return like_planes(gy, self.swap).reshape(self.grid.planes, *self.grid.out_size)
+
+    def unplanes(self, a3: Any) -> Any:
+        """(P, h, w) -> (N, C, h, w), stored in the input's layout (a view)."""
+        a4 = a3.reshape(*self.grid.x_shape[:2], *a3.shape[1:])
+        return a4.swapaxes(0, 1) if self.swap else a4
+
+
+class MaxPool2d(_PlanePool):
     """y = max over each window; dL/dx gets dL/dy at the window's first maximum only.
 
     Separable: first the maximum over each window row (kernel columns ``j``) for every
@@ -80,20 +103,15 @@ class MaxPool2d(Function):
 
     keeps_inputs = False  # backward reads the saved argmax arrays, not x
 
-    def __init__(self, grid: WindowGrid) -> None:
-        self.grid = grid
-
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
-        x, self.swap = plane_major(x)  # (N, C, H, W), or (C, N, H, W) if channel-major
-        g = self.grid = self.grid.swapped() if self.swap else self.grid
-        (P, H, W), (OH, OW), sh = (g.planes, *x.shape[2:]), g.out_size, g.stride[0]
-        x3 = x.reshape(P, H, W)
-        self.kernel_path = _cuda.use_kernels(x)
+        x3 = self.planes(x)  # (P, H, W)
+        g = self.grid
+        P, (OH, OW), sh = g.planes, g.out_size, g.stride[0]
+        self.kernel_path = _cuda.use_kernels(x3)
         if self.kernel_path:  # GPU kernel: one launch, the window offset of each maximum
             y3, self.arg = _cuda.maxpool_forward(x3, g.kernel, g.stride, g.padding, (OH, OW))
-            y4 = y3.reshape(*x.shape[:2], OH, OW)
-            return y4.swapaxes(0, 1) if self.swap else y4
+            return self.unplanes(y3)
         rows = sorted({a for a, _ in g.row_offsets})  # the row phases a kernel row reads
         many = max(len(g.col_offsets), len(g.row_offsets)) > 256
         idx_dtype = xp.int32 if many else xp.uint8
@@ -117,43 +135,37 @@ class MaxPool2d(Function):
         for_blocks(chunk, P, g.size, x)
         if self.requires_grad:
             self.row_arg, self.col_arg, self.rows = row_arg, col_arg, rows
-        y4 = y3.reshape(*x.shape[:2], OH, OW)
-        return y4.swapaxes(0, 1) if self.swap else y4
+        return self.unplanes(y3)
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         g = self.grid
-        (P, H, W), (OH, OW), (sh, sw) = (g.planes, *g.x_shape[2:]), g.out_size, g.stride
-        gy3 = like_planes(gy, self.swap).reshape(P, OH, OW)  # the forward's plane order
+        (P, H, W), sh = (g.planes, *g.x_shape[2:]), g.stride[0]
+        gy3 = self.grad_planes(gy)  # (P, OH, OW)
         if self.kernel_path:  # GPU kernel: a gather of the saved maxima, one launch
-            gx = _cuda.maxpool_backward(gy3, self.arg, (P, H, W), g.kernel, g.stride, g.padding)
-            gx = gx.reshape(g.x_shape)
-            return gx.swapaxes(0, 1) if self.swap else gx
+            gx3 = _cuda.maxpool_backward(gy3, self.arg, (P, H, W), g.kernel, g.stride, g.padding)
+            return self.unplanes(gx3)
         gx3 = xp.empty((P, H, W), dtype=gy.dtype)
 
         def chunk(ps: slice) -> None:  # planes ps; gm1 and gphases are chunk-sized
             lo, hi, L, L1 = g.span(ps)
-            B = hi - lo
             gyg = g.pad(gy3[ps])[:L]  # zeros at grid positions that are no output
             hit, part = xp.empty(L1, dtype=bool), xp.empty(L1, dtype=gy.dtype)
             # stage 2 backward: each output's gradient to the row maximum that won
-            gm1 = xp.empty((sh, B), dtype=gy.dtype)
-            _route(xp, gm1, 0, B, self.row_arg[lo : lo + L], gyg, g.row_offsets, hit, part)
+            gm1 = xp.empty((sh, hi - lo), dtype=gy.dtype)
+            _route(xp, gm1, self.row_arg[lo : lo + L], gyg, g.row_offsets, hit, part)
             # stage 1 backward: each row maximum's gradient to the input column that won
-            identity = g.is_identity()  # then gx3 is the phase array itself
-            gphases = gx3[ps].reshape(1, 1, B) if identity else xp.empty((sh, sw, B), gy.dtype)
+            gphases = g.grad_phases(gx3, ps)  # (sh, sw, B)
             for a in range(sh):
                 if a not in self.rows:
                     gphases[a] = 0
                     continue
-                _route(xp, gphases[a], 0, B, self.col_arg[a, lo : lo + L1], gm1[a, :L1],
-                       g.col_offsets, hit, part)  # fmt: skip
-            if not identity:
-                g.merge(gphases, gx3, ps)
+                arg = self.col_arg[a, lo : lo + L1]
+                _route(xp, gphases[a], arg, gm1[a, :L1], g.col_offsets, hit, part)
+            g.merge(gphases, gx3, ps)
 
         for_blocks(chunk, P, g.size, gy)
-        gx = gx3.reshape(g.x_shape)
-        return gx.swapaxes(0, 1) if self.swap else gx
+        return self.unplanes(gx3)
 
 
 def _avg_divisor(xp: Any, size: int, k: int, s: int, p: int, count: int, with_pad: bool) -> Any:
@@ -169,26 +181,25 @@ def _avg_divisor(xp: Any, size: int, k: int, s: int, p: int, count: int, with_pa
     return xp.minimum(end, size) - xp.maximum(start, 0)
 
 
-class AvgPool2d(Function):
+class AvgPool2d(_PlanePool):
     """y = window sum / divisor; dL/dx gets dL/dy / divisor at every element of the window."""
 
     def __init__(
         self, grid: WindowGrid, kernel: tuple[int, int], ceil_mode: bool, count_include_pad: bool
     ) -> None:
-        self.grid = grid
+        super().__init__(grid)
         self.kernel = kernel
         self.count_include_pad = count_include_pad
 
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
-        x, self.swap = plane_major(x)  # (N, C, H, W), or (C, N, H, W) if channel-major
-        g = self.grid = self.grid.swapped() if self.swap else self.grid
-        (P, H, W), (OH, OW) = (g.planes, *x.shape[2:]), g.out_size
+        x3 = self.planes(x)  # (P, H, W)
+        g = self.grid
+        (P, H, W), (OH, OW) = x3.shape, g.out_size
         (KH, KW), (sh, sw), (ph, pw) = self.kernel, g.stride, g.padding
         dh = _avg_divisor(xp, H, KH, sh, ph, OH, self.count_include_pad)
         dw = _avg_divisor(xp, W, KW, sw, pw, OW, self.count_include_pad)
         self.divisor = (dh[:, None] * dw[None, :]).astype(x.dtype)  # (OH, OW)
-        x3 = x.reshape(P, H, W)
         y3 = xp.empty((P, OH, OW), dtype=x.dtype)
 
         def chunk(ps: slice) -> None:  # planes ps; phases and y are chunk-sized
@@ -202,79 +213,25 @@ class AvgPool2d(Function):
             xp.divide(g.crop(y), self.divisor, out=y3[ps])
 
         for_blocks(chunk, P, g.size, x)
-        y4 = y3.reshape(*x.shape[:2], OH, OW)
-        return y4.swapaxes(0, 1) if self.swap else y4
+        return self.unplanes(y3)
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         g = self.grid
-        (P, H, W), (OH, OW) = (g.planes, *g.x_shape[2:]), g.out_size
-        gy3 = like_planes(gy, self.swap).reshape(P, OH, OW)  # the forward's plane order
-        gx3 = xp.empty((P, H, W), dtype=gy.dtype)
+        gy3 = self.grad_planes(gy)  # (P, OH, OW)
+        gx3 = xp.empty((g.planes, *g.x_shape[2:]), dtype=gy.dtype)
 
         def chunk(ps: slice) -> None:  # planes ps; gphases is chunk-sized
-            lo, hi, L, _ = g.span(ps)
+            _, _, L, _ = g.span(ps)
             share = g.pad(gy3[ps] / self.divisor)[:L]  # what each element of a window gets
-            identity = g.is_identity()  # then gx3 is the phase array itself
-            gphases = gx3[ps].reshape(1, 1, hi - lo) if identity else None
-            if gphases is None:
-                gphases = xp.empty((*g.stride, hi - lo), dtype=gy.dtype)
+            gphases = g.grad_phases(gx3, ps)  # (sh, sw, B)
             gphases[...] = 0
             for a, b, s in g.offsets:
                 gphases[a, b, s : s + L] += share
-            if not identity:
-                g.merge(gphases, gx3, ps)
+            g.merge(gphases, gx3, ps)
 
-        for_blocks(chunk, P, g.size, gy)
-        gx = gx3.reshape(g.x_shape)
-        return gx.swapaxes(0, 1) if self.swap else gx
-
-
-class AdaptiveAvgPool2d(Function):
-    """y = Ph @ x @ Pw^T with row-averaging matrices Ph (OH, H), Pw (OW, W); gx = Ph^T gy Pw."""
-
-    def __init__(self, output_size: tuple[int, int]) -> None:
-        self.output_size = output_size
-
-    @staticmethod
-    def _averaging_matrix(xp: Any, size: int, out: int, dtype: Any) -> Any:
-        """(out, size): row i averages [floor(i*size/out), ceil((i+1)*size/out))."""
-        i = xp.arange(out)
-        start = (i * size) // out
-        end = ((i + 1) * size + out - 1) // out
-        h = xp.arange(size)
-        inside = (h[None, :] >= start[:, None]) & (h[None, :] < end[:, None])
-        return (inside / (end - start)[:, None]).astype(dtype)
-
-    def forward(self, x: Any) -> Any:
-        xp = get_array_module(x)
-        N, C, H, W = x.shape
-        OH, OW = self.output_size
-        self.x_shape = x.shape
-        if OH == OW == 1:  # global average pooling
-            self.mode = "global"
-            return x.mean(axis=(2, 3), keepdims=True)
-        if H % OH == 0 and W % OW == 0:  # equal, non-overlapping windows
-            self.mode = "blocks"
-            return x.reshape(N, C, OH, H // OH, OW, W // OW).mean(axis=(3, 5))
-        self.mode = "matrix"
-        self.Ph = self._averaging_matrix(xp, H, OH, x.dtype)  # (OH, H)
-        self.Pw = self._averaging_matrix(xp, W, OW, x.dtype)  # (OW, W)
-        t = (x.reshape(N * C * H, W) @ self.Pw.T).reshape(N * C, H, OW)
-        return (self.Ph @ t).reshape(N, C, OH, OW)
-
-    def backward(self, gy: Any) -> Any:
-        xp = get_array_module(gy)
-        N, C, H, W = self.x_shape
-        OH, OW = self.output_size
-        if self.mode == "matrix":
-            t = self.Ph.T @ gy.reshape(N * C, OH, OW)  # (N*C, H, OW)
-            return (t.reshape(N * C * H, OW) @ self.Pw).reshape(N, C, H, W)
-        kh, kw = H // OH, W // OW
-        g = gy * (1.0 / (kh * kw))  # (N, C, OH, OW)
-        gx = xp.empty((N, C, OH, kh, OW, kw), dtype=gy.dtype)
-        gx[...] = g[:, :, :, None, :, None]
-        return gx.reshape(N, C, H, W)
+        for_blocks(chunk, g.planes, g.size, gy)
+        return self.unplanes(gx3)
 
 
 # ---------------------------------------------------------------- argument checks
@@ -390,30 +347,3 @@ def avg_pool2d(
     """
     grid, k = _geometry("avg_pool2d", x, kernel_size, stride, padding, ceil_mode)
     return AvgPool2d(grid, k, bool(ceil_mode), bool(count_include_pad)).apply(x)
-
-
-def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int, int]) -> Tensor:
-    """Average pooling to a fixed output size, as ``torch.nn.functional.adaptive_avg_pool2d``.
-
-    Output cell ``(i, j)`` averages input rows ``[floor(i*H/OH), ceil((i+1)*H/OH))`` and the
-    columns given by the same rule. ``output_size=1`` is global average pooling. Fast paths
-    for that and for ``H % OH == W % OW == 0``; otherwise two small matrix products.
-    ``None`` entries in ``output_size`` (keep that input size) are not supported.
-
-    Args:
-        x: (N, C, H, W) floating-point tensor.
-        output_size: int or (OH, OW), positive.
-
-    Returns:
-        (N, C, OH, OW) tensor of ``x``'s dtype.
-
-    Raises:
-        ValueError: input not 4-D, output_size <= 0.
-        TypeError: non-float input, output_size not int or pair.
-    """
-    op = "adaptive_avg_pool2d"
-    _check_input(op, x)
-    size = _int_pair(op, "output_size", output_size)
-    if min(size) < 1:
-        raise ValueError(f"{op}: output_size must be positive, got {size}")
-    return AdaptiveAvgPool2d(size).apply(x)

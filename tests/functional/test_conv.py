@@ -273,3 +273,16 @@ def test_mixed_devices_reach_the_user_with_the_op_name():
         ValueError, match=r"Conv2d: inputs are on different devices: cpu and cuda:0"
     ):
         F.conv2d(x, w)
+
+
+@pytest.mark.parametrize("k, p", [(3, 1), (1, 0)])
+def test_an_empty_batch_gives_zero_weight_and_bias_gradients(device, k, p):
+    x = t64(np.zeros((0, 2, 4, 4)), device, grad=True)
+    w = t64(np.ones((3, 2, k, k)), device, grad=True)
+    b = t64(np.ones(3), device, grad=True)
+    y = F.conv2d(x, w, b, padding=p)
+    assert y.shape == (0, 3, 4, 4)
+    y.sum().backward()
+    assert x.grad.shape == (0, 2, 4, 4)
+    np.testing.assert_array_equal(backend.as_numpy(w.grad), np.zeros((3, 2, k, k)))
+    np.testing.assert_array_equal(backend.as_numpy(b.grad), np.zeros(3))

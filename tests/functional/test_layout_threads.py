@@ -176,10 +176,12 @@ def test_blocks_cover_the_rows_once_in_order_and_share_them_out():
 
 def test_for_blocks_sums_results_per_run_and_reraises_worker_errors(monkeypatch):
     monkeypatch.setattr(_threads, "PARALLEL_MIN_SIZE", 0)
-    out = _threads.for_blocks(lambda s: s.stop - s.start, 9, 9, np.zeros(1), 1, threads=2)
-    assert sum(out) == 9 and len(out) == 2
+    runs = _threads.blocks(9, 9, np.zeros(1), 1, threads=2)
+    out = _threads.run(lambda s: s.stop - s.start, runs)
+    assert sum(out) == 9 and len(out) == 2  # one sum per thread's run
+    assert _threads.for_blocks(lambda s: s.stop - s.start, 9, 9, np.zeros(1), 1, threads=2) == 9
     pairs = _threads.for_blocks(lambda s: (1, None), 4, 4, np.zeros(1), 1, threads=1)
-    assert pairs == [(4, None)]
+    assert pairs == (4, None)
 
     def fail(s):
         if s.start == 3:
