@@ -144,10 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     threads = None
     if device == "cpu" and args.mode == "tuned":
         from minigrad import runtime  # noqa: PLC0415
-        from minigrad.functional import _threads  # noqa: PLC0415
 
         runtime.configure_cpu_training()
-        threads = _threads.host_threads()
+        threads = runtime.host_threads()
     layers = googlenet_layers()
     if args.layers:
         wanted = [s.strip() for s in args.layers.split(",") if s.strip()]

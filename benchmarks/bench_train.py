@@ -140,9 +140,7 @@ def run_config(
         runtime.configure_cpu_training(threads)
     elif device == "cpu":
         runtime.set_blas_threads(threads)
-        from minigrad.functional import _threads  # noqa: PLC0415
-
-        _threads.set_host_threads(threads)
+        runtime.set_host_threads(threads)
     dev = Device(device)
     step, model, x = make_step(cfg, dev)
     step()  # warm-up: allocator, BLAS threads, momentum buffers

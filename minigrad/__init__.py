@@ -9,6 +9,7 @@ F.relu(x).sum().backward()
 from minigrad import functional
 from minigrad.backend import cuda_available, default_device, manual_seed
 from minigrad.functional import cat, split
+from minigrad.runtime import reference_ops
 from minigrad.tensor import (
     RemovableHandle,
     Tensor,
@@ -38,6 +39,7 @@ __all__ = [
     "ones",
     "rand",
     "randn",
+    "reference_ops",
     "split",
     "tensor",
     "zeros",

@@ -1,10 +1,24 @@
-"""The ``Function`` base class: how an op records itself in the graph.
+"""The ``Function`` base class: how an op records itself in the graph, and which of its
+implementations runs.
 
 An op subclasses ``Function``, stores its hyper-parameters in ``__init__``, and writes
 ``forward(*arrays) -> array | tuple`` and ``backward(*grad_outputs) -> grad | tuple``
-on raw NumPy/CuPy arrays. ``apply`` unwraps the input tensors, checks that they share a
-device and a floating dtype, runs ``forward`` and, when a gradient is needed, links the
-outputs to the op. Nothing in this module is op-specific.
+on raw NumPy/CuPy arrays: the op's **reference**, plain ``xp`` code that reads as the maths.
+An op may add fast paths beside it, under fixed names:
+
+- ``forward_chunked`` / ``backward_chunked``: the same maths on cache-sized chunks shared
+  out among the host threads (:mod:`minigrad.functional._threads`); on CuPy, one chunk;
+- ``forward_cuda`` / ``backward_cuda``: hand-written CUDA kernels (float32/float64 CuPy
+  arrays, :mod:`minigrad.functional._cuda`).
+
+``apply`` chooses the path ONCE, at forward time (:meth:`Function.choose_path`: the CUDA
+kernels when they apply, else the chunked path, else the reference; always the reference
+inside :func:`minigrad.runtime.reference_ops`), keeps it in ``self.path``, and the engine's
+call of :meth:`Function.call_backward` runs the same path's backward (``backward_<path>``
+if the op has one, else ``backward``), since forward and backward share saved state. No
+op decides its own path. ``apply`` also unwraps the input tensors, checks that they share
+a device and a floating dtype and, when a gradient is needed, links the outputs to the op.
+Nothing in this module is op-specific.
 """
 
 from __future__ import annotations
@@ -12,7 +26,11 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+from minigrad import backend, runtime
 from minigrad.tensor import Tensor, is_grad_enabled
+
+#: the paths an op can take, fastest first (see the module docstring)
+PATHS = ("cuda", "chunked", "reference")
 
 
 class Function:
@@ -27,6 +45,8 @@ class Function:
     #: produced, so that activation is freed as soon as nothing else holds it (PyTorch
     #: likewise saves only what backward needs)
     keeps_inputs: bool = True
+    #: set by ``apply``: the implementation this op's forward ran, and its backward runs
+    path: str = "reference"
 
     @property
     def name(self) -> str:
@@ -38,6 +58,34 @@ class Function:
 
     def backward(self, *gys: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def choose_path(self, xs: tuple[Any, ...]) -> str:
+        """The one place a path is chosen: ``"cuda"`` when the op has ``forward_cuda`` and
+        the kernels apply to ``xs`` (:func:`minigrad.backend.use_cuda_kernels`), else
+        ``"chunked"`` when it has ``forward_chunked``, else ``"reference"``; always
+        ``"reference"`` under :func:`minigrad.runtime.reference_ops`."""
+        if runtime.is_reference_ops():
+            return "reference"
+        cls = type(self)
+        if hasattr(cls, "forward_cuda") and backend.use_cuda_kernels(*xs):
+            return "cuda"
+        if hasattr(cls, "forward_chunked"):
+            return "chunked"
+        return "reference"
+
+    def call_forward(self, *xs: Any) -> Any:
+        """Run the forward of the path :meth:`choose_path` picks, and remember the path."""
+        self.path = self.choose_path(xs)
+        if self.path == "reference":
+            return self.forward(*xs)
+        return getattr(self, f"forward_{self.path}")(*xs)
+
+    def call_backward(self, *gys: Any) -> Any:
+        """Run the backward of the path the forward took (``backward`` when that path has
+        no backward of its own); what the engine calls."""
+        if self.path == "reference":
+            return self.backward(*gys)
+        return getattr(self, f"backward_{self.path}", self.backward)(*gys)
 
     def apply(self, *inputs: Tensor) -> Any:
         """Run ``forward`` on the inputs' arrays and record the op for backward."""
@@ -64,7 +112,7 @@ class Function:
         requires = is_grad_enabled() and any(t.requires_grad for t in inputs)
         self.requires_grad = requires
         self.needs_input_grad = tuple(requires and t.requires_grad for t in inputs)
-        ys = self.forward(*xs)
+        ys = self.call_forward(*xs)
         multi = isinstance(ys, tuple)
         outs = tuple(
             Tensor(y, requires_grad=requires and y.dtype.kind == "f")
@@ -91,7 +139,7 @@ class Function:
         so a root kept after backward (last iteration's loss, say) does not keep every
         intermediate activation alive.
         """
-        keep = {"inputs", "outputs", "output_meta", "needs_input_grad", "requires_grad"}
+        keep = {"inputs", "outputs", "output_meta", "needs_input_grad", "requires_grad", "path"}
         for k in [k for k in vars(self) if k not in keep]:
             delattr(self, k)
         if getattr(self, "inputs", None) is not None:

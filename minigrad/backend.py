@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from minigrad import runtime
+
 _cupy: Any = None
 _cupy_tried = False
 
@@ -47,6 +49,19 @@ def cuda_available() -> bool:
 def is_cupy_array(a: Any) -> bool:
     """True for a ``cupy.ndarray`` (checked without importing CuPy)."""
     return type(a).__module__.startswith("cupy")
+
+
+#: the dtypes the hand-written CUDA kernels (``functional/_cuda.py``) are compiled for
+KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def use_cuda_kernels(*arrays: Any) -> bool:
+    """True when an op may run its CUDA kernels on these arrays: all CuPy arrays of a
+    :data:`KERNEL_DTYPES` dtype, and the kernels are on (:func:`runtime.cuda_kernels_enabled`,
+    ``MINIGRAD_CUDA_KERNELS``)."""
+    return runtime.cuda_kernels_enabled() and all(
+        is_cupy_array(a) and a.dtype in KERNEL_DTYPES for a in arrays
+    )
 
 
 def get_array_module(*arrays: Any) -> Any:

@@ -167,7 +167,7 @@ def run_backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
         for i, (shape, dtype) in enumerate(fn.output_meta):
             if gys[i] is None:
                 gys[i] = xp.zeros(shape, dtype=dtype)
-        gxs = fn.backward(*gys)
+        gxs = fn.call_backward(*gys)
         if not isinstance(gxs, tuple):
             gxs = (gxs,)
         for t, g, need in zip(fn.inputs, gxs, fn.needs_input_grad):

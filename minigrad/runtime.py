@@ -1,6 +1,18 @@
-"""Process-wide settings that make CPU training faster, in one place.
+"""Process-wide settings, in one place: which paths the ops take, and how fast a CPU runs.
 
-Importing minigrad changes none of them: the training CLI (``googlenet.py``) and the
+Which implementation of an op runs (see :class:`minigrad.autograd.Function`):
+
+- :func:`reference_ops` (``with mg.reference_ops():``, per thread, like ``no_grad``) and
+  ``MINIGRAD_REFERENCE_OPS=1`` (the process default) run every op on its readable
+  reference ``forward``/``backward`` instead of its fast paths;
+- ``MINIGRAD_CUDA_KERNELS=0`` (or :func:`set_cuda_kernels`) turns the hand-written CUDA
+  kernels off; the CuPy arrays then take the generic array code.
+
+How many host threads the ops' chunks run on: :func:`set_host_threads`, else
+``MINIGRAD_NUM_THREADS``, else the CPU count (:func:`host_threads`). Every environment
+variable here is read ONCE, when this module is imported.
+
+Importing minigrad changes none of the settings below: the training CLI and the
 benchmarks call :func:`configure_cpu_training`, and a library user can do the same.
 
 Three settings matter on the CPU (measured in the README's performance section):
@@ -29,11 +41,13 @@ left alone and :func:`blas_threads` reports ``None``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
 import platform
 import sys
+import threading
 from typing import Any
 
 #: environment defaults to set before NumPy is imported (``os.environ.setdefault``);
@@ -43,6 +57,86 @@ BLAS_ENV_DEFAULTS = {"OPENBLAS_THREAD_TIMEOUT": "4"}
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 _state: dict[str, Any] = {"keep_freed_memory": False, "blas": None, "blas_threads": None}
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    """An on/off environment variable: "0", "false", "no", "off" or "" is off."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _env_threads() -> int | None:
+    value = os.environ.get("MINIGRAD_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+#: the environment, read once at import
+ENV_NUM_THREADS: int | None = _env_threads()
+ENV_CUDA_KERNELS: bool = _env_flag("MINIGRAD_CUDA_KERNELS", True)
+ENV_REFERENCE_OPS: bool = _env_flag("MINIGRAD_REFERENCE_OPS", False)
+
+_settings: dict[str, Any] = {"host_threads": None, "cuda_kernels": ENV_CUDA_KERNELS}
+
+
+# ---------------------------------------------------------------- which path the ops take
+_mode = threading.local()  # per thread: .stack of reference_ops modes to restore on exit
+
+
+def is_reference_ops() -> bool:
+    """True inside ``reference_ops()`` (or with ``MINIGRAD_REFERENCE_OPS=1``): every op
+    runs its reference ``forward``/``backward``, none of its fast paths."""
+    return getattr(_mode, "on", ENV_REFERENCE_OPS)
+
+
+class reference_ops(contextlib.ContextDecorator):
+    """Context manager / decorator: the ops run their readable reference code.
+
+    For reading and debugging (the study tools, a debugger stepping through the maths) and
+    as the tests' oracle; slower than the fast paths. Per thread, nestable, and
+    ``reference_ops(False)`` switches the fast paths back on inside it. The path is chosen
+    when an op runs forward; its backward takes the same path, whatever the mode then.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = bool(enabled)
+
+    def __enter__(self) -> None:
+        if not hasattr(_mode, "stack"):
+            _mode.stack = []
+        _mode.stack.append(is_reference_ops())
+        _mode.on = self.enabled
+
+    def __exit__(self, *exc: Any) -> None:
+        _mode.on = _mode.stack.pop()
+
+
+def cuda_kernels_enabled() -> bool:
+    """Whether ops on CuPy arrays use the hand-written CUDA kernels (default: yes, unless
+    ``MINIGRAD_CUDA_KERNELS=0`` at import; see :func:`set_cuda_kernels`)."""
+    return _settings["cuda_kernels"]
+
+
+def set_cuda_kernels(enabled: bool | None) -> None:
+    """Turn the CUDA kernels on or off for the process (None: back to the environment's)."""
+    _settings["cuda_kernels"] = ENV_CUDA_KERNELS if enabled is None else bool(enabled)
+
+
+# ---------------------------------------------------------------- host threads
+def host_threads() -> int:
+    """Host threads for the ops' array passes: :func:`set_host_threads`'s value, else
+    ``MINIGRAD_NUM_THREADS`` (read at import), else the CPU count."""
+    if _settings["host_threads"] is not None:
+        return _settings["host_threads"]
+    return ENV_NUM_THREADS or os.cpu_count() or 1
+
+
+def set_host_threads(n: int | None) -> None:
+    """Use ``n`` host threads (None: back to ``MINIGRAD_NUM_THREADS`` / the CPU count)."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"set_host_threads: expected a positive int or None, got {n!r}")
+    _settings["host_threads"] = n
 
 
 def keep_freed_memory() -> bool:
@@ -128,22 +222,18 @@ def configure_cpu_training(threads: int | None = None) -> dict[str, Any]:
     chunks on ``threads`` host threads (default: ``MINIGRAD_NUM_THREADS``, else the CPU
     count). Returns :func:`settings`.
     """
-    from minigrad.functional import _threads  # noqa: PLC0415
-
     keep_freed_memory()
     if threads is not None:
-        _threads.set_host_threads(threads)
+        set_host_threads(threads)
     set_blas_threads(1)
     return settings()
 
 
 def settings() -> dict[str, Any]:
     """What this process runs with: allocator, BLAS threads, host threads, BLAS timeout."""
-    from minigrad.functional import _threads  # noqa: PLC0415
-
     return {
         "keep_freed_memory": _state["keep_freed_memory"],
         "blas_threads": blas_threads(),
-        "host_threads": _threads.host_threads(),
+        "host_threads": host_threads(),
         "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
     }

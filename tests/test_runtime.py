@@ -8,7 +8,6 @@ import sys
 import numpy as np
 
 from minigrad import runtime
-from minigrad.functional import _threads
 
 
 def test_blas_threads_can_be_read_and_set_back():
@@ -51,5 +50,5 @@ def test_settings_lists_what_the_process_runs_with():
         "host_threads",
         "OPENBLAS_THREAD_TIMEOUT",
     }
-    assert s["host_threads"] == _threads.host_threads()
+    assert s["host_threads"] == runtime.host_threads()
     assert runtime.BLAS_ENV_DEFAULTS == {"OPENBLAS_THREAD_TIMEOUT": "4"}

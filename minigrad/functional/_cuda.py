@@ -7,15 +7,14 @@ The generic ``xp`` code of the ops runs on CuPy as it is, but launches one kerne
 NumPy-style call: an im2col is ``KH*KW`` slice copies, a max pool twenty-odd launches, a
 batch norm a dozen. These kernels do each of those in one launch (one thread per output
 element, grid-stride loops, no atomics, no shared memory), and never synchronise with the
-host. The ops call them side by side with their generic code::
+host. An op calls them from its ``forward_cuda``/``backward_cuda``, which the ``Function``
+machinery runs for CuPy float32/float64 arrays unless ``MINIGRAD_CUDA_KERNELS=0``
+(:func:`minigrad.backend.use_cuda_kernels`); the op's reference ``forward``/``backward``
+says what they compute.
 
-    if _cuda.use_kernels(x):      # a CuPy array and MINIGRAD_CUDA_KERNELS is not "0"
-        return _cuda.im2col(...)  # the kernel
-    ...                           # the generic xp code, also what the CPU runs
-
-Both paths are tested against each other: on a GPU by ``pytest --device cuda``, and on
-the CPU by compiling this same CUDA source as C (``tests/cuda_emulator.py``), which
-checks every kernel's index arithmetic without a GPU.
+Both are tested against each other: on a GPU by ``pytest --device cuda``, and on the CPU
+by compiling this same CUDA source as C (``tests/cuda_emulator.py``), which checks every
+kernel's index arithmetic without a GPU.
 
 Kernels exist for float32 and float64 (suffix ``_f32`` / ``_f64``); other dtypes take the
 generic path. Kernel arguments: arrays as pointers to their first element, sizes and
@@ -24,13 +23,12 @@ strides (in elements) as ``long long``, small geometry as ``int``.
 
 from __future__ import annotations
 
-import os
 import string
 from typing import Any
 
 import numpy as np
 
-from minigrad.backend import get_array_module, is_cupy_array, raw_module
+from minigrad.backend import get_array_module, raw_module
 
 #: threads per block of every launch
 BLOCK = 256
@@ -224,13 +222,6 @@ def _cupy_kernel(name: str) -> Any:
 get_kernel = _cupy_kernel
 
 
-def use_kernels(*arrays: Any) -> bool:
-    """True for CuPy float32/float64 arrays unless ``MINIGRAD_CUDA_KERNELS=0``."""
-    if os.environ.get("MINIGRAD_CUDA_KERNELS", "1") == "0":
-        return False
-    return all(is_cupy_array(a) and a.dtype in _SUFFIX for a in arrays)
-
-
 def _launch(name: str, dtype: Any, total: int, *args: Any) -> None:
     """Run kernel ``name`` for ``dtype`` over ``total`` elements (asynchronously)."""
     if total <= 0:
@@ -268,11 +259,18 @@ def _window(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int
 
 
 # ---------------------------------------------------------------- wrappers
-def im2col(x: Any, KH: int, KW: int, stride: tuple[int, int], padding: tuple[int, int],
-           OH: int, OW: int) -> Any:  # fmt: skip
+def _out_size(H: int, W: int, KH: int, KW: int, stride: tuple[int, int],
+              padding: tuple[int, int]) -> tuple[int, int]:  # fmt: skip
+    (sh, sw), (ph, pw) = stride, padding
+    return (H + 2 * ph - KH) // sh + 1, (W + 2 * pw - KW) // sw + 1
+
+
+def im2col(x: Any, KH: int, KW: int, stride: tuple[int, int],
+           padding: tuple[int, int]) -> Any:  # fmt: skip
     """x (N, C, H, W), any strides -> col (C*KH*KW, N*OH*OW), as ``_im2col.im2col``."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
+    OH, OW = _out_size(H, W, KH, KW, stride, padding)
     col = xp.empty((C * KH * KW, N * OH * OW), dtype=x.dtype)
     sizes = [_i(N), _i(C), _i(H), _i(W), *_strides(x)]  # x's strides (n, c, h, w)
     _launch(
@@ -282,13 +280,17 @@ def im2col(x: Any, KH: int, KW: int, stride: tuple[int, int], padding: tuple[int
 
 
 def col2im(col: Any, x_shape: tuple[int, int, int, int], KH: int, KW: int,
-           stride: tuple[int, int], padding: tuple[int, int], OH: int, OW: int,
-           out: Any) -> None:  # fmt: skip
-    """col -> ``out`` (C, N, H, W) (any strides), as ``_im2col.col2im``."""
+           stride: tuple[int, int], padding: tuple[int, int], out: Any = None) -> Any:  # fmt: skip
+    """col -> gx (N, C, H, W), channel-major, written into ``out`` (C, N, H, W) (any
+    strides) when given; as ``_im2col.col2im``."""
     N, C, H, W = x_shape
+    OH, OW = _out_size(H, W, KH, KW, stride, padding)
+    if out is None:
+        out = get_array_module(col).empty((C, N, H, W), dtype=col.dtype)
     sizes = [_i(N), _i(C), _i(H), _i(W), *_strides(out)]  # out's strides (c, n, h, w)
     window = _window((KH, KW), stride, padding, OH, OW)
     _launch("col2im", col.dtype, N * C * H * W, col, out, *sizes, *window)
+    return out.swapaxes(0, 1)
 
 
 def maxpool_forward(x3: Any, kernel: tuple[int, int], stride: tuple[int, int],

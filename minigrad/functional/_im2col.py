@@ -19,8 +19,10 @@ the activations: ``y2`` *is* the output, ``gy2`` is the incoming gradient as it 
 input's ``(C, N, H, W)`` array is read without a transposed copy.
 The im2col copy itself is ``KH*KW`` strided slice assignments, each writing one contiguous
 ``(C, N, OH, OW)`` block of ``col``; col2im is the same loop with ``+=`` into a zeroed,
-padded ``(C, N, Hp, Wp)`` buffer. No ``add.at``, no loop over images or pixels. Both work
-on cache-sized chunks of channels on the host threads (:mod:`~minigrad.functional._threads`).
+padded ``(C, N, Hp, Wp)`` buffer. No ``add.at``, no loop over images or pixels. These are
+the reference (a convolution's fast path calls them on a chunk of a few images, so the
+copies stay in the cache); ``_cuda.im2col``/``_cuda.col2im`` are the same with one CUDA
+kernel launch each, and the same signatures.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ import math
 from typing import Any
 
 from minigrad.backend import get_array_module
-from minigrad.functional import _cuda
-from minigrad.functional._threads import for_blocks
+from minigrad.functional._checks import pair
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -46,13 +47,6 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mod
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1
     return out
-
-
-def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """``(v, v)`` for an int, the pair itself for a 2-sequence (no validation of values)."""
-    if isinstance(value, (tuple, list)):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
 
 
 def im2col(
@@ -75,23 +69,16 @@ def im2col(
     ph, pw = pair(padding)
     OH = conv_output_size(H, KH, sh, ph)
     OW = conv_output_size(W, KW, sw, pw)
-    if _cuda.use_kernels(x):  # GPU kernel: one launch instead of KH*KW copies
-        return _cuda.im2col(x, KH, KW, (sh, sw), (ph, pw), OH, OW)
-    x_t = x.swapaxes(0, 1)  # (C, N, H, W) view: contiguous when x is channel-major
+    src = x.swapaxes(0, 1)  # (C, N, H, W) view: contiguous when x is channel-major
+    if ph > 0 or pw > 0:
+        src = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=x.dtype)  # (C, N, Hp, Wp)
+        src[:, :, ph : ph + H, pw : pw + W] = x.swapaxes(0, 1)
     col = xp.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
-
-    def fill(cs: slice) -> None:  # channels cs: pad (in cache), then one copy per offset
-        src = x_t[cs]
-        if ph > 0 or pw > 0:
-            src = xp.zeros((cs.stop - cs.start, N, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
-            src[:, :, ph : ph + H, pw : pw + W] = x_t[cs]
-        for i in range(KH):
-            for j in range(KW):
-                rows = slice(i, i + sh * (OH - 1) + 1, sh)
-                cols = slice(j, j + sw * (OW - 1) + 1, sw)
-                col[cs, i, j] = src[:, :, rows, cols]
-
-    for_blocks(fill, C, col.size, x)
+    for i in range(KH):
+        for j in range(KW):
+            rows = slice(i, i + sh * (OH - 1) + 1, sh)
+            cols = slice(j, j + sw * (OW - 1) + 1, sw)
+            col[:, i, j] = src[:, :, rows, cols]  # (C, N, OH, OW)
     return col.reshape(C * KH * KW, N * OH * OW)
 
 
@@ -122,20 +109,13 @@ def col2im(
     ph, pw = pair(padding)
     OH = conv_output_size(H, KH, sh, ph)
     OW = conv_output_size(W, KW, sw, pw)
-    gx = xp.empty((C, N, H, W), dtype=col.dtype) if out is None else out
-    if _cuda.use_kernels(col):  # GPU kernel: one gather launch instead of KH*KW adds
-        _cuda.col2im(col, x_shape, KH, KW, (sh, sw), (ph, pw), OH, OW, gx)
-        return gx.swapaxes(0, 1)
     col6 = col.reshape(C, KH, KW, N, OH, OW)
-
-    def add(cs: slice) -> None:  # channels cs: add every offset's block (in cache), crop
-        gpad = xp.zeros((cs.stop - cs.start, N, H + 2 * ph, W + 2 * pw), dtype=col.dtype)
-        for i in range(KH):
-            for j in range(KW):
-                rows = slice(i, i + sh * (OH - 1) + 1, sh)
-                cols = slice(j, j + sw * (OW - 1) + 1, sw)
-                gpad[:, :, rows, cols] += col6[cs, i, j]
-        gx[cs] = gpad[:, :, ph : ph + H, pw : pw + W]
-
-    for_blocks(add, C, col.size, col)
+    gpad = xp.zeros((C, N, H + 2 * ph, W + 2 * pw), dtype=col.dtype)  # (C, N, Hp, Wp)
+    for i in range(KH):
+        for j in range(KW):
+            rows = slice(i, i + sh * (OH - 1) + 1, sh)
+            cols = slice(j, j + sw * (OW - 1) + 1, sw)
+            gpad[:, :, rows, cols] += col6[:, i, j]
+    gx = xp.empty((C, N, H, W), dtype=col.dtype) if out is None else out
+    gx[...] = gpad[:, :, ph : ph + H, pw : pw + W]
     return gx.swapaxes(0, 1)  # (N, C, H, W) view

@@ -16,17 +16,18 @@ what a task returns is summed (a convolution's partial weight gradients), in chu
 within each thread's run, then over the runs. Small arrays stay on the calling thread
 (handing work to another thread costs ~0.1 ms), a GPU array is one chunk on the calling
 thread, and work nested in a task (im2col inside a convolution's chunk) is one chunk on
-the task's thread.
+the task's thread. How many host threads: :func:`minigrad.runtime.host_threads` (this
+module only reads the setting).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from minigrad import runtime
 from minigrad.backend import is_cupy_array
 
 #: arrays of fewer elements than this are processed on the calling thread only
@@ -35,35 +36,13 @@ PARALLEL_MIN_SIZE = 1 << 18
 CHUNK_ELEMENTS = 1 << 18
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
-_threads_set: int | None = None
 _inside = threading.local()  # .busy: this thread is running a task of for_blocks
-
-
-def host_threads() -> int:
-    """Host threads for array passes: :func:`set_host_threads`'s value, else
-    ``MINIGRAD_NUM_THREADS``, else the CPU count."""
-    if _threads_set is not None:
-        return _threads_set
-    value = os.environ.get("MINIGRAD_NUM_THREADS", "")
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    return os.cpu_count() or 1
-
-
-def set_host_threads(n: int | None) -> None:
-    """Use ``n`` host threads (None: back to ``MINIGRAD_NUM_THREADS`` / the CPU count)."""
-    global _threads_set
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"set_host_threads: expected a positive int or None, got {n!r}")
-    _threads_set = n
 
 
 def gemm_threads() -> int:
     """Host threads for chunks that call BLAS: all of them when BLAS runs one thread per
     product, else 1 (BLAS threads each product itself; two layers of threads would fight)."""
-    from minigrad import runtime  # noqa: PLC0415
-
-    return host_threads() if runtime.blas_threads() == 1 else 1
+    return runtime.host_threads() if runtime.blas_threads() == 1 else 1
 
 
 def blocks(
@@ -82,7 +61,7 @@ def blocks(
         return [[slice(0, n)]]  # nested in a task: its chunk is already cache-sized
     per = max(1, chunk_elements * n // max(size, 1))  # rows per chunk
     chunks = [slice(i, min(i + per, n)) for i in range(0, n, per)]
-    k = host_threads() if threads is None else threads
+    k = runtime.host_threads() if threads is None else threads
     if size < PARALLEL_MIN_SIZE:
         k = 1
     k = max(1, min(k, len(chunks)))

@@ -10,7 +10,7 @@ from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
-from minigrad.functional.pool import _check_input, _int_pair
+from minigrad.functional import _checks
 from minigrad.tensor import Tensor
 
 __all__ = ["adaptive_avg_pool2d"]
@@ -83,8 +83,6 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int, int]) -> Tensor
         TypeError: non-float input, output_size not int or pair.
     """
     op = "adaptive_avg_pool2d"
-    _check_input(op, x)
-    size = _int_pair(op, "output_size", output_size)
-    if min(size) < 1:
-        raise ValueError(f"{op}: output_size must be positive, got {size}")
+    _checks.image_batch(op, x)
+    size = _checks.positive(op, "output_size", _checks.int_pair(op, "output_size", output_size))
     return AdaptiveAvgPool2d(size).apply(x)

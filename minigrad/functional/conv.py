@@ -6,7 +6,8 @@ from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
-from minigrad.functional._im2col import col2im, conv_output_size, im2col, pair
+from minigrad.functional import _checks, _cuda
+from minigrad.functional._im2col import col2im, conv_output_size, im2col
 from minigrad.functional._layout import channel_major, from_channel_major
 from minigrad.functional._threads import for_blocks, gemm_threads
 from minigrad.tensor import Tensor
@@ -19,25 +20,62 @@ CONV_CHUNK_ELEMENTS = 1 << 20
 
 
 class Conv2d(Function):
-    """y2 = w2 @ im2col(x) + b; gw = gy2 @ col^T, gx = col2im(w2^T @ gy2), gb = row sums of gy2.
+    """y2 = w2 @ col + b; gw = gy2 @ col^T, gx = col2im(w2^T @ gy2), gb = row sums of gy2.
 
-    All in the channel-major layout (:mod:`~minigrad.functional._layout`): ``y2``
-    (C_out, N*OH*OW) is the output's memory and ``gy2`` the incoming gradient's, so each
-    product is one GEMM with no layout copy around it. A 1x1 convolution with stride 1 and
-    no padding uses the input's (C, N*H*W) rows in place of ``col``.
+    Shapes: x (N, C, H, W), w (C_out, C, KH, KW), b (C_out,) -> y (N, C_out, OH, OW), with
+    ``w2 = w`` as (C_out, C*KH*KW), ``col = im2col(x)`` (C*KH*KW, N*OH*OW) and
+    ``y2 = y`` as (C_out, N*OH*OW) (the channel-major layout, see
+    :mod:`~minigrad.functional._layout`: ``y2`` *is* the output's memory).
 
-    The columns of ``col`` are images, so the work runs on chunks of a few images
-    (:mod:`~minigrad.functional._threads`): im2col of the chunk, then its products, while
-    its ``col`` is still in the cache; chunks run on the host threads when BLAS runs one
-    thread per product. The full ``col`` never exists, and backward makes each chunk's
-    again from the input (which the graph keeps anyway) instead of keeping it.
+    ``forward``/``backward`` are the reference. The fast paths run the same products on
+    chunks of a few images (:mod:`~minigrad.functional._threads`): im2col of the chunk,
+    then its products, while its ``col`` is still in the cache; chunks run on the host
+    threads when BLAS runs one thread per product. The full ``col`` never exists, backward
+    makes each chunk's again from the input instead of keeping it, and a 1x1 convolution
+    with stride 1 and no padding uses the input's (C, N*H*W) rows in place of ``col``.
+    ``forward_cuda`` is the same code with im2col and col2im as one CUDA kernel each.
     """
 
     def __init__(self, stride: tuple[int, int], padding: tuple[int, int]) -> None:
         self.stride = stride
         self.padding = padding
 
+    # ------------------------------------------------------------ reference
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
+        N = x.shape[0]
+        C_out, _, KH, KW = w.shape
+        OH = conv_output_size(x.shape[2], KH, self.stride[0], self.padding[0])
+        OW = conv_output_size(x.shape[3], KW, self.stride[1], self.padding[1])
+        col = im2col(x, KH, KW, self.stride, self.padding)  # (C*KH*KW, N*OH*OW)
+        y2 = w.reshape(C_out, -1) @ col  # (C_out, N*OH*OW)
+        if b is not None:
+            y2 += b[:, None]
+        self.x_shape, self.w, self.col = x.shape, w, col
+        return y2.reshape(C_out, N, OH, OW).swapaxes(0, 1)  # (N, C_out, OH, OW)
+
+    def backward(self, gy: Any) -> tuple[Any, ...]:
+        C_out, _, KH, KW = self.w.shape
+        gy2 = gy.swapaxes(0, 1).reshape(C_out, -1)  # (C_out, N*OH*OW)
+        gw = (gy2 @ self.col.T).reshape(self.w.shape)  # (C_out, C, KH, KW)
+        gcol = self.w.reshape(C_out, -1).T @ gy2  # (C*KH*KW, N*OH*OW)
+        gx = col2im(gcol, self.x_shape, KH, KW, self.stride, self.padding)  # (N, C, H, W)
+        gb = gy2.sum(axis=1)  # (C_out,)
+        return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
+
+    # ------------------------------------------------------------ fast paths
+    def forward_chunked(self, x: Any, w: Any, b: Any = None) -> Any:
+        return self._forward_in_chunks(x, w, b, im2col)
+
+    def backward_chunked(self, gy: Any) -> tuple[Any, ...]:
+        return self._backward_in_chunks(gy, im2col, col2im)
+
+    def forward_cuda(self, x: Any, w: Any, b: Any = None) -> Any:
+        return self._forward_in_chunks(x, w, b, _cuda.im2col)
+
+    def backward_cuda(self, gy: Any) -> tuple[Any, ...]:
+        return self._backward_in_chunks(gy, _cuda.im2col, _cuda.col2im)
+
+    def _forward_in_chunks(self, x: Any, w: Any, b: Any, unfold: Any) -> Any:
         xp = get_array_module(x)
         N, C, H, W = x.shape
         C_out, _, KH, KW = w.shape
@@ -58,7 +96,7 @@ class Conv2d(Function):
         def chunk(ns: slice) -> None:  # images ns: their columns of col and of y2
             cols = slice(ns.start * L, ns.stop * L)
             col = (
-                x2[:, cols] if self.pointwise else im2col(x[ns], KH, KW, self.stride, self.padding)
+                x2[:, cols] if self.pointwise else unfold(x[ns], KH, KW, self.stride, self.padding)
             )
             xp.matmul(w2, col, out=y2[:, cols])
             if b is not None:
@@ -67,7 +105,7 @@ class Conv2d(Function):
         for_blocks(chunk, N, N * C * KH * KW * L, x, CONV_CHUNK_ELEMENTS, gemm_threads())
         return from_channel_major(y2.reshape(C_out, N, OH, OW))  # (N, C_out, OH, OW) view
 
-    def backward(self, gy: Any) -> tuple[Any, ...]:
+    def _backward_in_chunks(self, gy: Any, unfold: Any, fold: Any) -> tuple[Any, ...]:
         xp = get_array_module(gy)
         N, C, H, W = self.x_shape
         C_out, _, KH, KW = self.w_shape
@@ -89,12 +127,12 @@ class Conv2d(Function):
             else:
                 col = None
                 if need_w:
-                    col = im2col(self.x[ns], KH, KW, self.stride, self.padding)
+                    col = unfold(self.x[ns], KH, KW, self.stride, self.padding)
                     gw = g @ col.T  # (C_out, C*KH*KW)
                 if need_x:  # gcol has col's shape: into col's buffer when there is one
                     gcol = self.w2.T @ g if col is None else xp.matmul(self.w2.T, g, out=col)
                     shape = (ns.stop - ns.start, C, H, W)
-                    col2im(gcol, shape, KH, KW, self.stride, self.padding, out=gxc[:, ns])
+                    fold(gcol, shape, KH, KW, self.stride, self.padding, out=gxc[:, ns])
             if need_b:
                 gb = g.sum(axis=1)  # (C_out,)
             return gw, gb
@@ -105,23 +143,6 @@ class Conv2d(Function):
         gx = from_channel_major(gxc) if need_x else None
         gw = gw.reshape(self.w_shape) if need_w else None
         return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
-
-
-def _check_positive(op: str, name: str, value: tuple[int, int], allow_zero: bool) -> None:
-    low = 0 if allow_zero else 1
-    if value[0] < low or value[1] < low:
-        rule = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{op}: {name} must be {rule}, got {value}")
-
-
-def _check_pair(op: str, name: str, value: Any) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)):
-        ok = len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    else:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    if not ok:
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    return pair(value)
 
 
 def conv2d(
@@ -161,17 +182,16 @@ def conv2d(
         TypeError: non-float input, mixed float dtypes, stride/padding not int or pair.
     """
     op = "conv2d"
-    for name, t in (("input", x), ("weight", weight), ("bias", bias)):
-        if t is not None and not isinstance(t, Tensor):
-            raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
+    _checks.tensor_arg(op, "input", x)
+    _checks.tensor_arg(op, "weight", weight)
+    _checks.tensor_arg(op, "bias", bias, optional=True)
     if x.ndim != 4:
         raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {x.shape}")
     if weight.ndim != 4:
         raise ValueError(
             f"{op}: weight must be 4-D (C_out, C_in, KH, KW), got shape {weight.shape}"
         )
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: input must be floating point, got dtype {x.dtype}")
+    _checks.floating(op, "input", x)
     if x.shape[1] != weight.shape[1]:
         raise ValueError(
             f"{op}: input has {x.shape[1]} channels (shape {x.shape}) but weight expects "
@@ -179,16 +199,10 @@ def conv2d(
         )
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"{op}: bias shape {bias.shape} != ({weight.shape[0]},)")
-    s = _check_pair(op, "stride", stride)
-    p = _check_pair(op, "padding", padding)
-    _check_positive(op, "stride", s, allow_zero=False)
-    _check_positive(op, "padding", p, allow_zero=True)
-    H, W = x.shape[2], x.shape[3]
-    KH, KW = weight.shape[2], weight.shape[3]
-    if KH < 1 or KW < 1 or KH > H + 2 * p[0] or KW > W + 2 * p[1]:
-        raise ValueError(
-            f"{op}: kernel size ({KH}, {KW}) is larger than the padded input "
-            f"({H + 2 * p[0]}, {W + 2 * p[1]}) (input {H}x{W}, padding {p})"
-        )
+    s = _checks.positive(op, "stride", _checks.int_pair(op, "stride", stride))
+    p = _checks.non_negative(op, "padding", _checks.int_pair(op, "padding", padding))
+    k = (weight.shape[2], weight.shape[3])
+    _checks.positive(op, "kernel size", k)
+    _checks.window_fits(op, "kernel size", k, x, p)
     args = (x, weight) if bias is None else (x, weight, bias)
     return Conv2d(s, p).apply(*args)

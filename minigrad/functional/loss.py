@@ -14,25 +14,12 @@ import numpy as np
 
 from minigrad.autograd import Function
 from minigrad.backend import device_of, get_array_module, is_cupy_array
-from minigrad.functional import _cuda
+from minigrad.functional import _checks, _cuda
 from minigrad.tensor import Tensor
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
-
-
-def _check_dim(op: str, dim: Any, ndim: int) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
-    if not -max(ndim, 1) <= dim < max(ndim, 1):
-        raise ValueError(f"{op}: dim {dim} out of range for a {ndim}-D tensor")
-    return dim % max(ndim, 1)
-
-
-def _check_float(op: str, x: Tensor) -> None:
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: expected a floating-point tensor, got dtype {x.dtype}")
 
 
 class Softmax(Function):
@@ -82,8 +69,8 @@ def softmax(x: Tensor, dim: int) -> Tensor:
         ValueError: ``dim`` out of range.
         TypeError: a non-floating-point ``x``.
     """
-    _check_float("softmax", x)
-    return Softmax(_check_dim("softmax", dim, x.ndim)).apply(x)
+    _checks.float_tensor("softmax", x)
+    return Softmax(_checks.dim("softmax", dim, x.ndim)).apply(x)
 
 
 def log_softmax(x: Tensor, dim: int) -> Tensor:
@@ -93,8 +80,8 @@ def log_softmax(x: Tensor, dim: int) -> Tensor:
         ValueError: ``dim`` out of range.
         TypeError: a non-floating-point ``x``.
     """
-    _check_float("log_softmax", x)
-    return LogSoftmax(_check_dim("log_softmax", dim, x.ndim)).apply(x)
+    _checks.float_tensor("log_softmax", x)
+    return LogSoftmax(_checks.dim("log_softmax", dim, x.ndim)).apply(x)
 
 
 def _row_scale(xp: Any, keep: Any, gy: Any, reduction: str, count: int) -> Any:
@@ -107,7 +94,12 @@ def _row_scale(xp: Any, keep: Any, gy: Any, reduction: str, count: int) -> Any:
 
 class CrossEntropy(Function):
     """loss_i = -sum_c q_ic log softmax(x)_ic, q = (1 - s) onehot + s/C;
-    gx = (softmax(x) - q) * dL/dloss_i (0 on ignored rows)."""
+    gx = (softmax(x) - q) * dL/dloss_i (0 on ignored rows).
+
+    Shapes: x (N, C), target (N,) -> loss (), or (N,) with ``reduction="none"``.
+    ``forward``/``backward`` are the reference; ``forward_cuda``/``backward_cuda`` do each
+    in one kernel launch (one thread per row forward, one per element backward).
+    """
 
     def __init__(
         self, target: Any, keep: Any, count: int, reduction: str, smoothing: float
@@ -119,10 +111,6 @@ class CrossEntropy(Function):
     def forward(self, x: Any) -> Any:
         xp = get_array_module(x)
         N, C = x.shape
-        if _cuda.use_kernels(x):  # GPU kernel: one thread per row, softmax kept for backward
-            self.p, loss = _cuda.xent_forward(xp.ascontiguousarray(x), self.target, self.keep,
-                                              self.smoothing)  # fmt: skip
-            return _reduce(xp, loss, self.reduction, self.count)
         z = x - x.max(axis=1, keepdims=True)  # (N, C)
         e = xp.exp(z)
         s = e.sum(axis=1)  # (N,)
@@ -140,12 +128,21 @@ class CrossEntropy(Function):
         xp = get_array_module(gy)
         N, C = self.p.shape
         scale = _row_scale(xp, self.keep, gy, self.reduction, self.count)  # (N, 1)
-        if _cuda.use_kernels(self.p):  # GPU kernel: one pass over (N, C)
-            return _cuda.xent_backward(self.p, self.target, scale[:, 0], self.smoothing)
         gx = self.p - self.smoothing / C if self.smoothing else self.p.copy()
         gx[xp.arange(N), self.target] -= 1 - self.smoothing
         gx *= scale
         return gx
+
+    def forward_cuda(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        x = xp.ascontiguousarray(x)
+        self.p, loss = _cuda.xent_forward(x, self.target, self.keep, self.smoothing)
+        return _reduce(xp, loss, self.reduction, self.count)  # softmax p kept for backward
+
+    def backward_cuda(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        scale = _row_scale(xp, self.keep, gy, self.reduction, self.count)  # (N, 1)
+        return _cuda.xent_backward(self.p, self.target, scale[:, 0], self.smoothing)
 
 
 class NLLLoss(Function):
@@ -190,7 +187,7 @@ def _prepare_target(
         raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if x.ndim != 2:
         raise ValueError(f"{op}: expected 2-D input (N, C), got shape {x.shape}")
-    _check_float(op, x)
+    _checks.float_tensor(op, x)
     xp = get_array_module(x.data)
     if isinstance(target, Tensor):
         if target.device != x.device:

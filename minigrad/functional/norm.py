@@ -26,15 +26,19 @@ def _row_dot(a: Any, b: Any) -> Any:
 
 
 class BatchNorm(Function):
-    """y = (x - mean) / sqrt(var + eps) * w + b per channel;
+    """y = xhat * w + b, xhat = (x - mean) / sigma per channel, sigma = sqrt(var + eps);
     training: gx = (w/sigma) * (gy - mean(gy) - xhat * mean(gy * xhat)), eval: gx = gy * w/sigma;
     gw = sum(gy * xhat), gb = sum(gy). With ``relu``: y = max(y, 0), and gy is first
-    masked by y > 0 (a 1-byte mask kept from the forward).
+    masked by y > 0.
 
-    Works on the channel-major rows ``x2 (C, M)``, ``M = N*H*W`` (a view of a channel-major
-    input, see :mod:`~minigrad.functional._layout`); each channel is independent, so all
-    the passes of a chunk of channels run one after another while it is in the cache, on
-    the host threads (:mod:`~minigrad.functional._threads`).
+    Shapes: x (N, C, *S) -> y like x; w, b, mean, var (C,). All paths work on the
+    channel-major rows ``x2 (C, M)``, ``M = N*prod(S)`` (a view of a channel-major input,
+    see :mod:`~minigrad.functional._layout`). ``forward``/``backward`` are the reference.
+    ``forward_chunked``: each channel is independent, so all the passes of a chunk of
+    channels run one after another while it is in the cache, on the host threads
+    (:mod:`~minigrad.functional._threads`); ``x - mean`` is not kept (backward redoes it)
+    and the ReLU keeps a 1-byte mask. ``forward_cuda``: the statistics by reductions, then
+    one kernel pass each way.
     """
 
     def __init__(
@@ -57,38 +61,116 @@ class BatchNorm(Function):
     def name(self) -> str:
         return "BatchNormReLU" if self.relu else "BatchNorm"
 
+    # ------------------------------------------------------------ reference
     def forward(self, x: Any, *wb: Any) -> Any:
+        xp = get_array_module(x)
+        C = x.shape[1]
+        x2 = channel_major(x).reshape(C, -1)  # (C, M)
+        if self.training:
+            mean = x2.mean(axis=1)  # (C,)
+            var = ((x2 - mean[:, None]) ** 2).mean(axis=1)  # biased, used to normalize
+            self._update_running(mean, var, x2.shape[1])
+        else:
+            mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
+        self.inv_std = 1 / xp.sqrt(var + self.eps)  # (C,)
+        self.xhat = (x2 - mean[:, None]) * self.inv_std[:, None]  # (C, M)
+        w, b = self._affine(wb)
+        y = self.xhat if w is None else self.xhat * w[:, None]
+        y = y if b is None else y + b[:, None]
+        if self.relu:
+            y = xp.maximum(y, 0)
+            self.mask = y > 0  # (C, M)
+        self.w, self.x_shape = w, x.shape
+        return from_channel_major(y.reshape(C, x.shape[0], *x.shape[2:]))  # (N, C, *S)
+
+    def backward(self, gy: Any) -> tuple[Any, ...]:
+        C, M = self.xhat.shape
+        gy2 = channel_major(gy).reshape(C, M)  # (C, M)
+        if self.relu:
+            gy2 = gy2 * self.mask
+        gb = gy2.sum(axis=1)  # (C,)
+        gw = (gy2 * self.xhat).sum(axis=1)  # (C,)
+        k = self.inv_std if self.w is None else self.inv_std * self.w  # (C,): w / sigma
+        if self.training:
+            gx = k[:, None] * (gy2 - gb[:, None] / M - self.xhat * (gw / M)[:, None])
+        else:
+            gx = k[:, None] * gy2  # (C, M)
+        gx = from_channel_major(gx.reshape(C, self.x_shape[0], *self.x_shape[2:]))
+        return self._grads_out(gx, gw, gb)
+
+    # ------------------------------------------------------------ shared by every path
+    def _affine(self, wb: tuple[Any, ...]) -> tuple[Any, Any]:
+        """(w, b) from the op's extra inputs (either may be absent: None)."""
+        return (wb[0] if self.has_weight else None), (wb[-1] if self.has_bias else None)
+
+    def _update_running(self, mean: Any, var: Any, M: int) -> None:
+        """running = (1 - m) running + m batch_stat, with the unbiased variance."""
+        if self.running_mean is None:
+            return
+        m = self.momentum
+        self.running_mean[...] = (1 - m) * self.running_mean + m * mean
+        self.running_var[...] = (1 - m) * self.running_var + m * (var * (M / (M - 1)))
+
+    def _grads_out(self, gx: Any, gw: Any, gb: Any) -> tuple[Any, ...]:
+        """(gx, gw, gb) for the op's inputs: no entry for an absent weight or bias."""
+        out: tuple[Any, ...] = (gx if self.needs_input_grad[0] else None,)
+        if self.has_weight:
+            out += (gw if self.needs_input_grad[1] else None,)
+        if self.has_bias:
+            out += (gb if self.needs_input_grad[-1] else None,)
+        return out
+
+    # ------------------------------------------------------------ fast paths
+    def _setup(self, x: Any, wb: tuple[Any, ...]) -> tuple[Any, ...]:
+        """What both fast forwards start from: x2 (C, M), y (C, M), w, b and the (C,)
+        arrays mean, var, inv_std, scale (filled by :meth:`_stats`)."""
         xp = get_array_module(x)
         C = x.shape[1]
         M = x.size // C if C else 0  # values per channel
         x2 = channel_major(x).reshape(C, M)  # (C, M)
-        w = wb[0] if self.has_weight else None
-        b = wb[-1] if self.has_bias else None
+        w, b = self._affine(wb)
         y = xp.empty_like(x2)  # (C, M)
         mean = self.running_mean.astype(x.dtype) if not self.training else xp.empty(C, x.dtype)
         var = self.running_var.astype(x.dtype) if not self.training else xp.empty(C, x.dtype)
         inv_std, scale = xp.empty(C, x.dtype), xp.empty(C, x.dtype)
-        keep_mask = self.relu and self.requires_grad
-        kernel_path = _cuda.use_kernels(x2)
-        mask = xp.empty((C, M), dtype=bool) if keep_mask and not kernel_path else None
+        self.x2, self.mean, self.inv_std, self.scale = x2, mean, inv_std, scale
+        self.x_shape = x.shape
+        return x2, y, w, b, mean, var
 
-        def stats(cs: slice) -> Any:  # channels cs: mean, var, 1/sigma, scale; y[cs] = x - mean
-            if self.training:
-                mean[cs] = x2[cs].sum(axis=1) / M
-                xp.subtract(x2[cs], mean[cs, None], out=y[cs])
-                var[cs] = _row_dot(y[cs], y[cs]) / M  # biased, used to normalize
-            inv_std[cs] = 1 / xp.sqrt(var[cs] + self.eps)
-            scale[cs] = inv_std[cs] if w is None else inv_std[cs] * w[cs]
-            if self.training:  # what is added after the scaling
-                return None if b is None else b[cs]
-            return -mean[cs] * scale[cs] if b is None else b[cs] - mean[cs] * scale[cs]
+    def _stats(self, cs: slice, x2: Any, y: Any, w: Any, b: Any, var: Any) -> Any:
+        """Channels cs: mean, var, 1/sigma, scale; y[cs] = x - mean when training. Returns
+        what is added after the scaling (None: nothing)."""
+        xp = get_array_module(x2)
+        mean, inv_std, scale = self.mean, self.inv_std, self.scale
+        if self.training:
+            M = x2.shape[1]
+            mean[cs] = x2[cs].sum(axis=1) / M
+            xp.subtract(x2[cs], mean[cs, None], out=y[cs])
+            var[cs] = _row_dot(y[cs], y[cs]) / M  # biased, used to normalize
+        inv_std[cs] = 1 / xp.sqrt(var[cs] + self.eps)
+        scale[cs] = inv_std[cs] if w is None else inv_std[cs] * w[cs]
+        if self.training:
+            return None if b is None else b[cs]
+        return -mean[cs] * scale[cs] if b is None else b[cs] - mean[cs] * scale[cs]
+
+    def _finish_forward(self, y: Any, var: Any) -> Any:
+        C, M = y.shape
+        if self.training:
+            self._update_running(self.mean, var, M)
+        return from_channel_major(y.reshape(C, self.x_shape[0], *self.x_shape[2:]))
+
+    def forward_chunked(self, x: Any, *wb: Any) -> Any:
+        xp = get_array_module(x)
+        x2, y, w, b, mean, var = self._setup(x, wb)
+        keep_mask = self.relu and self.requires_grad
+        mask = xp.empty(x2.shape, dtype=bool) if keep_mask else None
 
         def normalize(cs: slice) -> None:  # channels cs, independent of all others
-            shift, ys = stats(cs), y[cs]
+            shift, ys = self._stats(cs, x2, y, w, b, var), y[cs]
             if self.training:
-                ys *= scale[cs, None]
+                ys *= self.scale[cs, None]
             else:
-                xp.multiply(x2[cs], scale[cs, None], out=ys)
+                xp.multiply(x2[cs], self.scale[cs, None], out=ys)
             if shift is not None:
                 ys += shift[:, None]
             if self.relu:
@@ -96,45 +178,46 @@ class BatchNorm(Function):
                     xp.greater(ys, 0, out=mask[cs])
                 xp.maximum(ys, 0, out=ys)
 
-        if kernel_path:  # GPU kernel: the statistics by reductions, then one pass into y
-            shift = stats(slice(0, C))
-            shift = xp.zeros(C, dtype=x.dtype) if shift is None else shift
-            mask = _cuda.bn_forward(x2, mean, scale, shift, self.training, self.relu, keep_mask, y)
-        else:
-            for_blocks(normalize, C, x2.size, x2)
-        if self.training and self.running_mean is not None:
-            m = self.momentum
-            self.running_mean[...] = (1 - m) * self.running_mean + m * mean
-            self.running_var[...] = (1 - m) * self.running_var + m * (var * (M / (M - 1)))
-        # x - mean is not kept (one activation-sized array per layer): backward redoes it
-        self.x2, self.mean, self.inv_std, self.scale = x2, mean, inv_std, scale
-        self.x_shape, self.mask = x.shape, mask
-        return from_channel_major(y.reshape(C, x.shape[0], *x.shape[2:]))
+        for_blocks(normalize, x2.shape[0], x2.size, x2)
+        self.mask = mask
+        return self._finish_forward(y, var)
 
-    def backward(self, gy: Any) -> tuple[Any, ...]:
+    def forward_cuda(self, x: Any, *wb: Any) -> Any:
+        xp = get_array_module(x)
+        x2, y, w, b, mean, var = self._setup(x, wb)
+        C = x2.shape[0]
+        shift = self._stats(slice(0, C), x2, y, w, b, var)  # the statistics by reductions
+        shift = xp.zeros(C, dtype=x.dtype) if shift is None else shift
+        keep_mask = self.relu and self.requires_grad
+        self.mask = _cuda.bn_forward(
+            x2, mean, self.scale, shift, self.training, self.relu, keep_mask, y
+        )  # one pass into y
+        return self._finish_forward(y, var)
+
+    def _sums(self, cs: slice, gy2: Any, gw: Any, gb: Any) -> tuple[Any, Any]:
+        """Channels cs: gb = sum(gy), gw = sum(gy * xhat) (as far as wanted); returns the
+        masked gy and x - mean of the chunk."""
+        xp = get_array_module(gy2)
+        need_x = self.needs_input_grad[0]
+        gys = gy2[cs] if self.mask is None else gy2[cs] * self.mask[cs]  # (c, M)
+        if (self.has_bias and self.needs_input_grad[-1]) or (need_x and self.training):
+            gb[cs] = gys.sum(axis=1)
+        xc = None
+        if (self.has_weight and self.needs_input_grad[1]) or (need_x and self.training):
+            xc = xp.subtract(self.x2[cs], self.mean[cs, None])  # (c, M)
+            gw[cs] = _row_dot(gys, xc) * self.inv_std[cs]
+        return gys, xc
+
+    def backward_chunked(self, gy: Any) -> tuple[Any, ...]:
         xp = get_array_module(gy)
         C, M = self.x2.shape
         gy2 = channel_major(gy).reshape(C, M)  # (C, M)
         need_x = self.needs_input_grad[0]
-        need_w = self.has_weight and self.needs_input_grad[1]
-        need_b = self.has_bias and self.needs_input_grad[-1]
-        want_gb = need_b or (need_x and self.training)
-        want_gw = need_w or (need_x and self.training)
         gb, gw = xp.empty(C, gy.dtype), xp.empty(C, gy.dtype)  # sum(gy), sum(gy * xhat)
         gx = xp.empty_like(gy2) if need_x else None
 
-        def sums(cs: slice) -> tuple[Any, Any]:  # channels cs: gb, gw; (masked gy, x - mean)
-            gys = gy2[cs] if self.mask is None else gy2[cs] * self.mask[cs]  # (c, M)
-            if want_gb:
-                gb[cs] = gys.sum(axis=1)
-            xc = None
-            if want_gw:
-                xc = xp.subtract(self.x2[cs], self.mean[cs, None])  # (c, M)
-                gw[cs] = _row_dot(gys, xc) * self.inv_std[cs]
-            return gys, xc
-
         def grads(cs: slice) -> None:  # channels cs, independent of all others
-            gys, xc = sums(cs)
+            gys, xc = self._sums(cs, gy2, gw, gb)
             if not need_x:
                 return
             k = self.scale[cs, None]  # (c, 1): w / sigma
@@ -146,23 +229,28 @@ class BatchNorm(Function):
             else:
                 xp.multiply(gys, k, out=gx[cs])
 
-        if _cuda.use_kernels(gy2):  # GPU kernel: the sums by reductions, gx in one pass
-            sums(slice(0, C))
-            if need_x:
-                c1, c2 = gb / M, self.inv_std * gw / M
-                args = (self.mask, self.x2, self.mean, self.scale, c1, c2, self.training, gx)
-                _cuda.bn_backward(gy2, *args)
-        else:
-            for_blocks(grads, C, gy2.size, gy2)
-        if need_x:
-            N, S = self.x_shape[0], self.x_shape[2:]
-            gx = from_channel_major(gx.reshape(C, N, *S))
-        grads_out: tuple[Any, ...] = (gx,)
-        if self.has_weight:
-            grads_out += (gw if need_w else None,)
-        if self.has_bias:
-            grads_out += (gb if need_b else None,)
-        return grads_out
+        for_blocks(grads, C, gy2.size, gy2)
+        return self._grads_out(self._unrows(gx), gw, gb)
+
+    def backward_cuda(self, gy: Any) -> tuple[Any, ...]:
+        xp = get_array_module(gy)
+        C, M = self.x2.shape
+        gy2 = channel_major(gy).reshape(C, M)  # (C, M)
+        gb, gw = xp.empty(C, gy.dtype), xp.empty(C, gy.dtype)
+        self._sums(slice(0, C), gy2, gw, gb)  # the sums by reductions
+        gx = None
+        if self.needs_input_grad[0]:  # gx in one pass
+            gx = xp.empty_like(gy2)
+            c1, c2 = gb / M, self.inv_std * gw / M
+            args = (self.mask, self.x2, self.mean, self.scale, c1, c2, self.training, gx)
+            _cuda.bn_backward(gy2, *args)
+        return self._grads_out(self._unrows(gx), gw, gb)
+
+    def _unrows(self, g2: Any) -> Any:
+        """(C, M) rows -> the (N, C, *S) view (None stays None)."""
+        if g2 is None:
+            return None
+        return from_channel_major(g2.reshape(g2.shape[0], self.x_shape[0], *self.x_shape[2:]))
 
 
 def _check_channel_vector(name: str, t: Any, C: int, device: str) -> Any:

@@ -1,10 +1,14 @@
 """2-D window pooling: max and average, with hand-written backward passes.
 
-Max and average pooling loop over the ``KH*KW`` kernel offsets only: through
+The reference (each op's ``forward``/``backward``) stacks the ``KH*KW`` strided window
+views of the padded input (:func:`windows`) and takes their maximum and argmax, or their
+sum; backward adds ``gy`` back through the same views, one kernel offset at a time (the
+windows of one offset never overlap, so no ``add.at`` is needed).
+
+The fast paths also loop over the kernel offsets only, but through
 :class:`~minigrad.functional._windows.WindowGrid` each offset is one contiguous 1-D slice
-that covers every window of every image at once. Backward passes scatter per kernel
-offset with ``+=`` into the same slices (the windows of one offset never overlap, so no
-``add.at`` is needed).
+that covers every window of every plane at once, on cache-sized chunks of planes on the
+host threads; max pooling is separable there (rows, then columns) and has a CUDA kernel.
 """
 
 from __future__ import annotations
@@ -13,14 +17,51 @@ from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
-from minigrad.functional import _cuda
-from minigrad.functional._im2col import pair, pool_output_size
+from minigrad.functional import _checks, _cuda
+from minigrad.functional._im2col import pool_output_size
 from minigrad.functional._layout import like_planes, plane_major
 from minigrad.functional._threads import for_blocks
 from minigrad.functional._windows import WindowGrid
 from minigrad.tensor import Tensor
 
 __all__ = ["max_pool2d", "avg_pool2d"]
+
+
+def windows(x: Any, grid: WindowGrid, fill: float) -> Any:
+    """Every pooling window of x (N, C, H, W) as a stack (KH*KW, N, C, OH, OW): entry
+    ``k = i*KW + j`` holds each window's element at kernel offset (i, j) (row-major), the
+    padding (and a ``ceil_mode`` window's overhang) read as ``fill``."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    (KH, KW), (sh, sw), (ph, pw), (OH, OW) = grid.kernel, grid.stride, grid.padding, grid.out_size
+    Hp, Wp = max(H + 2 * ph, (OH - 1) * sh + KH), max(W + 2 * pw, (OW - 1) * sw + KW)
+    xpad = xp.full((N, C, Hp, Wp), fill, dtype=x.dtype)  # (N, C, Hp, Wp)
+    xpad[:, :, ph : ph + H, pw : pw + W] = x
+    return xp.stack([xpad[:, :, _span(i, sh, OH), _span(j, sw, OW)] for i, j in _offsets(grid)])
+
+
+def unwindows(gwin: Any, x_shape: tuple[int, ...], grid: WindowGrid) -> Any:
+    """The adjoint of :func:`windows`: (KH*KW, N, C, OH, OW) -> gx (N, C, H, W), each entry
+    added back where it was read (the padding's share dropped)."""
+    xp = get_array_module(gwin)
+    N, C, H, W = x_shape
+    (KH, KW), (sh, sw), (ph, pw), (OH, OW) = grid.kernel, grid.stride, grid.padding, grid.out_size
+    Hp, Wp = max(H + 2 * ph, (OH - 1) * sh + KH), max(W + 2 * pw, (OW - 1) * sw + KW)
+    gpad = xp.zeros((N, C, Hp, Wp), dtype=gwin.dtype)  # (N, C, Hp, Wp)
+    for k, (i, j) in enumerate(_offsets(grid)):
+        gpad[:, :, _span(i, sh, OH), _span(j, sw, OW)] += gwin[k]
+    return gpad[:, :, ph : ph + H, pw : pw + W]
+
+
+def _offsets(grid: WindowGrid) -> list[tuple[int, int]]:
+    """Kernel offsets (i, j) in row-major window order."""
+    KH, KW = grid.kernel
+    return [(i, j) for i in range(KH) for j in range(KW)]
+
+
+def _span(start: int, step: int, count: int) -> slice:
+    """The padded rows (or columns) that kernel offset ``start`` reads, one per output."""
+    return slice(start, start + step * (count - 1) + 1, step)
 
 
 def _argmax_into(xp: Any, best: Any, idx: Any, views: list[Any], better: Any, step: Any) -> None:
@@ -93,25 +134,56 @@ class _PlanePool(Function):
 class MaxPool2d(_PlanePool):
     """y = max over each window; dL/dx gets dL/dy at the window's first maximum only.
 
-    Separable: first the maximum over each window row (kernel columns ``j``) for every
-    input row, then the maximum of those row maxima over the kernel rows ``i``. The first
-    row holding the window's maximum, and in it the first column, is exactly the window's
-    first maximum in row-major order, so the two saved argmax arrays route the gradient
-    to it. A ``KH x KW`` window costs ``KH + KW - 2`` comparisons instead of ``KH*KW - 1``.
-    Both passes run on cache-sized chunks of planes, shared out among the host threads.
+    Shapes: x (N, C, H, W) -> y (N, C, OH, OW). Reference: ``argmax`` over the stacked
+    windows (:func:`windows`, padding read as -inf) picks each window's first maximum in
+    row-major order; backward sends ``gy`` through the window views where ``argmax == k``.
+
+    ``forward_chunked`` is separable: first the maximum over each window row (kernel
+    columns ``j``) for every input row, then the maximum of those row maxima over the
+    kernel rows ``i``. The first row holding the window's maximum, and in it the first
+    column, is exactly the window's first maximum in row-major order, so the two saved
+    argmax arrays route the gradient to it. A ``KH x KW`` window costs ``KH + KW - 2``
+    comparisons instead of ``KH*KW - 1``. Both passes run on cache-sized chunks of planes,
+    shared out among the host threads. ``forward_cuda``: one kernel launch each way, which
+    saves the window offset of each maximum.
     """
 
-    keeps_inputs = False  # backward reads the saved argmax arrays, not x
+    keeps_inputs = False  # backward reads the saved argmax, not x
 
+    # ------------------------------------------------------------ reference
     def forward(self, x: Any) -> Any:
+        win = windows(x, self.grid, -float("inf"))  # (KH*KW, N, C, OH, OW)
+        self.argmax = win.argmax(axis=0)  # (N, C, OH, OW): k = i*KW + j of the first max
+        self.x_shape = x.shape
+        return win.max(axis=0)  # (N, C, OH, OW)
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        KH, KW = self.grid.kernel
+        ks = xp.arange(KH * KW).reshape(-1, 1, 1, 1, 1)
+        gwin = gy * (self.argmax == ks)  # (KH*KW, N, C, OH, OW): gy at the argmax only
+        return unwindows(gwin, self.x_shape, self.grid)  # (N, C, H, W)
+
+    # ------------------------------------------------------------ fast paths
+    def forward_cuda(self, x: Any) -> Any:
+        x3 = self.planes(x)  # (P, H, W)
+        g = self.grid
+        y3, self.arg = _cuda.maxpool_forward(x3, g.kernel, g.stride, g.padding, g.out_size)
+        return self.unplanes(y3)
+
+    def backward_cuda(self, gy: Any) -> Any:
+        g = self.grid
+        gy3 = self.grad_planes(gy)  # (P, OH, OW)
+        shape = (g.planes, *g.x_shape[2:])  # (P, H, W)
+        return self.unplanes(
+            _cuda.maxpool_backward(gy3, self.arg, shape, g.kernel, g.stride, g.padding)
+        )
+
+    def forward_chunked(self, x: Any) -> Any:
         xp = get_array_module(x)
         x3 = self.planes(x)  # (P, H, W)
         g = self.grid
         P, (OH, OW), sh = g.planes, g.out_size, g.stride[0]
-        self.kernel_path = _cuda.use_kernels(x3)
-        if self.kernel_path:  # GPU kernel: one launch, the window offset of each maximum
-            y3, self.arg = _cuda.maxpool_forward(x3, g.kernel, g.stride, g.padding, (OH, OW))
-            return self.unplanes(y3)
         rows = sorted({a for a, _ in g.row_offsets})  # the row phases a kernel row reads
         many = max(len(g.col_offsets), len(g.row_offsets)) > 256
         idx_dtype = xp.int32 if many else xp.uint8
@@ -137,14 +209,11 @@ class MaxPool2d(_PlanePool):
             self.row_arg, self.col_arg, self.rows = row_arg, col_arg, rows
         return self.unplanes(y3)
 
-    def backward(self, gy: Any) -> Any:
+    def backward_chunked(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         g = self.grid
         (P, H, W), sh = (g.planes, *g.x_shape[2:]), g.stride[0]
         gy3 = self.grad_planes(gy)  # (P, OH, OW)
-        if self.kernel_path:  # GPU kernel: a gather of the saved maxima, one launch
-            gx3 = _cuda.maxpool_backward(gy3, self.arg, (P, H, W), g.kernel, g.stride, g.padding)
-            return self.unplanes(gx3)
         gx3 = xp.empty((P, H, W), dtype=gy.dtype)
 
         def chunk(ps: slice) -> None:  # planes ps; gm1 and gphases are chunk-sized
@@ -182,7 +251,13 @@ def _avg_divisor(xp: Any, size: int, k: int, s: int, p: int, count: int, with_pa
 
 
 class AvgPool2d(_PlanePool):
-    """y = window sum / divisor; dL/dx gets dL/dy / divisor at every element of the window."""
+    """y = window sum / divisor; dL/dx gets dL/dy / divisor at every element of the window.
+
+    Shapes: x (N, C, H, W) -> y (N, C, OH, OW); ``divisor`` (OH, OW) by PyTorch's rule
+    (:func:`_avg_divisor`). Reference: the sum of the stacked windows (:func:`windows`,
+    padding read as 0). ``forward_chunked``: each kernel offset one contiguous slice of a
+    :class:`WindowGrid`, on cache-sized chunks of planes on the host threads.
+    """
 
     def __init__(
         self, grid: WindowGrid, kernel: tuple[int, int], ceil_mode: bool, count_include_pad: bool
@@ -191,15 +266,36 @@ class AvgPool2d(_PlanePool):
         self.kernel = kernel
         self.count_include_pad = count_include_pad
 
-    def forward(self, x: Any) -> Any:
+    def divisor_of(self, x: Any) -> Any:
+        """The (OH, OW) window sizes of PyTorch's rule, in ``x``'s dtype."""
         xp = get_array_module(x)
-        x3 = self.planes(x)  # (P, H, W)
-        g = self.grid
-        (P, H, W), (OH, OW) = x3.shape, g.out_size
-        (KH, KW), (sh, sw), (ph, pw) = self.kernel, g.stride, g.padding
+        H, W = x.shape[2:]
+        (KH, KW), (sh, sw), (ph, pw), (OH, OW) = (
+            self.kernel, self.grid.stride, self.grid.padding, self.grid.out_size
+        )  # fmt: skip
         dh = _avg_divisor(xp, H, KH, sh, ph, OH, self.count_include_pad)
         dw = _avg_divisor(xp, W, KW, sw, pw, OW, self.count_include_pad)
-        self.divisor = (dh[:, None] * dw[None, :]).astype(x.dtype)  # (OH, OW)
+        return (dh[:, None] * dw[None, :]).astype(x.dtype)  # (OH, OW)
+
+    # ------------------------------------------------------------ reference
+    def forward(self, x: Any) -> Any:
+        self.divisor, self.x_shape = self.divisor_of(x), x.shape
+        return windows(x, self.grid, 0.0).sum(axis=0) / self.divisor  # (N, C, OH, OW)
+
+    def backward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        share = gy / self.divisor  # (N, C, OH, OW): what each element of a window gets
+        KH, KW = self.kernel
+        gwin = xp.broadcast_to(share, (KH * KW, *share.shape))  # (KH*KW, N, C, OH, OW)
+        return unwindows(gwin, self.x_shape, self.grid)  # (N, C, H, W)
+
+    # ------------------------------------------------------------ fast path
+    def forward_chunked(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        self.divisor = self.divisor_of(x)  # (OH, OW)
+        x3 = self.planes(x)  # (P, H, W)
+        g = self.grid
+        P, (OH, OW) = g.planes, g.out_size
         y3 = xp.empty((P, OH, OW), dtype=x.dtype)
 
         def chunk(ps: slice) -> None:  # planes ps; phases and y are chunk-sized
@@ -215,7 +311,7 @@ class AvgPool2d(_PlanePool):
         for_blocks(chunk, P, g.size, x)
         return self.unplanes(y3)
 
-    def backward(self, gy: Any) -> Any:
+    def backward_chunked(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         g = self.grid
         gy3 = self.grad_planes(gy)  # (P, OH, OW)
@@ -235,45 +331,20 @@ class AvgPool2d(_PlanePool):
 
 
 # ---------------------------------------------------------------- argument checks
-def _check_input(op: str, x: Any) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{op}: input must be floating point, got dtype {x.dtype}")
-
-
-def _int_pair(op: str, name: str, value: Any) -> tuple[int, int]:
-    items = value if isinstance(value, (tuple, list)) else (value,)
-    if len(items) not in (1, 2) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in items
-    ):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    return pair(value)
-
-
 def _geometry(
     op: str, x: Tensor, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool
 ) -> tuple[WindowGrid, tuple[int, int]]:
-    _check_input(op, x)
-    k = _int_pair(op, "kernel_size", kernel_size)
-    s = k if stride is None else _int_pair(op, "stride", stride)
-    p = _int_pair(op, "padding", padding)
-    if min(k) < 1:
-        raise ValueError(f"{op}: kernel_size must be positive, got {k}")
-    if min(s) < 1:
-        raise ValueError(f"{op}: stride must be positive, got {s}")
-    if min(p) < 0:
-        raise ValueError(f"{op}: padding must be non-negative, got {p}")
+    _checks.image_batch(op, x)
+    k = _checks.int_pair(op, "kernel_size", kernel_size)
+    s = k if stride is None else _checks.int_pair(op, "stride", stride)
+    p = _checks.int_pair(op, "padding", padding)
+    _checks.positive(op, "kernel_size", k)
+    _checks.positive(op, "stride", s)
+    _checks.non_negative(op, "padding", p)
     if 2 * p[0] > k[0] or 2 * p[1] > k[1]:
         raise ValueError(f"{op}: padding {p} must be at most half the kernel size {k}")
+    _checks.window_fits(op, "kernel_size", k, x, p)
     H, W = x.shape[2], x.shape[3]
-    if k[0] > H + 2 * p[0] or k[1] > W + 2 * p[1]:
-        raise ValueError(
-            f"{op}: kernel_size {k} is larger than the padded input "
-            f"({H + 2 * p[0]}, {W + 2 * p[1]}) (input {H}x{W}, padding {p})"
-        )
     OH = pool_output_size(H, k[0], s[0], p[0], bool(ceil_mode))
     OW = pool_output_size(W, k[1], s[1], p[1], bool(ceil_mode))
     return WindowGrid(x.shape, k, s, p, (OH, OW)), k

@@ -75,9 +75,10 @@ class GetItem(Function):
 class Cat(Function):
     """y = concatenation of the inputs along ``dim``; each gx is its slice of gy.
 
-    Channel-major inputs (:mod:`~minigrad.functional._layout`) concatenated along channels
-    give a channel-major output: each input is one contiguous block of it, and each
-    gradient a contiguous block of ``gy`` (a view).
+    ``forward`` is the reference (``xp.concatenate``). ``forward_chunked``: channel-major
+    inputs (:mod:`~minigrad.functional._layout`) concatenated along channels give a
+    channel-major output, copied as contiguous blocks on the host threads; each gradient
+    is then a contiguous block of ``gy`` (a view).
     """
 
     keeps_inputs = False  # backward needs the sizes only, not the concatenated arrays
@@ -86,10 +87,19 @@ class Cat(Function):
         self.dim = dim
 
     def forward(self, *xs: Any) -> Any:
-        xp = get_array_module(xs[0])
         self.sizes = [x.shape[self.dim] for x in xs]
+        return get_array_module(xs[0]).concatenate(xs, axis=self.dim)
+
+    def backward(self, gy: Any) -> tuple[Any, ...]:
+        xp = get_array_module(gy)
+        bounds = list(itertools.accumulate(self.sizes))[:-1]
+        return tuple(xp.split(gy, bounds, axis=self.dim))  # views of gy
+
+    def forward_chunked(self, *xs: Any) -> Any:
         if self.dim != 1 or not all(is_channel_major(x) for x in xs):
-            return xp.concatenate(xs, axis=self.dim)
+            return self.forward(*xs)
+        xp = get_array_module(xs[0])
+        self.sizes = [x.shape[1] for x in xs]
         bounds = [0, *itertools.accumulate(self.sizes)]
         yc = xp.empty((bounds[-1], xs[0].shape[0], *xs[0].shape[2:]), dtype=xs[0].dtype)
 
@@ -101,11 +111,6 @@ class Cat(Function):
 
         for_blocks(copy, bounds[-1], yc.size, yc)
         return from_channel_major(yc)  # (N, sum of C, *S) view
-
-    def backward(self, gy: Any) -> tuple[Any, ...]:
-        xp = get_array_module(gy)
-        bounds = list(itertools.accumulate(self.sizes))[:-1]
-        return tuple(xp.split(gy, bounds, axis=self.dim))  # views of gy
 
 
 class Split(Function):

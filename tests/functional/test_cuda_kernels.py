@@ -1,15 +1,13 @@
 """The CUDA kernels of ``minigrad.functional._cuda`` against the generic ``xp`` code.
 
 Every test runs twice: on the CPU with the kernels compiled as C++ by
-``tests/cuda_emulator.py`` (NumPy arrays, the ops' kernel branches forced on), and on a GPU
+``tests/cuda_emulator.py`` (NumPy arrays, the ops' ``forward_cuda`` paths forced on), and on a GPU
 with the real kernels (``pytest --device cuda``; skipped without CuPy). Each compares the
 kernel path with the generic path on the same inputs, values and gradients, and runs
 gradcheck through the kernel path.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
@@ -18,8 +16,9 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import backend
+from minigrad import backend, runtime
 from minigrad.functional import _cuda
+from minigrad.functional._checks import pair
 from minigrad.functional._im2col import col2im, im2col
 from minigrad.gradcheck import gradcheck
 from minigrad.testing import conv_geometries, float_arrays, pool_geometries
@@ -60,22 +59,24 @@ def kdev(request, monkeypatch):
     monkeypatch.setattr(_cuda, "get_kernel", emulator.get_kernel)
     monkeypatch.setattr(_cuda, "MAX_BLOCKS", 3)  # a few blocks: the grid-stride loops loop
 
-    def use_kernels(*arrays):
-        if os.environ.get("MINIGRAD_CUDA_KERNELS", "1") == "0":
-            return False
-        return all(a.dtype in (np.float32, np.float64) for a in arrays)
+    def use_kernels(*arrays):  # as backend's, for NumPy arrays
+        return runtime.cuda_kernels_enabled() and all(
+            a.dtype in backend.KERNEL_DTYPES for a in arrays
+        )
 
-    monkeypatch.setattr(_cuda, "use_kernels", use_kernels)
+    monkeypatch.setattr(backend, "use_cuda_kernels", use_kernels)
     return "cpu"
 
 
 def both(monkeypatch, fn):
     """fn() with the kernels, then with the generic code: two lists of host arrays."""
     out = []
-    for flag in ("1", "0"):
-        monkeypatch.setenv("MINIGRAD_CUDA_KERNELS", flag)
-        out.append([backend.as_numpy(a) for a in fn()])
-    monkeypatch.setenv("MINIGRAD_CUDA_KERNELS", "1")
+    try:
+        for flag in (True, False):
+            runtime.set_cuda_kernels(flag)
+            out.append([backend.as_numpy(a) for a in fn()])
+    finally:
+        runtime.set_cuda_kernels(None)
     return out
 
 
@@ -102,14 +103,16 @@ def test_im2col_and_col2im_kernels_match_the_generic_code(kdev, monkeypatch, g, 
     xd, cd = dev(x, kdev), dev(c, kdev)
     xp = backend.get_array_module(xd)
 
-    def run():
-        col = im2col(xd, g.KH, g.KW, g.stride, g.padding)
-        back = col2im(cd, g.input_shape, g.KH, g.KW, g.stride, g.padding)
-        out = xp.zeros((g.C, g.N + 2, *g.input_shape[2:]))  # into a view, as conv2d does
-        col2im(cd, g.input_shape, g.KH, g.KW, g.stride, g.padding, out=out[:, 1:-1])
-        return [col, back, out]
+    s, p = pair(g.stride), pair(g.padding)
 
-    kernel, generic = both(monkeypatch, run)
+    def run(unfold, fold):
+        col = unfold(xd, g.KH, g.KW, s, p)
+        back = fold(cd, g.input_shape, g.KH, g.KW, s, p)
+        out = xp.zeros((g.C, g.N + 2, *g.input_shape[2:]))  # into a view, as conv2d does
+        fold(cd, g.input_shape, g.KH, g.KW, s, p, out=out[:, 1:-1])
+        return [backend.as_numpy(a) for a in (col, back, out)]
+
+    kernel, generic = run(_cuda.im2col, _cuda.col2im), run(im2col, col2im)
     np.testing.assert_array_equal(kernel[0], generic[0])  # copies: exact
     assert_close(kernel[1:], generic[1:])  # the same additions in the same order
 
@@ -120,7 +123,7 @@ def test_kernels_loop_over_the_grid_and_take_numpy_typed_scalars(kdev, monkeypat
     emulator = _emulator()
     emulator.launches.clear()
     x = np.random.default_rng(0).standard_normal((2, 3, 9, 9))
-    col = _cuda.im2col(x, 3, 3, (1, 1), (1, 1), 9, 9)
+    col = _cuda.im2col(x, 3, 3, (1, 1), (1, 1))
     assert col.shape == (27, 162)
     assert emulator.launches == [("im2col_f64", 3, _cuda.BLOCK)]  # 3 blocks for 4374 elements
     with pytest.raises(TypeError, match="long long"):  # a Python int would not reach CUDA

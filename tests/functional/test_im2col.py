@@ -124,31 +124,6 @@ def test_float32_stays_float32(device, xp):
     assert float(back[0, 0, 2, 2]) == 9.0 and float(back[0, 0, 0, 0]) == 4.0
 
 
-@pytest.mark.parametrize("stride, padding", [(1, 1), (2, 0), ((1, 2), (2, 1))])
-def test_threaded_channel_chunks_give_the_same_arrays(device, monkeypatch, stride, padding):
-    # several host threads, each on its own chunks of channels, give exactly the serial result
-    from minigrad.functional import _im2col as m
-    from minigrad.functional import _threads
-
-    rng = np.random.default_rng(5)
-    x = backend.to_device(rng.standard_normal((3, 7, 9, 10)), device)
-    monkeypatch.setattr(_threads, "PARALLEL_MIN_SIZE", 0)
-    monkeypatch.setattr(_threads, "CHUNK_ELEMENTS", 1 << 30)
-    _threads.set_host_threads(1)
-    try:
-        col1 = m.im2col(x, 3, 3, stride, padding)
-        gx1 = m.col2im(col1 * 2.5 - 1, x.shape, 3, 3, stride, padding)
-        monkeypatch.setattr(_threads, "CHUNK_ELEMENTS", 1)  # one channel per chunk
-        _threads.set_host_threads(3)
-        col3 = m.im2col(x, 3, 3, stride, padding)
-        gx3 = m.col2im(col3 * 2.5 - 1, x.shape, 3, 3, stride, padding)
-    finally:
-        _threads.set_host_threads(None)
-    np.testing.assert_array_equal(backend.as_numpy(col3), backend.as_numpy(col1))
-    np.testing.assert_array_equal(backend.as_numpy(gx3), backend.as_numpy(gx1))
-    assert is_channel_major(gx3) and col3.flags.c_contiguous
-
-
 def test_col2im_writes_into_out(device, xp):
     rng = np.random.default_rng(6)
     col = backend.to_device(rng.standard_normal((2 * 9, 3 * 16)), device)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import backend
+from minigrad import backend, runtime
 from minigrad.functional import _threads, conv
 from minigrad.functional._im2col import col2im, im2col
 from minigrad.functional._layout import (
@@ -203,16 +203,16 @@ def test_work_nested_in_a_task_runs_as_one_chunk_on_the_tasks_thread(monkeypatch
 
 
 def test_set_host_threads_validates_and_resets(monkeypatch):
-    monkeypatch.setenv("MINIGRAD_NUM_THREADS", "3")
-    _threads.set_host_threads(None)
-    assert _threads.host_threads() == 3
-    _threads.set_host_threads(5)
+    monkeypatch.setattr(runtime, "ENV_NUM_THREADS", 3)  # MINIGRAD_NUM_THREADS=3 at import
+    runtime.set_host_threads(None)
+    assert runtime.host_threads() == 3
+    runtime.set_host_threads(5)
     try:
-        assert _threads.host_threads() == 5
+        assert runtime.host_threads() == 5
     finally:
-        _threads.set_host_threads(None)
+        runtime.set_host_threads(None)
     with pytest.raises(ValueError, match="set_host_threads"):
-        _threads.set_host_threads(0)
+        runtime.set_host_threads(0)
 
 
 def _run_ops(x, w):
@@ -241,21 +241,19 @@ def test_chunks_and_threads_give_exactly_the_serial_arrays(monkeypatch, threads,
     monkeypatch.setattr(_threads, "CHUNK_ELEMENTS", chunk)
     monkeypatch.setattr(conv, "CONV_CHUNK_ELEMENTS", chunk)
     monkeypatch.setattr(conv, "gemm_threads", lambda: threads)  # as with one BLAS thread
-    _threads.set_host_threads(threads)
+    runtime.set_host_threads(threads)
     try:
         got, gw = _run_ops(x, w)
     finally:
-        _threads.set_host_threads(None)
+        runtime.set_host_threads(None)
     for a, b in zip(got, ref):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(gw, gw_ref, rtol=1e-12, atol=1e-12)  # a sum over chunks
 
 
 def test_gemm_chunks_use_host_threads_only_with_a_single_threaded_blas(monkeypatch):
-    from minigrad import runtime
-
     monkeypatch.setattr(runtime, "blas_threads", lambda: 1)
-    assert _threads.gemm_threads() == _threads.host_threads()
+    assert _threads.gemm_threads() == runtime.host_threads()
     monkeypatch.setattr(runtime, "blas_threads", lambda: 4)
     assert _threads.gemm_threads() == 1
     monkeypatch.setattr(runtime, "blas_threads", lambda: None)  # another BLAS
