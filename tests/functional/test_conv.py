@@ -82,24 +82,30 @@ def test_forward_matches_loop_reference(device, x_shape, w_shape, stride, paddin
 
 
 @fixture_ok
-@given(g=conv_geometries(), data=st.data())
-def test_forward_matches_loop_reference_on_drawn_geometries(device, g, data):
+@given(g=conv_geometries(), data=st.data(), reference=st.booleans())
+def test_forward_matches_loop_reference_on_drawn_geometries(device, g, data, reference):
     x = data.draw(float_arrays(g.input_shape))
     w = data.draw(float_arrays(g.weight_shape))
     b = data.draw(float_arrays((g.C_out,)))
-    y = F.conv2d(t64(x, device), t64(w, device), t64(b, device), g.stride, g.padding)
+    with mg.reference_ops(reference):  # the fast path, or the library's reference
+        y = F.conv2d(t64(x, device), t64(w, device), t64(b, device), g.stride, g.padding)
     assert y.shape == g.output_shape
     ref = naive_conv2d(x, w, b, (g.stride,) * 2, (g.padding,) * 2)
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
 
 
 @fixture_ok
-@given(g=conv_geometries(max_batch=2, max_channels=2, max_size=5), data=st.data())
-def test_gradcheck_on_drawn_geometries(device, g, data):
+@given(
+    g=conv_geometries(max_batch=2, max_channels=2, max_size=5),
+    data=st.data(),
+    reference=st.booleans(),
+)
+def test_gradcheck_on_drawn_geometries(device, g, data, reference):
     x = t64(data.draw(float_arrays(g.input_shape)), device, grad=True)
     w = t64(data.draw(float_arrays(g.weight_shape)), device, grad=True)
     b = t64(data.draw(float_arrays((g.C_out,))), device, grad=True)
-    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, g.stride, g.padding), [x, w, b])
+    with mg.reference_ops(reference):
+        assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, g.stride, g.padding), [x, w, b])
 
 
 @pytest.mark.parametrize(

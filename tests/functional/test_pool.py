@@ -1,4 +1,10 @@
-"""max_pool2d, avg_pool2d, adaptive_avg_pool2d: loop references, gradients, properties, errors."""
+"""max_pool2d, avg_pool2d, adaptive_avg_pool2d: loop references, gradients, properties, errors.
+
+The nested-loop references here check both paths' forward (the default fast path and the
+library's reference, ``mg.reference_ops()``); the library's reference is the oracle of the
+fast path's gradients (and ``tests/functional/test_reference_paths.py`` compares the two
+over drawn geometries).
+"""
 
 from __future__ import annotations
 
@@ -85,19 +91,25 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("reference", [False, True])
 @pytest.mark.parametrize("shape, k, s, p, ceil_mode", CASES)
-def test_max_pool_matches_loop_reference(device, shape, k, s, p, ceil_mode):
+def test_max_pool_matches_loop_reference(device, shape, k, s, p, ceil_mode, reference):
     x = -np.abs(np.random.default_rng(0).standard_normal(shape)) - 0.1  # all negative
-    y = F.max_pool2d(t64(x, device), k, s, p, ceil_mode)
+    with mg.reference_ops(reference):
+        y = F.max_pool2d(t64(x, device), k, s, p, ceil_mode)
     np.testing.assert_array_equal(y.numpy(), naive_pool(x, k, s, p, ceil_mode, "max"))
     assert (y.numpy() < 0).all()  # padding is -inf, never 0
 
 
+@pytest.mark.parametrize("reference", [False, True])
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("shape, k, s, p, ceil_mode", CASES)
-def test_avg_pool_matches_loop_reference(device, shape, k, s, p, ceil_mode, count_include_pad):
+def test_avg_pool_matches_loop_reference(
+    device, shape, k, s, p, ceil_mode, count_include_pad, reference
+):
     x = np.random.default_rng(1).standard_normal(shape) - 0.5
-    y = F.avg_pool2d(t64(x, device), k, s, p, ceil_mode, count_include_pad)
+    with mg.reference_ops(reference):
+        y = F.avg_pool2d(t64(x, device), k, s, p, ceil_mode, count_include_pad)
     ref = naive_pool(x, k, s, p, ceil_mode, "avg", count_include_pad)
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
 
@@ -110,17 +122,18 @@ def test_avg_pool_divisor_of_a_window_clipped_by_ceil_mode(device):
 
 
 @fixture_ok
-@given(g=pool_geometries(), data=st.data())
-def test_pools_match_loop_reference_on_drawn_geometries(device, g, data):
+@given(g=pool_geometries(), data=st.data(), reference=st.booleans())
+def test_pools_match_loop_reference_on_drawn_geometries(device, g, data, reference):
     x = data.draw(float_arrays(g.input_shape))
     args = ((g.kernel,) * 2, (g.stride,) * 2, (g.padding,) * 2, g.ceil_mode)
-    y = F.max_pool2d(t64(x, device), g.kernel, g.stride, g.padding, g.ceil_mode)
-    assert y.shape == g.output_shape
-    np.testing.assert_array_equal(y.numpy(), naive_pool(x, *args, "max"))
-    cip = data.draw(st.booleans())
-    y = F.avg_pool2d(t64(x, device), g.kernel, g.stride, g.padding, g.ceil_mode, cip)
-    ref = naive_pool(x, *args, "avg", cip)
-    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
+    with mg.reference_ops(reference):  # the fast path, or the library's reference
+        y = F.max_pool2d(t64(x, device), g.kernel, g.stride, g.padding, g.ceil_mode)
+        assert y.shape == g.output_shape
+        np.testing.assert_array_equal(y.numpy(), naive_pool(x, *args, "max"))
+        cip = data.draw(st.booleans())
+        y = F.avg_pool2d(t64(x, device), g.kernel, g.stride, g.padding, g.ceil_mode, cip)
+        ref = naive_pool(x, *args, "avg", cip)
+        np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
 
 
 @fixture_ok
@@ -166,16 +179,25 @@ def _tied_pool_case(draw):
     return x.astype(np.float64), (kh, kw), (sh, sw), (ph, pw), draw(st.booleans())
 
 
+def _max_pool_grad(x, k, s, p, ceil_mode, gy, device, reference):
+    xt = t64(x, device, grad=True)
+    with mg.reference_ops(reference):
+        F.max_pool2d(xt, k, s, p, ceil_mode).backward(t64(gy, device))
+    return backend.as_numpy(xt.grad)
+
+
 @fixture_ok
 @given(case=_tied_pool_case())
-def test_max_pool_gradient_with_ties_matches_first_maximum_loop(device, case):
-    # the separable (rows, then columns) argmax must pick the row-major first maximum
+def test_max_pool_gradient_with_ties_matches_the_reference_and_a_loop(device, case):
+    # the separable (rows, then columns) argmax must pick the row-major first maximum, as
+    # the library's reference (argmax over the stacked windows) does
     x, k, s, p, ceil_mode = case
-    xt = t64(x, device, grad=True)
-    y = F.max_pool2d(xt, k, s, p, ceil_mode)
+    y = F.max_pool2d(t64(x, device), k, s, p, ceil_mode)
     gy = np.random.default_rng(1).standard_normal(y.shape)
-    y.backward(t64(gy, device))
-    expected = np.zeros_like(x)
+    fast = _max_pool_grad(x, k, s, p, ceil_mode, gy, device, reference=False)
+    reference = _max_pool_grad(x, k, s, p, ceil_mode, gy, device, reference=True)
+    np.testing.assert_allclose(fast, reference, rtol=0, atol=1e-12)
+    expected = np.zeros_like(x)  # and the reference itself against a loop
     N, C, H, W = x.shape
     for n, c, i, j in np.ndindex(*y.shape):
         h0, w0 = i * s[0] - p[0], j * s[1] - p[1]
@@ -186,13 +208,15 @@ def test_max_pool_gradient_with_ties_matches_first_maximum_loop(device, case):
         ]
         h, w = max(window, key=lambda hw: (x[n, c, hw[0], hw[1]], -window.index(hw)))
         expected[n, c, h, w] += gy[n, c, i, j]
-    np.testing.assert_allclose(backend.as_numpy(xt.grad), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(reference, expected, rtol=0, atol=1e-12)
 
 
-def test_max_pool_propagates_nan(device):
+@pytest.mark.parametrize("reference", [False, True])
+def test_max_pool_propagates_nan(device, reference):
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     x[0, 0, 3, 2] = np.nan
-    y = F.max_pool2d(t64(x, device), 2).numpy()
+    with mg.reference_ops(reference):
+        y = F.max_pool2d(t64(x, device), 2).numpy()
     assert np.isnan(y[0, 0, 1, 1]) and not np.isnan(y[0, 0, :1]).any()
 
 
