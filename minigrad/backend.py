@@ -4,6 +4,11 @@ Everything device-related lives here: the optional CuPy import, ``get_array_modu
 device strings (``"cpu"``, ``"cuda"``, ``"cuda:N"``), host/device copies, the random
 generators behind ``manual_seed``, and the few places where NumPy and CuPy APIs differ.
 Ops call ``xp = get_array_module(x)`` and then only ``xp.*`` and the shims below.
+
+The dtype rules live here too: what a Python number becomes (:func:`as_array`,
+:func:`default_dtype`: a Python float is float32, PyTorch's default), how a dtype
+argument is read (:func:`to_dtype`), and what ``x.to(...)`` means (:func:`parse_to`, for
+``Tensor.to`` and ``Module.to``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,76 @@ def _import_cupy() -> Any:
         except Exception:  # ImportError, or a CUDA library that fails to load
             _cupy = None
     return _cupy
+
+
+# ---------------------------------------------------------------- dtype rules
+#: what a Python float becomes (PyTorch's default dtype)
+DEFAULT_FLOAT = np.dtype(np.float32)
+#: NumPy's dtype kind of a Python number -> the dtype it becomes
+_PYTHON_NUMBER_DTYPES = {
+    "f": DEFAULT_FLOAT,
+    "i": np.dtype(np.int64),
+    "u": np.dtype(np.int64),
+    "b": np.dtype(np.bool_),
+}
+
+
+def _is_array(data: Any) -> bool:
+    return isinstance(data, (np.ndarray, np.generic)) or is_cupy_array(data)
+
+
+def as_array(data: Any, xp: Any = np) -> Any:
+    """``data`` as an array of ``xp`` by PyTorch's rule for Python numbers: a Python float
+    (or nested sequences of them) becomes float32, an int int64, a bool bool; arrays and
+    NumPy scalars keep their dtype. Other data keeps NumPy's dtype."""
+    if _is_array(data):
+        return xp.asarray(data)
+    arr = np.asarray(data)
+    arr = arr.astype(_PYTHON_NUMBER_DTYPES.get(arr.dtype.kind, arr.dtype), copy=False)
+    return arr if xp is np else xp.asarray(arr)
+
+
+def default_dtype(data: Any) -> np.dtype:
+    """The dtype ``data`` gets when none is asked for (the rule of :func:`as_array`)."""
+    return np.dtype(data.dtype) if _is_array(data) else as_array(data).dtype
+
+
+def to_dtype(dtype: Any, op: str = "tensor") -> np.dtype | None:
+    """``dtype`` (a NumPy dtype, type or name) as an ``np.dtype``; None stays None.
+
+    Raises:
+        TypeError: an unknown dtype, naming ``op``.
+    """
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(dtype)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{op}: unknown dtype {dtype!r}") from e
+
+
+def parse_to(op: str, device: Any = None, dtype: Any = None) -> tuple[str | None, np.dtype | None]:
+    """What ``x.to(device, dtype)`` asks for: ``(canonical device or None, dtype or None)``.
+
+    A dtype in the device slot is accepted (``x.to("float64")``, like PyTorch's
+    ``x.to(torch.float64)``).
+
+    Raises:
+        ValueError: the first argument is neither a device nor a dtype.
+        TypeError: an unknown ``dtype``.
+    """
+    dt = to_dtype(dtype, op)
+    if device is None:
+        return None, dt
+    try:
+        return normalize_device(device), dt
+    except ValueError:
+        try:
+            return None, np.dtype(device)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{op}: {device!r} is neither a device ('cpu', 'cuda', 'cuda:N') nor a dtype"
+            ) from None
 
 
 def cuda_available() -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from minigrad import backend
-from minigrad.tensor import Tensor, _to_dtype
+from minigrad.tensor import Tensor
 
 __all__ = ["ones", "rand", "randn", "tensor", "zeros"]
 
@@ -20,15 +20,10 @@ __all__ = ["ones", "rand", "randn", "tensor", "zeros"]
 def _infer_dtype(data: Any, dtype: np.dtype | None) -> np.dtype:
     if dtype is not None:
         return dtype
-    if isinstance(data, (np.ndarray, np.generic)) or backend.is_cupy_array(data):
-        return data.dtype  # arrays and NumPy scalars keep their dtype
-    kind = np.asarray(data).dtype.kind
-    if kind == "f":
-        return np.dtype(np.float32)
-    if kind in "iu":
-        return np.dtype(np.int64)
-    if kind == "b":
-        return np.dtype(bool)
+    dt = backend.default_dtype(data)  # Python floats float32; arrays keep their dtype
+    if dt.kind in "fiub":
+        return dt
+    kind = dt.kind
     raise TypeError(
         f"tensor: cannot make a tensor from {type(data).__name__} data "
         f"(NumPy kind {kind!r}); expected numbers, bools or nested sequences of them"
@@ -54,7 +49,7 @@ def tensor(
     """
     if isinstance(data, Tensor):
         data = data.data
-    dt = _infer_dtype(data, _to_dtype(dtype, "tensor"))
+    dt = _infer_dtype(data, backend.to_dtype(dtype, "tensor"))
     device = backend.normalize_device(device)
     if device == "cpu":
         arr = np.array(backend.as_numpy(data), dtype=dt)
@@ -76,7 +71,7 @@ def _factory(name: str, fill: Fill, doc: str, float_only: bool = False) -> Calla
             raise TypeError(f"{name}: shape must be ints, got {shape}")
         if any(s < 0 for s in shape):
             raise ValueError(f"{name}: negative dimension in shape {tuple(shape)}")
-        dt = _to_dtype(dtype, name)
+        dt = backend.to_dtype(dtype, name)
         if float_only and dt.kind != "f":
             raise TypeError(f"{name}: dtype must be floating point, got {dt}")
         device = backend.normalize_device(device)

@@ -22,7 +22,6 @@ from minigrad import backend
 from minigrad.engine import (
     RemovableHandle,
     _hook_ids,
-    _topological_order,  # noqa: F401  (re-exported: tests/test_viz.py imports it from here)
     enable_grad,
     is_grad_enabled,
     no_grad,
@@ -43,16 +42,6 @@ __all__ = [
 ]
 
 
-def _to_dtype(dtype: Any, op: str = "tensor") -> np.dtype | None:
-    """``dtype`` (a NumPy dtype, type or name) as an ``np.dtype``; None stays None."""
-    if dtype is None:
-        return None
-    try:
-        return np.dtype(dtype)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{op}: unknown dtype {dtype!r}") from e
-
-
 class Tensor:
     """An n-dimensional array with autograd (see the module docstring).
 
@@ -68,10 +57,7 @@ class Tensor:
         if isinstance(data, Tensor):
             data = data.data
         if not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
-            arr = np.asarray(data)
-            if arr.dtype == np.float64 and not isinstance(data, np.generic):
-                arr = arr.astype(np.float32)  # Python floats: float32, as mg.tensor does
-            data = arr
+            data = backend.as_array(data)  # Python floats: float32, as mg.tensor does
         if requires_grad and data.dtype.kind != "f":
             raise TypeError(
                 f"tensor: only floating-point tensors can require grad, got dtype {data.dtype}"
@@ -165,18 +151,7 @@ class Tensor:
         from minigrad.functional import shape as _shape
 
         out = self
-        dt = _to_dtype(dtype, "to")
-        if device is not None:
-            try:
-                device = backend.normalize_device(device)
-            except ValueError:
-                # allow t.to("float64") like torch's t.to(torch.float64)
-                try:
-                    device, dt = None, np.dtype(device)
-                except (TypeError, ValueError):
-                    raise ValueError(
-                        f"to: {device!r} is neither a device ('cpu', 'cuda', 'cuda:N') nor a dtype"
-                    ) from None
+        device, dt = backend.parse_to("to", device, dtype)  # t.to("float64") works too
         if device is not None and device != self.device:
             out = _shape.ToDevice(device).apply(out)
         if dt is not None and dt != out.dtype:

@@ -14,7 +14,7 @@ import minigrad as mg
 import minigrad.functional as F
 import minigrad.viz as viz
 from minigrad import nn
-from minigrad.tensor import _topological_order
+from minigrad.engine import _topological_order
 
 NODE = re.compile(r"^\s*(\w+) \[label=\"((?:[^\"\\]|\\.)*)\"")
 EDGE = re.compile(r"^\s*(\w+) -> (\w+)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+from minigrad import backend
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
 from minigrad.tensor import Tensor
@@ -47,10 +48,7 @@ def as_tensor(value: Any, like: Tensor) -> Tensor:
     xp = get_array_module(like.data)
     if like.dtype.kind == "f":
         return Tensor(xp.asarray(value, dtype=like.dtype))
-    arr = xp.asarray(value)
-    if arr.dtype.kind == "f" and not hasattr(value, "dtype"):
-        arr = arr.astype("float32")
-    return Tensor(arr)
+    return Tensor(backend.as_array(value, xp))  # a Python float: float32
 
 
 def promote(a: Tensor, b: Tensor, true_div: bool = False) -> tuple[Tensor, Tensor]:

@@ -249,18 +249,7 @@ class Module:
         the move keeps working. ``module.to("float64")`` is accepted like ``Tensor.to``.
         Integer buffers (``num_batches_tracked``) keep their dtype.
         """
-        dt = None if dtype is None else np.dtype(dtype)
-        if device is not None:
-            try:
-                device = backend.normalize_device(device)
-            except ValueError:
-                try:
-                    device, dt = None, np.dtype(device)
-                except TypeError:
-                    raise ValueError(
-                        f"Module.to: {device!r} is neither a device ('cpu', 'cuda', 'cuda:N') "
-                        "nor a dtype"
-                    ) from None
+        device, dt = backend.parse_to("Module.to", device, dtype)
         if dt is not None and dt.kind != "f":
             raise TypeError(f"Module.to: dtype must be floating point, got {dt}")
 
