@@ -4,7 +4,14 @@ import minigrad as mg
 import minigrad.functional as F
 x = mg.tensor([[1.0, -2.0]], requires_grad=True)
 F.relu(x).sum().backward()
+
+``mg.nn``, ``mg.optim`` and ``mg.data`` (as ``torch.nn``...) are imported on first use,
+so ``import minigrad`` loads only the tensor, the engine and the ops.
 """
+
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from minigrad import functional
 from minigrad.backend import cuda_available, default_device, manual_seed
@@ -24,6 +31,25 @@ from minigrad.tensor import (
 )
 
 __version__ = "0.1.0"
+
+if _TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
+    from minigrad import data, nn, optim  # noqa: F401
+
+#: subpackages loaded on first attribute access (module ``__getattr__``, PEP 562)
+_LAZY_SUBMODULES = ("nn", "optim", "data")
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY_SUBMODULES:
+        module = _importlib.import_module(f"minigrad.{name}")
+        globals()[name] = module  # later accesses skip __getattr__
+        return module
+    raise AttributeError(f"module 'minigrad' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_SUBMODULES})
+
 
 __all__ = [
     "RemovableHandle",

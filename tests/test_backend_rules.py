@@ -44,3 +44,28 @@ def test_tensor_to_and_module_to_read_their_arguments_alike():
             call("gpu")
         with pytest.raises(TypeError, match=f"{op}: unknown dtype 'float99'"):
             call(dtype="float99")
+
+
+def test_nn_optim_and_data_load_lazily_on_first_access():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, minigrad as mg\n"
+        "lazy = ('minigrad.nn', 'minigrad.optim', 'minigrad.data')\n"
+        "assert not any(m in sys.modules for m in lazy), sorted(sys.modules)\n"
+        "assert 'optim' in dir(mg)\n"
+        "opt = mg.optim.SGD([mg.tensor([1.0], requires_grad=True)], lr=0.1)\n"
+        "assert 'minigrad.optim' in sys.modules and 'minigrad.data' not in sys.modules\n"
+        "assert mg.nn.Linear(2, 3).weight.shape == (3, 2) and mg.data.DataLoader\n"
+        "try:\n"
+        "    mg.not_a_module\n"
+        "except AttributeError as e:\n"
+        "    assert 'not_a_module' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
