@@ -41,6 +41,10 @@ class BatchNorm(Function):
     one kernel pass each way.
     """
 
+    #: the fused ReLU (:class:`BatchNormReLU`); a class attribute, so the op's name
+    #: survives ``release`` (the "already freed" error names it)
+    relu: bool = False
+
     def __init__(
         self,
         running_mean: Any,
@@ -50,16 +54,10 @@ class BatchNorm(Function):
         training: bool,
         momentum: float,
         eps: float,
-        relu: bool = False,
     ) -> None:
         self.running_mean, self.running_var = running_mean, running_var
         self.has_weight, self.has_bias = has_weight, has_bias
         self.training, self.momentum, self.eps = training, momentum, eps
-        self.relu = relu
-
-    @property
-    def name(self) -> str:
-        return "BatchNormReLU" if self.relu else "BatchNorm"
 
     # ------------------------------------------------------------ reference
     def forward(self, x: Any, *wb: Any) -> Any:
@@ -253,6 +251,12 @@ class BatchNorm(Function):
         return from_channel_major(g2.reshape(g2.shape[0], self.x_shape[0], *self.x_shape[2:]))
 
 
+class BatchNormReLU(BatchNorm):
+    """y = max(batch_norm(x), 0); gy is masked by y > 0, then as :class:`BatchNorm`."""
+
+    relu = True
+
+
 def _check_channel_vector(name: str, t: Any, C: int, device: str) -> Any:
     """The array of a per-channel Tensor argument, after shape and device checks."""
     if t is None:
@@ -330,7 +334,8 @@ def batch_norm(
         raise ValueError(
             "batch_norm: running_mean and running_var are required when training=False"
         )
-    fn = BatchNorm(rm, rv, weight is not None, bias is not None, training, momentum, eps, relu)
+    op = BatchNormReLU if relu else BatchNorm
+    fn = op(rm, rv, weight is not None, bias is not None, training, momentum, eps)
     return fn.apply(x, *(t for t in (weight, bias) if t is not None))
 
 

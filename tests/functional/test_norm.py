@@ -230,3 +230,13 @@ def test_local_response_norm_errors(device):
     for size in (0, -1, 2.0):
         with pytest.raises(ValueError, match="local_response_norm: size must be a positive int"):
             F.local_response_norm(t64(np.ones((1, 3, 2)), device), size)
+
+
+@pytest.mark.parametrize("relu, name", [(False, "BatchNorm"), (True, "BatchNormReLU")])
+def test_a_second_backward_names_the_freed_batch_norm(device, relu, name):
+    x = t64(np.random.default_rng(7).standard_normal((3, 2, 2, 2)), device, grad=True)
+    y = F.batch_norm(x, None, None, training=True, relu=relu)
+    assert y.grad_fn.name == name
+    (y * y).sum().backward()
+    with pytest.raises(RuntimeError, match=f"the graph through {name} was already freed"):
+        (y * y).sum().backward()

@@ -222,7 +222,7 @@ def test_batch_norm_fast_paths_equal_the_reference(fast, dtype, training, relu, 
         y.backward(gy)
         return y, [y.data, *(t.grad for t in params), rm.data, rv.data]
 
-    both_ways(run, "BatchNorm", path, dtype)
+    both_ways(run, "BatchNormReLU" if relu else "BatchNorm", path, dtype)
 
 
 # ---------------------------------------------------------------- cross-entropy
