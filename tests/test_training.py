@@ -264,6 +264,7 @@ def test_predict_reads_a_digit_png_and_names_missing_files(tmp_path, capsys) -> 
 
 
 @pytest.mark.slow  # ~30 s on 2 cores; part of the default run (deselect with -m "not slow")
+@pytest.mark.emulated_slow  # its subprocess picks the GPU: > 10 min on the stand-in
 def test_digits_converges_with_the_readme_command(tmp_path) -> None:
     """The README's `python googlenet.py` with fewer epochs: >= 95% test top-1 in ~1 minute."""
     start = time.perf_counter()
