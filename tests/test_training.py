@@ -63,9 +63,12 @@ def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> N
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
-def test_resume_from_the_cli_gives_the_same_weights_as_a_straight_run(tmp_path, capsys) -> None:
+def test_resume_from_the_cli_gives_the_same_weights_as_a_straight_run(
+    tmp_path, capsys, device
+) -> None:
+    """Bit-exact on the device under test (GoogLeNet's dropout included): pytest --device cuda."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    common = ["train", *TINY, "--ema", "0.9", "--no-plots"]
+    common = ["train", *TINY, "--ema", "0.9", "--no-plots", "--device", device]
     assert googlenet.main([*common, "--epochs", "2", "--out", str(straight)]) == 0
     assert googlenet.main([*common, "--epochs", "1", "--out", str(split)]) == 0
     one = load_checkpoint(split / "last.npz")
@@ -329,5 +332,6 @@ def test_tf32_loss_curve_stays_within_tolerance_of_float32() -> None:
     assert ref[-1] < ref[0]  # it learns the batch
     # TF32 rounds each product's inputs to 10 mantissa bits: the curves drift apart slowly
     np.testing.assert_allclose(tf32, ref, rtol=0.05)
+    # dropout stays on: its masks come from the Philox stream, the same on every device
     cpu = _loss_curve("cpu", False, steps=3)
     np.testing.assert_allclose(ref[:3], cpu, rtol=1e-3)  # the GPU path computes the same
