@@ -12,6 +12,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+from minigrad import backend
 from minigrad.tensor import Tensor, is_grad_enabled
 
 
@@ -64,7 +65,8 @@ class Function:
         requires = is_grad_enabled() and any(t.requires_grad for t in inputs)
         self.requires_grad = requires
         self.needs_input_grad = tuple(requires and t.requires_grad for t in inputs)
-        ys = self.forward(*xs)
+        with backend.device_context(device or "cpu"):  # cuda:N: outputs and kernels on N
+            ys = self.forward(*xs)
         multi = isinstance(ys, tuple)
         outs = tuple(
             Tensor(y, requires_grad=requires and y.dtype.kind == "f")

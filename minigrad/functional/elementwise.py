@@ -6,7 +6,7 @@ import numbers
 from typing import Any
 
 from minigrad.autograd import Function
-from minigrad.backend import get_array_module
+from minigrad.backend import device_context, get_array_module
 from minigrad.tensor import Tensor
 
 __all__ = [
@@ -45,11 +45,12 @@ def as_tensor(value: Any, like: Tensor) -> Tensor:
     if isinstance(value, Tensor):
         return value
     xp = get_array_module(like.data)
-    if like.dtype.kind == "f":
-        return Tensor(xp.asarray(value, dtype=like.dtype))
-    arr = xp.asarray(value)
-    if arr.dtype.kind == "f" and not hasattr(value, "dtype"):
-        arr = arr.astype("float32")
+    with device_context(like.device):  # cuda:N: the constant lives on N
+        if like.dtype.kind == "f":
+            return Tensor(xp.asarray(value, dtype=like.dtype))
+        arr = xp.asarray(value)
+        if arr.dtype.kind == "f" and not hasattr(value, "dtype"):
+            arr = arr.astype("float32")
     return Tensor(arr)
 
 
