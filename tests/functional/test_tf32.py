@@ -64,6 +64,20 @@ def test_batch_norm_statistics_and_weight_gradient_stay_float32(device, emulated
     np.testing.assert_allclose(to_host(w.grad), ref_gw, rtol=2e-6, atol=1e-5)
 
 
+def test_adaptive_average_pooling_stays_float32(device, emulated_tf32, monkeypatch):
+    def pool():  # overlapping windows (4 -> 3, 6 -> 4): the matrix-product path
+        x = mg.tensor(np.full((1, 2, 4, 6), V, np.float32), device=device, requires_grad=True)
+        y = F.adaptive_avg_pool2d(x, (3, 4))
+        y.backward(mg.tensor(np.full(y.shape, V, np.float32), device=device))
+        return to_host(y), to_host(x.grad)
+
+    y, gx = pool()
+    monkeypatch.setattr(backend, "_tf32", False)  # the emulated matmul is exact then
+    y_ref, gx_ref = pool()
+    np.testing.assert_allclose(y, V, rtol=1e-7)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-6)
+
+
 def test_the_emulation_does_reach_a_conv_product(device, emulated_tf32):
     """The fixture is not vacuous: a convolution (a product that may use TF32) reads V as 1."""
     x = mg.tensor(np.full((1, 1, 3, 3), V, np.float32), device=device)
