@@ -90,10 +90,9 @@ def test_rng_state_through_a_checkpoint_restores_masks_and_draws(tmp_path, devic
     np.testing.assert_array_equal(got[1], expected[1])
 
 
-def test_an_unseeded_run_also_resumes_exactly(device):
-    backend._seed = backend._key = None  # as in a fresh process without manual_seed
-    backend._generators.clear()
-    backend._streams.clear()
+def test_an_unseeded_run_also_resumes_exactly(device, monkeypatch):
+    for name, fresh in (("_seed", None), ("_key", None), ("_generators", {}), ("_streams", {})):
+        monkeypatch.setattr(backend, name, fresh)  # a fresh process without manual_seed
     x = mg.ones(100, device=device)
     state = backend.get_rng_state()
     assert state["seed"] is None and isinstance(state["philox"]["seed"], int)
