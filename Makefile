@@ -1,7 +1,7 @@
 # Each target is a command from the README.
 PY ?= python
 
-.PHONY: install install-test train test test-gpu bench lint
+.PHONY: install install-test train test test-gpu test-standin bench lint
 
 install:            ## the library + training extras
 	$(PY) -m pip install -e ".[train]"
@@ -17,6 +17,9 @@ test:               ## the whole suite on the CPU (hypothesis profile 'ci')
 
 test-gpu:           ## the same suite on the GPU
 	$(PY) -m pytest -q --device cuda
+
+test-standin:       ## the cuda code path without a GPU, under the CuPy stand-in (as CI runs it)
+	PYTHONPATH=../shared/tools/fakecupy $(PY) -m pytest -q --device cuda -m "not slow"
 
 bench:
 	$(PY) benchmarks/bench_ops.py

@@ -112,7 +112,8 @@ class Function:
         requires = is_grad_enabled() and any(t.requires_grad for t in inputs)
         self.requires_grad = requires
         self.needs_input_grad = tuple(requires and t.requires_grad for t in inputs)
-        ys = self.call_forward(*xs)
+        with backend.device_context(device or "cpu"):  # cuda:N: outputs and kernels on N
+            ys = self.call_forward(*xs)
         multi = isinstance(ys, tuple)
         outs = tuple(
             Tensor(y, requires_grad=requires and y.dtype.kind == "f")

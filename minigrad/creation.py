@@ -54,7 +54,8 @@ def tensor(
     if device == "cpu":
         arr = np.array(backend.as_numpy(data), dtype=dt)
     else:
-        arr = backend.to_device(data, device).astype(dt, copy=True)
+        with backend.device_context(device):  # the cast allocates on the current device
+            arr = backend.to_device(data, device).astype(dt, copy=True)
     return Tensor(arr, requires_grad=requires_grad)
 
 

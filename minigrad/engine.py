@@ -157,40 +157,43 @@ def run_backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
                 f"backward: the graph through {fn.name} was already freed; "
                 "call backward(retain_graph=True) the first time to go through it twice"
             )
-        xp = backend.get_array_module(next(g for g in gys if g is not None))
-        for i, ref in enumerate(fn.outputs):
-            out = ref()
-            if out is not None and (out._hooks or out._retain_grad) and gys[i] is not None:
-                gys[i] = _apply_hooks(out, gys[i])
-                if out._retain_grad:
-                    _accumulate_grad(out, gys[i])
-        for i, (shape, dtype) in enumerate(fn.output_meta):
-            if gys[i] is None:
-                gys[i] = xp.zeros(shape, dtype=dtype)
-        gxs = fn.call_backward(*gys)
-        if not isinstance(gxs, tuple):
-            gxs = (gxs,)
-        for t, g, need in zip(fn.inputs, gxs, fn.needs_input_grad):
-            if not need or g is None:
-                continue
-            if tuple(g.shape) != t.shape or g.dtype != t.dtype:
-                raise RuntimeError(
-                    f"{fn.name}.backward returned a gradient of shape {tuple(g.shape)} and "
-                    f"dtype {g.dtype} for an input of shape {t.shape} and dtype {t.dtype}"
-                )
-            if t._ctx is None:
-                prev = leaves.get(id(t))
-                leaves[id(t)] = (t, g if prev is None else prev[1] + g)
-            else:
-                key = (id(t._ctx), t._out_idx)
-                slot = pending.setdefault(id(t._ctx), [None] * len(t._ctx.output_meta))
-                if slot[t._out_idx] is None:
-                    slot[t._out_idx] = g  # may be a view of another gradient: never written
-                elif key in owned:
-                    owned[key] += g  # a sum this loop made: add in place
+        g0 = next(g for g in gys if g is not None)
+        xp = backend.get_array_module(g0)
+        with backend.device_context(backend.device_of(g0)):  # cuda:N: its gradients on N
+            for i, ref in enumerate(fn.outputs):
+                out = ref()
+                if out is not None and (out._hooks or out._retain_grad) and gys[i] is not None:
+                    gys[i] = _apply_hooks(out, gys[i])
+                    if out._retain_grad:
+                        _accumulate_grad(out, gys[i])
+            for i, (shape, dtype) in enumerate(fn.output_meta):
+                if gys[i] is None:
+                    gys[i] = xp.zeros(shape, dtype=dtype)
+            gxs = fn.call_backward(*gys)
+            if not isinstance(gxs, tuple):
+                gxs = (gxs,)
+            for t, g, need in zip(fn.inputs, gxs, fn.needs_input_grad):
+                if not need or g is None:
+                    continue
+                if tuple(g.shape) != t.shape or g.dtype != t.dtype:
+                    raise RuntimeError(
+                        f"{fn.name}.backward returned a gradient of shape {tuple(g.shape)} and "
+                        f"dtype {g.dtype} for an input of shape {t.shape} and dtype {t.dtype}"
+                    )
+                if t._ctx is None:
+                    prev = leaves.get(id(t))
+                    leaves[id(t)] = (t, g if prev is None else prev[1] + g)
                 else:
-                    slot[t._out_idx] = owned[key] = slot[t._out_idx] + g
+                    key = (id(t._ctx), t._out_idx)
+                    slot = pending.setdefault(id(t._ctx), [None] * len(t._ctx.output_meta))
+                    if slot[t._out_idx] is None:
+                        slot[t._out_idx] = g  # may be a view of another gradient: never written
+                    elif key in owned:
+                        owned[key] += g  # a sum this loop made: add in place
+                    else:
+                        slot[t._out_idx] = owned[key] = slot[t._out_idx] + g
         if not retain_graph:
             fn.release()
     for t, g in leaves.values():
-        _accumulate_grad(t, _apply_hooks(t, g))
+        with backend.device_context(t.device):
+            _accumulate_grad(t, _apply_hooks(t, g))

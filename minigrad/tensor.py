@@ -222,7 +222,8 @@ class Tensor:
                     f"backward: grad can be omitted only for a one-element tensor, "
                     f"got shape {self.shape}; pass grad= of that shape"
                 )
-            grad = xp.ones_like(self.data)
+            with backend.device_context(self.device):  # cuda:N: allocated on N
+                grad = xp.ones_like(self.data)
         else:
             if isinstance(grad, Tensor):
                 grad = grad.data
@@ -230,7 +231,8 @@ class Tensor:
                 raise ValueError(
                     f"backward: grad is on {backend.device_of(grad)}, tensor on {self.device}"
                 )
-            grad = xp.asarray(grad, dtype=self.dtype)
+            with backend.device_context(self.device):
+                grad = xp.asarray(grad, dtype=self.dtype)
             if grad.shape != self.data.shape:
                 raise ValueError(
                     f"backward: grad shape {tuple(grad.shape)} != tensor shape {self.shape}"

@@ -7,12 +7,12 @@ import weakref
 
 import numpy as np
 import pytest
+from _host import to_host
 
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import viz
 from minigrad.autograd import Function
-from minigrad.backend import as_numpy as host
 
 
 def leaf(values, device, dtype="float64"):
@@ -25,7 +25,7 @@ def test_a_10000_node_chain_backpropagates(device):
     for i in range(10_000):  # alternate ops so every node is a different Function
         h = h * 1.0001 if i % 2 else h + 0.5
     h.sum().backward()
-    np.testing.assert_allclose(host(x.grad), [1.0001**5000] * 2, rtol=1e-12)
+    np.testing.assert_allclose(to_host(x.grad), [1.0001**5000] * 2, rtol=1e-12)
 
 
 def test_fan_out_gradients_add_up(device):
@@ -35,7 +35,7 @@ def test_fan_out_gradients_add_up(device):
     c = x * 4.0
     (a + b + c + a).sum().backward()  # a itself fans out too
     v = np.array([2.0, -3.0])
-    np.testing.assert_allclose(host(x.grad), 4 * v + np.exp(v) + 4, rtol=1e-14)
+    np.testing.assert_allclose(to_host(x.grad), 4 * v + np.exp(v) + 4, rtol=1e-14)
 
 
 def test_diamond_graph(device):
@@ -45,29 +45,29 @@ def test_diamond_graph(device):
     z.backward()
     t = np.tanh(0.5)
     s = 1 / (1 + np.exp(-t))
-    np.testing.assert_allclose(host(x.grad), [(2 * t + s * (1 - s)) * (1 - t * t)], rtol=1e-14)
+    np.testing.assert_allclose(to_host(x.grad), [(2 * t + s * (1 - s)) * (1 - t * t)], rtol=1e-14)
 
 
 def test_gradients_accumulate_across_backward_calls_until_cleared(device):
     x = leaf([1.0, 2.0], device)
     for k in range(1, 4):
         (x * 3).sum().backward()
-        np.testing.assert_array_equal(host(x.grad), [3.0 * k] * 2)
+        np.testing.assert_array_equal(to_host(x.grad), [3.0 * k] * 2)
     x.zero_grad()
     assert x.grad is None
     (x * x).sum().backward()
-    np.testing.assert_array_equal(host(x.grad), [2.0, 4.0])
+    np.testing.assert_array_equal(to_host(x.grad), [2.0, 4.0])
     x.grad = None
     (x * 5).sum().backward()
-    np.testing.assert_array_equal(host(x.grad), [5.0, 5.0])
+    np.testing.assert_array_equal(to_host(x.grad), [5.0, 5.0])
 
 
 def test_accumulation_never_writes_into_an_array_another_tensor_holds(device):
     a, b = leaf([1.0], device), leaf([1.0], device)
     (a + b).backward()  # Add may hand the same gy array to both inputs
     (a * 2).backward()
-    np.testing.assert_array_equal(host(a.grad), [3.0])
-    np.testing.assert_array_equal(host(b.grad), [1.0])
+    np.testing.assert_array_equal(to_host(a.grad), [3.0])
+    np.testing.assert_array_equal(to_host(b.grad), [1.0])
 
 
 def test_broadcasting_is_reduced_back_to_each_input_shape(device):
@@ -77,7 +77,7 @@ def test_broadcasting_is_reduced_back_to_each_input_shape(device):
     s = leaf(2.0, device)
     ((x @ w + b) * s).sum().backward()
     assert (x.grad.shape, w.grad.shape, b.grad.shape, s.grad.shape) == ((4, 3), (3, 2), (2,), ())
-    np.testing.assert_array_equal(host(b.grad), [8.0, 8.0])  # 4 rows * s
+    np.testing.assert_array_equal(to_host(b.grad), [8.0, 8.0])  # 4 rows * s
     assert float(s.grad) == 24.0
 
 
@@ -124,7 +124,7 @@ def test_an_op_that_never_reads_its_input_does_not_keep_it(device):
     assert relu.inputs[0].grad_fn.name == "Mul" and relu.inputs[0].shape == (3, 4)
     loss.backward()
     expected = 2.0 * (np.linspace(-1.0, 1.0, 12) > 0).reshape(3, 4)
-    np.testing.assert_array_equal(host(x.grad), expected)
+    np.testing.assert_array_equal(to_host(x.grad), expected)
 
 
 def test_a_hook_on_a_tensor_only_relu_reads_still_fires(device):
@@ -132,7 +132,7 @@ def test_a_hook_on_a_tensor_only_relu_reads_still_fires(device):
     x = leaf(np.linspace(-1.0, 1.0, 12).reshape(3, 4), device)
     h = x * 2
     seen = []
-    h.register_hook(lambda g: seen.append(host(g).copy()))
+    h.register_hook(lambda g: seen.append(to_host(g).copy()))
     loss = F.relu(h).sum()
     del h
     loss.backward()
@@ -145,7 +145,7 @@ def test_retain_graph_allows_a_second_backward(device):
     y = (x * x).sum()
     y.backward(retain_graph=True)
     y.backward()
-    np.testing.assert_array_equal(host(x.grad), [4.0, 8.0])
+    np.testing.assert_array_equal(to_host(x.grad), [4.0, 8.0])
 
 
 def test_no_grad_records_nothing(device):
@@ -203,14 +203,14 @@ def test_only_inputs_that_need_grad_get_one(device):
     c = mg.tensor([3.0, 4.0], dtype="float64", device=device)
     (x * c).sum().backward()
     assert c.grad is None and not c.requires_grad
-    np.testing.assert_array_equal(host(x.grad), [3.0, 4.0])
+    np.testing.assert_array_equal(to_host(x.grad), [3.0, 4.0])
 
 
 def test_unused_outputs_of_a_multi_output_op_get_zero_gradient(device):
     x = leaf(np.arange(6.0).reshape(3, 2), device)
     _, mid, _ = F.split(x, 1, dim=0)
     (mid * 2).sum().backward()
-    np.testing.assert_array_equal(host(x.grad), [[0, 0], [2, 2], [0, 0]])
+    np.testing.assert_array_equal(to_host(x.grad), [[0, 0], [2, 2], [0, 0]])
 
 
 def test_manual_seed_makes_every_random_factory_reproducible(device):
@@ -232,19 +232,19 @@ def test_manual_seed_makes_every_random_factory_reproducible(device):
 def test_hook_is_called_with_the_gradient_and_may_replace_it(device):
     x = leaf([1.0, 2.0], device)
     seen = []
-    x.register_hook(lambda g: seen.append(host(g).copy()))  # observes, returns None
+    x.register_hook(lambda g: seen.append(to_host(g).copy()))  # observes, returns None
     x.register_hook(lambda g: g * 10)  # replaces
     (x * 3).sum().backward()
     np.testing.assert_array_equal(seen[0], [3.0, 3.0])
-    np.testing.assert_array_equal(host(x.grad), [30.0, 30.0])
+    np.testing.assert_array_equal(to_host(x.grad), [30.0, 30.0])
 
 
 def test_hook_on_an_intermediate_changes_everything_further_back(device):
     x = leaf([1.0, 2.0], device)
     m = x * 2
-    m.register_hook(lambda g: mg.tensor(host(g) * 0 + 1, dtype="float64", device=device))
+    m.register_hook(lambda g: mg.tensor(to_host(g) * 0 + 1, dtype="float64", device=device))
     (m * m).sum().backward()  # dL/dm = 2m, replaced by ones (a Tensor is accepted too)
-    np.testing.assert_array_equal(host(x.grad), [2.0, 2.0])
+    np.testing.assert_array_equal(to_host(x.grad), [2.0, 2.0])
     assert m.grad is None  # not retained
 
 
@@ -269,9 +269,9 @@ def test_retain_grad_keeps_and_accumulates_the_gradient_of_intermediates(device)
     m.retain_grad()
     out = (m * m).sum()
     out.backward(retain_graph=True)
-    np.testing.assert_array_equal(host(m.grad), [4.0, 8.0])
+    np.testing.assert_array_equal(to_host(m.grad), [4.0, 8.0])
     out.backward()
-    np.testing.assert_array_equal(host(m.grad), [8.0, 16.0])
+    np.testing.assert_array_equal(to_host(m.grad), [8.0, 16.0])
     assert m.grad.dtype == np.float64
 
 

@@ -9,11 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad.autograd import Function
-from minigrad.backend import get_array_module
+from minigrad.backend import get_array_module, tf32_enabled
 from minigrad.functional import _checks
 from minigrad.tensor import Tensor
 
 __all__ = ["adaptive_avg_pool2d"]
+
+
+def _product(a: Any, b: Any) -> Any:
+    """``a @ b`` (batch axes broadcast). An average, not a layer's product: while TF32 is on
+    (conv and linear only) the sums are taken elementwise, in full precision."""
+    if tf32_enabled():
+        return (a[..., :, :, None] * b[..., None, :, :]).sum(axis=-2)
+    return get_array_module(a).matmul(a, b)
 
 
 class AdaptiveAvgPool2d(Function):
@@ -46,16 +54,16 @@ class AdaptiveAvgPool2d(Function):
         self.mode = "matrix"
         self.Ph = self._averaging_matrix(xp, H, OH, x.dtype)  # (OH, H)
         self.Pw = self._averaging_matrix(xp, W, OW, x.dtype)  # (OW, W)
-        t = (x.reshape(N * C * H, W) @ self.Pw.T).reshape(N * C, H, OW)
-        return (self.Ph @ t).reshape(N, C, OH, OW)
+        t = _product(x.reshape(N * C * H, W), self.Pw.T).reshape(N * C, H, OW)
+        return _product(self.Ph, t).reshape(N, C, OH, OW)
 
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         N, C, H, W = self.x_shape
         OH, OW = self.output_size
         if self.mode == "matrix":
-            t = self.Ph.T @ gy.reshape(N * C, OH, OW)  # (N*C, H, OW)
-            return (t.reshape(N * C * H, OW) @ self.Pw).reshape(N, C, H, W)
+            t = _product(self.Ph.T, gy.reshape(N * C, OH, OW))  # (N*C, H, OW)
+            return _product(t.reshape(N * C * H, OW), self.Pw).reshape(N, C, H, W)
         kh, kw = H // OH, W // OW
         g = gy * (1.0 / (kh * kw))  # (N, C, OH, OW)
         gx = xp.empty((N, C, OH, kh, OW, kw), dtype=gy.dtype)

@@ -1,4 +1,4 @@
-"""Inverted dropout; its mask comes from ``minigrad.backend.generator`` (``manual_seed``)."""
+"""Inverted dropout; its mask comes from ``minigrad.backend``'s dropout stream (``manual_seed``)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,7 @@ class Dropout(Function):
         if self.p == 1:
             self.mask = xp.zeros_like(x)
             return self.mask.copy()
-        # the generators draw float32 or float64 only; other float dtypes use float32 draws
-        dtype = x.dtype if x.dtype in (xp.float32, xp.float64) else xp.float32
-        u = backend.generator(self.device).random(x.shape, dtype=dtype)
-        mask = (u >= self.p).astype(x.dtype)  # keep with probability 1 - p
+        mask = _keep(x.shape, self.p, self.device).astype(x.dtype)
         mask *= 1 / (1 - self.p)
         self.mask = mask
         return x * mask
@@ -38,13 +35,26 @@ class Dropout(Function):
         return gy * self.mask
 
 
+def _keep(shape: tuple[int, ...], p: float, device: str) -> Any:
+    """Bernoulli(1 - p) booleans: a random 32-bit word is kept when it is >= p * 2**32.
+
+    The words come from the dropout stream (``backend.dropout_bits``), so a mask depends on the
+    seed and the stream's offset only: the same on every device, and restored by a checkpoint.
+    """
+    bits = backend.dropout_bits(shape, device)
+    xp = get_array_module(bits)
+    return bits >= xp.uint32(min(round(p * 2**32), 2**32 - 1))
+
+
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability ``p`` and scale the survivors by ``1 / (1 - p)``.
 
     Same semantics as ``F.dropout`` (inverted dropout): the expected value of every element is
-    unchanged, so evaluation needs no rescaling. The mask is drawn from the generator of
-    ``x``'s device, so ``minigrad.manual_seed`` makes it reproducible; backward multiplies by
-    the very same mask.
+    unchanged, so evaluation needs no rescaling. The mask comes from a counter-based
+    stream (Philox, like PyTorch's CUDA dropout) seeded by ``minigrad.manual_seed``: the same
+    masks on the CPU and on a GPU, and its position is part of ``backend.get_rng_state``, so a
+    resumed run draws exactly the masks of an uninterrupted one. Backward multiplies by the
+    very same mask.
 
     Args:
         x: a floating-point Tensor of any shape.

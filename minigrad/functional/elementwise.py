@@ -7,7 +7,7 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.autograd import Function
-from minigrad.backend import get_array_module
+from minigrad.backend import device_context, get_array_module
 from minigrad.tensor import Tensor
 
 __all__ = [
@@ -46,9 +46,10 @@ def as_tensor(value: Any, like: Tensor) -> Tensor:
     if isinstance(value, Tensor):
         return value
     xp = get_array_module(like.data)
-    if like.dtype.kind == "f":
-        return Tensor(xp.asarray(value, dtype=like.dtype))
-    return Tensor(backend.as_array(value, xp))  # a Python float: float32
+    with device_context(like.device):  # cuda:N: the constant lives on N
+        if like.dtype.kind == "f":
+            return Tensor(xp.asarray(value, dtype=like.dtype))
+        return Tensor(backend.as_array(value, xp))  # a Python float: float32
 
 
 def promote(a: Tensor, b: Tensor, true_div: bool = False) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from minigrad.autograd import Function
-from minigrad.backend import device_of, get_array_module, is_cupy_array
+from minigrad.backend import device_context, device_of, get_array_module, is_cupy_array
 from minigrad.functional import _checks, _cuda
 from minigrad.tensor import Tensor
 
@@ -218,8 +218,9 @@ def _prepare_target(
         label = int(t[bad][0])
         raise ValueError(f"{op}: target label {label} is out of range for {C} classes [0, {C})")
     count = int((~ignored).sum())
-    keep = xp.asarray((~ignored).astype(x.dtype))
-    safe = xp.asarray(tx.where(ignored, 0, t).astype(tx.int64))
+    with device_context(x.device):  # cuda:N: the copies land on N
+        keep = xp.asarray((~ignored).astype(x.dtype))
+        safe = xp.asarray(tx.where(ignored, 0, t).astype(tx.int64))
     return safe, keep, count
 
 

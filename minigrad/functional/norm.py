@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad.autograd import Function
-from minigrad.backend import device_of, get_array_module
+from minigrad.backend import device_of, get_array_module, tf32_enabled
 from minigrad.functional import _cuda
 from minigrad.functional._layout import channel_major, from_channel_major
 from minigrad.functional._threads import for_blocks
@@ -20,8 +20,14 @@ __all__ = ["batch_norm", "local_response_norm"]
 
 
 def _row_dot(a: Any, b: Any) -> Any:
-    """(C, M), (C, M) -> (C,): the dot product of each row pair, without a (C, M) temporary."""
+    """(C, M), (C, M) -> (C,): the dot product of each row pair, without a (C, M) temporary.
+
+    Statistics, not a layer's product: with TF32 on, a matmul would round ``a`` and ``b`` to
+    10 mantissa bits, so then the sum of products is taken elementwise in full float32.
+    """
     xp = get_array_module(a)
+    if tf32_enabled():  # TF32 is for conv and linear products only
+        return (a * b).sum(axis=1)
     return xp.matmul(a[:, None, :], b[:, :, None]).reshape(a.shape[0])
 
 

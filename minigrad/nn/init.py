@@ -33,7 +33,8 @@ def _fill(fn: str, tensor: Tensor, values: Any) -> Tensor:
     if not isinstance(tensor, Tensor):
         raise TypeError(f"{fn}: expected a Tensor, got {type(tensor).__name__}")
     xp = backend.get_array_module(tensor.data)
-    tensor.data[...] = xp.asarray(values).astype(tensor.dtype, copy=False)
+    with backend.device_context(tensor.device):
+        tensor.data[...] = xp.asarray(values).astype(tensor.dtype, copy=False)
     return tensor
 
 

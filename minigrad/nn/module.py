@@ -257,7 +257,8 @@ class Module:
             if device is not None and backend.device_of(a) != device:
                 a = backend.to_device(a, device)
             if dt is not None and a.dtype.kind == "f" and a.dtype != dt:
-                a = a.astype(dt)
+                with backend.device_context(backend.device_of(a)):  # the cast stays there
+                    a = a.astype(dt)
             return a
 
         for t in [*self.parameters(), *self.buffers()]:

@@ -109,5 +109,6 @@ def load_state_dict(module: Module, state_dict: dict[str, Any], strict: bool = T
             xp = backend.get_array_module(t.data)
             if backend.device_of(v) != t.device:
                 v = backend.to_device(v, t.device)
-            t.data[...] = xp.asarray(v, dtype=t.dtype)
+            with backend.device_context(t.device):
+                t.data[...] = xp.asarray(v, dtype=t.dtype)
     return LoadResult(missing, unexpected, [m.split(":")[0] for m in mismatched])

@@ -19,6 +19,14 @@ from minigrad.nn.module import Module
 __all__ = ["EMA"]
 
 
+def _copy(a: Any, device: str | None = None, dtype: Any = None) -> Any:
+    """A copy of ``a`` on ``device`` (default: its own) as ``dtype``, made with that device
+    current: CuPy allocates every new array on the current device, not on its source's."""
+    device = backend.device_of(a) if device is None else device
+    with backend.device_context(device):
+        return backend.to_device(a, device).astype(a.dtype if dtype is None else dtype)
+
+
 class EMA:
     """Shadow copies of a model's parameters, ``shadow = decay * shadow + (1 - decay) * p``.
 
@@ -40,8 +48,8 @@ class EMA:
             raise ValueError(f"EMA: decay must be in [0, 1), got {decay}")
         self.model, self.decay, self.warmup = model, decay, warmup
         self.num_updates = 0
-        self.shadow = {n: p.data.copy() for n, p in model.named_parameters()}
-        self.buffers = {n: b.data.copy() for n, b in model.named_buffers()}
+        self.shadow = {n: _copy(p.data) for n, p in model.named_parameters()}
+        self.buffers = {n: _copy(b.data) for n, b in model.named_buffers()}
 
     def current_decay(self) -> float:
         """The decay the next ``update`` will use."""
@@ -54,11 +62,12 @@ class EMA:
         for n, p in self.model.named_parameters():
             s = self.shadow[n]
             if backend.device_of(s) != p.device or s.dtype != p.dtype:  # the model moved
-                s = self.shadow[n] = backend.to_device(s, p.device).astype(p.dtype)
-            s *= d
-            s += (1 - d) * p.data
+                s = self.shadow[n] = _copy(s, p.device, p.dtype)
+            with backend.device_context(p.device):  # (1 - d) * p is a temporary there
+                s *= d
+                s += (1 - d) * p.data
         for n, b in self.model.named_buffers():
-            self.buffers[n] = b.data.copy()
+            self.buffers[n] = _copy(b.data)
         self.num_updates += 1
 
     def _copy_into(self, model: Module, params: dict[str, Any], bufs: dict[str, Any]) -> None:
@@ -72,7 +81,7 @@ class EMA:
             for n, a in src.items():
                 t = table.get(n)
                 if t is not None:
-                    t.data[...] = backend.to_device(a, t.device).astype(t.dtype, copy=False)
+                    t.data[...] = _copy(a, t.device, t.dtype)
 
     def apply_to(self, model: Module | None = None) -> None:
         """Overwrite ``model``'s parameters (default: the averaged model) with the averages."""
@@ -82,8 +91,8 @@ class EMA:
     def swap(self, model: Module | None = None) -> Iterator[Module]:
         """Context manager: the model holds the averaged weights inside, its own after."""
         model = self.model if model is None else model
-        saved_p = {n: p.data.copy() for n, p in model.named_parameters()}
-        saved_b = {n: b.data.copy() for n, b in model.named_buffers()}
+        saved_p = {n: _copy(p.data) for n, p in model.named_parameters()}
+        saved_b = {n: _copy(b.data) for n, b in model.named_buffers()}
         self.apply_to(model)
         try:
             yield model
@@ -113,10 +122,10 @@ class EMA:
                     f"EMA.load_state_dict: shadow of {n!r} has shape {tuple(a.shape)}, "
                     f"parameter has {p.shape}"
                 )
-            self.shadow[n] = backend.to_device(a, p.device).astype(p.dtype)
+            self.shadow[n] = _copy(a, p.device, p.dtype)
         bufs = dict(self.model.named_buffers())
         self.buffers = {
-            n: backend.to_device(a, bufs[n].device).astype(bufs[n].dtype)
+            n: _copy(a, bufs[n].device, bufs[n].dtype)
             for n, a in state_dict.get("buffers", {}).items()
             if n in bufs
         }

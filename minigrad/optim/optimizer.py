@@ -86,7 +86,8 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                self._update(p, p.grad, self.state.setdefault(id(p), {}), group)
+                with backend.device_context(p.device):  # state and temporaries live there
+                    self._update(p, p.grad, self.state.setdefault(id(p), {}), group)
         return loss
 
     def _update(self, p: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:
@@ -159,7 +160,8 @@ class Optimizer:
                             f"{tuple(v.shape)}, parameter has {p.shape}"
                         )
                     xp = backend.get_array_module(p.data)
-                    v = xp.array(backend.to_device(v, p.device), dtype=p.dtype)
+                    with backend.device_context(p.device):
+                        v = xp.array(backend.to_device(v, p.device), dtype=p.dtype)
                 elif hasattr(v, "shape"):
                     v = v.item()  # a 0-d array or NumPy scalar: back to a Python number
                 entry[k] = v

@@ -14,8 +14,8 @@ continues with exactly the batches, dropout masks and updates of an uninterrupte
   ``last.npz`` stays the last good checkpoint.
 * Ctrl-C (``KeyboardInterrupt``) first saves ``last.npz`` at the last completed step (the
   RNG and batch norm statistics of a step cut short are rolled back), then re-raises.
-  Resuming continues with the next batch, exactly as if nothing had happened (on the CPU;
-  on a GPU the device's dropout generator is not part of the checkpoint).
+  Resuming continues with the next batch, exactly as if nothing had happened (on the CPU
+  and on a GPU: the dropout masks come from a Philox stream whose offset is in the RNG state).
 """
 
 from __future__ import annotations

@@ -153,7 +153,11 @@ def train_one_epoch(
     if total is not None and hasattr(loader, "state_dict"):
         total = max(total - int(loader.state_dict().get("batch", 0)), 0)  # mid-epoch resume
     desc = f"epoch {epoch + 1}" + (f"/{epochs}" if epochs else "")
-    with Progress(total, desc=desc, stream=stream, bar=bar) as progress:
+    # cuda:N: every array of the step (activations, gradients, optimizer state) on device N
+    with (
+        Progress(total, desc=desc, stream=stream, bar=bar) as progress,
+        backend.device_context(device),
+    ):
         for x_host, y_host in loader:
             x = tensor(x_host, device=device)
             state.begin_step(model)
@@ -214,7 +218,7 @@ def evaluate(
     n, loss_sum = 0, 0.0
     hits = np.zeros(len(ks), dtype=np.int64)
     preds, targets = [], []
-    with no_grad():
+    with no_grad(), backend.device_context(device):
         for x_host, y_host in loader:
             logits = logits_of(model(tensor(x_host, device=device)))
             if loss_fn is not None:  # host labels, as in train_one_epoch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _host import to_host
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -88,13 +89,13 @@ def test_output_sizes_match_pytorch_formulas():
 def test_im2col_and_col2im_match_naive_loops(device, shape, KH, KW, stride, padding):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape) - 0.5
-    col = backend.as_numpy(im2col(backend.to_device(x, device), KH, KW, stride, padding))
+    col = to_host(im2col(backend.to_device(x, device), KH, KW, stride, padding))
     np.testing.assert_array_equal(col, naive_im2col(x, KH, KW, stride, padding))
     c = rng.standard_normal(col.shape)
     back = col2im(backend.to_device(c, device), shape, KH, KW, stride, padding)
     assert back.shape == shape and is_channel_major(back)
     np.testing.assert_allclose(
-        backend.as_numpy(back), naive_col2im(c, shape, KH, KW, stride, padding), atol=1e-12
+        to_host(back), naive_col2im(c, shape, KH, KW, stride, padding), atol=1e-12
     )
 
 
@@ -108,8 +109,8 @@ def test_col2im_is_the_adjoint_of_im2col(device, g, data):
     OH, OW = g.output_shape[2:]
     assert col.shape == (g.C * KH * KW, g.N * OH * OW)
     c = data.draw(float_arrays(tuple(col.shape)))
-    back = backend.as_numpy(col2im(backend.to_device(c, device), g.input_shape, KH, KW, s, p))
-    lhs = float((backend.as_numpy(col) * c).sum())
+    back = to_host(col2im(backend.to_device(c, device), g.input_shape, KH, KW, s, p))
+    lhs = float((to_host(col) * c).sum())
     rhs = float((x * back).sum())
     assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12)
 
@@ -129,7 +130,5 @@ def test_col2im_writes_into_out(device, xp):
     col = backend.to_device(rng.standard_normal((2 * 9, 3 * 16)), device)
     out = xp.zeros((2, 5, 4, 4))  # (C, N, H, W) with room for more images
     back = col2im(col, (3, 2, 4, 4), 3, 3, 1, 1, out=out[:, 1:4])
-    np.testing.assert_array_equal(
-        backend.as_numpy(out[:, 1:4]).swapaxes(0, 1), backend.as_numpy(back)
-    )
+    np.testing.assert_array_equal(to_host(out[:, 1:4]).swapaxes(0, 1), to_host(back))
     assert float(abs(out[:, 0]).sum()) == 0 and float(abs(out[:, 4]).sum()) == 0
