@@ -3,15 +3,23 @@
 ``googlenet.py`` builds its training loop from these; they know nothing about GoogLeNet.
 """
 
-from minigrad.train.metrics import MetricLog, confusion_matrix, topk_correct
+from minigrad.train.metrics import (
+    MetricLog,
+    NonFiniteOutputWarning,
+    TopkCounts,
+    confusion_matrix,
+    topk_correct,
+)
 from minigrad.train.plots import plot_confusion_matrix, plot_curves
 from minigrad.train.progress import Progress
 
 __all__ = [
     "MetricLog",
+    "NonFiniteOutputWarning",
     "Progress",
     "confusion_matrix",
     "plot_confusion_matrix",
     "plot_curves",
+    "TopkCounts",
     "topk_correct",
 ]
