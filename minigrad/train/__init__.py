@@ -3,6 +3,7 @@
 ``googlenet.py`` builds its training loop from these; they know nothing about GoogLeNet.
 """
 
+from minigrad.train.memory import MemoryEstimate, estimate_memory
 from minigrad.train.metrics import (
     MetricLog,
     NonFiniteOutputWarning,
@@ -14,10 +15,12 @@ from minigrad.train.plots import plot_confusion_matrix, plot_curves
 from minigrad.train.progress import Progress
 
 __all__ = [
+    "MemoryEstimate",
     "MetricLog",
     "NonFiniteOutputWarning",
     "Progress",
     "confusion_matrix",
+    "estimate_memory",
     "plot_confusion_matrix",
     "plot_curves",
     "TopkCounts",
