@@ -19,10 +19,10 @@ __all__ = [
     "MetricLog",
     "NonFiniteOutputWarning",
     "Progress",
+    "TopkCounts",
     "confusion_matrix",
     "estimate_memory",
     "plot_confusion_matrix",
     "plot_curves",
-    "TopkCounts",
     "topk_correct",
 ]
