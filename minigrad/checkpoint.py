@@ -16,14 +16,16 @@ Tensors are saved as host arrays and come back as NumPy arrays. Nothing is pickl
 
 Writing goes to a temporary file in the same folder, which is flushed, fsync'ed and then
 renamed over the target with ``os.replace`` (atomic on POSIX and Windows), so a crash or a
-full disk mid-write leaves the previous checkpoint intact and no stray temporary file.
+full disk mid-write leaves the previous checkpoint intact and no stray temporary file (a
+process killed mid-write leaves one; the next save to the same path removes it). A file that
+is not an ``.npz`` (a text file under that name) is a ValueError naming it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 from typing import Any
 
@@ -103,7 +105,11 @@ def _decode(node: Any, arrays: Any) -> Any:
 def save_checkpoint(path: str | os.PathLike[str], **parts: Any) -> None:
     """Write ``parts`` (nested dicts/lists of arrays and plain values) to one ``.npz`` file.
 
-    The file is written exactly at ``path`` (no suffix is added) and replaced atomically.
+    The file is written exactly at ``path`` (no suffix is added) and replaced atomically. It
+    gets the permissions of any new file of the process (``0o666`` less the umask), like the
+    run's other files. Temporaries of earlier saves to the same ``path`` that a killed
+    process left behind (``.NAME.npz.*.tmp``) are removed first; two processes must not
+    save to the same path at once.
 
     Args:
         path: target file; its folder must exist.
@@ -112,6 +118,9 @@ def save_checkpoint(path: str | os.PathLike[str], **parts: Any) -> None:
 
     Raises:
         TypeError: a value that cannot be stored without pickle (objects, object arrays).
+        FileNotFoundError: the folder does not exist.
+        OSError: writing failed (a full disk, a read-only folder): one message naming the
+            file; the previous checkpoint at ``path`` is left as it was.
     """
     path = os.fspath(path)
     arrays: dict[str, np.ndarray] = {}
@@ -119,18 +128,58 @@ def save_checkpoint(path: str | os.PathLike[str], **parts: Any) -> None:
     meta["tree"] = _encode(dict(parts), "", arrays)
     text = json.dumps(meta, allow_nan=False)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"save_checkpoint: the folder of {path!r} does not exist")
+    base = os.path.basename(path)
+    _remove_stale_temporaries(folder, base)
+    tmp = ""
     try:
-        with os.fdopen(fd, "wb") as f:
+        f, tmp = _open_new(folder, base)
+        with f:
             np.savez(f, **{META_KEY: np.array(text)}, **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            reason = e.strerror or str(e)
+            raise OSError(
+                e.errno,
+                f"save_checkpoint: cannot write {path!r}: {reason}; the previous checkpoint "
+                "there (if any) is unchanged",
+            ) from e
         raise
     _fsync_dir(folder)
+
+
+def _open_new(folder: str, base: str) -> tuple[Any, str]:
+    """A new temporary file ``.BASE.RANDOM.tmp`` in ``folder``, opened for writing with the
+    umask's permissions (``tempfile.mkstemp`` would make it 0600)."""
+    while True:
+        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                         0o666)  # fmt: skip
+        except FileExistsError:
+            continue
+        return os.fdopen(fd, "wb"), tmp
+
+
+def _remove_stale_temporaries(folder: str, base: str) -> None:
+    """Delete ``.BASE.*.tmp`` left in ``folder`` by a save that was killed mid-write."""
+    prefix = f".{base}."
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
 
 
 def _fsync_dir(folder: str) -> None:
@@ -158,6 +207,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load_checkpoint: no checkpoint file at {path!r}")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+        what = "an empty file" if not head else f"a file starting with {head!r}"
+        raise ValueError(
+            f"load_checkpoint: {path!r} is not an .npz file ({what}, not a zip archive); "
+            "give the path of a checkpoint such as last.npz or best.npz"
+        )
     try:
         with open(path, "rb") as f:  # our own handle: closed even when np.load fails
             z = np.load(f, allow_pickle=False)

@@ -45,18 +45,43 @@ def tensor(
     Raises:
         TypeError: an unknown dtype, data that is not numeric, requires_grad on a
             non-floating dtype.
-        ValueError: an unknown or unavailable device.
+        ValueError: an unknown or unavailable device; ragged nested lists (rows of
+            different lengths), naming where.
     """
     if isinstance(data, Tensor):
         data = data.data
-    dt = _infer_dtype(data, backend.to_dtype(dtype, "tensor"))
-    device = backend.normalize_device(device)
-    if device == "cpu":
-        arr = np.array(backend.as_numpy(data), dtype=dt)
-    else:
-        with backend.device_context(device):  # the cast allocates on the current device
-            arr = backend.to_device(data, device).astype(dt, copy=True)
+    try:
+        dt = _infer_dtype(data, backend.to_dtype(dtype, "tensor"))
+        device = backend.normalize_device(device)
+        if device == "cpu":
+            arr = np.array(backend.as_numpy(data), dtype=dt)
+        else:
+            with backend.device_context(device):  # the cast allocates on the current device
+                arr = backend.to_device(data, device).astype(dt, copy=True)
+    except ValueError:
+        where = _ragged_at(data) if isinstance(data, (list, tuple)) else None
+        if where is None:
+            raise
+        raise ValueError(f"tensor: the nested lists are ragged: {where}") from None
     return Tensor(arr, requires_grad=requires_grad)
+
+
+def _ragged_at(data: list | tuple) -> str | None:
+    """Where nested lists stop being rectangular (NumPy only says "inhomogeneous shape")."""
+    level: list[tuple[str, Any]] = [("", data)]
+    while level:
+        is_seq = [isinstance(x, (list, tuple)) for _, x in level]
+        if not any(is_seq):
+            return None
+        if not all(is_seq):
+            (p, _), (q, _) = level[is_seq.index(True)], level[is_seq.index(False)]
+            return f"data{p} is a list but data{q} is a number"
+        (p, first), *rest = level
+        for q, x in rest:
+            if len(x) != len(first):
+                return f"data{p} has length {len(first)} but data{q} has length {len(x)}"
+        level = [(f"{p}[{i}]", y) for p, x in level for i, y in enumerate(x)]
+    return None
 
 
 Fill = Callable[[Any, tuple[int, ...], np.dtype], Any]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from minigrad.data.checksums import mismatch_message
 from minigrad.data.dataset import ArrayDataset
 from minigrad.data.download import (
     ChecksumWarning,
@@ -178,9 +179,9 @@ class _CIFAR(ArrayDataset):
         if member in self.member_md5:
             got = hashlib.md5(raw, usedforsecurity=False).hexdigest()
             if got != self.member_md5[member]:
+                what = f"{type(self).__name__}'s {member}"
                 warnings.warn(
-                    f"{name}: md5 {got} differs from the published {self.member_md5[member]}; "
-                    "accepting it because its format checks out",
+                    mismatch_message(name, got, [self.member_md5[member]], what),
                     ChecksumWarning,
                     stacklevel=4,
                 )

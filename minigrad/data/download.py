@@ -36,7 +36,8 @@ _CHUNK = 1 << 20
 
 
 class ChecksumWarning(UserWarning):
-    """A file's md5 differs from the published one, but its format checks out."""
+    """A file's md5 differs from the published one, but its format checks out (the message
+    names the file, and the dataset file it really is when its md5 is another known one)."""
 
 
 def default_root() -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minigrad.data.checksums import check_file
 from minigrad.data.dataset import ArrayDataset
 from minigrad.data.download import default_root, describe_missing, download_url
 
@@ -83,6 +84,11 @@ class MNIST(ArrayDataset):
         train: the training files, else the ``t10k`` ones.
         download: fetch the missing ``.gz`` files (md5-checked) into ``root/mnist/``.
 
+    Local ``.gz`` files are checked against the published md5s once per file version (see
+    :mod:`minigrad.data.checksums`): a mismatch warns with ``ChecksumWarning``, saying which
+    dataset's file it is when it is another known one. Uncompressed files are not checked
+    (only the ``.gz`` digests are published).
+
     Samples are (1, 28, 28) float32 in [0, 1] and int labels.
 
     Raises:
@@ -91,6 +97,7 @@ class MNIST(ArrayDataset):
     """
 
     folder = "mnist"
+    title = "MNIST"
     base_url = "https://ossci-datasets.s3.amazonaws.com/mnist/"
     md5 = {
         "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -135,6 +142,9 @@ class MNIST(ArrayDataset):
             )
         if labels.size and labels.max() >= 10:
             raise ValueError(f"{paths[1]}: labels must lie in [0, 10), got max {labels.max()}")
+        for p in paths:  # after the format checks: a broken file is an error, not a warning
+            if p.name in self.md5:
+                check_file(p, self.md5[p.name], root, f"{self.title}'s {p.name}")
         super().__init__(images[:, None], labels.astype(np.int64), self.class_names, 255.0)
 
     def _find(self, root: Path, name: str) -> Path | None:
@@ -156,6 +166,7 @@ class FashionMNIST(MNIST):
     """
 
     folder = "fashion-mnist"
+    title = "Fashion-MNIST"
     base_url = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
     md5 = {
         "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",

@@ -24,6 +24,7 @@ from minigrad.data.cifar import (
 from minigrad.data.dataset import Dataset
 from minigrad.data.digits import Digits
 from minigrad.data.imagenette import IMAGENETTE_CLASSES, Imagenette
+from minigrad.data.images import load_image, model_image
 from minigrad.data.mnist import FASHION_MNIST_CLASSES, MNIST, FashionMNIST
 from minigrad.data.transforms import (
     CenterCrop,
@@ -81,14 +82,17 @@ class DatasetInfo:
 
         Converts to grayscale or RGB as the dataset has it, resizes and center-crops to the
         dataset's size, scales to [0, 1] and applies ``eval_transform`` (for ``predict``).
-        """
-        from PIL import Image
+        16-bit and float images are scaled to [0, 1] as such (see
+        :mod:`minigrad.data.images`), not clipped to 8 bits.
 
+        Raises:
+            ValueError: naming the file when it is not an image, empty, truncated or a
+                decompression bomb.
+        """
         if isinstance(image, (str, Path)):
-            with Image.open(image) as f:
-                image = f.convert("L" if self.in_channels == 1 else "RGB")
+            image = load_image(image, self.in_channels)
         else:
-            image = image.convert("L" if self.in_channels == 1 else "RGB")
+            image = model_image(image, self.in_channels)
         if self.sample_eval_transform is not None:
             image = self.sample_eval_transform(image)
         else:

@@ -91,7 +91,7 @@ class StepLR(LRScheduler):
             isinstance(step_size, int) and step_size >= 1,
             f"step_size must be a positive int, got {step_size!r}",
         )
-        _check(name, gamma > 0, f"gamma must be > 0, got {gamma}")
+        _check(name, 0 < gamma < math.inf, f"gamma must be > 0 and finite, got {gamma}")
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer, last_epoch)
 
@@ -123,6 +123,11 @@ class CosineAnnealingLR(LRScheduler):
             "CosineAnnealingLR",
             isinstance(T_max, int) and T_max >= 1,
             f"T_max must be a positive int, got {T_max!r}",
+        )
+        _check(
+            "CosineAnnealingLR",
+            math.isfinite(eta_min),
+            f"eta_min must be a finite number, got {eta_min}",
         )
         self.T_max, self.eta_min = T_max, eta_min
         super().__init__(optimizer, last_epoch)

@@ -7,6 +7,7 @@ the groups and the parameters that have a gradient. Updates work in place on ``p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -65,6 +66,22 @@ class Optimizer:
         self.param_groups.append(full)
 
     def _check_hparams(self, group: dict[str, Any]) -> None:
+        """Every hyper-parameter is a finite number (a tuple, e.g. betas, of finite numbers;
+        flags are bools); subclasses add their ranges after calling this."""
+        name = type(self).__name__
+        for key, value in group.items():
+            if key == "params":
+                continue
+            for v in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(v, bool):
+                    continue
+                if not hasattr(v, "__float__"):  # a str like "0.1" is not a number here
+                    raise TypeError(
+                        f"{name}: {key} must be a number, got {type(v).__name__} {value!r}"
+                    )
+                finite = math.isfinite(float(v))
+                if not finite:
+                    raise ValueError(f"{name}: {key} must be a finite number, got {value}")
         lr = group.get("lr")
         if lr is None or not lr >= 0:
             raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr}")

@@ -3,14 +3,25 @@
 ``googlenet.py`` builds its training loop from these; they know nothing about GoogLeNet.
 """
 
-from minigrad.train.metrics import MetricLog, confusion_matrix, topk_correct
+from minigrad.train.memory import MemoryEstimate, estimate_memory
+from minigrad.train.metrics import (
+    MetricLog,
+    NonFiniteOutputWarning,
+    TopkCounts,
+    confusion_matrix,
+    topk_correct,
+)
 from minigrad.train.plots import plot_confusion_matrix, plot_curves
 from minigrad.train.progress import Progress
 
 __all__ = [
+    "MemoryEstimate",
     "MetricLog",
+    "NonFiniteOutputWarning",
     "Progress",
+    "TopkCounts",
     "confusion_matrix",
+    "estimate_memory",
     "plot_confusion_matrix",
     "plot_curves",
     "topk_correct",

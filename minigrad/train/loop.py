@@ -7,13 +7,16 @@ The step order is the usual one: forward, loss, (stop on a NaN/inf loss before a
 changed), zero_grad, backward, callbacks' ``on_step_end(step, epoch, model)`` (the
 gradients are there, the weights not yet updated), ``optimizer.step()``, ``ema.update()``.
 A model may return a named tuple whose first field is the logits (GoogLeNet's aux heads in
-training mode); accuracy is always measured on the first field.
+training mode); accuracy is always measured on the first field. Rows whose logits hold a
+NaN/inf count as misses, and both functions warn once (``NonFiniteOutputWarning``, naming
+the count) when there were any.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -22,7 +25,7 @@ import numpy as np
 
 from minigrad import backend
 from minigrad.tensor import Tensor, no_grad, tensor
-from minigrad.train.metrics import confusion_matrix, topk_correct
+from minigrad.train.metrics import NonFiniteOutputWarning, confusion_matrix, topk_correct
 from minigrad.train.progress import Progress
 
 __all__ = ["NonFiniteLossError", "RunState", "evaluate", "train_one_epoch"]
@@ -107,6 +110,15 @@ def _finite_loss(loss: Tensor, state: RunState, model: Any, epoch: int, optimize
     return value
 
 
+def _warn_nonfinite(where: str, count: int, n: int) -> None:
+    if count:
+        warnings.warn(
+            f"{where}: {count} of {n} outputs had NaN/inf logits; they count as misses",
+            NonFiniteOutputWarning,
+            stacklevel=3,
+        )
+
+
 def train_one_epoch(
     model: Any,
     loader: Iterable[tuple[Any, Any]],
@@ -153,6 +165,7 @@ def train_one_epoch(
     if total is not None and hasattr(loader, "state_dict"):
         total = max(total - int(loader.state_dict().get("batch", 0)), 0)  # mid-epoch resume
     desc = f"epoch {epoch + 1}" + (f"/{epochs}" if epochs else "")
+    nonfinite = 0
     # cuda:N: every array of the step (activations, gradients, optimizer state) on device N
     with (
         Progress(total, desc=desc, stream=stream, bar=bar) as progress,
@@ -180,8 +193,10 @@ def train_one_epoch(
             state.step += 1
             state.batch += 1
             state.pending = None
-            correct = topk_correct(logits_of(outputs).data, y_host, ks=(1,))[0]
-            progress.update(len(y_host), value, correct, _lr(optimizer))
+            counts = topk_correct(logits_of(outputs).data, y_host, ks=(1,))
+            nonfinite += counts.nonfinite
+            progress.update(len(y_host), value, counts[0], _lr(optimizer))
+        _warn_nonfinite(f"train_one_epoch (epoch {epoch + 1})", nonfinite, progress.images)
         return {
             "loss": progress.loss,
             "acc": progress.acc,
@@ -211,11 +226,13 @@ def evaluate(
         ks: the top-k accuracies to report, as ``top1``, ``top5``, ...
 
     Returns:
-        ``{"top1", "top5", ..., "n"}`` (fractions in [0, 1]), plus ``"loss"`` and
-        ``"confusion"`` when asked for.
+        ``{"top1", "top5", ..., "n", "nonfinite"}`` (fractions in [0, 1]; ``nonfinite``
+        counts the images whose logits held a NaN/inf, scored as misses, and warns once with
+        ``NonFiniteOutputWarning`` when not 0), plus ``"loss"`` and ``"confusion"`` when
+        asked for.
     """
     model.eval()
-    n, loss_sum = 0, 0.0
+    n, loss_sum, nonfinite = 0, 0.0, 0
     hits = np.zeros(len(ks), dtype=np.int64)
     preds, targets = [], []
     with no_grad(), backend.device_context(device):
@@ -223,13 +240,17 @@ def evaluate(
             logits = logits_of(model(tensor(x_host, device=device)))
             if loss_fn is not None:  # host labels, as in train_one_epoch
                 loss_sum += float(loss_fn(logits, y_host).item()) * len(y_host)
-            hits += topk_correct(logits.data, y_host, ks)
+            counts = topk_correct(logits.data, y_host, ks)
+            hits += counts
+            nonfinite += counts.nonfinite
             if num_classes is not None:
                 preds.append(backend.as_numpy(logits.data.argmax(axis=1)))
                 targets.append(np.asarray(y_host))
             n += len(y_host)
     out: dict[str, Any] = {f"top{k}": h / max(n, 1) for k, h in zip(ks, hits)}
     out["n"] = n
+    out["nonfinite"] = nonfinite
+    _warn_nonfinite("evaluate", nonfinite, n)
     if loss_fn is not None:
         out["loss"] = loss_sum / max(n, 1)
     if num_classes is not None:

@@ -1,6 +1,8 @@
 """Classification metrics and per-epoch metric logs.
 
-* :func:`topk_correct` counts top-k hits from a batch of logits (any k at once).
+* :func:`topk_correct` counts top-k hits from a batch of logits (any k at once), ranking as
+  a stable ``argsort`` would (ties go to the lower class index, as ``torch.topk``); a row
+  with a NaN/inf logit is a miss, and the result's ``nonfinite`` says how many there were.
 * :func:`confusion_matrix` counts (true, predicted) pairs without a Python loop.
 * :class:`MetricLog` appends one row per epoch to ``metrics.csv`` and rewrites
   ``metrics.json`` (a list of rows), so a run folder always holds readable metrics, and
@@ -19,7 +21,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MetricLog", "confusion_matrix", "topk_correct"]
+__all__ = ["MetricLog", "NonFiniteOutputWarning", "TopkCounts", "confusion_matrix", "topk_correct"]
+
+
+class NonFiniteOutputWarning(RuntimeWarning):
+    """Some model outputs (logits) were NaN or inf; those rows were counted as misses."""
+
+
+class TopkCounts(list):
+    """The hit counts of :func:`topk_correct` (a list of ints, one per k), plus
+    ``nonfinite``: how many rows had a NaN/inf logit (each counted as a miss for every k)."""
+
+    nonfinite: int = 0
 
 
 def _check_batch(fn: str, logits: np.ndarray, target: np.ndarray) -> None:
@@ -31,16 +44,22 @@ def _check_batch(fn: str, logits: np.ndarray, target: np.ndarray) -> None:
         )
 
 
-def topk_correct(logits: Any, target: Any, ks: Sequence[int] = (1, 5)) -> list[int]:
+def topk_correct(logits: Any, target: Any, ks: Sequence[int] = (1, 5)) -> TopkCounts:
     """How many rows have their target among the k highest logits, for each k.
+
+    The rank of the target is its position in a stable descending sort of the row: the
+    classes scoring higher, plus the equal-scoring ones with a lower index (``torch.topk``
+    and ``argmax`` break ties the same way), so equal logits give exactly one hit for k=1.
+    A row with any NaN or inf logit is a miss for every k.
 
     Args:
         logits: (N, num_classes) scores (NumPy or CuPy array, or anything with ``.numpy()``).
         target: (N,) integer class indices.
-        ks: the k values; a k larger than the number of classes counts every row.
+        ks: the k values; a k larger than the number of classes counts every finite row.
 
     Returns:
-        One count per k (Python ints).
+        One count per k (Python ints) as a :class:`TopkCounts`, whose ``nonfinite`` is the
+        number of rows with a non-finite logit.
 
     Raises:
         ValueError: on mismatched shapes or a k below 1.
@@ -50,10 +69,16 @@ def topk_correct(logits: Any, target: Any, ks: Sequence[int] = (1, 5)) -> list[i
     _check_batch("topk_correct", logits, target)
     if any(k < 1 for k in ks):
         raise ValueError(f"topk_correct: every k must be >= 1, got {tuple(ks)}")
-    # rank of the target = number of classes scoring strictly higher than it
-    target_score = np.take_along_axis(logits, target[:, None].astype(np.int64), axis=1)
-    rank = (logits > target_score).sum(axis=1)  # (N,)
-    return [int((rank < k).sum()) for k in ks]
+    N, C = logits.shape
+    t = target.astype(np.int64)[:, None]  # (N, 1)
+    target_score = np.take_along_axis(logits, t, axis=1)  # (N, 1)
+    # rank = classes strictly above the target + equal ones with a lower index
+    tied_before = (logits == target_score) & (np.arange(C)[None, :] < t)  # (N, C)
+    rank = (logits > target_score).sum(axis=1) + tied_before.sum(axis=1)  # (N,)
+    finite = np.isfinite(logits).all(axis=1)  # (N,)
+    counts = TopkCounts(int(((rank < k) & finite).sum()) for k in ks)
+    counts.nonfinite = int(N - finite.sum())
+    return counts
 
 
 def confusion_matrix(pred: Any, target: Any, num_classes: int) -> np.ndarray:

@@ -1,0 +1,192 @@
+"""How much memory a training step will take, estimated before the real batch is allocated.
+
+    est = estimate_memory(model, (3, 32, 32), batch_size=128, optimizer_slots=1)
+    print(est)                         # params 23.6 MB + grads ... = 1.21 GB at batch 128
+    est.max_batch_size(8 * 2**30)      # the largest batch that fits in 8 GiB
+
+Parameters, their gradients and the optimizer's state (``optimizer_slots`` copies of the
+parameters: 1 for SGD with momentum, 2 for Adam) are counted from the parameter shapes.
+Activation memory is measured, not modelled: two tiny probe steps (forward + backward at
+batch 2 and batch 4, on the CPU) are run under ``tracemalloc``, which sees every NumPy
+allocation, and their peaks give ``fixed + per_image * N``; that line is extrapolated to the
+real batch. The probes cost a few images' worth of memory and time, never the real batch's.
+The model's training mode, gradients, buffers (batch-norm statistics) and the RNG are
+restored afterwards, so a probe does not change the run that follows.
+
+The figure is for the CPU path; the GPU path keeps the same activations (its buffers differ
+somewhat). For a model too large to build at all, :func:`parameter_bytes` works from shapes.
+"""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from minigrad import backend
+from minigrad.tensor import Tensor, tensor
+
+__all__ = ["MemoryEstimate", "estimate_memory", "format_bytes", "parameter_bytes"]
+
+_PROBES = (2, 4)
+
+
+def format_bytes(n: float) -> str:
+    """``1234567`` -> ``"1.23 MB"`` (powers of 1000, as disk and RAM sizes are quoted)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    raise AssertionError  # pragma: no cover
+
+
+def parameter_bytes(shapes: Iterable[Sequence[int]], itemsize: int = 4) -> int:
+    """Bytes of parameters with these shapes (float32 by default), allocating nothing."""
+    return sum(math.prod(s) for s in shapes) * itemsize
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes one training step needs at ``batch_size``; ``total`` is their sum.
+
+    Attributes:
+        params: parameters and buffers.
+        grads: the parameters' gradients.
+        optimizer: the optimizer's state (``optimizer_slots`` x trainable parameters).
+        activations: the forward + backward peak beyond those, at ``batch_size``.
+        per_image: how much ``activations`` grows per image of the batch.
+        batch_size: the batch the figures are for.
+    """
+
+    params: int
+    grads: int
+    optimizer: int
+    activations: int
+    per_image: int
+    batch_size: int
+
+    @property
+    def total(self) -> int:
+        """Everything together."""
+        return self.params + self.grads + self.optimizer + self.activations
+
+    def max_batch_size(self, budget: int) -> int:
+        """The largest batch whose estimate fits in ``budget`` bytes (0 when none does)."""
+        fixed = self.total - self.per_image * self.batch_size
+        if self.per_image <= 0:
+            return self.batch_size if fixed <= budget else 0
+        return max(0, int((budget - fixed) // self.per_image))
+
+    def __str__(self) -> str:
+        return (
+            f"params {format_bytes(self.params)} + grads {format_bytes(self.grads)} + "
+            f"optimizer {format_bytes(self.optimizer)} + activations "
+            f"{format_bytes(self.activations)} = {format_bytes(self.total)} "
+            f"at batch {self.batch_size}"
+        )
+
+
+def _sum_outputs(outputs: Any, target: Any) -> Tensor:
+    """A scalar that reaches every output (the default probe loss)."""
+    parts = outputs if isinstance(outputs, tuple) else (outputs,)
+    loss = parts[0].sum()
+    for p in parts[1:]:
+        if isinstance(p, Tensor):
+            loss = loss + p.sum()
+    return loss
+
+
+def _probe_peak(model: Any, x: np.ndarray, target: np.ndarray, loss_fn: Callable) -> int:
+    """Peak bytes NumPy allocates during one forward + backward on ``x``."""
+    xt = tensor(x)
+    tracemalloc.reset_peak()
+    start, _ = tracemalloc.get_traced_memory()
+    loss = loss_fn(model(xt), target)
+    loss.backward()
+    _, peak = tracemalloc.get_traced_memory()
+    del loss
+    for p in model.parameters():
+        p.grad = None
+    return peak - start
+
+
+def estimate_memory(
+    model: Any,
+    input_shape: Sequence[int],
+    batch_size: int,
+    *,
+    optimizer_slots: int = 1,
+    loss_fn: Callable[[Any, Any], Tensor] | None = None,
+    num_classes: int | None = None,
+) -> MemoryEstimate:
+    """Estimate the memory of one training step of ``model`` at ``batch_size``.
+
+    Args:
+        model: a Module on the CPU (probe it before moving it to a GPU).
+        input_shape: one image, (C, H, W).
+        batch_size: the real batch size.
+        optimizer_slots: optimizer state per parameter, in parameter copies (0 plain SGD,
+            1 SGD with momentum, 2 Adam/AdamW).
+        loss_fn: ``loss_fn(outputs, target)`` as in training; by default the sum of the
+            outputs (the activations the backward keeps are the same).
+        num_classes: draws the probe's targets in ``[0, num_classes)`` for ``loss_fn``.
+
+    Returns:
+        A :class:`MemoryEstimate`.
+
+    Raises:
+        ValueError: a batch size below 1, an input shape that is not (C, H, W), a negative
+            ``optimizer_slots``, or a model whose parameters are not on the CPU.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"estimate_memory: batch_size must be an int >= 1, got {batch_size!r}")
+    if len(tuple(input_shape)) != 3 or min(input_shape) < 1:
+        raise ValueError(f"estimate_memory: input_shape must be (C, H, W), got {input_shape}")
+    if optimizer_slots < 0:
+        raise ValueError(f"estimate_memory: optimizer_slots must be >= 0, got {optimizer_slots}")
+    params = list(model.parameters())
+    if any(p.device != "cpu" for p in params):
+        raise ValueError("estimate_memory: probe the model on the CPU, before moving it")
+    param_bytes = sum(p.data.nbytes for p in params) + sum(b.data.nbytes for b in model.buffers())
+    trainable = sum(p.data.nbytes for p in params if p.requires_grad)
+    loss_fn = loss_fn or _sum_outputs
+    # what the probes change and must give back: mode, grads, BN statistics, the RNG
+    was_training = model.training
+    grads = [p.grad for p in params]
+    buffers = [(b, b.data.copy()) for b in model.buffers()]
+    rng = backend.get_rng_state()
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        model.train()
+        gen = np.random.default_rng(0)
+        peaks = []
+        for n in _PROBES:
+            x = gen.standard_normal((n, *input_shape), dtype=np.float32)
+            target = gen.integers(0, num_classes or 1, size=n)
+            peaks.append(_probe_peak(model, x, target, loss_fn))
+    finally:
+        if started:
+            tracemalloc.stop()
+        model.train(was_training)
+        for p, g in zip(params, grads):
+            p.grad = g
+        for b, saved in buffers:
+            b.data[...] = saved
+        backend.set_rng_state(rng)
+    (n1, n2), (p1, p2) = _PROBES, peaks
+    per_image = max(0, (p2 - p1) // (n2 - n1))
+    fixed = max(0, p1 - per_image * n1 - trainable)  # the grads are in the probe's peak
+    return MemoryEstimate(
+        params=param_bytes,
+        grads=trainable,
+        optimizer=optimizer_slots * trainable,
+        activations=fixed + per_image * batch_size,
+        per_image=per_image,
+        batch_size=batch_size,
+    )

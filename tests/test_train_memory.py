@@ -1,0 +1,91 @@
+"""The memory estimate against what a real training step allocates (tracemalloc)."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import minigrad.functional as F
+from minigrad import backend, nn, optim
+from minigrad.tensor import tensor
+from minigrad.train.memory import estimate_memory, format_bytes, parameter_bytes
+
+
+def _model() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Dropout(0.2),
+        nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+    )  # fmt: skip
+
+
+def _loss(outputs, target):
+    return F.cross_entropy(outputs, target)
+
+
+def _actual_step_bytes(model, n: int) -> int:
+    """Parameters + the peak NumPy allocation of one SGD-momentum training step."""
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = np.random.default_rng(1).standard_normal((n, 3, 32, 32), dtype=np.float32)
+    tracemalloc.start()
+    try:
+        loss = _loss(model(tensor(x)), np.arange(n) % 10)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    params = sum(p.data.nbytes for p in model.parameters())
+    return params + sum(b.data.nbytes for b in model.buffers()) + peak
+
+
+@pytest.mark.parametrize("n", [16, 64])
+def test_estimate_is_within_a_factor_of_1_5_of_a_real_step(n) -> None:
+    model = _model()
+    est = estimate_memory(model, (3, 32, 32), n, optimizer_slots=1, loss_fn=_loss, num_classes=10)
+    actual = _actual_step_bytes(model, n)
+    assert actual / 1.5 <= est.total <= actual * 1.5, (str(est), actual)
+    assert est.params == est.grads + sum(b.data.nbytes for b in model.buffers())
+    assert est.optimizer == est.grads and est.per_image > 0
+
+
+def test_probe_leaves_the_model_and_rng_as_they_were() -> None:
+    model = _model()
+    model.eval()
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    rng = backend.get_rng_state()
+    estimate_memory(model, (3, 32, 32), 8)
+    assert not model.training
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])  # BN running statistics included
+    assert backend.get_rng_state() == rng  # the dropout draws of the run are unchanged
+
+
+def test_max_batch_size_and_the_summary_line() -> None:
+    est = estimate_memory(_model(), (3, 32, 32), 32)
+    fits = est.max_batch_size(est.total)
+    assert fits == 32 or abs(fits - 32) <= 1
+    assert est.max_batch_size(est.total + 10 * est.per_image) >= 41
+    assert est.max_batch_size(est.params) == 0
+    assert str(est).startswith("params ") and str(est).endswith("at batch 32")
+    assert format_bytes(1234567) == "1.23 MB" and format_bytes(512) == "512 B"
+
+
+def test_parameter_bytes_from_shapes_allocates_nothing() -> None:
+    # GoogLeNet-sized layers at 100x width would be tens of GB: only shapes are used
+    assert parameter_bytes([(6400, 19200, 3, 3), (6400,)]) == (6400 * 19200 * 9 + 6400) * 4
+    assert parameter_bytes([(10, 10)], itemsize=8) == 800
+
+
+def test_estimate_argument_errors() -> None:
+    model = _model()
+    with pytest.raises(ValueError, match="estimate_memory: batch_size must be an int >= 1"):
+        estimate_memory(model, (3, 32, 32), 0)
+    with pytest.raises(ValueError, match=r"estimate_memory: input_shape must be \(C, H, W\)"):
+        estimate_memory(model, (32, 32), 4)
+    with pytest.raises(ValueError, match="optimizer_slots must be >= 0"):
+        estimate_memory(model, (3, 32, 32), 4, optimizer_slots=-1)
