@@ -375,7 +375,7 @@ class GoogLeNet(nn.Module):
 
 
 # ---------------------------------------------------------------------------- the loss
-AUX_WEIGHT = 0.3  # the paper: each aux classifier's loss enters the total with weight 0.3
+AUX_WEIGHT = 0.3  # the paper's weight of each aux classifier's loss in the total
 
 
 def loss_terms(outputs: Any, target: Any, aux_weight: float = AUX_WEIGHT) -> dict[str, Tensor]:
@@ -388,7 +388,7 @@ def loss_terms(outputs: Any, target: Any, aux_weight: float = AUX_WEIGHT) -> dic
         outputs: :class:`GoogLeNetOutputs` (training mode) or plain logits (then only
             ``main`` and ``total``).
         target: (N,) int64 class indices (Tensor or array).
-        aux_weight: weight of each auxiliary loss (the paper: ``AUX_WEIGHT`` = 0.3); with 0
+        aux_weight: weight of each auxiliary loss (the paper's: ``AUX_WEIGHT``); with 0
             the aux terms are left out (the heads then get no gradient).
 
     Returns:

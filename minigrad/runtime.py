@@ -1,6 +1,6 @@
 """Process-wide settings that make CPU training faster, in one place.
 
-Importing minigrad changes none of them: the training CLI (``googlenet.py``) and the
+Importing minigrad changes none of them: the training CLI (the application's) and the
 benchmarks call :func:`configure_cpu_training`, and a library user can do the same.
 
 Three settings matter on the CPU (measured in the README's performance section):

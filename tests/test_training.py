@@ -357,7 +357,10 @@ def test_aux_heads_are_a_model_option_and_the_aux_weight_only_weighs(tmp_path) -
     assert googlenet.main([*args, "--no-aux", "--out", str(tmp_path / "none")]) == 0
     assert googlenet.main([*args, "--aux-weight", "0", "--out", str(tmp_path / "zero")]) == 0
     none, zero = (load_checkpoint(tmp_path / d / "last.npz") for d in ("none", "zero"))
-    assert none["config"]["aux_logits"] is False and none["config"]["aux_weight"] == googlenet.AUX_WEIGHT
+    assert (
+        none["config"]["aux_logits"] is False
+        and none["config"]["aux_weight"] == googlenet.AUX_WEIGHT
+    )
     assert not any(k.startswith("aux") for k in none["model"])
     assert zero["config"]["aux_logits"] is True and zero["config"]["aux_weight"] == 0
     assert any(k.startswith("aux1.") for k in zero["model"])  # the heads exist, unweighted

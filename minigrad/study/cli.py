@@ -1,7 +1,7 @@
 """The ``study`` command of an application: the gradient-flow report of its model on one batch.
 
-    python googlenet.py study                                  # fresh small model, digits
-    python googlenet.py study --checkpoint runs/digits/best.npz --out runs/digits/study
+    python APP.py study                                  # a fresh model, digits
+    python APP.py study --checkpoint runs/digits/best.npz --out runs/digits/study
 
 ``main(argv, spec)`` takes the application's :class:`~minigrad.train.spec.ModelSpec`: its
 model factory and argument group (for a fresh model), its loss terms (bound to the run

@@ -61,7 +61,7 @@ class ModelSpec:
     """A model as the generic tools see it: how to build, configure, train and study it.
 
     Attributes:
-        prog: the command's name in usage lines, e.g. ``"googlenet.py"``.
+        prog: the command's name in usage lines, e.g. ``"small_cnn.py"``.
         description: one line for ``--help``.
         build_model: the factory: run config (a dict) -> Module. Reads the model's options
             (``defaults``' keys) and ``num_classes``, ``in_channels``, ``image_size``.
