@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from minigrad.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,10 +45,7 @@ def test_it_trains_resumes_evaluates_and_studies_through_the_generic_tools(tmp_p
     assert data["terms"] == ["main"]
     assert [b["name"] for b in data["blocks"]] == ["block"]
     assert data["blocks"][0]["branches"] == ["near", "far"]
-    assert (
-        sum(data["blocks"][0]["share"].values()) == np.float64(1.0)
-        or abs(sum(data["blocks"][0]["share"].values()) - 1.0) < 1e-6
-    )
+    assert abs(sum(data["blocks"][0]["share"].values()) - 1.0) < 1e-6
     assert (study / "study_branch_shares.png").stat().st_size > 1000
     assert "block.near" in [lay["name"] for lay in data["layers"]]
 
