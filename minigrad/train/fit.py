@@ -189,9 +189,14 @@ class RunFolder:
 
 
 def _run_checkpoint(
-    model: Any, optimizer: Any, state: RunState, *, loader: Any, interrupted: bool = False,
+    model: Any,
+    optimizer: Any,
+    state: RunState,
+    *,
+    loader: Any,
+    interrupted: bool = False,
     **parts: Any,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """:func:`make_checkpoint`, with the loader at the batches actually applied."""
     ckpt = make_checkpoint(model, optimizer, state, loader=loader, interrupted=interrupted, **parts)
     if ckpt["loader"] is not None:  # the batches actually applied, not those handed out
