@@ -57,7 +57,9 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
     return p
 
 
-def _config(args: argparse.Namespace, spec: ModelSpec, saved: dict[str, Any]) -> dict:
+def _config(
+    args: argparse.Namespace, spec: ModelSpec, saved: dict[str, Any]
+) -> tuple[dict[str, Any], Any]:
     """The run config: a checkpoint's, else a fresh model's defaults; given model flags win."""
     from minigrad.data import dataset_info
 
