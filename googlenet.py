@@ -1,4 +1,4 @@
-"""GoogLeNet (Inception v1) with its two auxiliary classifiers, the aux loss, and a training CLI.
+"""GoogLeNet (Inception v1) with its two auxiliary classifiers, the aux loss, and its CLI.
 
 Szegedy et al., "Going deeper with convolutions" (CVPR 2015), Table 1, built on minigrad:
 
@@ -15,9 +15,11 @@ look up layers by name work on both. Unlike torchvision, ``branch3`` is the pape
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 if __name__ == "__main__":
@@ -27,25 +29,49 @@ if __name__ == "__main__":
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import minigrad.functional as F  # noqa: E402
-from minigrad import nn  # noqa: E402
-from minigrad.checkpoint import load_checkpoint  # noqa: E402
+from minigrad import (
+    checkpoint,  # noqa: E402
+    nn,  # noqa: E402
+)
 from minigrad.tensor import Tensor  # noqa: E402
 from minigrad.train import cli, loop  # noqa: E402
 from minigrad.train import fit as train_fit  # noqa: E402
+from minigrad.train.spec import ModelSpec  # noqa: E402
+
 
 # ---------------------------------------------------------------------------- the model
-# Table 1 of the paper: input channels, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj
-INCEPTION_CFG: dict[str, tuple[int, int, int, int, int, int, int]] = {
-    "3a": (192, 64, 96, 128, 16, 32, 32),  # -> 256
-    "3b": (256, 128, 128, 192, 32, 96, 64),  # -> 480
-    "4a": (480, 192, 96, 208, 16, 48, 64),  # -> 512
-    "4b": (512, 160, 112, 224, 24, 64, 64),  # -> 512
-    "4c": (512, 128, 128, 256, 24, 64, 64),  # -> 512
-    "4d": (512, 112, 144, 288, 32, 64, 64),  # -> 528
-    "4e": (528, 256, 160, 320, 32, 128, 128),  # -> 832
-    "5a": (832, 256, 160, 320, 32, 128, 128),  # -> 832
-    "5b": (832, 384, 192, 384, 48, 128, 128),  # -> 1024
-}
+class InceptionRow(NamedTuple):
+    """One row of the paper's Table 1: an Inception block's input and its six columns."""
+
+    name: str
+    in_channels: int
+    ch1x1: int
+    ch3x3red: int
+    ch3x3: int
+    ch5x5red: int
+    ch5x5: int
+    pool_proj: int
+
+    @property
+    def out_channels(self) -> int:
+        """The four branches concatenated: ``#1x1 + #3x3 + #5x5 + pool proj``."""
+        return self.ch1x1 + self.ch3x3 + self.ch5x5 + self.pool_proj
+
+
+# Table 1 of the paper, one row per Inception block (max pools after 3b and 4e)
+INCEPTION_TABLE: tuple[InceptionRow, ...] = (
+    #            name  in   #1x1 #3x3red #3x3 #5x5red #5x5 pool proj   # out
+    InceptionRow("3a", 192, 64, 96, 128, 16, 32, 32),  # 256
+    InceptionRow("3b", 256, 128, 128, 192, 32, 96, 64),  # 480
+    InceptionRow("4a", 480, 192, 96, 208, 16, 48, 64),  # 512
+    InceptionRow("4b", 512, 160, 112, 224, 24, 64, 64),  # 512
+    InceptionRow("4c", 512, 128, 128, 256, 24, 64, 64),  # 512
+    InceptionRow("4d", 512, 112, 144, 288, 32, 64, 64),  # 528
+    InceptionRow("4e", 528, 256, 160, 320, 32, 128, 128),  # 832
+    InceptionRow("5a", 832, 256, 160, 320, 32, 128, 128),  # 832
+    InceptionRow("5b", 832, 384, 192, 384, 48, 128, 128),  # 1024
+)
+BRANCHES = ("branch1", "branch2", "branch3", "branch4")  # an Inception block's branches
 
 
 def scale_channels(c: int, width: float) -> int:
@@ -53,32 +79,67 @@ def scale_channels(c: int, width: float) -> int:
     return max(1, round(c * width))
 
 
-class BasicConv2d(nn.Module):
-    """conv -> (BatchNorm2d, eps 1e-3, and no conv bias, when ``batch_norm``) -> ReLU.
+def check_table(table: tuple[InceptionRow, ...]) -> None:
+    """Raise ValueError unless each row's input channels equal the previous row's output."""
+    for prev, row in zip(table, table[1:]):
+        if row.in_channels != prev.out_channels:
+            raise ValueError(
+                f"GoogLeNet: inception{row.name} takes {row.in_channels} channels but "
+                f"inception{prev.name} gives {prev.out_channels}"
+            )
 
-    The conv weights are He-normal (fan in, ReLU gain), the biases zero.
+
+def scale_table(table: tuple[InceptionRow, ...], width: float) -> tuple[InceptionRow, ...]:
+    """The table at ``width``: each column scaled by :func:`scale_channels`.
+
+    A row's input is the previous row's scaled output (the first row's: its scaled input),
+    since rounding the four columns separately can differ from rounding their sum (width
+    0.3: 4a's columns give 58 + 62 + 14 + 19 = 153 channels, while round(512 * 0.3) = 154).
+    The paper's table is checked first (:func:`check_table`).
+    """
+    check_table(table)
+    rows, in_ch = [], scale_channels(table[0].in_channels, width)
+    for row in table:
+        cols = [scale_channels(c, width) for c in row[2:]]
+        rows.append(InceptionRow(row.name, in_ch, *cols))
+        in_ch = rows[-1].out_channels
+    return tuple(rows)
+
+
+class BasicConv2d(nn.Module):
+    """conv (no bias) -> BatchNormReLU2d (eps 1e-3): torchvision's conv block.
+
+    The conv weights are He-normal (fan in, ReLU gain).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, batch_norm: bool = False) -> None:  # fmt: skip
+                 padding: int = 0) -> None:  # fmt: skip
         super().__init__()
-        self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride, padding, bias=not batch_norm
-        )
-        # He init (ReLU gain): with PyTorch's default (gain 1/sqrt(3)) the signal fades over
-        # GoogLeNet's depth without batch norm (measured: --no-batch-norm stuck at chance)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
         nn.init.kaiming_normal_(self.conv.weight, nonlinearity="relu")
-        if not batch_norm:
-            nn.init.zeros_(self.conv.bias)
-        if batch_norm:
-            self.bn = nn.BatchNorm2d(out_channels, eps=1e-3)
-        self.batch_norm = batch_norm
+        self.bn = nn.BatchNormReLU2d(out_channels, eps=1e-3)  # one pass, a 1-byte mask
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(x)
-        if self.batch_norm:
-            return self.bn(x, relu=True)  # relu(bn(x)) as one op: one pass, a 1-byte mask
-        return F.relu(x)
+        return self.bn(self.conv(x))
+
+
+class PlainConv2d(nn.Module):
+    """conv (with bias) -> ReLU: the paper's conv layer, without batch norm.
+
+    He-normal weights (fan in, ReLU gain) and zero biases: with PyTorch's default (gain
+    1/sqrt(3)) the signal fades over GoogLeNet's depth (measured: --no-batch-norm stuck at
+    chance).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0) -> None:  # fmt: skip
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
+        nn.init.kaiming_normal_(self.conv.weight, nonlinearity="relu")
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.conv(x))
 
 
 class Inception(nn.Module):
@@ -87,27 +148,26 @@ class Inception(nn.Module):
     Args:
         in_channels: channels of the input.
         ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj: the paper's columns.
-        batch_norm: BasicConv2d with batch norm.
+        conv_block: the conv layer type: :class:`PlainConv2d` (the paper's, the default) or
+            :class:`BasicConv2d` (with batch norm).
 
     Output channels: ``ch1x1 + ch3x3 + ch5x5 + pool_proj``; height and width are kept.
     """
 
     def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
-                 ch5x5: int, pool_proj: int, batch_norm: bool = False) -> None:  # fmt: skip
+                 ch5x5: int, pool_proj: int, conv_block: Callable[..., nn.Module] = PlainConv2d,
+                 ) -> None:  # fmt: skip
         super().__init__()
-        bn = batch_norm
-        self.branch1 = BasicConv2d(in_channels, ch1x1, 1, batch_norm=bn)
+        conv = conv_block
+        self.branch1 = conv(in_channels, ch1x1, 1)
         self.branch2 = nn.Sequential(
-            BasicConv2d(in_channels, ch3x3red, 1, batch_norm=bn),
-            BasicConv2d(ch3x3red, ch3x3, 3, padding=1, batch_norm=bn),
+            conv(in_channels, ch3x3red, 1), conv(ch3x3red, ch3x3, 3, padding=1)
         )
-        self.branch3 = nn.Sequential(
-            BasicConv2d(in_channels, ch5x5red, 1, batch_norm=bn),
-            BasicConv2d(ch5x5red, ch5x5, 5, padding=2, batch_norm=bn),  # the paper's real 5x5
+        self.branch3 = nn.Sequential(  # the paper's real 5x5
+            conv(in_channels, ch5x5red, 1), conv(ch5x5red, ch5x5, 5, padding=2)
         )
         self.branch4 = nn.Sequential(
-            nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True),
-            BasicConv2d(in_channels, pool_proj, 1, batch_norm=bn),
+            nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True), conv(in_channels, pool_proj, 1)
         )
         self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
 
@@ -131,13 +191,13 @@ class InceptionAux(nn.Module):
         self,
         in_channels: int,
         num_classes: int,
-        batch_norm: bool = False,
+        conv_block: Callable[..., nn.Module] = PlainConv2d,
         dropout: float = 0.7,
         width: float = 1.0,
     ) -> None:
         super().__init__()
         c128, c1024 = scale_channels(128, width), scale_channels(1024, width)
-        self.conv = BasicConv2d(in_channels, c128, 1, batch_norm=batch_norm)
+        self.conv = conv_block(in_channels, c128, 1)
         self.fc1 = nn.Linear(c128 * 4 * 4, c1024)
         self.fc2 = nn.Linear(c1024, num_classes)
         self.dropout = nn.Dropout(dropout)
@@ -172,10 +232,17 @@ class GoogLeNet(nn.Module):
         stem: ``"imagenet"`` (7x7/2 conv, pools, LRN: 224 -> 7x7 before the head) or
             ``"cifar"`` (one 3x3 conv to 192 at full resolution: 32 -> 16 -> 8).
         aux_logits: build the two auxiliary classifiers (after 4a and 4d).
-        batch_norm: every conv becomes conv (no bias) + BatchNorm2d(eps=1e-3) + ReLU.
+        batch_norm: shorthand for ``blocks=(BasicConv2d, Inception, InceptionAux)``: every
+            conv becomes conv (no bias) + BatchNorm2d(eps=1e-3) + ReLU; False (the paper)
+            uses :class:`PlainConv2d`. Ignored when ``blocks`` is given.
+        blocks: the types ``(conv_block, inception_block, aux_block)`` the network is built
+            from, as torchvision's ``blocks=``; ``conv_block(in, out, kernel, stride=,
+            padding=)``, ``inception_block(in, *row's six columns, conv_block=)``,
+            ``aux_block(in, num_classes, conv_block=, dropout=, width=)``.
         lrn: local response normalisation in the ImageNet stem; None means "on when
             ``batch_norm`` is off" (the paper's network). The CIFAR stem has no LRN.
-        width: multiplies every channel count c into ``max(1, round(c * width))``.
+        width: multiplies every channel count c into ``max(1, round(c * width))``
+            (:func:`scale_table`).
         dropout: dropout before the final linear layer (the paper: 0.4).
         aux_dropout: dropout inside the aux heads (the paper: 0.7).
 
@@ -197,6 +264,7 @@ class GoogLeNet(nn.Module):
         width: float = 1.0,
         dropout: float = 0.4,
         aux_dropout: float = 0.7,
+        blocks: tuple[Callable[..., nn.Module], ...] | None = None,
     ) -> None:
         super().__init__()
         if stem not in ("imagenet", "cifar"):
@@ -213,57 +281,58 @@ class GoogLeNet(nn.Module):
         for name, p in (("dropout", dropout), ("aux_dropout", aux_dropout)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"GoogLeNet: {name} must lie in [0, 1), got {p!r}")
+        if blocks is None:
+            blocks = (BasicConv2d if batch_norm else PlainConv2d, Inception, InceptionAux)
+        if len(blocks) != 3:
+            raise ValueError(f"GoogLeNet: blocks must be (conv, inception, aux), got {blocks!r}")
+        conv, inception, aux = blocks
         self.num_classes, self.in_channels, self.stem = num_classes, in_channels, stem
         self.aux_logits, self.batch_norm, self.lrn, self.width = aux_logits, batch_norm, lrn, width
-        bn, c = batch_norm, functools.partial(scale_channels, width=width)
+        table = {row.name: row for row in scale_table(INCEPTION_TABLE, width)}
+        c = functools.partial(scale_channels, width=width)
         # Parameters are created in the paper's order: stem, 3a..5b, aux1, aux2, fc.
+        stem_out = table["3a"].in_channels  # 192, scaled
         if stem == "imagenet":
-            self.conv1 = BasicConv2d(in_channels, c(64), 7, stride=2, padding=3, batch_norm=bn)
+            self.conv1 = conv(in_channels, c(64), 7, stride=2, padding=3)
             self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
             if lrn:
                 self.lrn1 = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
-            self.conv2 = BasicConv2d(c(64), c(64), 1, batch_norm=bn)
-            self.conv3 = BasicConv2d(c(64), c(192), 3, padding=1, batch_norm=bn)
+            self.conv2 = conv(c(64), c(64), 1)
+            self.conv3 = conv(c(64), stem_out, 3, padding=1)
             if lrn:
                 self.lrn2 = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
             self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         else:
-            self.conv1 = BasicConv2d(in_channels, c(192), 3, padding=1, batch_norm=bn)
+            self.conv1 = conv(in_channels, stem_out, 3, padding=1)
 
-        def block(name: str) -> Inception:
-            _, *chs = INCEPTION_CFG[name]
-            return Inception(in_ch[0], *(c(ch) for ch in chs), batch_norm=bn)
+        def block(name: str) -> nn.Module:
+            _, *columns = table[name]  # (in, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool)
+            return inception(*columns, conv_block=conv)
 
-        def track(m: Inception) -> Inception:
-            in_ch[0] = m.out_channels
-            return m
-
-        in_ch = [c(192)]
         # 3x3/2 pools between stages (ceil at ImageNet scale; padded for CIFAR: 32 -> 16 -> 8)
         pool = (
             (lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True))
             if stem == "imagenet"
             else (lambda: nn.MaxPool2d(3, stride=2, padding=1))
         )
-        self.inception3a = track(block("3a"))
-        self.inception3b = track(block("3b"))
+        self.inception3a = block("3a")
+        self.inception3b = block("3b")
         self.maxpool3 = pool()
-        self.inception4a = track(block("4a"))
-        aux1_in = in_ch[0]
-        self.inception4b = track(block("4b"))
-        self.inception4c = track(block("4c"))
-        self.inception4d = track(block("4d"))
-        aux2_in = in_ch[0]
-        self.inception4e = track(block("4e"))
+        self.inception4a = block("4a")
+        self.inception4b = block("4b")
+        self.inception4c = block("4c")
+        self.inception4d = block("4d")
+        self.inception4e = block("4e")
         self.maxpool4 = pool()
-        self.inception5a = track(block("5a"))
-        self.inception5b = track(block("5b"))
-        if aux_logits:
-            self.aux1 = InceptionAux(aux1_in, num_classes, bn, aux_dropout, width)
-            self.aux2 = InceptionAux(aux2_in, num_classes, bn, aux_dropout, width)
+        self.inception5a = block("5a")
+        self.inception5b = block("5b")
+        if aux_logits:  # the heads read 4a's output (4b's input) and 4d's (4e's input)
+            heads = {"conv_block": conv, "dropout": aux_dropout, "width": width}
+            self.aux1 = aux(table["4b"].in_channels, num_classes, **heads)
+            self.aux2 = aux(table["4e"].in_channels, num_classes, **heads)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(in_ch[0], num_classes)
+        self.fc = nn.Linear(table["5b"].out_channels, num_classes)
 
     def forward(self, x: Tensor) -> Any:  # x: (N, C_in, H, W)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -305,60 +374,116 @@ class GoogLeNet(nn.Module):
         return logits
 
 
-def googlenet_loss(outputs: Any, target: Any, aux_weight: float = 0.3) -> Tensor:
-    """The paper's training loss: ``CE(logits) + aux_weight * (CE(aux1) + CE(aux2))``.
+# ---------------------------------------------------------------------------- the loss
+AUX_WEIGHT = 0.3  # the paper's weight of each aux classifier's loss in the total
+
+
+def loss_terms(outputs: Any, target: Any, aux_weight: float = AUX_WEIGHT) -> dict[str, Tensor]:
+    """The paper's training loss, term by term, as training and the study both use it.
+
+    ``main = CE(logits)``, ``aux1 = aux_weight * CE(aux1)``, ``aux2 = aux_weight *
+    CE(aux2)`` and ``total = main + aux1 + aux2``, the loss that is backpropagated.
 
     Args:
-        outputs: :class:`GoogLeNetOutputs` (training mode) or plain logits (then plain CE).
+        outputs: :class:`GoogLeNetOutputs` (training mode) or plain logits (then only
+            ``main`` and ``total``).
         target: (N,) int64 class indices (Tensor or array).
-        aux_weight: weight of each auxiliary loss (the paper: 0.3; 0 switches them off).
+        aux_weight: weight of each auxiliary loss (the paper's: ``AUX_WEIGHT``); with 0
+            the aux terms are left out (the heads then get no gradient).
 
     Returns:
-        A scalar Tensor (mean over the batch).
+        ``{"main", ["aux1", "aux2",] "total"}``, scalar Tensors (means over the batch).
     """
-    if isinstance(outputs, GoogLeNetOutputs):
-        loss = F.cross_entropy(outputs.logits, target)
-        if aux_weight:
-            aux = F.cross_entropy(outputs.aux1, target) + F.cross_entropy(outputs.aux2, target)
-            loss = loss + aux_weight * aux
-        return loss
-    return F.cross_entropy(outputs, target)
+    if not isinstance(outputs, GoogLeNetOutputs):
+        main = F.cross_entropy(outputs, target)
+        return {"main": main, "total": main}
+    terms = {"main": F.cross_entropy(outputs.logits, target)}
+    if aux_weight:
+        terms["aux1"] = F.cross_entropy(outputs.aux1, target) * aux_weight
+        terms["aux2"] = F.cross_entropy(outputs.aux2, target) * aux_weight
+    total = terms["main"]
+    for name in ("aux1", "aux2"):
+        if name in terms:
+            total = total + terms[name]
+    return {**terms, "total": total}
+
+
+# ---------------------------------------------------------------------------- its options
+# the model's flags (`train` and `study`), under their config keys; unset flags are None
+MODEL_DEFAULTS: dict[str, Any] = {
+    "width": 1.0, "stem": None, "batch_norm": True, "aux_logits": True,
+    "aux_weight": AUX_WEIGHT,
+}  # fmt: skip
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    # the README's first command: a few minutes on 2 CPU cores, >= 95% test accuracy
+    "digits": {"epochs": 8, "batch_size": 64, "width": 0.125, "image_size": 16, "lr": 0.05},
+}
+
+
+def add_model_arguments(group: argparse._ArgumentGroup) -> None:
+    """GoogLeNet's own flags (the generic ones come from :mod:`minigrad.train.cli`)."""
+    group.add_argument("--width", type=float, help="channel multiplier (default 1; digits 0.125)")
+    group.add_argument("--stem", choices=("cifar", "imagenet"), help="default: by image size")
+    group.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, help="default on")
+    group.add_argument("--aux", dest="aux_logits", action=argparse.BooleanOptionalAction,
+                       help="the two auxiliary classifiers (default on)")  # fmt: skip
+    group.add_argument("--aux-weight", type=float,
+                       help=f"weight of each aux loss (default {AUX_WEIGHT}; 0 = main loss only)",
+                       )  # fmt: skip
+
+
+def build_model(config: dict[str, Any]) -> GoogLeNet:
+    """The GoogLeNet a run config describes (``num_classes``, ``in_channels``, ``stem``,
+    ``aux_logits``, ``batch_norm``, ``lrn``, ``width``)."""
+    c = config
+    return GoogLeNet(int(c["num_classes"]), int(c.get("in_channels", 3)), c.get("stem") or "cifar",
+                     bool(c.get("aux_logits", True)), bool(c.get("batch_norm", True)), c.get("lrn"),
+                     float(c.get("width", 1)))  # fmt: skip
+
+
+def _configure(config: dict[str, Any], info: Any) -> None:
+    config["stem"] = config["stem"] or info.stem  # "cifar" for small images, else "imagenet"
+
+
+def _describe(config: dict[str, Any]) -> str:
+    return f"width {config['width']:g}, {config['stem']} stem, batch norm {config['batch_norm']}"
+
+
+def inception_branches(module: nn.Module) -> tuple[str, ...] | None:
+    """The study's block selector: each Inception block, with its four branches."""
+    return BRANCHES if isinstance(module, Inception) else None
+
+
+APP = ModelSpec(
+    prog="googlenet.py",
+    description="Train and use GoogLeNet (Inception v1) on minigrad.",
+    build_model=build_model,
+    add_arguments=add_model_arguments,
+    defaults=MODEL_DEFAULTS,
+    loss_terms=loss_terms,
+    loss_options=("aux_weight",),
+    dataset_defaults=DATASET_DEFAULTS,
+    configure=_configure,
+    describe=_describe,
+    blocks=inception_branches,
+    branch_labels={"branch1": "1x1", "branch2": "3x3", "branch3": "5x5", "branch4": "pool"},
+    study_defaults={"width": 0.125},
+)
 
 
 # ---------------------------------------------------------------------------- training
 # The loop, checkpoints and CLI are generic (minigrad.train); these bind them to GoogLeNet.
-def build_model(config: dict[str, Any]) -> GoogLeNet:
-    """The GoogLeNet a run config describes (``num_classes``, ``in_channels``, ``stem``,
-    ``batch_norm``, ``width``; aux heads unless ``aux_weight`` is 0)."""
-    c, aux = config, config.get("aux_logits", float(config.get("aux_weight", 0.3)) > 0)
-    return GoogLeNet(int(c["num_classes"]), int(c.get("in_channels", 3)), c.get("stem") or "cifar",
-                     aux, bool(c.get("batch_norm", True)), c.get("lrn"), float(c.get("width", 1)),
-                     )  # fmt: skip
-
-
 def load_for_inference(path: str | os.PathLike, device: str = "cpu") -> tuple[GoogLeNet, dict]:
-    """A trained model in eval mode on ``device``, and its run config, from a checkpoint.
-
-    When the run kept an EMA of the weights (``--ema``), the averaged weights are loaded:
-    they are what the run evaluated.
+    """A trained model in eval mode on ``device``, and its run config, from a checkpoint
+    (the EMA weights when the run kept them); see :func:`minigrad.checkpoint.load_for_inference`.
     """
-    ckpt = load_checkpoint(path)
-    config = dict(ckpt.get("config") or {})
-    if "num_classes" not in config:
-        raise ValueError(f"load_for_inference: {path} has no run config (not from train?)")
-    model = build_model(config)
-    weights = dict(ckpt["model"])
-    if ckpt.get("ema"):
-        weights.update(ckpt["ema"]["shadow"])
-        weights.update(ckpt["ema"].get("buffers") or {})
-    model.load_state_dict(weights)
-    return model.to(device).eval(), config
+    return checkpoint.load_for_inference(path, build_model, device)
 
 
-def train_one_epoch(model: GoogLeNet, loader: Any, optimizer: Any, aux_weight: float = 0.3,
-                    **kwargs: Any) -> dict[str, float]:  # fmt: skip
+def train_one_epoch(model: GoogLeNet, loader: Any, optimizer: Any,
+                    aux_weight: float = AUX_WEIGHT, **kwargs: Any) -> dict[str, float]:  # fmt: skip
     """One epoch with the aux loss; see :func:`minigrad.train.loop.train_one_epoch`."""
-    loss = functools.partial(googlenet_loss, aux_weight=aux_weight)
+    loss = functools.partial(loss_terms, aux_weight=aux_weight)
     return loop.train_one_epoch(model, loader, optimizer, loss, **kwargs)
 
 
@@ -368,24 +493,19 @@ def evaluate(model: GoogLeNet, loader: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def fit(model: GoogLeNet, train_loader: Any, optimizer: Any, *, epochs: int,
-        aux_weight: float = 0.3, **kwargs: Any) -> list[dict[str, Any]]:  # fmt: skip
+        aux_weight: float = AUX_WEIGHT, **kwargs: Any) -> list[dict[str, Any]]:  # fmt: skip
     """Epochs, checkpoints, resume, callbacks; see :func:`minigrad.train.fit.fit`. The
     model's architecture goes into the checkpoints' config (for ``load_for_inference``)."""
     keys = ("num_classes", "in_channels", "stem", "aux_logits", "batch_norm", "lrn", "width")
     arch = {k: getattr(model, k) for k in keys} | {"aux_weight": aux_weight}
     kwargs["config"] = arch | dict(kwargs.get("config") or {})
-    loss = functools.partial(googlenet_loss, aux_weight=aux_weight)
+    loss = functools.partial(loss_terms, aux_weight=aux_weight)
     return train_fit.fit(model, train_loader, optimizer, loss, epochs=epochs, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python googlenet.py [train|eval|predict|study] ...``; no arguments: train on digits."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "study":
-        from minigrad.study.cli import main as study_main  # noqa: PLC0415 - optional tools
-
-        return study_main(argv[1:])
-    return cli.main(argv, build_model, googlenet_loss, load_for_inference)
+    return cli.main(list(sys.argv[1:] if argv is None else argv), APP)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Full GoogLeNet training steps against the machine's float32 matrix-product rate.
 
-One step = train-mode forward with both aux heads, ``googlenet_loss`` (CE + 0.3 x the two
+One step = train-mode forward with both aux heads, ``loss_terms`` (CE + AUX_WEIGHT x the two
 aux CEs), backward, ``SGD(momentum=0.9).step()``, on random images and labels. Per
 configuration the table gives the median step time, images/s, the training FLOPs per
 image, the achieved FLOP/s, the float32 GEMM rate measured in the same run, their ratio,
@@ -107,7 +107,7 @@ def count_forward_flops(model: Any, x: Any) -> int:
 def make_step(cfg: Config, dev: Device, seed: int = 0) -> tuple[Callable[[], Any], Any, Any]:
     """(step function, model, images) for ``cfg`` on ``dev``: one full training step."""
     import minigrad as mg  # noqa: PLC0415
-    from googlenet import GoogLeNet, googlenet_loss  # noqa: PLC0415
+    from googlenet import GoogLeNet, loss_terms  # noqa: PLC0415
     from minigrad.optim import SGD  # noqa: PLC0415
 
     mg.manual_seed(seed)
@@ -122,7 +122,7 @@ def make_step(cfg: Config, dev: Device, seed: int = 0) -> tuple[Callable[[], Any
 
     def step() -> Any:
         opt.zero_grad()
-        loss = googlenet_loss(model(x), y)
+        loss = loss_terms(model(x), y)["total"]
         loss.backward()
         opt.step()
         return loss

@@ -1,7 +1,7 @@
 """cProfile of one GoogLeNet training step: where the time of a step goes, by function.
 
 Builds the same step as ``bench_train.py`` (train-mode forward with aux heads,
-``googlenet_loss``, backward, SGD momentum step), runs one untimed warm-up step, then
+``loss_terms``, backward, SGD momentum step), runs one untimed warm-up step, then
 profiles one step and prints the top entries by own time (``tottime``: time inside the
 function itself, not in what it calls), so NumPy kernels show up under their own names.
 

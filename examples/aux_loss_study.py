@@ -31,7 +31,7 @@ import numpy as np
 
 import minigrad as mg
 import minigrad.functional as F
-from googlenet import GoogLeNet, googlenet_loss
+from googlenet import APP, AUX_WEIGHT, GoogLeNet, inception_branches, loss_terms
 from minigrad.data import DataLoader, dataset_info, get_dataset
 from minigrad.optim import SGD, CosineAnnealingLR
 from minigrad.study import GradNormRecorder, format_table, gradient_flow
@@ -70,7 +70,7 @@ def train_run(aux_weight: float, args: argparse.Namespace, data: dict[str, Any])
         main_losses = []
         for x, y in loader:
             out = model(mg.tensor(x))
-            loss = googlenet_loss(out, y, aux_weight=aux_weight)
+            loss = loss_terms(out, y, aux_weight=aux_weight)["total"]
             opt.zero_grad()
             loss.backward()
             rec.on_step_end(step, epoch, model)  # after backward, before the update
@@ -99,7 +99,7 @@ def plot_study(runs: dict[float, dict], path: Path, steps_per_epoch: int) -> Non
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
-    colors = {0.0: "#1f77b4", 0.3: "#d62728"}
+    colors = {0.0: "#1f77b4", AUX_WEIGHT: "#d62728"}
     for ax, layer in zip(axes.ravel()[:4], LOWER):
         for w, run in runs.items():
             rec = run["recorder"]
@@ -137,7 +137,9 @@ def plot_study(runs: dict[float, dict], path: Path, steps_per_epoch: int) -> Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="aux_weight 0 vs 0.3: lower-layer gradient norms")
+    p = argparse.ArgumentParser(
+        description=f"aux_weight 0 vs {AUX_WEIGHT:g}: lower-layer gradient norms"
+    )
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--width", type=float, default=0.125)
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "test_y": test_y,
     }
 
-    runs = {w: train_run(w, args, data) for w in (0.0, 0.3)}
+    runs = {w: train_run(w, args, data) for w in (0.0, AUX_WEIGHT)}
     spe = runs[0.0]["steps_per_epoch"]
     plot_study(runs, img / "aux_loss_study.png", spe)
 
@@ -168,14 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     idx = np.sort(rng.permutation(len(test_x))[:64])
     xb = info.eval_transform(test_x[idx], rng)
     report = gradient_flow(
-        runs[0.3]["model"], mg.tensor(xb), mg.tensor(test_y[idx]), aux_weight=0.3
-    )
+        runs[AUX_WEIGHT]["model"], mg.tensor(xb), mg.tensor(test_y[idx]), loss_terms,
+        blocks=inception_branches,
+    )  # fmt: skip
     print(format_table(report, branches=False))
     plot_attribution(report, img / "study_attribution.png")
-    plot_branch_shares(report, img / "study_branch_shares.png")
-    rec = runs[0.3]["recorder"]
+    plot_branch_shares(report, img / "study_branch_shares.png", dict(APP.branch_labels))
+    rec = runs[AUX_WEIGHT]["recorder"]
     steps = [r["step"] for r in rec.rows]
-    title = "aux_weight 0.3: weight-gradient norm per layer (log10)"
+    title = f"aux_weight {AUX_WEIGHT:g}: weight-gradient norm per layer (log10)"
     plot_heatmap(rec.names, steps, rec.matrix(), img / "grad_norms_heatmap.png", title=title)
 
     # summary: mean gradient norm per lower layer, first epoch and last epoch, both runs
@@ -194,11 +197,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{k} {v['first_epoch']:.3f}/{v['last_epoch']:.3f}" for k, v in per.items()
         )
         print(f"aux_weight {w:g}: {cells}  acc {run['epochs'][-1]['acc']:.3f}")
-    g0, g3 = summary["runs"]["0"]["grad_norm"], summary["runs"]["0.3"]["grad_norm"]
+    g0, g3 = summary["runs"]["0"]["grad_norm"], summary["runs"][f"{AUX_WEIGHT:g}"]["grad_norm"]
     ratios = {k: g3[k]["all"] / g0[k]["all"] for k in LOWER}
-    summary["ratio_0.3_over_0"] = ratios
+    summary[f"ratio_{AUX_WEIGHT:g}_over_0"] = ratios
     cells = "  ".join(f"{k} {r:.2f}" for k, r in ratios.items())
-    print(f"ratio of mean norms over the whole run (aux 0.3 / aux 0): {cells}")
+    print(f"ratio of mean norms over the whole run (aux {AUX_WEIGHT:g} / aux 0): {cells}")
     summary["study"] = {
         lay.name: {"grad_weight": lay.grad_weight, "weight_share": lay.weight_share}
         for lay in report.layers if lay.kind != "branch" and lay.num_params

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 
 import minigrad as mg
-from googlenet import GoogLeNet, evaluate, fit, googlenet_loss
+from googlenet import GoogLeNet, evaluate, fit, loss_terms
 from minigrad.data import DataLoader, dataset_info, get_dataset
 from minigrad.optim import EMA, SGD, CosineAnnealingLR, LinearWarmup
 
@@ -64,14 +64,14 @@ def main() -> None:
     schedule = LinearWarmup(opt, warmup_steps=1, after=cosine)  # stepped once per epoch
     ema = EMA(model, decay=0.999, warmup=True)
 
-    # the loop: loss = CE(main) + 0.3 * (CE(aux1) + CE(aux2)); evaluation uses the EMA
-    fit(model, train_loader, opt, epochs=args.epochs, aux_weight=0.3, val_loader=test_loader,
+    # the loop: loss = CE(main) + AUX_WEIGHT * (CE(aux1) + CE(aux2)); evaluation uses the EMA
+    fit(model, train_loader, opt, epochs=args.epochs, val_loader=test_loader,
         schedule=schedule, ema=ema, device=args.device, out_dir=args.out,
         num_classes=10, resume=args.resume, config={"dataset": "cifar10"})  # fmt: skip
 
     with ema.swap(model):
         result = evaluate(model, test_loader, device=args.device, num_classes=10,
-                          loss_fn=googlenet_loss)  # fmt: skip
+                          loss_fn=loss_terms)  # fmt: skip
     print(f"test top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f}")
     worst = result["confusion"].diagonal() / result["confusion"].sum(axis=1)
     print("hardest class:", info.class_names[int(worst.argmin())])

@@ -76,7 +76,7 @@ def main() -> None:
     ema = EMA(model, decay=0.999, warmup=True)
 
     # the loop; fit adds the model's settings to the config saved in every checkpoint
-    fit(model, train_loader, opt, epochs=args.epochs, aux_weight=0.3, val_loader=val_loader,
+    fit(model, train_loader, opt, epochs=args.epochs, val_loader=val_loader,
         schedule=schedule, ema=ema, device=args.device, out_dir=args.out,
         config={"dataset": "imagenette", "image_size": 128})  # fmt: skip
 

@@ -27,6 +27,7 @@ import json
 import os
 import secrets
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ import numpy as np
 from minigrad import backend
 from minigrad.tensor import Tensor
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["load_checkpoint", "load_for_inference", "save_checkpoint"]
 
 META_KEY = "__minigrad_checkpoint__"
 FORMAT_VERSION = 1
@@ -245,3 +246,28 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(
             f"load_checkpoint: {path!r} has an unreadable minigrad metadata entry: {e}"
         ) from e
+
+
+def load_for_inference(
+    path: str | os.PathLike, build_model: Callable[[dict[str, Any]], Any], device: str = "cpu"
+) -> tuple[Any, dict[str, Any]]:
+    """A trained model in eval mode on ``device``, and its run config, from a checkpoint.
+
+    ``build_model(config)`` rebuilds the architecture from the checkpoint's run config.
+    When the run kept an EMA of the weights (``--ema``), the averaged weights are loaded:
+    they are what the run evaluated.
+
+    Raises:
+        ValueError: the checkpoint has no run config (it did not come from ``fit``).
+    """
+    ckpt = load_checkpoint(path)
+    config = dict(ckpt.get("config") or {})
+    if "num_classes" not in config:
+        raise ValueError(f"load_for_inference: {path} has no run config (not from train?)")
+    model = build_model(config)
+    weights = dict(ckpt["model"])
+    if ckpt.get("ema"):
+        weights.update(ckpt["ema"]["shadow"])
+        weights.update(ckpt["ema"].get("buffers") or {})
+    model.load_state_dict(weights)
+    return model.to(device).eval(), config

@@ -12,7 +12,7 @@ How many host threads the ops' chunks run on: :func:`set_host_threads`, else
 ``MINIGRAD_NUM_THREADS``, else the CPU count (:func:`host_threads`). Every environment
 variable here is read ONCE, when this module is imported.
 
-Importing minigrad changes none of the settings below: the training CLI and the
+Importing minigrad changes none of the settings below: the training CLI (the application's) and the
 benchmarks call :func:`configure_cpu_training`, and a library user can do the same.
 
 Three settings matter on the CPU (measured in the README's performance section):

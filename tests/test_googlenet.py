@@ -8,13 +8,19 @@ import pytest
 import minigrad as mg
 import minigrad.functional as F
 from googlenet import (
+    AUX_WEIGHT,
+    INCEPTION_TABLE,
     BasicConv2d,
     GoogLeNet,
     GoogLeNetOutputs,
     Inception,
     InceptionAux,
-    googlenet_loss,
+    InceptionRow,
+    PlainConv2d,
+    check_table,
+    loss_terms,
     scale_channels,
+    scale_table,
 )
 from minigrad import nn
 from minigrad.gradcheck import gradcheck
@@ -101,12 +107,61 @@ def test_table1_channels_kernels_and_batch_norm_convs() -> None:
     assert model.conv1.conv.weight.shape == (64, 3, 7, 7) and model.fc.weight.shape == (10, 1024)
     pool = b.branch4[0]
     assert (pool.kernel_size, pool.stride, pool.padding) in (((3, 3), (1, 1), (1, 1)), (3, 1, 1))
-    for m in model.modules():
-        if isinstance(m, BasicConv2d):
-            assert m.conv.bias is None and m.bn.eps == 1e-3
+    convs = [m for m in model.modules() if isinstance(m, (BasicConv2d, PlainConv2d))]
+    assert len(convs) == 3 + 9 * 6 + 2 and all(isinstance(m, BasicConv2d) for m in convs)
+    for m in convs:
+        assert m.conv.bias is None and m.bn.eps == 1e-3 and isinstance(m.bn, nn.BatchNormReLU2d)
     plain = GoogLeNet(10, stem="cifar", width=1 / 16)
-    assert all(m.conv.bias is not None for m in plain.modules() if isinstance(m, BasicConv2d))
+    convs = [m for m in plain.modules() if isinstance(m, (BasicConv2d, PlainConv2d))]
+    assert len(convs) == 1 + 9 * 6 + 2 and all(isinstance(m, PlainConv2d) for m in convs)
+    assert all(m.conv.bias is not None for m in convs)
     assert plain.lrn is False and GoogLeNet(10, width=1 / 16).lrn is True
+
+
+def test_the_table_chains_and_its_in_column_sizes_the_blocks() -> None:
+    check_table(INCEPTION_TABLE)  # the paper's: each row's input is the previous output
+    assert [r.out_channels for r in INCEPTION_TABLE][-1] == 1024
+    broken = (*INCEPTION_TABLE[:3], INCEPTION_TABLE[3]._replace(in_channels=500))
+    with pytest.raises(
+        ValueError, match="inception4b takes 500 channels but inception4a gives 512"
+    ):
+        check_table(broken)
+    with pytest.raises(ValueError, match="inception4b takes 500"):
+        scale_table(broken, 1.0)
+    assert scale_table(INCEPTION_TABLE, 1.0) == INCEPTION_TABLE
+    # width 0.3: 4a's scaled columns give 58 + 62 + 14 + 19 = 153 channels, not round(153.6)
+    at03 = {r.name: r for r in scale_table(INCEPTION_TABLE, 0.3)}
+    assert at03["4b"].in_channels == at03["4a"].out_channels == 153
+    model = GoogLeNet(10, stem="cifar", width=0.3)
+    for row in at03.values():
+        block = getattr(model, f"inception{row.name}")
+        assert block.branch1.conv.weight.shape[1] == row.in_channels  # the in column, used
+        assert block.out_channels == row.out_channels
+    assert model.aux1.conv.conv.weight.shape[1] == at03["4b"].in_channels
+    assert model.aux2.conv.conv.weight.shape[1] == at03["4e"].in_channels
+    assert isinstance(INCEPTION_TABLE[0], InceptionRow)
+
+
+def test_block_types_are_passed_in() -> None:
+    made: list[str] = []
+
+    class CountingConv(PlainConv2d):
+        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            made.append("conv")
+            super().__init__(*args, **kwargs)
+
+    class CountingAux(InceptionAux):
+        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+            made.append("aux")
+            super().__init__(*args, **kwargs)
+
+    model = GoogLeNet(
+        4, 1, stem="cifar", width=1 / 16, blocks=(CountingConv, Inception, CountingAux)
+    )
+    assert made.count("conv") == 1 + 9 * 6 + 2 and made.count("aux") == 2
+    assert isinstance(model.inception3a.branch1, CountingConv)
+    with pytest.raises(ValueError, match="blocks must be"):
+        GoogLeNet(4, blocks=(PlainConv2d, Inception))
 
 
 def test_width_rule() -> None:
@@ -146,21 +201,30 @@ def test_googlenet_loss_matches_a_hand_computation() -> None:
         return float(-_log_softmax(z)[np.arange(5), y].mean())
 
     outs = GoogLeNetOutputs(mg.tensor(logits), mg.tensor(aux1), mg.tensor(aux2))
-    expected = ce(logits) + 0.3 * (ce(aux1) + ce(aux2))
-    assert googlenet_loss(outs, mg.tensor(y)).item() == pytest.approx(expected, rel=1e-12)
-    assert googlenet_loss(outs, y, aux_weight=0.5).item() == pytest.approx(
+    assert AUX_WEIGHT == 0.3  # the paper's
+    terms = loss_terms(outs, mg.tensor(y))
+    assert list(terms) == ["main", "aux1", "aux2", "total"]
+    expected = ce(logits) + AUX_WEIGHT * (ce(aux1) + ce(aux2))
+    assert terms["total"].item() == pytest.approx(expected, rel=1e-12)
+    assert terms["aux1"].item() == pytest.approx(AUX_WEIGHT * ce(aux1), rel=1e-12)
+    assert terms["main"].item() == pytest.approx(ce(logits), rel=1e-12)
+    assert loss_terms(outs, y, aux_weight=0.5)["total"].item() == pytest.approx(
         ce(logits) + 0.5 * (ce(aux1) + ce(aux2)), rel=1e-12
     )
-    assert googlenet_loss(outs, y, aux_weight=0).item() == pytest.approx(ce(logits), rel=1e-12)
-    assert googlenet_loss(mg.tensor(logits), y).item() == pytest.approx(ce(logits), rel=1e-12)
+    no_aux = loss_terms(outs, y, aux_weight=0)
+    assert list(no_aux) == ["main", "total"]
+    assert no_aux["total"].item() == pytest.approx(ce(logits), rel=1e-12)
+    plain = loss_terms(mg.tensor(logits), y)
+    assert list(plain) == ["main", "total"]
+    assert plain["total"].item() == pytest.approx(ce(logits), rel=1e-12)
 
 
 def test_loss_gradient_reaches_the_aux_heads_with_the_aux_weight() -> None:
     rng = np.random.default_rng(1)
     ts = [mg.tensor(rng.standard_normal((3, 4)), requires_grad=True) for _ in range(3)]
-    googlenet_loss(GoogLeNetOutputs(*ts), np.array([0, 1, 2]), aux_weight=0.3).backward()
-    # dCE/dz = (softmax - onehot) / N, scaled by 0.3 on the aux heads
-    for t, w in zip(ts, (1.0, 0.3, 0.3)):
+    loss_terms(GoogLeNetOutputs(*ts), np.array([0, 1, 2]))["total"].backward()
+    # dCE/dz = (softmax - onehot) / N, scaled by the aux weight on the aux heads
+    for t, w in zip(ts, (1.0, AUX_WEIGHT, AUX_WEIGHT)):
         p = np.exp(_log_softmax(t.numpy()))
         p[np.arange(3), [0, 1, 2]] -= 1
         np.testing.assert_allclose(t.grad, w * p / 3, rtol=1e-10)
@@ -171,11 +235,11 @@ def test_one_sgd_step_lowers_the_loss() -> None:
     model = GoogLeNet(5, 1, stem="cifar", batch_norm=True, width=1 / 16, dropout=0, aux_dropout=0)
     x, y = images(8, 1, 16, seed=3), mg.tensor(np.arange(8) % 5)
     opt = SGD(model.parameters(), lr=0.05, momentum=0.9)
-    before = googlenet_loss(model(x), y)
+    before = loss_terms(model(x), y)["total"]
     opt.zero_grad()
     before.backward()
     opt.step()
-    after = googlenet_loss(model(x), y)
+    after = loss_terms(model(x), y)["total"]
     assert after.item() < before.item() - 1e-3
 
 
@@ -183,8 +247,9 @@ def test_one_sgd_step_lowers_the_loss() -> None:
 def test_inception_block_passes_gradcheck_in_float64(batch_norm: bool) -> None:
     mg.manual_seed(0)
     # a whole block at 1/32 of 3a's width: 6 in, 2 | 3->4 | 1->1 | 1 channels
+    conv = BasicConv2d if batch_norm else PlainConv2d
     block = Inception(
-        6, *(scale_channels(c, 1 / 32) for c in (64, 96, 128, 16, 32, 32)), batch_norm
+        6, *(scale_channels(c, 1 / 32) for c in (64, 96, 128, 16, 32, 32)), conv_block=conv
     ).double()
     x = mg.tensor(np.random.default_rng(2).standard_normal((2, 6, 5, 5)), requires_grad=True)
     assert block(x).shape == (2, 8, 5, 5)

@@ -14,12 +14,16 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
-from googlenet import GoogLeNet, Inception, googlenet_loss
+import minigrad.study.cli
+from googlenet import APP, BRANCHES, GoogLeNet, Inception, inception_branches, loss_terms
 from minigrad import nn
 from minigrad.study import GradNormRecorder, format_table, gradient_flow, report_to_dict
-from minigrad.study.cli import main as study_main
-from minigrad.study.flow import BRANCHES
-from minigrad.study.plots import plot_heatmap
+from minigrad.study.flow import watched_layers
+from minigrad.study.plots import plot_branch_shares, plot_heatmap
+
+
+def study_main(argv: list[str]) -> int:
+    return minigrad.study.cli.main(argv, APP)
 
 
 class TwoBlocks(nn.Module):
@@ -64,7 +68,9 @@ def test_branch_shares_add_up_for_any_block_geometry(
     mg.manual_seed(seed)
     model = BlockWithSideReader(chs, side).double()
     x = mg.tensor(np.random.default_rng(seed).standard_normal((2, 1, size, size)))
-    report = gradient_flow(model, x, None, loss_fn=lambda o, t, w: {"main": o}, keep_grads=True)
+    report = gradient_flow(
+        model, x, None, lambda o, t: {"main": o}, blocks=inception_branches, keep_grads=True
+    )
     (blk,) = report.blocks
     if blk.grad_in == 0:  # every ReLU of the 1-channel branches dead: no shares to give
         assert all(v == 0 for v in blk.share.values())
@@ -97,7 +103,12 @@ def test_branch_contributions_add_up_to_the_block_input_gradient() -> None:
     model = TwoBlocks().double()
     x, y = batch(c=2, s=6)
     report = gradient_flow(
-        model, x, y, loss_fn=lambda o, t, w: {"main": F.cross_entropy(o, t)}, keep_grads=True
+        model,
+        x,
+        y,
+        lambda o, t: {"main": F.cross_entropy(o, t)},
+        blocks=inception_branches,
+        keep_grads=True,
     )
     # independent reference: full backward hooks see what each branch sends to its input
     seen: dict[str, dict[str, np.ndarray]] = {"block1": {}, "block2": {}}
@@ -136,7 +147,7 @@ def test_branch_contributions_add_up_to_the_block_input_gradient() -> None:
 def test_other_readers_of_a_block_input_get_the_remainder() -> None:
     model = tiny_googlenet()
     x, y = batch()
-    report = gradient_flow(model, x, y, keep_grads=True)
+    report = gradient_flow(model, x, y, loss_terms, blocks=inception_branches, keep_grads=True)
     shares = {b.name: b.share for b in report.blocks}
     assert abs(shares["inception4b"]["other"]) > 1e-6  # aux1 reads 4a's output = 4b's input
     assert abs(shares["inception4e"]["other"]) > 1e-6  # aux2 reads 4d's output
@@ -150,13 +161,13 @@ def test_other_readers_of_a_block_input_get_the_remainder() -> None:
 def test_main_and_aux_attribution_adds_up_to_the_total_gradient() -> None:
     model = tiny_googlenet()
     x, y = batch()
-    report = gradient_flow(model, x, y, aux_weight=0.3, keep_grads=True)
+    report = gradient_flow(model, x, y, loss_terms, blocks=inception_branches, keep_grads=True)
     assert report.terms == ["main", "aux1", "aux2"]
     assert report.additivity_error < 1e-10  # float64: the separate total pass agrees
-    # the reference: one ordinary backward pass of main + 0.3 * (aux1 + aux2)
+    # the reference: one ordinary backward pass of main + AUX_WEIGHT * (aux1 + aux2)
     model.train()
     model.zero_grad()
-    loss = googlenet_loss(model(x), y, aux_weight=0.3)
+    loss = loss_terms(model(x), y)["total"]
     loss.backward()
     assert report.losses["total"] == pytest.approx(loss.item(), rel=1e-12)
     for lay in report.layers:
@@ -188,7 +199,7 @@ def test_gradient_flow_leaves_the_model_as_it_was() -> None:
     for p in model.parameters():
         p.grad = sentinel[id(p)]
     state = {k: v.copy() for k, v in model.state_dict().items()}
-    gradient_flow(model, x, y)
+    gradient_flow(model, x, y, loss_terms, blocks=inception_branches)
     assert not model.training and not model.inception3a.training
     assert all(p.grad is sentinel[id(p)] for p in model.parameters())
     for k, v in model.state_dict().items():
@@ -198,7 +209,7 @@ def test_gradient_flow_leaves_the_model_as_it_was() -> None:
 def test_table_and_json() -> None:
     model = tiny_googlenet()
     x, y = batch()
-    report = gradient_flow(model, x, y)
+    report = gradient_flow(model, x, y, loss_terms, blocks=inception_branches)
     table = format_table(report)
     for name in ("conv1", "inception3a", "branch4", "aux2", "fc", "attribution check"):
         assert name in table
@@ -231,7 +242,7 @@ def test_recorder_writes_norms_every_n_steps(tmp_path: Path) -> None:
     expected = {}
     for step in range(8):
         model.zero_grad()
-        googlenet_loss(model(x), y).backward()
+        loss_terms(model(x), y)["total"].backward()
         recorded = rec.on_step_end(step, epoch=step // 4, model=model)
         assert recorded == (step % 3 == 0)
         if recorded:
@@ -280,21 +291,19 @@ def test_cli_runs_on_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_cli_uses_the_checkpoints_model_and_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import googlenet
-
     model = tiny_googlenet().float().eval()
     calls = []
 
-    def fake_load(path: str, device: str) -> tuple[GoogLeNet, dict]:
-        calls.append((path, device))
-        return model, {"dataset": "digits", "image_size": 16}
+    def fake_load(path: str, build: object, device: str) -> tuple[GoogLeNet, dict]:
+        calls.append((path, build, device))
+        return model, {"dataset": "digits", "image_size": 16, "num_classes": 10}
 
-    monkeypatch.setattr(googlenet, "load_for_inference", fake_load)
+    monkeypatch.setattr(minigrad.study.cli, "load_for_inference", fake_load)
     ckpt = tmp_path / "best.npz"
     ckpt.write_bytes(b"")
     argv = ["--checkpoint", str(ckpt), "--batch-size", "4", "--out", str(tmp_path), "--no-plots"]
     assert study_main([*argv, "--device", "cpu"]) == 0
-    assert calls == [(str(ckpt), "cpu")]
+    assert calls == [(str(ckpt), APP.build_model, "cpu")]
     data = json.loads((tmp_path / "flow.json").read_text())
     assert data["layers"][0]["name"] == "conv1"
     assert data["layers"][0]["out_shape"][0] == 4 and data["layers"][0]["out_shape"][2:] == [16, 16]
@@ -322,3 +331,74 @@ def test_hooks_on_tensors_nobody_holds_still_fire() -> None:
     assert len(seen) == 1
     np.testing.assert_array_equal(seen[0], [[2.0, 2.0, 2.0]])  # h + 1 > 0 everywhere
     np.testing.assert_array_equal(kept[0].grad, [[2.0, 2.0, 2.0]])
+
+
+class TwoWay(nn.Module):
+    """A block of two branches with names of its own, for the generic selector."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = nn.Conv2d(2, 3, 1)
+        self.right = nn.Conv2d(2, 3, 3, padding=1)
+
+    def forward(self, x: mg.Tensor) -> mg.Tensor:
+        return F.relu(self.left(x)) + F.relu(self.right(x))
+
+
+class TwoWayNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 2, 3, padding=1)
+        self.block = TwoWay()
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, x: mg.Tensor) -> mg.Tensor:
+        return self.fc(F.flatten(F.adaptive_avg_pool2d(self.block(self.stem(x)), (1, 1)), 1))
+
+
+def two_way(module: nn.Module) -> tuple[str, ...] | None:
+    return ("left", "right") if isinstance(module, TwoWay) else None
+
+
+def test_the_block_selector_names_blocks_and_branches(tmp_path: Path) -> None:
+    mg.manual_seed(0)
+    model = TwoWayNet().double()
+    x, y = batch(c=1, s=5)
+    ce = lambda o, t: {"main": F.cross_entropy(o, t)}  # noqa: E731
+    plain = gradient_flow(model, x, y, ce)  # no selector: every child is a plain layer
+    assert plain.blocks == [] and {lay.kind for lay in plain.layers} == {"layer"}
+    report = gradient_flow(model, x, y, ce, blocks=two_way, keep_grads=True)
+    assert [(lay.name, lay.kind) for lay in report.layers] == [
+        ("stem", "layer"),
+        ("block", "block"),
+        ("block.left", "branch"),
+        ("block.right", "branch"),
+        ("fc", "layer"),
+    ]
+    (blk,) = report.blocks
+    assert blk.branches == ("left", "right") and set(blk.share) == {"left", "right", "other"}
+    assert sum(blk.share.values()) == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(blk.grads["left"] + blk.grads["right"], blk.grads["input"])
+    table = format_table(report)
+    assert "left" in table.split("by branch:")[1] and "branch1" not in table
+    png = plot_branch_shares(report, tmp_path / "shares.png", {"left": "1x1"})
+    assert png.stat().st_size > 1000
+    with pytest.raises(ValueError, match="block has no child module 'middle'"):
+        watched_layers(model, lambda m: ("left", "middle") if isinstance(m, TwoWay) else None)
+
+
+def test_a_given_total_is_the_total_pass_and_the_check_sees_a_mismatch() -> None:
+    mg.manual_seed(0)
+    model = TwoWayNet().double()
+    x, y = batch(c=1, s=5)
+
+    def terms(o: mg.Tensor, t: mg.Tensor) -> dict[str, mg.Tensor]:
+        main = F.cross_entropy(o, t)
+        return {"main": main, "total": main * 2.0}  # not the sum of the terms
+
+    report = gradient_flow(model, x, y, terms)
+    assert report.terms == ["main"]
+    assert report.losses["total"] == pytest.approx(2 * report.losses["main"], rel=1e-12)
+    assert report.additivity_error == pytest.approx(0.5, rel=1e-9)  # |g - 2g| / |2g|
+    with pytest.raises(ValueError, match="no loss terms"):
+        gradient_flow(model, x, y, lambda o, t: {"total": F.cross_entropy(o, t)})

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minigrad as mg
+from minigrad import nn
 from minigrad.train import (
     MetricLog,
     Progress,
@@ -170,3 +171,77 @@ def test_plot_confusion_matrix_writes_png_and_checks(tmp_path) -> None:
         plot_confusion_matrix(np.zeros((2, 3)), tmp_path / "x.png")
     with pytest.raises(ValueError, match="2 class names for 3 classes"):
         plot_confusion_matrix(cm, tmp_path / "x.png", ["a", "b"])
+
+
+# ---------------------------------------------------------------- the generic trainer's pieces
+def test_total_loss_and_the_spec_binds_its_loss_options() -> None:
+    from minigrad.train.spec import ModelSpec, total_loss
+
+    t = mg.tensor(np.float32(2.0))
+    assert total_loss(t) is t and total_loss({"main": t, "total": t}) is t
+    with pytest.raises(ValueError, match=r"loss terms need a 'total' entry, got \['main'\]"):
+        total_loss({"main": t})
+    seen = []
+
+    def terms(outputs, target, scale=1.0):  # noqa: ANN001, ANN202
+        seen.append(scale)
+        return {"total": outputs * scale}
+
+    spec = ModelSpec("m.py", "d", lambda cfg: None, lambda g: None, {}, terms, ("scale",))
+    spec.loss({"scale": 3.0, "width": 2})(t, None)
+    spec.loss({"scale": None})(t, None)  # an unset option keeps the loss's own default
+    assert seen == [3.0, 1.0]
+
+
+class _Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: mg.Tensor) -> mg.Tensor:
+        return self.fc(x)
+
+
+def _batches() -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 8, 3)).astype(np.float32)
+    return [(xb, (xb[:, 0] > 0).astype(np.int64)) for xb in x]
+
+
+def test_fit_without_a_folder_or_validation_writes_nothing_and_follows_train_accuracy(
+    tmp_path, monkeypatch
+) -> None:
+    import minigrad.functional as F
+    from minigrad.optim import SGD
+    from minigrad.train.fit import RunFolder, fit
+
+    monkeypatch.chdir(tmp_path)
+    mg.manual_seed(0)
+    model = _Tiny()
+    terms = lambda o, t: {"main": F.cross_entropy(o, t), "total": F.cross_entropy(o, t)}  # noqa: E731
+    out = io.StringIO()
+    rows = fit(model, _batches(), SGD(model.parameters(), lr=0.5), terms, epochs=3,
+               stream=out, bar=False)  # fmt: skip
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and "val_acc" not in rows[0]
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert list(tmp_path.iterdir()) == []  # no run folder: nothing written
+    folder = RunFolder(None)
+    assert folder.file("last.npz") is None
+    folder.append(rows[0])
+    folder.plot(rows)
+    folder.save("last.npz", {"model": {}})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_folder_cuts_the_log_back_to_a_resumed_history(tmp_path) -> None:
+    from minigrad.train.fit import RunFolder
+
+    rows = [{"epoch": e, "loss": 1.0 / e} for e in (1, 2, 3)]
+    first = RunFolder(tmp_path, plots=False)
+    for r in rows:
+        first.append(r)
+    again = RunFolder(tmp_path, history=rows[:2], plots=False)  # resumed after epoch 2
+    assert len(_csv_rows(tmp_path / "metrics.csv")) == 2
+    again.append({"epoch": 3, "loss": 0.25})
+    assert [r["loss"] for r in _csv_rows(tmp_path / "metrics.csv")] == ["1.0", "0.5", "0.25"]
+    assert again.file("best.npz") == tmp_path / "best.npz"

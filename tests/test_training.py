@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,8 @@ def test_ctrl_c_saves_first_and_resuming_matches_an_uninterrupted_run(tmp_path, 
     assert_same_weights(ref["ema"]["shadow"], res["ema"]["shadow"])
     # fit records the architecture, so the library's checkpoints load for inference too
     model, config = googlenet.load_for_inference(tmp_path / "run" / "last.npz")
-    assert config["width"] == 1 / 16 and config["aux_weight"] == 0.3 and not model.training
+    assert config["width"] == 1 / 16 and config["aux_weight"] == googlenet.AUX_WEIGHT
+    assert config["aux_logits"] is True and not model.training
     assert_same_weights(
         {k: v for k, v in model.state_dict().items() if k in res["ema"]["shadow"]},
         res["ema"]["shadow"],
@@ -151,15 +153,14 @@ def test_ctrl_c_saves_first_and_resuming_matches_an_uninterrupted_run(tmp_path, 
 
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
-    real = googlenet.googlenet_loss
 
-    def exploding(outputs: Any, target: Any, aux_weight: float = 0.3) -> mg.Tensor:
+    def exploding(outputs: Any, target: Any, **options: Any) -> dict[str, mg.Tensor]:
         calls["n"] += 1
-        loss = real(outputs, target, aux_weight)
+        terms = googlenet.loss_terms(outputs, target, **options)
         # calls 1-3: epoch 1's steps, 4: its evaluation, 6: the 2nd step of epoch 2
-        return loss * float("nan") if calls["n"] == 6 else loss
+        return {**terms, "total": terms["total"] * float("nan")} if calls["n"] == 6 else terms
 
-    monkeypatch.setattr(googlenet, "googlenet_loss", exploding)
+    monkeypatch.setattr(googlenet, "APP", replace(googlenet.APP, loss_terms=exploding))
     rc = googlenet.main(["train", *TINY, "--epochs", "3", "--out", str(tmp_path)])
     assert rc == 1
     out = capsys.readouterr().out
@@ -315,7 +316,7 @@ def _loss_curve(device: str, tf32: bool, steps: int = 12) -> list[float]:
         y = rng.integers(0, 10, size=32)
         losses = []
         for _ in range(steps):
-            loss = googlenet.googlenet_loss(model(x), y)
+            loss = googlenet.loss_terms(model(x), y)["total"]
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -340,3 +341,38 @@ def test_the_gpu_loss_curve_matches_the_cpu_with_dropout_on() -> None:
     # dropout stays on: its masks come from the Philox stream, the same on every device
     gpu, cpu = _loss_curve("cuda", False, steps=3), _loss_curve("cpu", False, steps=3)
     np.testing.assert_allclose(gpu, cpu, rtol=1e-3)  # the GPU path computes the same
+
+
+def test_the_model_flags_come_from_the_application_not_the_trainer() -> None:
+    from minigrad.train import cli
+    from minigrad.train.spec import ModelSpec
+
+    bare = ModelSpec("bare.py", "a model without flags", lambda cfg: None, lambda g: None, {},
+                     lambda o, t: {"total": o})  # fmt: skip
+    generic = {a.dest for a in cli.build_parser(bare)._subparsers._group_actions[0].choices[
+        "train"]._actions}  # fmt: skip
+    assert not generic & {"stem", "batch_norm", "aux_weight", "aux_logits", "width"}
+    assert {"lr", "epochs", "resume", "out"} <= generic
+    parser = cli.build_parser(googlenet.APP)
+    assert parser.prog == "googlenet.py" and cli.build_parser(bare).prog == "bare.py"
+    train = parser._subparsers._group_actions[0].choices["train"]
+    (group,) = [g for g in train._action_groups if g.title == "model"]
+    assert [a.dest for a in group._group_actions] == [
+        "width", "stem", "batch_norm", "aux_logits", "aux_weight",
+    ]  # fmt: skip
+
+
+def test_aux_heads_are_a_model_option_and_the_aux_weight_only_weighs(tmp_path) -> None:
+    args = ["train", *TINY, "--epochs", "1", "--no-plots"]
+    assert googlenet.main([*args, "--no-aux", "--out", str(tmp_path / "none")]) == 0
+    assert googlenet.main([*args, "--aux-weight", "0", "--out", str(tmp_path / "zero")]) == 0
+    none, zero = (load_checkpoint(tmp_path / d / "last.npz") for d in ("none", "zero"))
+    assert (
+        none["config"]["aux_logits"] is False
+        and none["config"]["aux_weight"] == googlenet.AUX_WEIGHT
+    )
+    assert not any(k.startswith("aux") for k in none["model"])
+    assert zero["config"]["aux_logits"] is True and zero["config"]["aux_weight"] == 0
+    assert any(k.startswith("aux1.") for k in zero["model"])  # the heads exist, unweighted
+    model, _ = googlenet.load_for_inference(tmp_path / "none" / "last.npz")
+    assert not model.aux_logits

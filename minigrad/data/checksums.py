@@ -8,7 +8,8 @@ file; when the digest is that of ANOTHER known file (Fashion-MNIST's labels unde
 ``mnist/``, the test labels under the train name), the warning says which one it is.
 
 The known digests are the datasets' own tables (``MNIST.md5``, ``CIFAR10.member_md5``,
-...), read when a check runs, so tests can register the md5s of the small files they write.
+...), which each dataset module registers (:func:`register_known`) and which are read when a
+check runs, so tests can register the md5s of the small files they write.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from minigrad.data.download import ChecksumWarning, md5sum
 
-__all__ = ["CACHE_NAME", "cached_md5", "check_file", "identify"]
+__all__ = ["CACHE_NAME", "cached_md5", "check_file", "identify", "register_known"]
 
 CACHE_NAME = ".md5-cache.json"
 
@@ -60,20 +61,21 @@ def cached_md5(path: str | Path, root: str | Path) -> str:
     return digest
 
 
+#: the datasets' tables of known files, each a callable md5 -> "Dataset's file"; every dataset
+#: module registers its own (the tables are read when a check runs, so patches apply)
+_KNOWN_TABLES: list[Callable[[], dict[str, str]]] = []
+
+
+def register_known(table: Callable[[], dict[str, str]]) -> None:
+    """Add a dataset's known files (md5 -> "Dataset's file", a callable) to :func:`identify`."""
+    _KNOWN_TABLES.append(table)
+
+
 def _known() -> dict[str, str]:
     """md5 -> "Dataset's file" for every file whose published md5 we know."""
-    from minigrad.data.cifar import CIFAR10, CIFAR100  # noqa: PLC0415 - they import us
-    from minigrad.data.imagenette import SIZES  # noqa: PLC0415
-    from minigrad.data.mnist import MNIST, FashionMNIST  # noqa: PLC0415
-
     known: dict[str, str] = {}
-    for label, table in (("MNIST", MNIST.md5), ("Fashion-MNIST", FashionMNIST.md5)):
-        known.update({md5: f"{label}'s {name}" for name, md5 in table.items()})
-    for label, cls in (("CIFAR-10", CIFAR10), ("CIFAR-100", CIFAR100)):
-        known.update({md5: f"{label}'s {name}" for name, md5 in cls.member_md5.items()})
-        known[cls.md5] = f"{label}'s {cls.url.rsplit('/', 1)[-1]}"
-    for folder, md5s in SIZES.values():
-        known.update({md5: f"Imagenette's {folder}.tgz" for md5 in md5s})
+    for table in _KNOWN_TABLES:
+        known.update(table())
     return known
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad.data.checksums import mismatch_message
+from minigrad.data.checksums import mismatch_message, register_known
 from minigrad.data.dataset import ArrayDataset
 from minigrad.data.download import (
     ChecksumWarning,
@@ -318,3 +318,14 @@ class CIFAR100(_CIFAR):
         if self.label == "fine":
             return _names(meta, "fine_label_names", CIFAR100_CLASSES)
         return _names(meta, "coarse_label_names", CIFAR100_SUPERCLASSES)
+
+
+def _known_files() -> dict[str, str]:
+    known: dict[str, str] = {}
+    for label, cls in (("CIFAR-10", CIFAR10), ("CIFAR-100", CIFAR100)):
+        known.update({md5: f"{label}'s {name}" for name, md5 in cls.member_md5.items()})
+        known[cls.md5] = f"{label}'s {cls.url.rsplit('/', 1)[-1]}"
+    return known
+
+
+register_known(_known_files)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from minigrad import backend
+from minigrad.data.checksums import register_known
 from minigrad.data.dataset import Dataset, _check_index
 from minigrad.data.download import default_root, describe_missing, download_url, extract_archive
 from minigrad.data.transforms import ToFloat, Transform
@@ -150,3 +151,10 @@ class Imagenette(Dataset):
     def __repr__(self) -> str:
         root = str(self.root)
         return f"Imagenette({self.split}, size={self.size}, {len(self)} images, root={root!r})"
+
+
+def _known_files() -> dict[str, str]:
+    return {md5: f"Imagenette's {folder}.tgz" for folder, md5s in SIZES.values() for md5 in md5s}
+
+
+register_known(_known_files)

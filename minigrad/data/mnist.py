@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minigrad.data.checksums import check_file
+from minigrad.data.checksums import check_file, register_known
 from minigrad.data.dataset import ArrayDataset
 from minigrad.data.download import default_root, describe_missing, download_url
 
@@ -175,3 +175,11 @@ class FashionMNIST(MNIST):
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     }
     class_names = FASHION_MNIST_CLASSES
+
+
+def _known_files() -> dict[str, str]:
+    pairs = (("MNIST", MNIST.md5), ("Fashion-MNIST", FashionMNIST.md5))
+    return {md5: f"{label}'s {name}" for label, table in pairs for name, md5 in table.items()}
+
+
+register_known(_known_files)

@@ -9,13 +9,14 @@ from minigrad.nn import init
 from minigrad.nn.containers import ModuleDict, ModuleList, Sequential
 from minigrad.nn.layers import Conv2d, Dropout, Flatten, Identity, Linear, ReLU
 from minigrad.nn.module import LoadResult, Module, Parameter
-from minigrad.nn.normalization import BatchNorm2d, LocalResponseNorm
+from minigrad.nn.normalization import BatchNorm2d, BatchNormReLU2d, LocalResponseNorm
 from minigrad.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BatchNorm2d",
+    "BatchNormReLU2d",
     "Conv2d",
     "Dropout",
     "Flatten",

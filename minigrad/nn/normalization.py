@@ -1,4 +1,5 @@
-"""Normalisation layers: ``BatchNorm2d`` (running statistics as buffers) and
+"""Normalisation layers: ``BatchNorm2d`` (running statistics as buffers), ``BatchNormReLU2d``
+(the same followed by ReLU, fused) and
 ``LocalResponseNorm`` (the GoogLeNet paper's LRN), over ``minigrad.functional``."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from minigrad.nn.layers import make_parameter
 from minigrad.nn.module import Module
 from minigrad.tensor import Tensor, ones, zeros
 
-__all__ = ["BatchNorm2d", "LocalResponseNorm"]
+__all__ = ["BatchNorm2d", "BatchNormReLU2d", "LocalResponseNorm"]
 
 
 class BatchNorm2d(Module):
@@ -69,8 +70,11 @@ class BatchNorm2d(Module):
             init.ones_(self.running_var)
             self.num_batches_tracked.data[...] = 0
 
-    def forward(self, x: Tensor, relu: bool = False) -> Tensor:  # (N, C, H, W) -> same
-        """Normalize ``x``; ``relu=True`` returns ``relu(bn(x))`` as one fused op."""
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W) -> same
+        return self._normalize(x, relu=False)
+
+    def _normalize(self, x: Tensor, relu: bool) -> Tensor:
+        """``bn(x)``, or ``relu(bn(x))`` as one fused op when ``relu``."""
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
@@ -95,6 +99,18 @@ class BatchNorm2d(Module):
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
             f"affine={self.affine}, track_running_stats={self.track_running_stats}"
         )
+
+
+class BatchNormReLU2d(BatchNorm2d):
+    """y = relu(bn(x)): ``BatchNorm2d`` followed by ReLU, as one fused op.
+
+    The same parameters, buffers and ``state_dict`` keys as :class:`BatchNorm2d`; the
+    forward is ``F.batch_norm(..., relu=True)``: one pass over the activations and a 1-byte
+    mask saved for the backward, instead of a second op that keeps its own input.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W) -> same
+        return self._normalize(x, relu=True)
 
 
 class LocalResponseNorm(Module):

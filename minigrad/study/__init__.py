@@ -1,18 +1,19 @@
 """Study the backward pass: where the gradient goes, layer by layer, branch by branch, per loss.
 
     from minigrad.study import gradient_flow, format_table
-    report = gradient_flow(model, x, y, aux_weight=0.3)   # one batch, model left unchanged
+    report = gradient_flow(model, x, y, loss_terms, blocks=selector)   # one batch
     print(format_table(report))
 
-* :func:`gradient_flow` / :class:`FlowReport`: per-layer gradient norms for the main loss
-  and each aux loss separately, and each Inception branch's share of the gradient at the
-  block input (``flow.py``).
+* :func:`gradient_flow` / :class:`FlowReport`: per-layer gradient norms for each loss term
+  separately (e.g. main and aux losses), and each branch's share of the gradient at the
+  input of every block that the block selector names (``flow.py``).
 * :func:`format_table`, :func:`save_report`: terminal tables and JSON (``report.py``).
 * :func:`plot_attribution`, :func:`plot_branch_shares`, :func:`plot_heatmap`: PNGs
   (``plots.py``, matplotlib).
 * :class:`GradNormRecorder`: per-layer weight-gradient norms every N training steps, with
   a heatmap at the end (``recorder.py``).
-* ``python googlenet.py study``: the command line (``cli.py``).
+* ``python APP.py study``: the command line an application builds from its
+  :class:`~minigrad.train.spec.ModelSpec` (``cli.py``).
 """
 
 from minigrad.study.flow import BlockShares, FlowReport, LayerFlow, gradient_flow

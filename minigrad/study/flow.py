@@ -1,16 +1,19 @@
 """``gradient_flow``: where the gradient goes in one backward pass, layer by layer and per loss.
 
-One forward pass in training mode, then one backward pass per loss term (main loss, then
-``aux_weight * CE(aux_k)`` for each auxiliary head) through the same graph. Hooks record:
+One forward pass in training mode, then one backward pass per loss term (the application's
+loss-terms callable names them, e.g. ``main``, ``aux1``, ``aux2``) through the same graph.
+Which child modules are "blocks" with parallel "branches" is the caller's choice: a block
+selector ``blocks(module) -> branch names or None`` (the application passes its own, e.g.
+"every Inception block, with branch1..branch4"). Hooks record:
 
-* at every top-level child module and every branch of every Inception block (any module
-  with ``branch1..branch4``): the gradient w.r.t. its output and the gradient w.r.t. its
-  parameters, per loss term; the total is their sum (backward is linear in the loss), and
-  one more backward pass of the total loss checks exactly that (``additivity_error``);
-* at every Inception block's input: the gradient that arrives there from each branch
-  separately. Each branch's input is routed through a ``_Tap`` identity op, whose backward
-  sees exactly what that branch sends back; the engine then adds the four (plus whatever
-  else reads the same tensor, such as an aux head) into dL/d(block input).
+* at every top-level child module and every branch of every block: the gradient w.r.t.
+  its output and the gradient w.r.t. its parameters, per loss term; the total is their sum
+  (backward is linear in the loss), and one more backward pass of the total loss checks
+  exactly that (``additivity_error``);
+* at every block's input: the gradient that arrives there from each branch separately.
+  Each branch's input is routed through a ``_Tap`` identity op, whose backward sees
+  exactly what that branch sends back; the engine then adds them (plus whatever else reads
+  the same tensor, such as an auxiliary head) into dL/d(block input).
 
 Shares are projections: ``share_k = <g_k, g> / ||g||^2`` with ``g = sum_k g_k``, so they add
 up to exactly 1 (a part pointing against the total has a negative share).
@@ -21,7 +24,7 @@ gradient of every watched layer is held once per pass, so study a batch of modes
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +35,13 @@ from minigrad.autograd import Function
 from minigrad.tensor import Tensor, enable_grad
 from minigrad.tensor import tensor as _tensor
 
-BRANCHES = ("branch1", "branch2", "branch3", "branch4")
+BlockSelector = Callable[[Any], "Sequence[str] | None"]
+LossTerms = Callable[[Any, Any], "dict[str, Tensor]"]
+
+
+def no_blocks(module: Any) -> None:
+    """The default block selector: no module is a block (every child is a plain layer)."""
+    return None
 
 
 @dataclass
@@ -40,7 +49,7 @@ class LayerFlow:
     """Gradient norms of one layer; dicts map a loss term (and ``"total"``) to a value."""
 
     name: str  # dotted module name, e.g. "inception3a" or "inception3a.branch2"
-    kind: str  # "layer", "inception" (a block with branch1..4) or "branch"
+    kind: str  # "layer", "block" (a module with branches) or "branch"
     out_shape: tuple[int, ...]
     grad_out: dict[str, float]  # ||dL_k / d output||
     grad_weight: dict[str, float]  # ||dL_k / d parameters|| over the layer's parameters
@@ -52,18 +61,24 @@ class LayerFlow:
 
 @dataclass
 class BlockShares:
-    """How the four branches of one Inception block make up dL/d(block input).
+    """How the branches of one block make up dL/d(block input).
 
-    ``contrib`` and ``share`` have keys ``branch1..branch4`` and ``other`` (other readers of
-    the block's input, e.g. the aux head after 4a reads 4b's input). Total loss only.
+    ``contrib`` and ``share`` have a key per branch (``branches``, e.g. ``branch1..branch4``)
+    and ``other`` (other readers of the block's input, e.g. an aux head). Total loss only.
     When no gradient reaches the block input (``grad_in == 0``) every share is 0.
     """
 
     name: str
+    branches: tuple[str, ...]
     grad_in: float  # ||dL / d block input||
     contrib: dict[str, float]  # norm of each branch's contribution
     share: dict[str, float]  # <c_b, g> / ||g||^2, sums to 1
     grads: dict[str, Any] = field(default_factory=dict, repr=False)  # keep_grads=True only
+
+
+def branch_names(blocks: Sequence[BlockShares]) -> list[str]:
+    """The branch names of all blocks, each once, in order of first appearance."""
+    return list(dict.fromkeys(b for block in blocks for b in block.branches))
 
 
 class _Tap(Function):
@@ -78,12 +93,6 @@ class _Tap(Function):
     def backward(self, gy: Any) -> Any:
         self.record(gy)
         return gy
-
-
-def is_inception(module: Any) -> bool:
-    """Duck typing: a module whose sub-modules ``branch1..branch4`` all exist."""
-    mods = getattr(module, "_modules", {})
-    return all(mods.get(b) is not None for b in BRANCHES)
 
 
 def _sq(g: Any) -> float:
@@ -123,28 +132,6 @@ def _norms_and_shares(per: dict[str, list[Any]], names: list[str]) -> tuple[dict
     return norms, shares, totals
 
 
-def default_losses(outputs: Any, target: Any, aux_weight: float) -> dict[str, Tensor]:
-    """The GoogLeNet loss split into terms: ``main`` = CE(logits), ``aux_k`` = w * CE(aux_k).
-
-    ``outputs`` is a named tuple with ``logits`` (GoogLeNetOutputs), a plain tuple (the
-    first entry is the main logits) or one logits tensor (then only ``main``).
-    """
-    import minigrad.functional as F  # noqa: PLC0415 - avoid an import cycle at load time
-
-    if isinstance(outputs, Tensor):
-        return {"main": F.cross_entropy(outputs, target)}
-    fields = getattr(outputs, "_fields", None)
-    if fields and "logits" in fields:
-        main, aux = outputs.logits, [(f, getattr(outputs, f)) for f in fields if f != "logits"]
-    else:
-        main, aux = outputs[0], [(f"aux{i}", o) for i, o in enumerate(outputs[1:], 1)]
-    losses = {"main": F.cross_entropy(main, target)}
-    for name, out in aux:
-        if isinstance(out, Tensor):
-            losses[name] = F.cross_entropy(out, target) * float(aux_weight)
-    return losses
-
-
 class _Recorder:
     """Hooks installed for one gradient_flow call; ``term`` is the loss term being run."""
 
@@ -156,6 +143,7 @@ class _Recorder:
         self.out_grads: dict[str, dict[str, list[Any]]] = {}  # layer -> term -> [array]
         self.in_grads: dict[str, dict[str, list[Any]]] = {}  # block -> term -> [array]
         self.contribs: dict[str, dict[str, dict[str, list[Any]]]] = {}  # block -> branch -> ..
+        self.branches: dict[str, tuple[str, ...]] = {}  # block -> its branch names
 
     def _add(self, table: dict, key: str, g: Any) -> None:
         slot = table.setdefault(key, {}).setdefault(self.term, [])
@@ -175,14 +163,15 @@ class _Recorder:
 
         self.handles.append(module.register_forward_hook(hook))
 
-    def watch_block_input(self, name: str, block: Any) -> None:
+    def watch_block_input(self, name: str, block: Any, branches: Sequence[str]) -> None:
         def pre(mod: Any, args: tuple[Any, ...]) -> None:
             x = args[0]
             if isinstance(x, Tensor) and x.requires_grad:
                 self.handles.append(x.register_hook(lambda g: self._add(self.in_grads, name, g)))
 
         self.handles.append(block.register_forward_pre_hook(pre))
-        for b in BRANCHES:
+        self.branches[name] = tuple(branches)
+        for b in branches:
             table = self.contribs.setdefault(name, {})
 
             def tap(mod: Any, args: tuple[Any, ...], b: str = b, table: dict = table) -> Any:
@@ -223,9 +212,9 @@ class FlowReport:
     Attributes:
         terms: the loss terms in the order they were run, e.g. ``["main", "aux1", "aux2"]``.
         losses: each term's value and ``"total"`` (their sum: the training loss).
-        layers: one :class:`LayerFlow` per top-level module and per Inception branch, in
+        layers: one :class:`LayerFlow` per top-level module and per block branch, in
             forward order (a block's branches follow the block).
-        blocks: one :class:`BlockShares` per Inception block.
+        blocks: one :class:`BlockShares` per block.
         additivity_error: ``max over layers of ||sum_k g_k - g|| / ||g||`` where ``g``
             comes from a separate backward pass of the total loss: the check that the
             per-term attribution adds up to the total gradient (float rounding only).
@@ -245,14 +234,21 @@ class FlowReport:
         raise KeyError(f"no layer {name!r}; layers: {', '.join(x.name for x in self.layers)}")
 
 
-def watched_layers(model: Any) -> list[tuple[str, Any, str]]:
-    """``(name, module, kind)`` for every top-level child and every Inception branch."""
+def watched_layers(model: Any, blocks: BlockSelector = no_blocks) -> list[tuple[str, Any, str]]:
+    """``(name, module, kind)`` for every top-level child and every branch of a block.
+
+    Raises:
+        ValueError: the selector names a branch the block does not have.
+    """
     out = []
     for name, child in model.named_children():
-        kind = "inception" if is_inception(child) else "layer"
-        out.append((name, child, kind))
-        if kind == "inception":
-            out += [(f"{name}.{b}", getattr(child, b), "branch") for b in BRANCHES]
+        branches = blocks(child)
+        out.append((name, child, "layer" if branches is None else "block"))
+        for b in branches or ():
+            branch = getattr(child, "_modules", {}).get(b)
+            if branch is None:
+                raise ValueError(f"block selector: {name} has no child module {b!r}")
+            out.append((f"{name}.{b}", branch, "branch"))
     return out
 
 
@@ -274,25 +270,27 @@ def gradient_flow(
     model: Any,
     x: Any,
     target: Any,
-    aux_weight: float = 0.3,
-    loss_fn: Callable[[Any, Any, float], dict[str, Tensor]] = default_losses,
+    loss_terms: LossTerms,
+    *,
+    blocks: BlockSelector | None = None,
     keep_grads: bool = False,
 ) -> FlowReport:
     """Measure how the gradient of each loss term flows through ``model`` for one batch.
 
-    Runs the model once in training mode (so the aux heads exist), then one backward pass
-    per loss term and one for their sum, all through the same graph. The model is left as
-    it was: training/eval modes, parameters' ``.grad`` and buffers (BN running statistics)
-    are restored, so this can run in the middle of training.
+    Runs the model once in training mode (so auxiliary heads, if any, exist), then one
+    backward pass per loss term and one for the total, all through the same graph. The
+    model is left as it was: training/eval modes, parameters' ``.grad`` and buffers (BN
+    running statistics) are restored, so this can run in the middle of training.
 
     Args:
-        model: a Module; its top-level children are the "layers", and any child with
-            ``branch1..branch4`` is treated as an Inception block.
+        model: a Module; its top-level children are the "layers".
         x: the input batch (Tensor or array), e.g. (N, C, H, W).
         target: (N,) class indices.
-        aux_weight: weight of each auxiliary loss (GoogLeNet: 0.3).
-        loss_fn: ``(outputs, target, aux_weight) -> {term: scalar Tensor}``; the terms must
-            add up to the training loss (see :func:`default_losses`).
+        loss_terms: ``(outputs, target) -> {term: scalar Tensor}``, the terms as they enter
+            the training loss, and optionally ``"total"`` (their sum, which is then the
+            total pass; otherwise the terms are summed). Every other key is attributed.
+        blocks: the block selector: ``blocks(child)`` returns the names of a top-level
+            child's branch sub-modules when it is a block, else None (default: no blocks).
         keep_grads: keep the gradient arrays in ``LayerFlow.grads`` / ``BlockShares.grads``
             (for tests and custom analyses; costs memory).
 
@@ -300,28 +298,30 @@ def gradient_flow(
         A :class:`FlowReport`.
 
     Raises:
-        ValueError: ``loss_fn`` returned no terms, or a term is not a scalar.
+        ValueError: ``loss_terms`` returned no terms, or a term is not a scalar.
     """
     x = x if isinstance(x, Tensor) else _tensor(x)
     snap = _snapshot(model)
     rec = _Recorder()
-    layers = watched_layers(model)
+    blocks = blocks or no_blocks
+    layers = watched_layers(model, blocks)
     try:
         for name, module, kind in layers:
             rec.watch_output(name, module)
-            if kind == "inception":
-                rec.watch_block_input(name, module)
+            if kind == "block":
+                rec.watch_block_input(name, module, blocks(module))
         model.train()
         with enable_grad():
             outputs = model(x)
-            losses = loss_fn(outputs, target, aux_weight)
+            losses = dict(loss_terms(outputs, target))
+        total = losses.pop("total", None)
         if not losses:
-            raise ValueError("gradient_flow: loss_fn returned no loss terms")
-        for k, v in losses.items():
-            if not isinstance(v, Tensor) or v.data.size != 1:
+            raise ValueError("gradient_flow: loss_terms returned no loss terms")
+        for k, v in [*losses.items(), ("total", total)]:
+            if v is not None and (not isinstance(v, Tensor) or v.data.size != 1):
                 raise ValueError(f"gradient_flow: loss term {k!r} is not a scalar Tensor")
         terms = list(losses)
-        passes = {**losses, "total": _sum(list(losses.values()))}
+        passes = {**losses, "total": total if total is not None else _sum(list(losses.values()))}
         params = {name: list(module.parameters()) for name, module, _ in layers}
         wgrads: dict[str, dict[str, list[Any]]] = {name: {} for name, _, _ in layers}
         for i, (term, loss) in enumerate(passes.items()):
@@ -365,12 +365,13 @@ def _build_report(
         g_in = (rec.in_grads.get(name, {}).get("total") or [None])[0]
         if g_in is None:  # the block's input needs no gradient (e.g. a frozen stem)
             continue
-        parts = {b: (contribs.get(b, {}).get("total") or [g_in * 0])[0] for b in BRANCHES}
+        names = rec.branches[name]
+        parts = {b: (contribs.get(b, {}).get("total") or [g_in * 0])[0] for b in names}
         parts["other"] = g_in - _sum(list(parts.values()))  # e.g. an aux head reading it too
         tot_sq = _sq(g_in)
         share = {b: (_dot(c, g_in) / tot_sq if tot_sq > 0 else 0.0) for b, c in parts.items()}
         contrib = {b: float(np.sqrt(_sq(c))) for b, c in parts.items()}
         grads = {"input": g_in, **parts} if keep_grads else {}
-        blocks.append(BlockShares(name, float(np.sqrt(tot_sq)), contrib, share, grads))
+        blocks.append(BlockShares(name, names, float(np.sqrt(tot_sq)), contrib, share, grads))
     losses = {k: float(v.item()) for k, v in passes.items()}
     return FlowReport(terms, losses, flows, blocks, err)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minigrad.study.flow import BRANCHES, FlowReport
+from minigrad.study.flow import FlowReport, branch_names
 from minigrad.train.plots import _pyplot
 
 __all__ = ["plot_attribution", "plot_branch_shares", "plot_heatmap"]
@@ -38,7 +38,7 @@ def plot_attribution(report: FlowReport, path: str | os.PathLike) -> Path:
     """
     plt = _pyplot()
     layers = [lay for lay in report.layers if lay.kind != "branch" and lay.num_params]
-    names = [lay.name.replace("inception", "") for lay in layers]
+    names = [lay.name for lay in layers]
     idx = np.arange(len(layers))
     width = 0.8 / len(report.terms)
     fig, axes = plt.subplots(2, 1, figsize=(max(7.0, 0.55 * len(layers)), 6.5), sharex=True)
@@ -65,23 +65,35 @@ def plot_attribution(report: FlowReport, path: str | os.PathLike) -> Path:
     return _save(fig, path)
 
 
-def plot_branch_shares(report: FlowReport, path: str | os.PathLike) -> Path:
-    """Stacked bars: each branch's share of the gradient at every Inception block's input.
+def _short_names(names: list[str]) -> list[str]:
+    """Names without their common alphabetic prefix ("inception3a" -> "3a")."""
+    prefix = os.path.commonprefix(names) if len(names) > 1 else ""
+    prefix = prefix.rstrip("0123456789")
+    return [n[len(prefix) :] or n for n in names]
+
+
+def plot_branch_shares(
+    report: FlowReport, path: str | os.PathLike, labels: dict[str, str] | None = None
+) -> Path:
+    """Stacked bars: each branch's share of the gradient at every block's input.
 
     Shares are projections ``<c_b, g>/|g|^2`` (they add up to 1; a part pointing against
     the total would go below 0). ``other`` is any further reader of the block's input.
+    ``labels`` maps branch names to legend labels (e.g. ``{"branch1": "1x1"}``).
     """
     plt = _pyplot()
     blocks = report.blocks
-    names = [b.name.replace("inception", "") for b in blocks]
+    names = _short_names([b.name for b in blocks])
     idx = np.arange(len(blocks))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(blocks)) + 1.6, 4.2))
     pos, neg = np.zeros(len(blocks)), np.zeros(len(blocks))
-    for part, color in zip([*BRANCHES, "other"], BRANCH_COLORS):
-        vals = np.array([b.share[part] for b in blocks])
+    parts = [*branch_names(blocks), "other"]
+    branch_colors = BRANCH_COLORS[:-1]
+    colors = [branch_colors[i % len(branch_colors)] for i in range(len(parts) - 1)]
+    label = {**(labels or {}), "other": "other reader\n(e.g. aux head)"}
+    for part, color in zip(parts, [*colors, BRANCH_COLORS[-1]]):
+        vals = np.array([b.share.get(part, 0.0) for b in blocks])
         base = np.where(vals >= 0, pos, neg)
-        label = {"branch1": "1x1", "branch2": "3x3", "branch3": "5x5", "branch4": "pool"}
-        label["other"] = "other reader\n(aux head)"
         ax.bar(idx, vals, 0.7, bottom=base, color=color, label=label.get(part, part))
         pos, neg = pos + np.clip(vals, 0, None), neg + np.clip(vals, None, 0)
     ax.axhline(1.0, color="k", lw=0.6, ls=":")

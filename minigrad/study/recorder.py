@@ -2,7 +2,7 @@
 
     rec = GradNormRecorder(model, "runs/digits", every=10)
     for step, (x, y) in enumerate(loader):
-        loss = googlenet_loss(model(x), y)
+        loss = loss_terms(model(x), y)["total"]
         optimizer.zero_grad()
         loss.backward()
         rec.on_step_end(step, epoch, model)   # after backward, before optimizer.step()
@@ -24,15 +24,17 @@ from typing import Any
 import numpy as np
 
 from minigrad import backend
-from minigrad.study.flow import watched_layers
+from minigrad.study.flow import BlockSelector, no_blocks, watched_layers
 
 __all__ = ["GradNormRecorder"]
 
 
-def layer_groups(model: Any, branches: bool = False) -> dict[str, list[Any]]:
+def layer_groups(
+    model: Any, branches: bool = False, blocks: BlockSelector | None = None
+) -> dict[str, list[Any]]:
     """Layer name -> its parameters: top-level children with parameters (and branches)."""
     out = {}
-    for name, module, kind in watched_layers(model):
+    for name, module, kind in watched_layers(model, blocks or no_blocks):
         if kind == "branch" and not branches:
             continue
         params = list(module.parameters())
@@ -46,24 +48,31 @@ class GradNormRecorder:
 
     Args:
         model: the Module being trained (its top-level children are the layers; with
-            ``branches=True`` every Inception branch gets a row too).
+            ``branches=True`` every branch of a block gets a row too).
         out_dir: folder for ``grad_norms.csv``, ``grad_norms.json`` and ``grad_norms.png``.
         every: record on steps where ``step % every == 0``.
-        branches: also record each Inception branch separately.
+        branches: also record each branch of a block separately.
+        blocks: the block selector (see :func:`~minigrad.study.flow.gradient_flow`) that
+            names the branches for ``branches=True``.
 
     Raises:
         ValueError: ``every`` < 1 or a model without parameters.
     """
 
     def __init__(
-        self, model: Any, out_dir: str | os.PathLike, every: int = 10, branches: bool = False
+        self,
+        model: Any,
+        out_dir: str | os.PathLike,
+        every: int = 10,
+        branches: bool = False,
+        blocks: BlockSelector | None = None,
     ) -> None:
         if int(every) != every or every < 1:
             raise ValueError(f"GradNormRecorder: every must be a positive int, got {every!r}")
         self.out_dir = Path(out_dir)
         self.every = int(every)
-        self.branches = branches
-        self.names = list(layer_groups(model, branches))
+        self.branches, self.blocks = branches, blocks
+        self.names = list(layer_groups(model, branches, blocks))
         if not self.names:
             raise ValueError("GradNormRecorder: the model has no layers with parameters")
         self.rows: list[dict[str, Any]] = []
@@ -76,7 +85,7 @@ class GradNormRecorder:
         if step % self.every:
             return False
         row: dict[str, Any] = {"step": int(step), "epoch": int(epoch)}
-        groups = layer_groups(model, self.branches)
+        groups = layer_groups(model, self.branches, self.blocks)
         for name in self.names:
             sq = 0.0
             for p in groups.get(name, []):

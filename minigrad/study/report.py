@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from minigrad.study.flow import BRANCHES, FlowReport
+from minigrad.study.flow import FlowReport, branch_names
 
 __all__ = ["format_table", "report_to_dict", "save_report"]
 
@@ -39,9 +39,9 @@ def format_table(report: FlowReport, branches: bool = True) -> str:
     total and for every loss term separately, and the share of the total weight gradient
     that each aux term contributes (``<g_aux, g>/|g|^2``; the terms' shares add up to 1).
 
-    Table 2, one row per Inception block: ``|dL/dx|`` at the block input and each branch's
-    share ``<c_b, g>/|g|^2`` of it (``other``: further readers of the same tensor, such as
-    an aux head). The shares add up to 1.
+    Table 2, one row per block: ``|dL/dx|`` at the block input and each branch's share
+    ``<c_b, g>/|g|^2`` of it (``other``: further readers of the same tensor, such as an
+    aux head). The shares add up to 1; ``-`` where a block lacks that branch.
 
     Args:
         report: from :func:`~minigrad.study.flow.gradient_flow`.
@@ -68,12 +68,14 @@ def format_table(report: FlowReport, branches: bool = True) -> str:
         f"max relative difference {report.additivity_error:.2e}"
     )
     if report.blocks:
-        parts = [*BRANCHES, "other"]
+        parts = [*branch_names(report.blocks), "other"]
         header2 = ["block input", "|dL/dx|"] + parts
         rows2 = [
-            [b.name, _fmt(b.grad_in)] + [f"{b.share[p]:.3f}" for p in parts] for b in report.blocks
+            [b.name, _fmt(b.grad_in)]
+            + [f"{b.share[p]:.3f}" if p in b.share else "-" for p in parts]
+            for b in report.blocks
         ]
-        lines += ["", "share of the gradient at each Inception block's input, by branch:"]
+        lines += ["", "share of the gradient at each block's input, by branch:"]
         lines += _table(header2, rows2)
     return "\n".join(lines)
 
@@ -98,7 +100,13 @@ def report_to_dict(report: FlowReport) -> dict[str, Any]:
             for lay in report.layers
         ],
         "blocks": [
-            {"name": b.name, "grad_in": b.grad_in, "contrib": b.contrib, "share": b.share}
+            {
+                "name": b.name,
+                "branches": list(b.branches),
+                "grad_in": b.grad_in,
+                "contrib": b.contrib,
+                "share": b.share,
+            }
             for b in report.blocks
         ],
     }

@@ -1,6 +1,7 @@
 """Reusable pieces of a training tool: progress display, metrics and logs, plots.
 
-``googlenet.py`` builds its training loop from these; they know nothing about GoogLeNet.
+The application builds its training tool from these (see ``minigrad.train.spec``); they
+know nothing about its model.
 """
 
 from minigrad.train.memory import MemoryEstimate, estimate_memory

@@ -1,42 +1,38 @@
-"""The ``train`` / ``eval`` / ``predict`` command line behind ``python googlenet.py``.
+"""The ``train`` / ``eval`` / ``predict`` command line of an application's model.
 
-It knows nothing about GoogLeNet: ``main(argv, build_model, loss_fn, load_for_inference)``
-gets the model factory (``build_model(config) -> Module``), the loss
-(``loss_fn(outputs, target, aux_weight)``) and the loader of trained models from the script.
-The run config (a plain dict saved in every checkpoint) is what ``build_model`` reads:
-``num_classes``, ``in_channels``, ``stem``, ``batch_norm``, ``width``, ``aux_weight``, ...
+``main(argv, spec)`` builds the command from a :class:`~minigrad.train.spec.ModelSpec`: the
+model's factory, its own argument group and defaults, its loss terms and its metrics all
+come from the application; the flags here are the generic ones (data, optimizer, schedule,
+device, run folder). The run config (a plain dict saved in every checkpoint) holds both;
+``spec.build_model`` reads it, e.g. ``num_classes``, ``in_channels`` and the model's options.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from minigrad import backend
+from minigrad.checkpoint import load_checkpoint, load_for_inference
+from minigrad.train.spec import ModelSpec
 
 __all__ = ["DEFAULTS", "build_parser", "main", "resolve_config"]
 
-# what `python googlenet.py` uses when a flag is not given; per dataset where it matters
+# what the generic flags default to when not given (the application's ModelSpec adds its
+# model's defaults and may override any of these per dataset)
 DEFAULTS: dict[str, Any] = {
     "dataset": "digits", "data_dir": None, "download": False, "image_size": None,
     "epochs": 30, "batch_size": 128, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
-    "schedule": "cosine", "warmup": 0, "optimizer": "sgd", "width": 1.0, "stem": None,
-    "batch_norm": True, "aux_weight": 0.3, "device": None, "seed": 0, "ema": None,
-    "precision": "float32", "num_workers": None, "grad_norms": None, "limit": None,
-    "threads": None,
+    "schedule": "cosine", "warmup": 0, "optimizer": "sgd", "device": None, "seed": 0,
+    "ema": None, "precision": "float32", "num_workers": None, "grad_norms": None,
+    "limit": None, "threads": None,
 }  # fmt: skip
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    # the README's first command: a few minutes on 2 CPU cores, >= 95% test accuracy
-    "digits": {"epochs": 8, "batch_size": 64, "width": 0.125, "image_size": 16, "lr": 0.05},
-}
 SIZED = ("digits", "imagenette")  # the datasets whose image size can be chosen
 # flags that may change when a run is resumed; the others must match the checkpoint
 RESUMABLE = {"epochs", "device", "num_workers", "grad_norms", "precision", "data_dir", "download",
@@ -57,11 +53,13 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="use only N images of each split (quick trials)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """``train`` (the default), ``eval`` and ``predict`` with their flags."""
-    parser = argparse.ArgumentParser(
-        prog="googlenet.py", description="Train and use GoogLeNet (Inception v1) on minigrad."
-    )
+def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
+    """``train`` (the default), ``eval``, ``predict`` (and a ``study`` entry for ``--help``).
+
+    ``train`` gets the generic flags and, in a group of its own, the model's
+    (``spec.add_arguments``).
+    """
+    parser = argparse.ArgumentParser(prog=spec.prog, description=spec.description)
     sub = parser.add_subparsers(dest="command")
     t = sub.add_parser("train", help="train a model (the default command)")
     _add_data_flags(t)
@@ -76,10 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--warmup", type=int, help="epochs of linear LR warmup (default 0)")
     t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help="default sgd")
-    t.add_argument("--width", type=float, help="channel multiplier (default 1; digits 0.125)")
-    t.add_argument("--stem", choices=("cifar", "imagenet"), help="default: by image size")
-    t.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, help="default on")
-    t.add_argument("--aux-weight", type=float, help="weight of each aux loss (0.3; 0 = none)")
     t.add_argument("--seed", type=int, help="seed of weights, shuffling, dropout (default 0)")
     t.add_argument(
         "--ema",
@@ -97,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", help="continue from a checkpoint (or a run folder's last.npz)")
     t.add_argument("--out", help="run folder (default runs/DATASET, -2, -3 ... if taken)")
     t.add_argument("--no-plots", action="store_true", help="do not write curves.png")
+    spec.add_arguments(t.add_argument_group("model", "the model's own options"))
     e = sub.add_parser("eval", help="top-1/top-5 on the test split + confusion matrix PNG")
     e.add_argument("checkpoint", nargs="?", help="a .npz from train (or pass --resume)")
     e.add_argument("--resume", help="same as the positional checkpoint")
@@ -112,13 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_config(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> dict:
-    """The run config: given flags, else the checkpoint's (resume), else the defaults.
+def resolve_config(
+    args: argparse.Namespace, spec: ModelSpec, saved: dict[str, Any] | None = None
+) -> dict:
+    """The run config: given flags, else the checkpoint's (resume), else the defaults
+    (the model's per-dataset ones first, then the generic and the model's own).
 
     Raises:
         ValueError: a flag that would change the model or data of a resumed run.
     """
-    given = {k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None}
+    known = {**DEFAULTS, **spec.defaults}
+    given = {k: v for k, v in vars(args).items() if k in known and v is not None}
     if saved:
         for k, v in given.items():
             if k not in RESUMABLE and k in saved and saved[k] != v:
@@ -128,11 +127,12 @@ def resolve_config(args: argparse.Namespace, saved: dict[str, Any] | None = None
     from minigrad.data import dataset_info  # noqa: PLC0415
 
     name = dataset_info(given.get("dataset", DEFAULTS["dataset"])).name
-    cfg = {**DEFAULTS, **DATASET_DEFAULTS.get(name, {}), **given, "dataset": name}
+    cfg = {**known, **spec.dataset_defaults.get(name, {}), **given, "dataset": name}
     info = _info(cfg)
     cfg.update(num_classes=info.num_classes, in_channels=info.in_channels,
                image_size=info.image_size, class_names=list(info.class_names))  # fmt: skip
-    cfg["stem"] = cfg["stem"] or info.stem
+    if spec.configure is not None:
+        spec.configure(cfg, info)
     if cfg["num_workers"] is None:
         cfg["num_workers"] = 4 if name == "imagenette" else 0
     return cfg
@@ -209,10 +209,9 @@ def _optimizer(cfg: dict[str, Any], model: Any) -> tuple[Any, Any]:
     return opt, sched
 
 
-def train(args: argparse.Namespace, build_model: Callable, loss_fn: Callable) -> int:
+def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     """``train``: build everything from the config, run ``fit``, report the final accuracy."""
     from minigrad import optim  # noqa: PLC0415
-    from minigrad.checkpoint import load_checkpoint  # noqa: PLC0415
     from minigrad.data import DataLoader  # noqa: PLC0415
     from minigrad.train.fit import fit  # noqa: PLC0415
     from minigrad.train.loop import evaluate  # noqa: PLC0415
@@ -222,12 +221,12 @@ def train(args: argparse.Namespace, build_model: Callable, loss_fn: Callable) ->
         path = Path(args.resume)
         ckpt = load_checkpoint(path / "last.npz" if path.is_dir() else path)
         args.out = args.out or str(path if path.is_dir() else path.parent)
-    cfg = resolve_config(args, ckpt["config"] if ckpt else None)
+    cfg = resolve_config(args, spec, ckpt["config"] if ckpt else None)
     device = _device(cfg["device"], cfg["precision"], cfg["threads"])
     out = _run_folder(args.out, cfg["dataset"])
     info, train_set, test_set = _datasets(cfg)
     backend.manual_seed(cfg["seed"])
-    model = build_model(cfg).to(device)
+    model = spec.build_model(cfg).to(device)
     opt, sched = _optimizer(cfg, model)
     if ckpt is not None and ckpt["config"]["epochs"] != cfg["epochs"] and ckpt["schedule"]:
         # a run extended with --epochs: the schedule is recomputed for the new length, at
@@ -246,23 +245,23 @@ def train(args: argparse.Namespace, build_model: Callable, loss_fn: Callable) ->
         from minigrad.study import GradNormRecorder  # noqa: PLC0415 - optional study tools
 
         callbacks.append(GradNormRecorder(model, out, every=cfg["grad_norms"]))
-    n_params = model.num_parameters() if hasattr(model, "num_parameters") else "?"
+    n_params = sum(int(p.data.size) for p in model.parameters())
+    about = f" ({spec.describe(cfg)})" if spec.describe is not None else ""
     print(f"{cfg['dataset']}: {len(train_set)} train / {len(test_set)} test images "
-          f"{info.in_channels}x{info.image_size}x{info.image_size}; model {n_params} parameters "
-          f"(width {cfg['width']:g}, {cfg['stem']} stem, batch norm {cfg['batch_norm']}); "
-          f"device {device}; run folder {out}", flush=True)  # fmt: skip
-    loss = functools.partial(loss_fn, aux_weight=cfg["aux_weight"])
+          f"{info.in_channels}x{info.image_size}x{info.image_size}; model {n_params} parameters"
+          f"{about}; device {device}; run folder {out}", flush=True)  # fmt: skip
     start = time.perf_counter()
     try:
-        fit(model, train_loader, opt, loss, epochs=cfg["epochs"], val_loader=test_loader,
-            schedule=sched, ema=ema, device=device, out_dir=out, callbacks=callbacks,
-            config=cfg, resume=ckpt, plots=not args.no_plots)  # fmt: skip
+        fit(model, train_loader, opt, spec.loss(cfg), epochs=cfg["epochs"],
+            val_loader=test_loader, schedule=sched, ema=ema, device=device, out_dir=out,
+            callbacks=callbacks, config=cfg, resume=ckpt, plots=not args.no_plots,
+            logits=spec.logits)  # fmt: skip
     except FloatingPointError:
         return 1
     except KeyboardInterrupt:
         return 130
     with ema.swap(model) if ema is not None else _nullcontext():
-        final = evaluate(model, test_loader, device=device)
+        final = evaluate(model, test_loader, device=device, logits=spec.logits)
     n = cfg["epochs"]
     print(f"final test accuracy: top-1 {final['top1']:.4f}, top-5 {final['top5']:.4f} "
           f"({final['n']} images) after {n} epoch{'s' * (n != 1)}; training took "
@@ -276,7 +275,7 @@ def _nullcontext() -> Any:
     return contextlib.nullcontext()
 
 
-def run_eval(args: argparse.Namespace, load: Callable) -> int:
+def run_eval(args: argparse.Namespace, spec: ModelSpec) -> int:
     """``eval``: top-1/top-5 on the test split and ``confusion.png``."""
     from minigrad.data import DataLoader  # noqa: PLC0415
     from minigrad.train.loop import evaluate  # noqa: PLC0415
@@ -284,9 +283,9 @@ def run_eval(args: argparse.Namespace, load: Callable) -> int:
 
     path = args.checkpoint or args.resume
     if not path:
-        raise ValueError("eval: pass a checkpoint, e.g. python googlenet.py eval runs/x/best.npz")
+        raise ValueError(f"eval: pass a checkpoint, e.g. python {spec.prog} eval runs/x/best.npz")
     device = _device(args.device)
-    model, cfg = load(path, device)
+    model, cfg = load_for_inference(path, spec.build_model, device)
     overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "download", "limit")}
     cfg = {**cfg, **{k: v for k, v in overrides.items() if v is not None}}
     if "dataset" not in cfg:
@@ -294,7 +293,9 @@ def run_eval(args: argparse.Namespace, load: Callable) -> int:
     info, _, test_set = _datasets(cfg, train=False)
     loader = DataLoader(test_set, args.batch_size or 256, num_workers=args.num_workers or 0,
                         transform=info.eval_transform)  # fmt: skip
-    result = evaluate(model, loader, device=device, num_classes=info.num_classes)
+    result = evaluate(
+        model, loader, device=device, num_classes=info.num_classes, logits=spec.logits
+    )
     print(f"{cfg['dataset']} test: top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  "
           f"({result['n']} images, {path})")  # fmt: skip
     out = Path(args.out) if args.out else Path(path).parent
@@ -306,13 +307,13 @@ def run_eval(args: argparse.Namespace, load: Callable) -> int:
     return 0
 
 
-def run_predict(args: argparse.Namespace, load: Callable) -> int:
+def run_predict(args: argparse.Namespace, spec: ModelSpec) -> int:
     """``predict``: the top classes and probabilities of each image file."""
     import minigrad.functional as F  # noqa: PLC0415
     from minigrad.tensor import no_grad, tensor  # noqa: PLC0415
 
     device = _device(args.device or "cpu")
-    model, cfg = load(args.checkpoint, device)
+    model, cfg = load_for_inference(args.checkpoint, spec.build_model, device)
     if "dataset" not in cfg:
         raise ValueError(f"predict: {args.checkpoint} does not name its dataset (config)")
     info = _info(cfg)
@@ -322,7 +323,7 @@ def run_predict(args: argparse.Namespace, load: Callable) -> int:
         raise FileNotFoundError(f"predict: no such image file(s): {', '.join(missing)}")
     x = np.stack([info.preprocess(p) for p in args.images])  # (N, C, H, W)
     with no_grad():
-        prob = F.softmax(model(tensor(x, device=device)), dim=1).numpy()
+        prob = F.softmax(spec.logits(model(tensor(x, device=device))), dim=1).numpy()
     k = min(args.top, prob.shape[1])
     for path, p in zip(args.images, prob):
         top = np.argsort(-p, kind="stable")[:k]
@@ -330,23 +331,25 @@ def run_predict(args: argparse.Namespace, load: Callable) -> int:
     return 0
 
 
-def main(
-    argv: list[str] | None,
-    build_model: Callable[[dict[str, Any]], Any],
-    loss_fn: Callable[..., Any],
-    load_for_inference: Callable[[str, str], tuple[Any, dict[str, Any]]],
-) -> int:
-    """Parse ``argv`` (no command or only flags means ``train``) and run; return the exit code."""
+def main(argv: list[str] | None, spec: ModelSpec) -> int:
+    """Parse ``argv`` (no command or only flags means ``train``) and run; return the exit code.
+
+    ``study`` is handed to :func:`minigrad.study.cli.main` with the same ``spec``.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "study":
+        from minigrad.study.cli import main as study_main  # the optional study tools
+
+        return study_main(argv[1:], spec)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["train", *argv]
-    args = build_parser().parse_args(argv)
+    args = build_parser(spec).parse_args(argv)
     try:
         if args.command == "train":
-            return train(args, build_model, loss_fn)
+            return train(args, spec)
         if args.command == "eval":
-            return run_eval(args, load_for_inference)
-        return run_predict(args, load_for_inference)
+            return run_eval(args, spec)
+        return run_predict(args, spec)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

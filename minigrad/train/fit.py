@@ -1,6 +1,6 @@
 """``fit``: epochs of training and evaluation with checkpoints, logs, curves and exact resume.
 
-    history = fit(model, train_loader, opt, loss_fn, epochs=10, val_loader=test_loader,
+    history = fit(model, train_loader, opt, loss_terms, epochs=10, val_loader=test_loader,
                   schedule=sched, ema=ema, out_dir="runs/digits", config=vars(args))
 
 A run folder gets, after every epoch: ``last.npz`` (everything needed to continue),
@@ -9,6 +9,11 @@ and ``curves.png``. A checkpoint holds the model, optimizer, schedule and EMA st
 epoch/step position, the RNG state (``minigrad.backend.get_rng_state``), the DataLoader's
 ``state_dict``, the metrics so far and the run config, so ``fit(..., resume="last.npz")``
 continues with exactly the batches, dropout masks and updates of an uninterrupted run.
+
+The pieces, one concern each: :func:`resume_run` (continue from a checkpoint or start),
+:class:`RunFolder` (the files: checkpoints, metrics log, curves), :func:`evaluate_epoch`
+and :func:`epoch_row` (evaluation and the metrics row), :func:`on_interrupt` (Ctrl-C),
+:func:`on_non_finite` (a NaN/inf loss); :func:`fit` is the loop that ties them together.
 
 * A NaN/inf loss stops the run with :class:`NonFiniteLossError`; nothing is saved, so
   ``last.npz`` stays the last good checkpoint.
@@ -20,6 +25,7 @@ continues with exactly the batches, dropout masks and updates of an uninterrupte
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -31,8 +37,19 @@ from minigrad.checkpoint import load_checkpoint, save_checkpoint
 from minigrad.tensor import Tensor
 from minigrad.train.loop import NonFiniteLossError, RunState, evaluate, train_one_epoch
 from minigrad.train.metrics import MetricLog
+from minigrad.train.spec import logits_of
 
-__all__ = ["fit", "make_checkpoint", "restore_checkpoint"]
+__all__ = [
+    "RunFolder",
+    "epoch_row",
+    "evaluate_epoch",
+    "fit",
+    "make_checkpoint",
+    "on_interrupt",
+    "on_non_finite",
+    "restore_checkpoint",
+    "resume_run",
+]
 
 
 def make_checkpoint(
@@ -105,11 +122,165 @@ def _say(stream: TextIO | None, msg: str) -> None:
     print(msg, file=stream if stream is not None else sys.stdout, flush=True)
 
 
+# ---------------------------------------------------------------------------- resume
+def resume_run(
+    resume: str | os.PathLike | dict[str, Any] | None,
+    model: Any,
+    optimizer: Any,
+    *,
+    schedule: Any = None,
+    ema: Any = None,
+    loader: Any = None,
+    stream: TextIO | None = None,
+) -> RunState:
+    """The :class:`RunState` to start from: the checkpoint's (restored into the objects and
+    announced), or a fresh one at epoch 0 (the loader's shuffling set to epoch 0)."""
+    if resume is None:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(0)
+        return RunState()
+    state = restore_checkpoint(resume, model, optimizer, schedule=schedule, ema=ema, loader=loader)
+    _say(stream, f"resumed at epoch {state.epoch + 1} (step {state.step})")
+    return state
+
+
+# ---------------------------------------------------------------------------- files
+class RunFolder:
+    """A run's files: ``last.npz``/``best.npz``, ``metrics.csv``/``.json``, ``curves.png``.
+
+    ``RunFolder(None)`` writes nothing (a library run without a folder).
+
+    Args:
+        path: the folder (created on the first write), or None.
+        history: the metrics rows of a resumed run (the log is cut back to them).
+        plots: redraw ``curves.png`` after every epoch (needs matplotlib).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike | None, history: Sequence[dict] = (), plots: bool = True
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self.plots = plots
+        self.log = MetricLog(self.path, resume=False) if self.path is not None else None
+        if self.log is not None and history:
+            self.log.rows = list(history)
+            self.log.truncate(len(history))
+
+    def file(self, name: str) -> Path | None:
+        """The path of ``name`` in the folder (None without a folder)."""
+        return self.path / name if self.path is not None else None
+
+    def save(self, name: str, ckpt: dict[str, Any]) -> None:
+        """Write a checkpoint (see :func:`make_checkpoint`) as ``name``."""
+        if self.path is not None:
+            save_checkpoint(self.path / name, **ckpt)
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Append an epoch's row to ``metrics.csv`` and ``metrics.json``."""
+        if self.log is not None:
+            self.log.append(row)
+
+    def plot(self, history: list[dict[str, Any]]) -> None:
+        """Redraw ``curves.png`` from the rows so far (when ``plots``)."""
+        if self.path is not None and self.plots:
+            from minigrad.train.plots import plot_curves  # noqa: PLC0415 - matplotlib
+
+            plot_curves(history, self.path / "curves.png")
+
+
+def _run_checkpoint(
+    model: Any,
+    optimizer: Any,
+    state: RunState,
+    *,
+    loader: Any,
+    interrupted: bool = False,
+    **parts: Any,
+) -> dict[str, Any]:
+    """:func:`make_checkpoint`, with the loader at the batches actually applied."""
+    ckpt = make_checkpoint(model, optimizer, state, loader=loader, interrupted=interrupted, **parts)
+    if ckpt["loader"] is not None:  # the batches actually applied, not those handed out
+        ckpt["loader"] = {**ckpt["loader"], "epoch": state.epoch, "batch": state.batch}
+    return ckpt
+
+
+# ---------------------------------------------------------------------------- evaluation
+def evaluate_epoch(model: Any, val_loader: Any, ema: Any = None, **kwargs: Any) -> dict:
+    """:func:`evaluate` after an epoch, with the EMA's averaged weights when there is one."""
+    if ema is None:
+        return evaluate(model, val_loader, **kwargs)
+    with ema.swap(model):
+        return evaluate(model, val_loader, **kwargs)
+
+
+def epoch_row(
+    epoch: int, lr: float, stats: dict[str, float], result: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The metrics row of an epoch: training statistics, and validation ones if any."""
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": stats["loss"],
+        "train_acc": stats["acc"],
+        "images_per_s": stats["images_per_s"],
+        "epoch_time": stats["time"],
+    }
+    if result is not None:
+        row.update(val_loss=result["loss"], val_acc=result["top1"], val_top5=result["top5"])
+    return row
+
+
+def _epoch_line(epoch: int, epochs: int, stats: dict[str, float], result: dict) -> str:
+    return (
+        f"epoch {epoch + 1}/{epochs}: train loss {stats['loss']:.4f} acc {stats['acc']:.4f} "
+        f"| test loss {result['loss']:.4f} top-1 {result['top1']:.4f} top-5 "
+        f"{result['top5']:.4f} | {stats['time']:.1f} s"
+    )
+
+
+# ---------------------------------------------------------------------------- stops
+def on_non_finite(error: NonFiniteLossError, folder: RunFolder, stream: TextIO | None) -> None:
+    """Say that a NaN/inf loss stopped the run, and which checkpoint is the last good one."""
+    last = folder.file("last.npz")
+    where = f" The last good checkpoint is {last}." if last is not None else ""
+    if last is not None and not last.exists():
+        where = " No checkpoint was written yet."
+    _say(stream, f"stopped: {error}{where}")
+
+
+def on_interrupt(
+    state: RunState,
+    model: Any,
+    folder: RunFolder,
+    checkpoint: Callable[..., dict[str, Any]],
+    stream: TextIO | None,
+) -> None:
+    """Ctrl-C: undo the step cut short, save ``last.npz`` at the last completed step."""
+    state.undo_pending(model)  # a step cut short leaves no trace
+    last = folder.file("last.npz")
+    if last is None:
+        return
+    folder.save("last.npz", checkpoint(interrupted=True))
+    _say(
+        stream,
+        f"interrupted: saved {last} at epoch {state.epoch + 1}, step {state.step}; "
+        f"continue with --resume {last}",
+    )
+
+
+def _end_callbacks(callbacks: Sequence[Any]) -> None:
+    for cb in callbacks:
+        end = getattr(cb, "on_train_end", None)
+        if end is not None:
+            end()
+
+
+# ---------------------------------------------------------------------------- the loop
 def fit(
     model: Any,
     train_loader: Any,
     optimizer: Any,
-    loss_fn: Callable[[Any, Tensor], Tensor],
+    loss_fn: Callable[[Any, Any], Any],
     *,
     epochs: int,
     val_loader: Any = None,
@@ -124,12 +295,14 @@ def fit(
     plots: bool = True,
     stream: TextIO | None = None,
     bar: bool | None = None,
+    logits: Callable[[Any], Tensor] = logits_of,
 ) -> list[dict[str, Any]]:
     """Train for ``epochs`` epochs (in total, counting resumed ones), evaluating after each.
 
     Args:
-        model, train_loader, optimizer, loss_fn: as in :func:`train_one_epoch`; the model
-            must already be on ``device``.
+        model, train_loader, optimizer, loss_fn: as in :func:`train_one_epoch` (``loss_fn``
+            returns named loss terms with ``"total"``, or a scalar Tensor); the model must
+            already be on ``device``.
         epochs: the epoch count the run ends at.
         val_loader: evaluated after every epoch (top-1/top-5, loss); None skips evaluation
             (then ``best.npz`` follows the training accuracy).
@@ -145,6 +318,7 @@ def fit(
         num_classes: for the validation loss's confusion matrix (unused otherwise).
         plots: write ``curves.png`` after every epoch (needs matplotlib).
         stream, bar: progress output (see :class:`~minigrad.train.Progress`).
+        logits: picks the logits from the model's outputs (the accuracy metrics).
 
     Returns:
         The metrics rows of every epoch of the run (resumed ones included).
@@ -153,101 +327,47 @@ def fit(
         NonFiniteLossError: the loss became NaN/inf (``last.npz`` is left as it was).
         KeyboardInterrupt: after ``last.npz`` was saved.
     """
-    out = Path(out_dir) if out_dir is not None else None
-    if resume is not None:
-        state = restore_checkpoint(
-            resume, model, optimizer, schedule=schedule, ema=ema, loader=train_loader
-        )
-        _say(stream, f"resumed at epoch {state.epoch + 1} (step {state.step})")
-    else:
-        state = RunState()
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(0)
-    log = MetricLog(out, resume=False) if out is not None else None
-    if log is not None and state.history:
-        log.rows = list(state.history)
-        log.truncate(len(state.history))
-
-    def save(name: str, interrupted: bool = False) -> None:
-        if out is None:
-            return
-        ckpt = make_checkpoint(
-            model, optimizer, state, schedule=schedule, ema=ema, loader=train_loader,
-            config=config, interrupted=interrupted,
-        )  # fmt: skip
-        if ckpt["loader"] is not None:  # the batches actually applied, not those handed out
-            ckpt["loader"] = {**ckpt["loader"], "epoch": state.epoch, "batch": state.batch}
-        save_checkpoint(out / name, **ckpt)
-
+    state = resume_run(
+        resume, model, optimizer, schedule=schedule, ema=ema, loader=train_loader, stream=stream
+    )
+    folder = RunFolder(out_dir, state.history, plots=plots)
+    checkpoint = functools.partial(
+        _run_checkpoint, model, optimizer, state, loader=train_loader, schedule=schedule,
+        ema=ema, config=config,
+    )  # fmt: skip
+    evaluation = {"device": device, "loss_fn": loss_fn, "num_classes": num_classes}
     try:
         while state.epoch < epochs:
-            epoch = state.epoch
+            epoch, lr = state.epoch, optimizer.param_groups[0]["lr"]
             position = train_loader.state_dict() if hasattr(train_loader, "state_dict") else {}
             state.batch = int(position.get("batch", 0))
-            lr = optimizer.param_groups[0]["lr"]
             stats = train_one_epoch(
                 model, train_loader, optimizer, loss_fn, device=device, epoch=epoch,
                 epochs=epochs, ema=ema, callbacks=callbacks, state=state, stream=stream, bar=bar,
+                logits=logits,
             )  # fmt: skip
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "lr": lr,
-                "train_loss": stats["loss"],
-                "train_acc": stats["acc"],
-                "images_per_s": stats["images_per_s"],
-                "epoch_time": stats["time"],
-            }
+            result = None
             if val_loader is not None:
-                kw = {"device": device, "loss_fn": loss_fn, "num_classes": num_classes}
-                if ema is not None:
-                    with ema.swap(model):
-                        result = evaluate(model, val_loader, **kw)
-                else:
-                    result = evaluate(model, val_loader, **kw)
-                row.update(val_loss=result["loss"], val_acc=result["top1"], val_top5=result["top5"])
-                score = result["top1"]
-                _say(
-                    stream,
-                    f"epoch {epoch + 1}/{epochs}: train loss {stats['loss']:.4f} acc "
-                    f"{stats['acc']:.4f} | test loss {result['loss']:.4f} top-1 "
-                    f"{result['top1']:.4f} top-5 {result['top5']:.4f} | {stats['time']:.1f} s",
-                )
-            else:
-                score = stats["acc"]
+                result = evaluate_epoch(model, val_loader, ema, logits=logits, **evaluation)
+                _say(stream, _epoch_line(epoch, epochs, stats, result))
             if schedule is not None:  # after evaluation: an interrupt there must not step it twice
                 schedule.step()
+            row = epoch_row(epoch, lr, stats, result)
+            score = result["top1"] if result is not None else stats["acc"]
             state.history.append(row)
             state.epoch, state.batch = epoch + 1, 0
-            is_best = score > state.best
-            state.best = max(state.best, score)
-            if log is not None:
-                log.append(row)
-            save("last.npz")
+            is_best, state.best = score > state.best, max(state.best, score)
+            folder.append(row)
+            folder.save("last.npz", checkpoint())
             if is_best:
-                save("best.npz")
-            if plots and out is not None:
-                from minigrad.train.plots import plot_curves  # noqa: PLC0415 - matplotlib
-
-                plot_curves(state.history, out / "curves.png")
+                folder.save("best.npz", checkpoint())
+            folder.plot(state.history)
     except NonFiniteLossError as e:
-        where = f" The last good checkpoint is {out / 'last.npz'}." if out is not None else ""
-        if out is not None and not (out / "last.npz").exists():
-            where = " No checkpoint was written yet."
-        _say(stream, f"stopped: {e}{where}")
+        on_non_finite(e, folder, stream)
         raise
     except KeyboardInterrupt:
-        state.undo_pending(model)  # a step cut short leaves no trace
-        save("last.npz", interrupted=True)
-        if out is not None:
-            _say(
-                stream,
-                f"interrupted: saved {out / 'last.npz'} at epoch {state.epoch + 1}, step "
-                f"{state.step}; continue with --resume {out / 'last.npz'}",
-            )
+        on_interrupt(state, model, folder, checkpoint, stream)
         raise
     finally:
-        for cb in callbacks:
-            end = getattr(cb, "on_train_end", None)
-            if end is not None:
-                end()
+        _end_callbacks(callbacks)
     return state.history

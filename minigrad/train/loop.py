@@ -1,13 +1,15 @@
 """One epoch of training and one pass of evaluation, for any classifier and loss.
 
-    stats = train_one_epoch(model, loader, opt, loss_fn, device="cpu", epoch=0)
+    stats = train_one_epoch(model, loader, opt, loss_terms, device="cpu", epoch=0)
     result = evaluate(model, test_loader, device="cpu", num_classes=10)  # top-1, top-5, CM
 
 The step order is the usual one: forward, loss, (stop on a NaN/inf loss before anything is
 changed), zero_grad, backward, callbacks' ``on_step_end(step, epoch, model)`` (the
 gradients are there, the weights not yet updated), ``optimizer.step()``, ``ema.update()``.
-A model may return a named tuple whose first field is the logits (GoogLeNet's aux heads in
-training mode); accuracy is always measured on the first field. Rows whose logits hold a
+The loss is a loss-terms callable (``{"main": ..., "total": ...}``, the ``"total"`` is
+backpropagated; see :mod:`minigrad.train.spec`) or one returning a scalar Tensor. A model
+may return a tuple (e.g. auxiliary heads' logits in training mode); accuracy is measured
+on the logits that ``logits`` picks from it (default: the first field). Rows whose logits hold a
 NaN/inf count as misses, and both functions warn once (``NonFiniteOutputWarning``, naming
 the count) when there were any.
 """
@@ -27,6 +29,7 @@ from minigrad import backend
 from minigrad.tensor import Tensor, no_grad, tensor
 from minigrad.train.metrics import NonFiniteOutputWarning, confusion_matrix, topk_correct
 from minigrad.train.progress import Progress
+from minigrad.train.spec import logits_of, total_loss
 
 __all__ = ["NonFiniteLossError", "RunState", "evaluate", "train_one_epoch"]
 
@@ -84,11 +87,6 @@ class RunState:
         self.pending = None
 
 
-def logits_of(outputs: Any) -> Tensor:
-    """The logits of a model's output: itself, or the first field of a (named) tuple."""
-    return outputs[0] if isinstance(outputs, tuple) else outputs
-
-
 def _lr(optimizer: Any) -> float | None:
     groups = getattr(optimizer, "param_groups", None)
     return float(groups[0]["lr"]) if groups else None
@@ -123,9 +121,10 @@ def train_one_epoch(
     model: Any,
     loader: Iterable[tuple[Any, Any]],
     optimizer: Any,
-    loss_fn: Callable[[Any, Any], Tensor],
+    loss_fn: Callable[[Any, Any], Any],
     *,
     device: str = "cpu",
+    logits: Callable[[Any], Tensor] = logits_of,
     epoch: int = 0,
     epochs: int | None = None,
     ema: Any = None,
@@ -140,10 +139,12 @@ def train_one_epoch(
         model: a Module; put in training mode here.
         loader: yields ``(images, labels)`` host arrays (a DataLoader).
         optimizer: an ``minigrad.optim`` optimizer over the model's parameters.
-        loss_fn: ``loss_fn(outputs, target) -> scalar Tensor``; ``target`` is the batch's
-            host label array (``F.cross_entropy`` checks it on the host and copies it to the
-            outputs' device, so a GPU step never waits for the device before its backward).
+        loss_fn: ``loss_fn(outputs, target)`` -> named loss terms with ``"total"`` (what is
+            backpropagated) or a scalar Tensor; ``target`` is the batch's host label array
+            (``F.cross_entropy`` checks it on the host and copies it to the outputs'
+            device, so a GPU step never waits for the device before its backward).
         device: where the images go (the model must already be there).
+        logits: picks the logits from the model's outputs (for the accuracy).
         epoch, epochs: for the progress label and the callbacks.
         ema: an ``optim.EMA`` updated after every step (or None).
         callbacks: objects with an optional ``on_step_end(step, epoch, model)``, called after
@@ -178,7 +179,7 @@ def train_one_epoch(
             # host labels: the losses check them on the host, so nothing waits for the GPU
             # before the backward is queued: a GPU loss is read once, after the backward (a
             # host loss before it, so a non-finite one never runs through the backward)
-            loss = loss_fn(outputs, y_host)
+            loss = total_loss(loss_fn(outputs, y_host))
             on_gpu = backend.is_cupy_array(loss.data)
             if not on_gpu:
                 value = _finite_loss(loss, state, model, epoch, optimizer)
@@ -193,7 +194,7 @@ def train_one_epoch(
             state.step += 1
             state.batch += 1
             state.pending = None
-            counts = topk_correct(logits_of(outputs).data, y_host, ks=(1,))
+            counts = topk_correct(logits(outputs).data, y_host, ks=(1,))
             nonfinite += counts.nonfinite
             progress.update(len(y_host), value, counts[0], _lr(optimizer))
         _warn_nonfinite(f"train_one_epoch (epoch {epoch + 1})", nonfinite, progress.images)
@@ -211,9 +212,10 @@ def evaluate(
     loader: Iterable[tuple[Any, Any]],
     *,
     device: str = "cpu",
-    loss_fn: Callable[[Any, Tensor], Tensor] | None = None,
+    loss_fn: Callable[[Any, Any], Any] | None = None,
     num_classes: int | None = None,
     ks: Sequence[int] = (1, 5),
+    logits: Callable[[Any], Tensor] = logits_of,
 ) -> dict[str, Any]:
     """Accuracy of ``model`` (in eval mode, without gradients) over ``loader``.
 
@@ -221,9 +223,10 @@ def evaluate(
         model: a Module; left in eval mode.
         loader: yields ``(images, labels)`` host arrays.
         device: where the batches go.
-        loss_fn: also report the mean loss (of the eval-mode logits).
+        loss_fn: also report the mean loss (its ``"total"``) of the eval-mode outputs.
         num_classes: also return the confusion matrix (rows = true class).
         ks: the top-k accuracies to report, as ``top1``, ``top5``, ...
+        logits: picks the logits from the model's outputs.
 
     Returns:
         ``{"top1", "top5", ..., "n", "nonfinite"}`` (fractions in [0, 1]; ``nonfinite``
@@ -237,14 +240,15 @@ def evaluate(
     preds, targets = [], []
     with no_grad(), backend.device_context(device):
         for x_host, y_host in loader:
-            logits = logits_of(model(tensor(x_host, device=device)))
+            outputs = model(tensor(x_host, device=device))
+            z = logits(outputs)
             if loss_fn is not None:  # host labels, as in train_one_epoch
-                loss_sum += float(loss_fn(logits, y_host).item()) * len(y_host)
-            counts = topk_correct(logits.data, y_host, ks)
+                loss_sum += float(total_loss(loss_fn(outputs, y_host)).item()) * len(y_host)
+            counts = topk_correct(z.data, y_host, ks)
             hits += counts
             nonfinite += counts.nonfinite
             if num_classes is not None:
-                preds.append(backend.as_numpy(logits.data.argmax(axis=1)))
+                preds.append(backend.as_numpy(z.data.argmax(axis=1)))
                 targets.append(np.asarray(y_host))
             n += len(y_host)
     out: dict[str, Any] = {f"top{k}": h / max(n, 1) for k, h in zip(ks, hits)}

@@ -91,6 +91,28 @@ def test_batchnorm2d_gradcheck(device):
     assert gradcheck(lambda x, w, b: bn(x), [x, bn.weight, bn.bias])
 
 
+def test_batchnorm_relu2d_is_relu_of_batchnorm_with_the_same_state(device):
+    bn = nn.BatchNorm2d(3, eps=1e-3, dtype="float64", device=device)
+    fused = nn.BatchNormReLU2d(3, eps=1e-3, dtype="float64", device=device)
+    bn.bias.data[...] = fused.bias.data[...] = mg.tensor([0.5, -0.2, 0.0], "float64", device).data
+    x = _x(4, 3, 2, 2, device=device, requires_grad=True)
+    x2 = mg.tensor(x.numpy(), device=device, requires_grad=True)
+    ref, y = F.relu(bn(x)), fused(x2)
+    np.testing.assert_allclose(y.numpy(), ref.numpy(), rtol=1e-12, atol=1e-12)
+    assert y.numpy().min() == 0.0 and ref.numpy().min() == 0.0  # some units are cut
+    ref.sum().backward()
+    y.sum().backward()
+    host = mg.backend.as_numpy
+    np.testing.assert_allclose(host(x2.grad), host(x.grad), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(host(fused.weight.grad), host(bn.weight.grad), rtol=1e-10)
+    fused_state = fused.state_dict()
+    for k, v in bn.state_dict().items():  # same keys, same running statistics
+        np.testing.assert_allclose(host(fused_state[k]), host(v), rtol=1e-12)
+    assert isinstance(fused, nn.BatchNorm2d)
+    with pytest.raises(TypeError):
+        bn(x, relu=True)  # the fused layer has its own name, not a flag
+
+
 def test_local_response_norm_matches_the_formula(device):
     lrn = nn.LocalResponseNorm(3, alpha=0.3, beta=0.75, k=2.0)
     x = _x(2, 5, 2, 3, device=device)
