@@ -210,3 +210,32 @@ def scatter_add(xp: Any, target: Any, index: Any, values: Any) -> None:
         import cupyx  # noqa: PLC0415
 
         cupyx.scatter_add(target, index, values)
+
+
+# ---------------------------------------------------------------- NCCL (minigrad.distributed)
+def nccl_module() -> Any:
+    """CuPy's NCCL binding ``cupy.cuda.nccl`` (collectives on CuPy arrays across processes).
+
+    Raises:
+        ValueError: when CuPy or its NCCL support is not available.
+    """
+    cp = _import_cupy()
+    nccl = getattr(getattr(cp, "cuda", None), "nccl", None) if cp is not None else None
+    if nccl is None or not getattr(nccl, "available", True):
+        raise ValueError(
+            "nccl_module: collectives on GPU arrays need CuPy built with NCCL "
+            "(pip install cupy-cuda12x nvidia-nccl-cu12)"
+        )
+    return nccl
+
+
+def current_stream_ptr() -> int:
+    """The raw handle of CuPy's current CUDA stream (where NCCL calls are queued)."""
+    return _import_cupy().cuda.get_current_stream().ptr
+
+
+def cuda_event() -> Any:
+    """A CUDA event recorded now on the current stream (``.done`` polls it)."""
+    event = _import_cupy().cuda.Event(block=False, disable_timing=True)
+    event.record()
+    return event
