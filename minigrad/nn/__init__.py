@@ -10,13 +10,16 @@ from minigrad.nn.containers import ModuleDict, ModuleList, Sequential
 from minigrad.nn.layers import Conv2d, Dropout, Flatten, Identity, Linear, ReLU
 from minigrad.nn.module import LoadResult, Module, Parameter
 from minigrad.nn.normalization import BatchNorm2d, LocalResponseNorm
+from minigrad.nn.parallel import DistributedDataParallel
 from minigrad.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from minigrad.nn.sync_batchnorm import SyncBatchNorm
 
 __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BatchNorm2d",
     "Conv2d",
+    "DistributedDataParallel",
     "Dropout",
     "Flatten",
     "Identity",
@@ -30,5 +33,6 @@ __all__ = [
     "Parameter",
     "ReLU",
     "Sequential",
+    "SyncBatchNorm",
     "init",
 ]
