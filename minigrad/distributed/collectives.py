@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from minigrad import backend
 from minigrad.distributed import _mpi, _nccl
 from minigrad.distributed.world import _ensure
@@ -46,7 +48,7 @@ class Work:
 
 
 def _check_array(name: str, x: Any) -> Any:
-    if not hasattr(x, "dtype") or not hasattr(x, "shape") or not hasattr(x, "__array_namespace__"):
+    if not (isinstance(x, np.ndarray) or backend.is_cupy_array(x)):
         got = type(x).__name__
         hint = " (pass tensor.data)" if got in ("Tensor", "Parameter") else ""
         raise TypeError(f"{name}: expected a NumPy or CuPy array, got {got}{hint}")

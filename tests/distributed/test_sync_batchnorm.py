@@ -9,12 +9,13 @@ import pytest
 
 import minigrad as mg
 from minigrad import nn
+from minigrad.backend import as_numpy, to_device
 
 
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("affine", [False, True])
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_equals_batchnorm2d(relu, affine, momentum):
+def test_equals_batchnorm2d(relu, affine, momentum, device):
     rng = np.random.default_rng(0)
     bn = nn.BatchNorm2d(3, momentum=momentum, affine=affine, dtype="float64")
     if affine:
@@ -22,13 +23,15 @@ def test_equals_batchnorm2d(relu, affine, momentum):
         bn.bias.data[:] = rng.standard_normal(3)
     sbn = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(bn))
     assert type(sbn) is nn.SyncBatchNorm
-    gy = rng.standard_normal((4, 3, 5, 2))
+    bn.to(device), sbn.to(device)
+    gy = to_device(rng.standard_normal((4, 3, 5, 2)), device)
     out = []
     for layer in (bn, sbn):
         draw = np.random.default_rng(1)
         got = []
         for _ in range(2):  # two steps: the running statistics and the counter too
-            x = mg.Tensor(draw.standard_normal((4, 3, 5, 2)) * 3 + 1, requires_grad=True)
+            x = draw.standard_normal((4, 3, 5, 2)) * 3 + 1
+            x = mg.tensor(x, device=device, requires_grad=True)
             layer(x, relu=relu).backward(gy)
             got += [x.grad, *(p.grad for p in layer.parameters())]
             layer.zero_grad()
@@ -37,7 +40,7 @@ def test_equals_batchnorm2d(relu, affine, momentum):
         got.append(layer(x, relu=relu).data)
         out.append(got)
     for a, b in zip(*out, strict=True):
-        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(as_numpy(b), as_numpy(a), rtol=1e-10, atol=1e-12)
 
 
 def test_converter_replaces_nested_layers_and_shares_parameters():
