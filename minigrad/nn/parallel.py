@@ -229,6 +229,7 @@ class DistributedDataParallel(Module):
             self._sync = previous
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self._active = False  # a backward that raised never ran its end callback: start over
         if self.broadcast_buffers and self.training and self.world_size > 1:
             broadcast_tensors(list(self.module.buffers()))
         return self.module(*args, **kwargs)
