@@ -219,8 +219,12 @@ def nccl_module() -> Any:
     Raises:
         ValueError: when CuPy or its NCCL support is not available.
     """
-    cp = _import_cupy()
-    nccl = getattr(getattr(cp, "cuda", None), "nccl", None) if cp is not None else None
+    nccl = None
+    if _import_cupy() is not None:
+        try:
+            import cupy.cuda.nccl as nccl  # noqa: PLC0415 - a submodule CuPy does not preload
+        except ImportError:
+            nccl = None
     if nccl is None or not getattr(nccl, "available", True):
         raise ValueError(
             "nccl_module: collectives on GPU arrays need CuPy built with NCCL "

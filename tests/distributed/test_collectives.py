@@ -172,3 +172,14 @@ def test_gpu_arrays_dispatch_to_nccl(monkeypatch):
         ("mpi", "all_reduce"),
         ("mpi-wait", "all_reduce"),
     ]
+
+
+def test_nccl_needs_cupy_with_nccl():
+    from minigrad import backend
+
+    try:
+        backend.nccl_module()
+    except ValueError as e:
+        assert "nccl_module: collectives on GPU arrays need CuPy built with NCCL" in str(e)
+    else:
+        pytest.skip("CuPy with NCCL is installed here")
