@@ -1,13 +1,16 @@
 # Each target is a command from the README.
 PY ?= python
 
-.PHONY: install install-test train test test-gpu test-standin bench lint
+.PHONY: install install-test install-dist train test test-gpu test-standin bench bench-ddp lint
 
 install:            ## the library + training extras
 	$(PY) -m pip install -e ".[train]"
 
 install-test:       ## the library + test and lint tools
 	$(PY) -m pip install -e ".[dev]"
+
+install-dist:       ## the library + mpi4py and MPICH (data-parallel training)
+	$(PY) -m pip install -e ".[dist]"
 
 train: install      ## train GoogLeNet on the embedded digits dataset
 	$(PY) googlenet.py
@@ -24,6 +27,9 @@ test-standin:       ## the cuda code path without a GPU, under the CuPy stand-in
 bench:
 	$(PY) benchmarks/bench_ops.py
 	$(PY) benchmarks/bench_train.py
+
+bench-ddp:          ## the training step on 2 MPI ranks against 1 rank and 1 process
+	$(PY) benchmarks/bench_ddp.py --ranks 2 --steps 3
 
 lint:
 	ruff check . && ruff format --check .

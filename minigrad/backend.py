@@ -364,3 +364,36 @@ def scatter_add(xp: Any, target: Any, index: Any, values: Any) -> None:
         import cupyx  # noqa: PLC0415
 
         cupyx.scatter_add(target, index, values)
+
+
+# ---------------------------------------------------------------- NCCL (minigrad.distributed)
+def nccl_module() -> Any:
+    """CuPy's NCCL binding ``cupy.cuda.nccl`` (collectives on CuPy arrays across processes).
+
+    Raises:
+        ValueError: when CuPy or its NCCL support is not available.
+    """
+    nccl = None
+    if _import_cupy() is not None:
+        try:
+            import cupy.cuda.nccl as nccl  # noqa: PLC0415 - a submodule CuPy does not preload
+        except ImportError:
+            nccl = None
+    if nccl is None or not getattr(nccl, "available", True):
+        raise ValueError(
+            "nccl_module: collectives on GPU arrays need CuPy built with NCCL "
+            "(pip install cupy-cuda12x nvidia-nccl-cu12)"
+        )
+    return nccl
+
+
+def current_stream_ptr() -> int:
+    """The raw handle of CuPy's current CUDA stream (where NCCL calls are queued)."""
+    return _import_cupy().cuda.get_current_stream().ptr
+
+
+def cuda_event() -> Any:
+    """A CUDA event recorded now on the current stream (``.done`` polls it)."""
+    event = _import_cupy().cuda.Event(block=False, disable_timing=True)
+    event.record()
+    return event

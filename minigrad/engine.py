@@ -23,6 +23,8 @@ __all__ = [
     "enable_grad",
     "is_grad_enabled",
     "no_grad",
+    "queue_callback",
+    "register_post_accumulate_grad_hook",
     "run_backward",
 ]
 
@@ -134,10 +136,66 @@ def _apply_hooks(t: Tensor, g: Any) -> Any:
 def _accumulate_grad(t: Tensor, g: Any) -> None:
     # never in place: a gradient array may be shared with another tensor's gradient
     t.grad = g if t.grad is None else t.grad + g
+    for hook in list(t.__dict__.get("_post_accumulate_hooks", {}).values()):
+        hook(t)
+
+
+def register_post_accumulate_grad_hook(t: Tensor, hook: Any) -> RemovableHandle:
+    """Call ``hook(t)`` each time backward has accumulated into the leaf ``t``'s ``.grad``.
+
+    A leaf's gradient is accumulated as soon as the last op that consumes it has run
+    backward, so such a hook fires while the rest of the graph is still being walked
+    (``DistributedDataParallel`` starts its all-reduces from it). PyTorch's
+    ``Tensor.register_post_accumulate_grad_hook``.
+    """
+    if t._ctx is not None or not t.requires_grad:
+        raise RuntimeError(
+            "register_post_accumulate_grad_hook: only leaf tensors that require grad "
+            "accumulate a .grad"
+        )
+    hooks = t.__dict__.setdefault("_post_accumulate_hooks", {})
+    key = next(_hook_ids)
+    hooks[key] = hook
+    return RemovableHandle(hooks, key)
+
+
+def queue_callback(callback: Any) -> None:
+    """Run ``callback()`` once the current backward pass has finished (every ``.grad`` set).
+
+    Only valid from inside backward (a hook); PyTorch's ``queue_callback``.
+    """
+    queue = getattr(_state, "callbacks", None)
+    if queue is None:
+        raise RuntimeError("queue_callback: only callable while backward is running")
+    queue.append(callback)
 
 
 def run_backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
-    """Propagate ``grad`` from ``root`` to every leaf (the engine behind ``backward``)."""
+    """Propagate ``grad`` from ``root`` to every leaf (the engine behind ``backward``).
+
+    Callbacks queued during the pass (:func:`queue_callback`) run at its end.
+    """
+    outer = getattr(_state, "callbacks", None)
+    _state.callbacks = []
+    try:
+        _walk(root, grad, retain_graph)
+        while _state.callbacks:
+            _state.callbacks.pop(0)()
+    finally:
+        _state.callbacks = outer
+
+
+def _leaf_uses(order: list[Any]) -> dict[int, int]:
+    """How many (op, input) slots of ``order`` consume each leaf that needs a gradient."""
+    uses: dict[int, int] = {}
+    for fn in order:
+        for t, need in zip(fn.inputs, fn.needs_input_grad):
+            if need and t._ctx is None:
+                uses[id(t)] = uses.get(id(t), 0) + 1
+    return uses
+
+
+def _walk(root: Tensor, grad: Any, retain_graph: bool) -> None:
     if root._ctx is None:
         _accumulate_grad(root, _apply_hooks(root, grad))
         return
@@ -145,6 +203,7 @@ def run_backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
     pending: dict[int, list[Any]] = {id(root._ctx): [None] * len(root._ctx.output_meta)}
     pending[id(root._ctx)][root._out_idx] = grad
     leaves: dict[int, tuple[Tensor, Any]] = {}
+    uses = _leaf_uses(order)  # a leaf is accumulated once its last consumer has run
     owned: dict[tuple[int, int], Any] = {}  # gradient sums allocated here (safe to add into)
     for fn in reversed(order):
         gys = pending.pop(id(fn), None)
@@ -183,6 +242,9 @@ def run_backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
                 if t._ctx is None:
                     prev = leaves.get(id(t))
                     leaves[id(t)] = (t, g if prev is None else prev[1] + g)
+                    uses[id(t)] -= 1
+                    if uses[id(t)] == 0:  # its last consumer has run: accumulate it now
+                        _accumulate_grad(t, _apply_hooks(t, leaves.pop(id(t))[1]))
                 else:
                     key = (id(t._ctx), t._out_idx)
                     slot = pending.setdefault(id(t._ctx), [None] * len(t._ctx.output_meta))

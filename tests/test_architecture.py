@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "minigrad.creation": 1,
     "minigrad.autograd": 1,
     "minigrad.gradcheck": 1,
+    "minigrad.distributed": 2,  # arrays across processes (MPI, NCCL through backend)
     "minigrad.functional": 2,  # every differentiable op, and the array code under them
     "minigrad.nn": 3,
     "minigrad.optim": 3,
@@ -42,7 +43,14 @@ LAYERS: dict[str, int] = {
     "minigrad.study": 4,
     "minigrad": 5,  # the package's facade (minigrad/__init__.py) re-exports from below
 }
-LAYER_NAMES = ("backend", "engine/tensor", "functional", "nn/optim/data", "train/study", "facade")
+LAYER_NAMES = (
+    "backend",
+    "engine/tensor",
+    "functional/distributed",
+    "nn/optim/data",
+    "train/study",
+    "facade",
+)
 
 # imports that run up the layers on purpose: (importer, imported) -> reason
 ALLOWED_UP: dict[tuple[str, str], str] = {

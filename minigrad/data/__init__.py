@@ -18,6 +18,7 @@ from minigrad.data.dataset import (
     random_split,
 )
 from minigrad.data.digits import Digits
+from minigrad.data.distributed_sampler import DistributedSampler
 from minigrad.data.download import ChecksumWarning, default_root, download_url, extract_archive
 from minigrad.data.imagenette import Imagenette
 from minigrad.data.loader import DataLoader
@@ -35,6 +36,7 @@ __all__ = [
     "Dataset",
     "DatasetInfo",
     "Digits",
+    "DistributedSampler",
     "FashionMNIST",
     "Imagenette",
     "Subset",

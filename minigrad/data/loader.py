@@ -50,12 +50,16 @@ class DataLoader:
         seed: the seed of shuffling and augmentation; None draws one from
             ``minigrad.backend.generator("cpu")`` (so ``minigrad.manual_seed`` fixes it).
         prefetch: batches prepared ahead in the background; 0 = no threads at all.
+        sampler: where the indices of an epoch come from instead of ``shuffle``, e.g. a
+            :class:`~minigrad.data.DistributedSampler` (the loader calls its ``set_epoch``
+            with the loader's epoch, and its ``state_dict`` is part of the loader's).
 
     The epoch counter advances each time iteration starts; ``set_epoch`` sets it and
     ``state_dict``/``load_state_dict`` save and restore the position, mid-epoch included.
 
     Raises:
-        ValueError: for a non-positive ``batch_size`` or negative ``num_workers``/``prefetch``.
+        ValueError: for a non-positive ``batch_size`` or negative ``num_workers``/``prefetch``,
+            or ``shuffle`` together with a ``sampler``.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class DataLoader:
         transform: Callable[..., Any] | None = None,
         seed: int | None = None,
         prefetch: int = 2,
+        sampler: Any = None,
     ) -> None:
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
             raise TypeError(
@@ -79,6 +84,9 @@ class DataLoader:
         self.num_workers = _positive_int(num_workers, "num_workers", 0)
         self.prefetch = _positive_int(prefetch, "prefetch", 0)
         self.shuffle, self.drop_last, self.transform = bool(shuffle), bool(drop_last), transform
+        if sampler is not None and self.shuffle:
+            raise ValueError("DataLoader: pass shuffle or a sampler (which shuffles), not both")
+        self.sampler = sampler
         if seed is None:
             seed = int(backend.generator("cpu").integers(0, 2**63 - 1))
         self.seed = int(seed)
@@ -88,7 +96,7 @@ class DataLoader:
 
     # ------------------------------------------------------------ position and resume
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
@@ -97,7 +105,7 @@ class DataLoader:
         self._start_batch = _positive_int(start_batch, "start_batch", 0)
         self._position = None
 
-    def state_dict(self) -> dict[str, int]:
+    def state_dict(self) -> dict[str, Any]:
         """``{"seed", "epoch", "batch"}``: where a resumed loader should continue.
 
         During an epoch: that epoch and the number of batches handed out so far; between
@@ -105,16 +113,26 @@ class DataLoader:
         """
         if self._position is not None:
             epoch, batch = self._position
-            return {"seed": self.seed, "epoch": epoch, "batch": batch}
-        return {"seed": self.seed, "epoch": self.epoch, "batch": self._start_batch}
+        else:
+            epoch, batch = self.epoch, self._start_batch
+        state: dict[str, Any] = {"seed": self.seed, "epoch": epoch, "batch": batch}
+        if self.sampler is not None and hasattr(self.sampler, "state_dict"):
+            state["sampler"] = self.sampler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from what :meth:`state_dict` returned."""
         self.seed = int(state["seed"])
+        if "sampler" in state and hasattr(self.sampler, "load_state_dict"):
+            self.sampler.load_state_dict(state["sampler"])
         self.set_epoch(int(state["epoch"]), int(state.get("batch", 0)))
 
     def order(self, epoch: int) -> np.ndarray:
         """The sample indices of ``epoch`` in the order they are served."""
+        if self.sampler is not None:
+            if hasattr(self.sampler, "set_epoch"):
+                self.sampler.set_epoch(epoch)
+            return np.fromiter(iter(self.sampler), dtype=np.int64, count=len(self.sampler))
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n)

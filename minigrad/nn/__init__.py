@@ -10,7 +10,9 @@ from minigrad.nn.containers import ModuleDict, ModuleList, Sequential
 from minigrad.nn.layers import Conv2d, Dropout, Flatten, Identity, Linear, ReLU
 from minigrad.nn.module import LoadResult, Module, Parameter
 from minigrad.nn.normalization import BatchNorm2d, BatchNormReLU2d, LocalResponseNorm
+from minigrad.nn.parallel import DistributedDataParallel
 from minigrad.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from minigrad.nn.sync_batchnorm import SyncBatchNorm, SyncBatchNormReLU2d
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -18,6 +20,7 @@ __all__ = [
     "BatchNorm2d",
     "BatchNormReLU2d",
     "Conv2d",
+    "DistributedDataParallel",
     "Dropout",
     "Flatten",
     "Identity",
@@ -31,5 +34,7 @@ __all__ = [
     "Parameter",
     "ReLU",
     "Sequential",
+    "SyncBatchNorm",
+    "SyncBatchNormReLU2d",
     "init",
 ]
