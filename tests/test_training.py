@@ -95,6 +95,22 @@ def test_resume_refuses_a_flag_that_changes_the_model(tmp_path, capsys) -> None:
     assert "--width 0.5 differs from the checkpoint's 0.0625" in capsys.readouterr().err
 
 
+def test_init_flag_is_recorded_in_the_config_and_rebuilt_from_it(tmp_path) -> None:
+    args = ["train", *TINY, "--epochs", "1", "--no-plots", "--init", "trunc_normal"]
+    assert googlenet.main([*args, "--out", str(tmp_path / "cli")]) == 0
+    assert load_checkpoint(tmp_path / "cli" / "last.npz")["config"]["init"] == "trunc_normal"
+    model, config = googlenet.load_for_inference(tmp_path / "cli" / "last.npz")
+    assert model.init == config["init"] == "trunc_normal"
+    run = tiny_setup()  # the library's fit records the model's init with its architecture
+    run["model"] = googlenet.GoogLeNet(10, 1, stem="cifar", batch_norm=True, width=1 / 16,
+                                       init="he")  # fmt: skip
+    run["optimizer"] = SGD(run["model"].parameters(), lr=0.05)
+    run["ema"] = None
+    googlenet.fit(run["model"], run["train_loader"], run["optimizer"], epochs=1,
+                  out_dir=tmp_path / "lib", plots=False, bar=False)  # fmt: skip
+    assert load_checkpoint(tmp_path / "lib" / "last.npz")["config"]["init"] == "he"
+
+
 def test_checkpoint_holds_every_part_and_the_run_folder_is_complete(tmp_path) -> None:
     assert googlenet.main(["train", *TINY, "--epochs", "2", "--out", str(tmp_path)]) == 0
     names = {p.name for p in tmp_path.iterdir()}
@@ -103,6 +119,7 @@ def test_checkpoint_holds_every_part_and_the_run_folder_is_complete(tmp_path) ->
     for part in ("model", "optimizer", "schedule", "epoch", "step", "rng", "loader", "metrics"):
         assert ckpt[part] is not None, part
     assert ckpt["config"]["width"] == 0.0625 and ckpt["config"]["dataset"] == "digits"
+    assert ckpt["config"]["init"] == "auto"
     assert ckpt["rng"]["seed"] == 0 and ckpt["interrupted"] is False
     best = load_checkpoint(tmp_path / "best.npz")
     assert best["best"] == max(r["val_acc"] for r in ckpt["metrics"][: best["epoch"]])

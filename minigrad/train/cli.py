@@ -4,7 +4,8 @@ It knows nothing about GoogLeNet: ``main(argv, build_model, loss_fn, load_for_in
 gets the model factory (``build_model(config) -> Module``), the loss
 (``loss_fn(outputs, target, aux_weight)``) and the loader of trained models from the script.
 The run config (a plain dict saved in every checkpoint) is what ``build_model`` reads:
-``num_classes``, ``in_channels``, ``stem``, ``batch_norm``, ``width``, ``aux_weight``, ...
+``num_classes``, ``in_channels``, ``stem``, ``batch_norm``, ``width``, ``init``,
+``aux_weight``, ...
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "schedule": "cosine", "warmup": 0, "optimizer": "sgd", "width": 1.0, "stem": None,
     "batch_norm": True, "aux_weight": 0.3, "device": None, "seed": 0, "ema": None,
     "precision": "float32", "num_workers": None, "grad_norms": None, "limit": None,
-    "threads": None,
+    "threads": None, "init": "auto",
 }  # fmt: skip
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # the README's first command: a few minutes on 2 CPU cores, >= 95% test accuracy
@@ -79,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--width", type=float, help="channel multiplier (default 1; digits 0.125)")
     t.add_argument("--stem", choices=("cifar", "imagenet"), help="default: by image size")
     t.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, help="default on")
+    t.add_argument(
+        "--init",
+        choices=("auto", "he", "pytorch", "trunc_normal"),
+        help="initial weights (default auto: pytorch with batch norm, he without)",
+    )
     t.add_argument("--aux-weight", type=float, help="weight of each aux loss (0.3; 0 = none)")
     t.add_argument("--seed", type=int, help="seed of weights, shuffling, dropout (default 0)")
     t.add_argument(
