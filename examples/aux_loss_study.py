@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--every", type=int, default=2, help="record gradient norms every N steps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", default="auto", help="GoogLeNet's init= (auto: pytorch under BN)")
+    p.add_argument("--init", default="auto", choices=("auto", "he", "pytorch", "trunc_normal"),
+                   help="GoogLeNet's init= (auto: pytorch under BN)")  # fmt: skip
     p.add_argument("--out", default="runs/aux_loss_study", help="recorder CSV/JSON per run")
     p.add_argument("--img", default=None, help="folder for the pictures (default: --out)")
     args = p.parse_args(argv)
