@@ -2,6 +2,7 @@
 
     python examples/aux_loss_study.py                       # a few minutes on 2 CPU cores
     python examples/aux_loss_study.py --img docs/img        # the README's pictures
+    python examples/aux_loss_study.py --init he --img runs/aux_he   # He-initialised convs
 
 Trains the same small GoogLeNet (CIFAR stem, batch norm, width 1/8) twice on the embedded
 digits, from the same initial weights, on the same batches: once with ``aux_weight=0``
@@ -56,7 +57,7 @@ def train_run(aux_weight: float, args: argparse.Namespace, data: dict[str, Any])
     """One training run; returns per-epoch metrics and the recorder (norms every N steps)."""
     info = data["info"]
     mg.manual_seed(args.seed)  # same initial weights and dropout masks in both runs
-    model = GoogLeNet(10, 1, stem="cifar", batch_norm=True, width=args.width)
+    model = GoogLeNet(10, 1, stem="cifar", batch_norm=True, width=args.width, init=args.init)
     opt = SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     sched = CosineAnnealingLR(opt, T_max=args.epochs)  # settles the weights by the last epoch
     loader = DataLoader(
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--every", type=int, default=2, help="record gradient norms every N steps")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", default="auto", choices=("auto", "he", "pytorch", "trunc_normal"),
+                   help="GoogLeNet's init= (auto: pytorch under BN)")  # fmt: skip
     p.add_argument("--out", default="runs/aux_loss_study", help="recorder CSV/JSON per run")
     p.add_argument("--img", default=None, help="folder for the pictures (default: --out)")
     args = p.parse_args(argv)

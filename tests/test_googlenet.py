@@ -18,7 +18,9 @@ from googlenet import (
     InceptionRow,
     PlainConv2d,
     check_table,
+    init_weights,
     loss_terms,
+    resolve_init,
     scale_channels,
     scale_table,
 )
@@ -289,3 +291,74 @@ def test_he_init_keeps_the_signal_alive_through_the_whole_network_without_batch_
         model(images(8, 3, 32))
     # PyTorch's default conv init (gain 1/sqrt(3)) leaves an rms of ~1e-5 here
     assert 0.3 < np.sqrt((seen["out"] ** 2).mean()) < 30
+
+
+def _conv_weights_over_bound(model: GoogLeNet) -> np.ndarray:
+    """Every conv weight times sqrt(fan_in), pooled (PyTorch's default: U(-1, 1) then)."""
+    parts = [
+        m.weight.numpy().ravel() * np.sqrt(nn.init.fan_in(m.weight))
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d)
+    ]
+    return np.concatenate(parts).astype(np.float64)
+
+
+@pytest.mark.parametrize("init", ["he", "pytorch", "trunc_normal"])
+def test_init_schemes_follow_their_formulas(init: str) -> None:
+    mg.manual_seed(0)
+    model = GoogLeNet(10, 3, stem="cifar", batch_norm=True, width=0.25, init=init)
+    assert model.init == init
+    w = _conv_weights_over_bound(model)  # ~600 k samples
+    if init == "he":  # N(0, 2 / fan_in)
+        assert w.std() == pytest.approx(np.sqrt(2), rel=0.01)
+    elif init == "pytorch":  # U(+-1 / sqrt(fan_in))
+        assert w.std() == pytest.approx(1 / np.sqrt(3), rel=0.01) and np.abs(w).max() <= 1
+    convs = [m.weight.numpy() for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if init == "trunc_normal":  # N(0, 0.01^2) on [-2, 2], for linear layers too
+        raw = np.concatenate([c.ravel() for c in convs])
+        assert raw.std() == pytest.approx(0.01, rel=0.01)
+        assert model.fc.weight.numpy().std() == pytest.approx(0.01, rel=0.1)
+    else:  # linear layers keep PyTorch's default, U(+-1 / sqrt(1024 * 0.25))
+        assert np.abs(model.fc.weight.numpy()).max() <= 1 / 16
+        assert model.fc.weight.numpy().std() == pytest.approx(1 / 16 / np.sqrt(3), rel=0.1)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all((b.weight.numpy() == 1).all() and not b.bias.numpy().any() for b in bns)
+
+
+@pytest.mark.parametrize(("batch_norm", "scheme"), [(True, "pytorch"), (False, "he")])
+def test_auto_init_is_pytorch_with_batch_norm_and_he_without(batch_norm: bool, scheme: str):
+    assert resolve_init("auto", batch_norm) == scheme
+    mg.manual_seed(3)
+    auto = GoogLeNet(10, 1, stem="cifar", batch_norm=batch_norm, width=1 / 16)
+    mg.manual_seed(3)
+    same = GoogLeNet(10, 1, stem="cifar", batch_norm=batch_norm, width=1 / 16, init=scheme)
+    assert auto.init == "auto"
+    for (name, a), (_, b) in zip(auto.state_dict().items(), same.state_dict().items()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_init_weights_redraws_in_place_and_rejects_unknown_names() -> None:
+    mg.manual_seed(0)
+    block = Inception(16, 8, 8, 8, 4, 4, 4)  # built alone: He convs, zero biases
+    conv = block.branch2[1].conv  # fan in 8 * 9
+    assert conv.weight.numpy().std() == pytest.approx(np.sqrt(2 / 72), rel=0.15)
+    assert init_weights(block, "pytorch") is block
+    assert np.abs(conv.weight.numpy()).max() <= 1 / np.sqrt(72)
+    assert np.abs(conv.bias.numpy()).max() > 0  # PyTorch's default bias, no longer zero
+    init_weights(block, "he")
+    assert not conv.bias.numpy().any()
+    with pytest.raises(ValueError, match=r"GoogLeNet: init must be one of .* got 'xavier'"):
+        GoogLeNet(10, init="xavier")
+    with pytest.raises(ValueError, match=r"init_weights: scheme must be one of .* got 'auto'"):
+        init_weights(block, "auto")
+
+
+def test_pytorch_init_without_batch_norm_fades_the_signal_that_he_keeps() -> None:
+    """Why ``auto`` is He without batch norm (the He counterpart is the test above)."""
+    mg.manual_seed(0)
+    model = GoogLeNet(10, 3, stem="cifar", width=0.125, init="pytorch").eval()
+    seen = {}
+    model.inception5b.register_forward_hook(lambda m, i, o: seen.update(out=o.numpy()) and None)
+    with mg.no_grad():
+        model(images(8, 3, 32))
+    assert np.sqrt((seen["out"] ** 2).mean()) < 0.1  # He: > 0.3 (the test above)

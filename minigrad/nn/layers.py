@@ -39,7 +39,13 @@ def _positive(layer: str, **values: int) -> None:
 
 
 def reset_default(weight: Tensor, bias: Tensor | None) -> None:
-    """PyTorch's default init of a conv/linear layer (kaiming_uniform a=sqrt(5), bias U)."""
+    """PyTorch's default init of a conv/linear layer, in place.
+
+    ``weight ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (``kaiming_uniform_(a=sqrt(5))``: gain
+    sqrt(2 / (1 + 5)) = 1/sqrt(3), bound gain * sqrt(3 / fan_in)), so std = 1/sqrt(3 fan_in);
+    ``bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))``. ``fan_in`` = in_features, or
+    in_channels * KH * KW.
+    """
     init.kaiming_uniform_(weight, a=math.sqrt(5))
     if bias is not None:
         bound = 1 / math.sqrt(init.fan_in(weight))
@@ -47,7 +53,10 @@ def reset_default(weight: Tensor, bias: Tensor | None) -> None:
 
 
 class Linear(Module):
-    """y = x W^T + b; weight (out_features, in_features), bias (out_features,)."""
+    """y = x W^T + b; weight (out_features, in_features), bias (out_features,).
+
+    Init (PyTorch's, :func:`reset_default`): weight and bias ~ U(+-1/sqrt(in_features)).
+    """
 
     def __init__(
         self,
@@ -68,6 +77,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Redraw weight and bias from the default init (U(+-1/sqrt(fan_in)))."""
         reset_default(self.weight, self.bias)
 
     def forward(self, x: Tensor) -> Tensor:  # (*, in) -> (*, out)
@@ -83,7 +93,8 @@ class Linear(Module):
 class Conv2d(Module):
     """2-D convolution (cross-correlation); weight (out, in, KH, KW), bias (out,).
 
-    No dilation and no groups (``F.conv2d`` has neither).
+    No dilation and no groups (``F.conv2d`` has neither). Init (PyTorch's,
+    :func:`reset_default`): weight and bias ~ U(+-1/sqrt(fan_in)), fan_in = in * KH * KW.
     """
 
     def __init__(
@@ -117,6 +128,7 @@ class Conv2d(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Redraw weight and bias from the default init (U(+-1/sqrt(fan_in)))."""
         reset_default(self.weight, self.bias)
 
     def forward(self, x: Tensor) -> Tensor:  # (N, C_in, H, W) -> (N, C_out, OH, OW)

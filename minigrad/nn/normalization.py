@@ -24,8 +24,9 @@ class BatchNorm2d(Module):
     In eval mode the running statistics are used.
 
     Buffers: ``running_mean`` (C,), ``running_var`` (C,), ``num_batches_tracked`` (int64
-    scalar), all in ``state_dict``. Parameters (``affine=True``): ``weight`` = 1,
-    ``bias`` = 0.
+    scalar), all in ``state_dict``. Parameters (``affine=True``): ``weight`` (C,),
+    ``bias`` (C,). Init (PyTorch's, :meth:`reset_parameters`): weight 1, bias 0,
+    running_mean 0, running_var 1, num_batches_tracked 0.
     """
 
     def __init__(
@@ -50,7 +51,7 @@ class BatchNorm2d(Module):
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
-            self.weight = init.ones_(make_parameter(num_features, dtype=dtype, device=device))
+            self.weight = make_parameter(num_features, dtype=dtype, device=device)
             self.bias = make_parameter(num_features, dtype=dtype, device=device)
         else:
             self.register_parameter("weight", None)
@@ -63,12 +64,21 @@ class BatchNorm2d(Module):
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
 
     def reset_running_stats(self) -> None:
+        """running_mean 0, running_var 1, num_batches_tracked 0."""
         if self.track_running_stats:
             init.zeros_(self.running_mean)
             init.ones_(self.running_var)
             self.num_batches_tracked.data[...] = 0
+
+    def reset_parameters(self) -> None:
+        """The default init: running statistics reset, weight 1, bias 0 (as PyTorch)."""
+        self.reset_running_stats()
+        if self.affine:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W) -> same
         return self._normalize(x, relu=False)

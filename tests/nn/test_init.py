@@ -107,3 +107,44 @@ def test_init_errors():
         init.trunc_normal_(_t(2), a=5.0, b=6.0)
     with pytest.raises(TypeError, match="uniform_: expected a Tensor, got ndarray"):
         init.uniform_(np.zeros(2))
+
+
+@pytest.mark.parametrize(
+    "make, fan_in",
+    [
+        (lambda: nn.Conv2d(64, 1024, 3), 64 * 9),  # 589,824 weights, 1,024 biases
+        (lambda: nn.Linear(300, 2048), 300),  # 614,400 weights, 2,048 biases
+    ],
+    ids=["Conv2d", "Linear"],
+)
+def test_conv_and_linear_default_init_statistics_match_pytorch(make, fan_in):
+    """weight, bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)): mean 0, std 1/sqrt(3 fan_in)."""
+    mg.manual_seed(0)
+    layer = make()
+    bound = 1 / math.sqrt(fan_in)
+    std = bound / math.sqrt(3)
+    for p in (layer.weight, layer.bias):
+        a = p.numpy().astype(np.float64)
+        assert abs(a.mean()) < 4 * std / math.sqrt(a.size), p.shape
+        assert a.std() == pytest.approx(std, rel=0.05 if a.size < 10_000 else 0.01), p.shape
+        assert np.abs(a).max() <= bound and np.abs(a).max() > 0.99 * bound, p.shape
+    layer.weight.data[...] = 5.0
+    layer.reset_parameters()  # redraws from the same formula
+    assert np.abs(layer.weight.numpy()).max() <= bound
+    assert layer.weight.numpy().std() == pytest.approx(std, rel=0.01)
+
+
+def test_batchnorm_default_init_matches_pytorch_and_reset_parameters_restores_it(device):
+    bn = nn.BatchNorm2d(6, device=device)
+    expect = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
+    for name, v in expect.items():
+        np.testing.assert_array_equal(getattr(bn, name).numpy(), np.full(6, v), err_msg=name)
+    assert int(bn.num_batches_tracked.item()) == 0
+    x = mg.tensor(np.random.default_rng(0).normal(3.0, 2.0, (4, 6, 3, 3)), device=device)
+    bn(x.float())
+    for name in expect:
+        getattr(bn, name).data[...] = 7.0
+    bn.reset_parameters()
+    for name, v in expect.items():
+        np.testing.assert_array_equal(getattr(bn, name).numpy(), np.full(6, v), err_msg=name)
+    assert int(bn.num_batches_tracked.item()) == 0
