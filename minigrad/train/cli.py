@@ -231,7 +231,7 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
         ckpt = load_checkpoint(path / "last.npz" if path.is_dir() else path)
         args.out = args.out or str(path if path.is_dir() else path.parent)
     cfg = resolve_config(args, spec, ckpt["config"] if ckpt else None)
-    device = _device(cfg["device"], cfg["precision"], cfg["threads"])
+    device = _device(parallel.rank_device(cfg["device"], world), cfg["precision"], cfg["threads"])
     local_batch = parallel.per_rank_batch(cfg["batch_size"], world)
     out = _run_folder(args.out, cfg["dataset"]) if world.is_main else None  # rank 0 writes
     info, train_set, test_set = _datasets(cfg)

@@ -8,6 +8,8 @@ single-process world, so a run without ``mpiexec`` behaves exactly as before.
 * :func:`wrap_model`: ``--sync-bn`` converts batch norm to ``SyncBatchNorm``; on N ranks the
   model is wrapped in ``DistributedDataParallel`` (rank 0's weights broadcast, gradients
   averaged).
+* :func:`rank_device`: ``--device cuda`` (or the default on a GPU machine) on N ranks is
+  ``cuda:<local rank>``, one GPU per rank on each machine.
 * :func:`train_sampler`: rank ``r`` of ``R`` trains on positions ``r, r + R, ...`` of each
   epoch's shuffled order (``DistributedSampler``, tail dropped). With the per-rank batch
   ``G / R`` step ``b`` then covers positions ``[b G, (b + 1) G)`` of the SAME order that one
@@ -35,8 +37,10 @@ __all__ = [
     "end_together",
     "eval_shard",
     "for_this_rank",
+    "local_rank",
     "per_rank_batch",
     "quiet_stream",
+    "rank_device",
     "rank_seed",
     "reseed",
     "train_sampler",
@@ -83,6 +87,40 @@ def per_rank_batch(global_batch: int, w: World) -> int:
             f"{w.size} ranks (e.g. {global_batch // w.size * w.size or w.size})"
         )
     return global_batch // w.size
+
+
+def local_rank() -> int:
+    """This rank's index among the ranks on its machine (0 in a single process).
+
+    A collective (``MPI_Comm_split_type``): every rank must call it.
+    """
+    from minigrad import distributed as dist  # noqa: PLC0415
+
+    comm = dist.world_comm()
+    if comm is None:
+        return 0
+    from mpi4py import MPI  # noqa: PLC0415 - present when there is a world communicator
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return int(node.Get_rank())
+    finally:
+        node.Free()
+
+
+def rank_device(requested: str | None, w: World) -> str | None:
+    """This rank's device: on N ranks, ``cuda`` (or no ``--device`` on a GPU machine) means
+    ``cuda:<local rank>``, so the ranks of a machine use one GPU each; ``cpu`` and an
+    explicit ``cuda:N`` stay as given (a local rank past the machine's GPUs then fails with
+    the backend's error for a missing device)."""
+    if w.size == 1:
+        return requested
+    from minigrad import backend  # noqa: PLC0415
+
+    local = local_rank()  # on every rank: a collective
+    if requested is None:
+        return f"cuda:{local}" if backend.default_device() != "cpu" else None
+    return f"cuda:{local}" if requested.strip().lower() == "cuda" else requested
 
 
 def rank_seed(seed: int, w: World) -> int:

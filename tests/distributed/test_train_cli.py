@@ -98,11 +98,15 @@ def test_googlenet_two_ranks_sync_bn_writes_on_rank_0_only(mpirun, tmp_path):
         code = googlenet.main(["train", "--limit", "64", "--epochs", "1", "--width", "0.0625",
                                "--batch-size", "16", "--sync-bn", "--no-plots", "--out", "run"])
         assert code == 0, code
+        from minigrad import distributed as dist
+        from minigrad.train import parallel
+        print(f"rank {{dist.rank()}} is local rank {{parallel.local_rank()}}", flush=True)
         """,
         timeout=60,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count("epoch 1/1:") == 1  # rank 1 is silent
+    assert "rank 1 is local rank 1" in res.stdout  # both ranks on this machine
     assert res.stdout.count("final test accuracy") == 1
     ckpt = load_checkpoint(tmp_path / "run" / "last.npz")
     assert ckpt["config"]["sync_bn"] is True and ckpt["config"]["batch_size"] == 16
@@ -173,3 +177,18 @@ def test_single_process_sync_bn_converts_and_does_not_wrap():
     assert wrapped is model and isinstance(model[1], nn.SyncBatchNorm)
     assert parallel.unwrap(wrapped) is model
     assert parallel.train_sampler(list(range(8)), 0, parallel.World(0, 1)) is None
+
+
+def test_on_n_ranks_cuda_means_the_local_ranks_gpu(monkeypatch):
+    from minigrad import backend  # noqa: PLC0415
+
+    monkeypatch.setattr(parallel, "local_rank", lambda: 1)
+    two = parallel.World(1, 2)
+    assert parallel.rank_device("cuda", two) == "cuda:1"
+    assert parallel.rank_device("cuda:0", two) == "cuda:0"  # explicit: as given
+    assert parallel.rank_device("cpu", two) == "cpu"
+    assert parallel.rank_device("cuda", parallel.World(0, 1)) == "cuda"
+    monkeypatch.setattr(backend, "default_device", lambda: "cuda:0")
+    assert parallel.rank_device(None, two) == "cuda:1"
+    monkeypatch.setattr(backend, "default_device", lambda: "cpu")
+    assert parallel.rank_device(None, two) is None
