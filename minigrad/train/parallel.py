@@ -25,7 +25,7 @@ single-process world, so a run without ``mpiexec`` behaves exactly as before.
 
 from __future__ import annotations
 
-import os
+import io
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -196,9 +196,16 @@ def reseed(seed: int, w: World, step: int = 0) -> None:
     backend.manual_seed(int(derived[0] >> 1))
 
 
+class _Silent(io.TextIOBase):
+    """A text stream that drops what is written (no file to close)."""
+
+    def write(self, s: str) -> int:
+        return len(s)
+
+
 def quiet_stream(w: World) -> TextIO | None:
     """Where progress goes: None (stdout) on rank 0, nowhere on the others."""
-    return None if w.is_main else open(os.devnull, "w")  # noqa: SIM115 - lives for the run
+    return None if w.is_main else _Silent()
 
 
 def end_together(code: int) -> int:
