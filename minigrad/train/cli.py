@@ -276,7 +276,9 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
             callbacks=callbacks, config=cfg, resume=ckpt, plots=not args.no_plots,
             logits=spec.logits, stream=parallel.quiet_stream(world),
             bar=None if world.is_main else False, sharded_eval=world.size > 1)  # fmt: skip
-    except FloatingPointError:
+    except FloatingPointError as e:
+        if not world.is_main:  # its progress stream is silent: say why this rank stops
+            print(f"[rank {world.rank}] stopped: {e}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -140,8 +140,9 @@ sys.exit(code)
     [
         ("raise RuntimeError('disk on fire')", "[rank 1] RuntimeError: disk on fire"),
         ("raise loop.NonFiniteLossError(float('nan'), 0, 0, 0.1)", "[rank 1] exit code 1"),
+        ("raise loop.NonFiniteLossError(float('nan'), 0, 0, 0.1)", "[rank 1] stopped: the"),
     ],
-    ids=["exception", "exit-code"],
+    ids=["exception", "exit-code", "exit-message"],
 )
 def test_a_failing_rank_ends_all_ranks_with_its_message(mpirun, action, message):
     start = time.perf_counter()
