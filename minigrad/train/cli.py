@@ -20,6 +20,7 @@ import numpy as np
 
 from minigrad import backend
 from minigrad.checkpoint import load_checkpoint, load_for_inference
+from minigrad.train import parallel
 from minigrad.train.spec import ModelSpec
 
 __all__ = ["DEFAULTS", "build_parser", "main", "resolve_config"]
@@ -31,12 +32,12 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 30, "batch_size": 128, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
     "schedule": "cosine", "warmup": 0, "optimizer": "sgd", "device": None, "seed": 0,
     "ema": None, "precision": "float32", "num_workers": None, "grad_norms": None,
-    "limit": None, "threads": None,
+    "limit": None, "threads": None, "sync_bn": False,
 }  # fmt: skip
 SIZED = ("digits", "imagenette")  # the datasets whose image size can be chosen
 # flags that may change when a run is resumed; the others must match the checkpoint
 RESUMABLE = {"epochs", "device", "num_workers", "grad_norms", "precision", "data_dir", "download",
-             "threads"}  # fmt: skip
+             "threads", "sync_bn"}  # fmt: skip
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -46,7 +47,8 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="dataset folder (default $MINIGRAD_DATA or ~/.cache)")
     p.add_argument("--download", action="store_true", default=None, help="fetch missing files")
     p.add_argument("--image-size", type=int, help="input side (digits 16, imagenette 128)")
-    p.add_argument("--batch-size", type=int, help="images per step (default 128; digits 64)")
+    p.add_argument("--batch-size", type=int, help="images per step (default 128; digits 64); "
+                   "under mpiexec -n N the global batch, N must divide it")  # fmt: skip
     p.add_argument("--num-workers", type=int, help="loader threads (default 0; imagenette 4)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: best available)")
     p.add_argument("--threads", type=int, help="CPU threads for the ops (default: all cores)")
@@ -91,6 +93,12 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
     t.add_argument("--resume", help="continue from a checkpoint (or a run folder's last.npz)")
     t.add_argument("--out", help="run folder (default runs/DATASET, -2, -3 ... if taken)")
     t.add_argument("--no-plots", action="store_true", help="do not write curves.png")
+    t.add_argument(
+        "--sync-bn",
+        action="store_true",
+        default=None,
+        help="batch norm statistics over all ranks (SyncBatchNorm; for mpiexec runs)",
+    )
     spec.add_arguments(t.add_argument_group("model", "the model's own options"))
     e = sub.add_parser("eval", help="top-1/top-5 on the test split + confusion matrix PNG")
     e.add_argument("checkpoint", nargs="?", help="a .npz from train (or pass --resume)")
@@ -216,17 +224,22 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     from minigrad.train.fit import fit  # noqa: PLC0415
     from minigrad.train.loop import evaluate  # noqa: PLC0415
 
+    world = parallel.world()  # the MPI world under mpiexec, else one process
     ckpt = None
     if args.resume:
         path = Path(args.resume)
         ckpt = load_checkpoint(path / "last.npz" if path.is_dir() else path)
         args.out = args.out or str(path if path.is_dir() else path.parent)
     cfg = resolve_config(args, spec, ckpt["config"] if ckpt else None)
-    device = _device(cfg["device"], cfg["precision"], cfg["threads"])
-    out = _run_folder(args.out, cfg["dataset"])
+    device = _device(parallel.rank_device(cfg["device"], world), cfg["precision"], cfg["threads"])
+    local_batch = parallel.per_rank_batch(cfg["batch_size"], world)
+    out = _run_folder(args.out, cfg["dataset"]) if world.is_main else None  # rank 0 writes
     info, train_set, test_set = _datasets(cfg)
     backend.manual_seed(cfg["seed"])
     model = spec.build_model(cfg).to(device)
+    model = parallel.wrap_model(model, world, bool(cfg.get("sync_bn")))
+    parallel.reseed(cfg["seed"], world)  # dropout: a stream of each rank's own
+    ckpt = parallel.for_this_rank(ckpt, cfg["seed"], world)
     opt, sched = _optimizer(cfg, model)
     if ckpt is not None and ckpt["config"]["epochs"] != cfg["epochs"] and ckpt["schedule"]:
         # a run extended with --epochs: the schedule is recomputed for the new length, at
@@ -234,35 +247,47 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
         sched.last_epoch = int(ckpt["schedule"]["last_epoch"]) - 1
         sched.step()
         ckpt["schedule"] = sched.state_dict()
-    ema = optim.EMA(model, decay=cfg["ema"], warmup=True) if cfg["ema"] else None
-    train_loader = DataLoader(train_set, cfg["batch_size"], shuffle=True, drop_last=True,
-                              num_workers=cfg["num_workers"], transform=info.train_transform,
-                              seed=cfg["seed"])  # fmt: skip
-    test_loader = DataLoader(test_set, 256, num_workers=cfg["num_workers"],
-                             transform=info.eval_transform, seed=cfg["seed"])  # fmt: skip
+    ema = optim.EMA(parallel.unwrap(model), decay=cfg["ema"], warmup=True) if cfg["ema"] else None
+    sampler = parallel.train_sampler(train_set, cfg["seed"], world)
+    train_loader = DataLoader(train_set, local_batch, shuffle=sampler is None, sampler=sampler,
+                              drop_last=True, num_workers=cfg["num_workers"],
+                              transform=info.train_transform,
+                              seed=parallel.rank_seed(cfg["seed"], world))  # fmt: skip
+    test_loader = DataLoader(parallel.eval_shard(test_set, world), 256,
+                             num_workers=cfg["num_workers"], transform=info.eval_transform,
+                             seed=cfg["seed"])  # fmt: skip
     callbacks = []
-    if cfg["grad_norms"]:
+    if cfg["grad_norms"] and world.is_main:
         from minigrad.study import GradNormRecorder  # noqa: PLC0415 - optional study tools
 
-        callbacks.append(GradNormRecorder(model, out, every=cfg["grad_norms"]))
+        callbacks.append(GradNormRecorder(parallel.unwrap(model), out, every=cfg["grad_norms"]))
     n_params = sum(int(p.data.size) for p in model.parameters())
     about = f" ({spec.describe(cfg)})" if spec.describe is not None else ""
-    print(f"{cfg['dataset']}: {len(train_set)} train / {len(test_set)} test images "
-          f"{info.in_channels}x{info.image_size}x{info.image_size}; model {n_params} parameters"
-          f"{about}; device {device}; run folder {out}", flush=True)  # fmt: skip
+    ranks = f"; {world.size} ranks x {local_batch} images per step" if world.size > 1 else ""
+    if world.is_main:
+        print(f"{cfg['dataset']}: {len(train_set)} train / {len(test_set)} test images "
+              f"{info.in_channels}x{info.image_size}x{info.image_size}; model {n_params} "
+              f"parameters{about}; device {device}{ranks}; run folder {out}",
+              flush=True)  # fmt: skip
     start = time.perf_counter()
     try:
         fit(model, train_loader, opt, spec.loss(cfg), epochs=cfg["epochs"],
             val_loader=test_loader, schedule=sched, ema=ema, device=device, out_dir=out,
             callbacks=callbacks, config=cfg, resume=ckpt, plots=not args.no_plots,
-            logits=spec.logits)  # fmt: skip
-    except FloatingPointError:
+            logits=spec.logits, stream=parallel.quiet_stream(world),
+            bar=None if world.is_main else False, sharded_eval=world.size > 1)  # fmt: skip
+    except FloatingPointError as e:
+        if not world.is_main:  # its progress stream is silent: say why this rank stops
+            print(f"[rank {world.rank}] stopped: {e}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
         return 130
-    with ema.swap(model) if ema is not None else _nullcontext():
-        final = evaluate(model, test_loader, device=device, logits=spec.logits)
+    with ema.swap() if ema is not None else _nullcontext():
+        final = evaluate(model, test_loader, device=device, logits=spec.logits,
+                         sharded=world.size > 1)  # fmt: skip
     n = cfg["epochs"]
+    if not world.is_main:
+        return 0
     print(f"final test accuracy: top-1 {final['top1']:.4f}, top-5 {final['top5']:.4f} "
           f"({final['n']} images) after {n} epoch{'s' * (n != 1)}; training took "
           f"{time.perf_counter() - start:.1f} s; checkpoints in {out}")  # fmt: skip
@@ -332,6 +357,15 @@ def run_predict(args: argparse.Namespace, spec: ModelSpec) -> int:
 
 
 def main(argv: list[str] | None, spec: ModelSpec) -> int:
+    """Parse ``argv`` (no command or only flags means ``train``) and run; return the exit code.
+
+    Under ``mpiexec -n N``, ``train`` trains data-parallel (see :mod:`minigrad.train.parallel`)
+    and a rank that ends with a non-zero code (other than 130, Ctrl-C) aborts all ranks.
+    """
+    return parallel.end_together(_main(argv, spec))
+
+
+def _main(argv: list[str] | None, spec: ModelSpec) -> int:
     """Parse ``argv`` (no command or only flags means ``train``) and run; return the exit code.
 
     ``study`` is handed to :func:`minigrad.study.cli.main` with the same ``spec``.

@@ -209,7 +209,7 @@ def evaluate_epoch(model: Any, val_loader: Any, ema: Any = None, **kwargs: Any) 
     """:func:`evaluate` after an epoch, with the EMA's averaged weights when there is one."""
     if ema is None:
         return evaluate(model, val_loader, **kwargs)
-    with ema.swap(model):
+    with ema.swap():  # the EMA's own model (inside a DistributedDataParallel ``model``)
         return evaluate(model, val_loader, **kwargs)
 
 
@@ -296,6 +296,7 @@ def fit(
     stream: TextIO | None = None,
     bar: bool | None = None,
     logits: Callable[[Any], Tensor] = logits_of,
+    sharded_eval: bool = False,
 ) -> list[dict[str, Any]]:
     """Train for ``epochs`` epochs (in total, counting resumed ones), evaluating after each.
 
@@ -319,6 +320,8 @@ def fit(
         plots: write ``curves.png`` after every epoch (needs matplotlib).
         stream, bar: progress output (see :class:`~minigrad.train.Progress`).
         logits: picks the logits from the model's outputs (the accuracy metrics).
+        sharded_eval: ``val_loader`` is this rank's shard; the counts are summed over the
+            ranks (see :func:`evaluate`).
 
     Returns:
         The metrics rows of every epoch of the run (resumed ones included).
@@ -335,7 +338,8 @@ def fit(
         _run_checkpoint, model, optimizer, state, loader=train_loader, schedule=schedule,
         ema=ema, config=config,
     )  # fmt: skip
-    evaluation = {"device": device, "loss_fn": loss_fn, "num_classes": num_classes}
+    evaluation = {"device": device, "loss_fn": loss_fn, "num_classes": num_classes,
+                  "sharded": sharded_eval}  # fmt: skip
     try:
         while state.epoch < epochs:
             epoch, lr = state.epoch, optimizer.param_groups[0]["lr"]

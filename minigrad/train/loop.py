@@ -216,6 +216,7 @@ def evaluate(
     num_classes: int | None = None,
     ks: Sequence[int] = (1, 5),
     logits: Callable[[Any], Tensor] = logits_of,
+    sharded: bool = False,
 ) -> dict[str, Any]:
     """Accuracy of ``model`` (in eval mode, without gradients) over ``loader``.
 
@@ -227,6 +228,10 @@ def evaluate(
         num_classes: also return the confusion matrix (rows = true class).
         ks: the top-k accuracies to report, as ``top1``, ``top5``, ...
         logits: picks the logits from the model's outputs.
+        sharded: ``loader`` holds this rank's shard of the split (disjoint shards that
+            together cover it once, e.g. samples ``rank::world_size``): the counts are summed
+            over the ranks of :mod:`minigrad.distributed`, so every rank returns the figures
+            of the whole split.
 
     Returns:
         ``{"top1", "top5", ..., "n", "nonfinite"}`` (fractions in [0, 1]; ``nonfinite``
@@ -251,6 +256,8 @@ def evaluate(
                 preds.append(backend.as_numpy(z.data.argmax(axis=1)))
                 targets.append(np.asarray(y_host))
             n += len(y_host)
+    if sharded:
+        hits, n, loss_sum, nonfinite = _sum_over_ranks(hits, n, loss_sum, nonfinite)
     out: dict[str, Any] = {f"top{k}": h / max(n, 1) for k, h in zip(ks, hits)}
     out["n"] = n
     out["nonfinite"] = nonfinite
@@ -260,4 +267,20 @@ def evaluate(
     if num_classes is not None:
         cat = np.concatenate if preds else (lambda _: np.zeros(0, np.int64))
         out["confusion"] = confusion_matrix(cat(preds), cat(targets), num_classes)
+        if sharded:
+            from minigrad import distributed as dist  # noqa: PLC0415
+
+            out["confusion"] = dist.all_reduce(out["confusion"])
     return out
+
+
+def _sum_over_ranks(
+    hits: np.ndarray, n: int, loss_sum: float, nonfinite: int
+) -> tuple[np.ndarray, int, float, int]:
+    """The evaluation counts summed over all ranks (one all-reduce, float64: exact for
+    counts below 2**53)."""
+    from minigrad import distributed as dist  # noqa: PLC0415 - only for a sharded evaluation
+
+    total = dist.all_reduce(np.array([*hits, n, loss_sum, nonfinite], dtype=np.float64))
+    k = len(hits)
+    return total[:k].round().astype(np.int64), int(total[k]), float(total[k + 1]), int(total[-1])

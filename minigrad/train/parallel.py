@@ -1,0 +1,223 @@
+"""What ``train`` does differently when ``mpiexec -n N`` started it: the data-parallel pieces.
+
+The trainer calls these small functions; each is a no-op (or the identity) in a
+single-process world, so a run without ``mpiexec`` behaves exactly as before.
+
+* :func:`world` joins the MPI world (``minigrad.distributed.init``; no flag needed).
+* ``--batch-size`` is the global batch: :func:`per_rank_batch` splits it (it must divide).
+* :func:`wrap_model`: ``--sync-bn`` converts batch norm to ``SyncBatchNorm``; on N ranks the
+  model is wrapped in ``DistributedDataParallel`` (rank 0's weights broadcast, gradients
+  averaged).
+* :func:`rank_device`: ``--device cuda`` (or the default on a GPU machine) on N ranks is
+  ``cuda:<local rank>``, one GPU per rank on each machine.
+* :func:`train_sampler`: rank ``r`` of ``R`` trains on positions ``r, r + R, ...`` of each
+  epoch's shuffled order (``DistributedSampler``, tail dropped). With the per-rank batch
+  ``G / R`` step ``b`` then covers positions ``[b G, (b + 1) G)`` of the SAME order that one
+  process shuffles with the same seed, so the data of every step (and a mid-epoch position)
+  is independent of the number of ranks.
+* :func:`rank_seed`: augmentation and dropout draw from a per-rank seed (rank 0 keeps the
+  run's seed), so ranks do not repeat each other's crops and masks.
+* :func:`eval_shard`: rank ``r`` evaluates samples ``r, r + R, ...`` (no padding), and
+  ``evaluate(..., sharded=True)`` sums the counts, so each image counts exactly once.
+* :func:`for_this_rank`: a checkpoint (written by rank 0 of any world) adjusted for this rank.
+* :func:`end_together`: a rank that stops with a non-zero exit code aborts the whole job.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import numpy as np
+
+__all__ = [
+    "World",
+    "end_together",
+    "eval_shard",
+    "for_this_rank",
+    "local_rank",
+    "per_rank_batch",
+    "quiet_stream",
+    "rank_device",
+    "rank_seed",
+    "reseed",
+    "train_sampler",
+    "unwrap",
+    "world",
+    "wrap_model",
+]
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's ``rank`` among ``size`` processes."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the rank that prints, writes metrics, plots and checkpoints."""
+        return self.rank == 0
+
+
+def world() -> World:
+    """Join the MPI world when launched by ``mpiexec`` (else a single process) and return it.
+
+    Also installs the library's hook: an uncaught exception on one rank prints its traceback
+    (prefixed ``[rank r]``) and aborts every rank.
+    """
+    from minigrad import distributed as dist  # noqa: PLC0415 - mpi4py only when launched
+
+    dist.init()
+    return World(dist.rank(), dist.world_size())
+
+
+def per_rank_batch(global_batch: int, w: World) -> int:
+    """The images each rank takes per step: ``global_batch / size``.
+
+    Raises:
+        ValueError: the global batch is not a multiple of the number of ranks.
+    """
+    if global_batch % w.size:
+        raise ValueError(
+            f"--batch-size {global_batch} is the global batch and must be divisible by the "
+            f"{w.size} ranks (e.g. {global_batch // w.size * w.size or w.size})"
+        )
+    return global_batch // w.size
+
+
+def local_rank() -> int:
+    """This rank's index among the ranks on its machine (0 in a single process).
+
+    A collective (``MPI_Comm_split_type``): every rank must call it.
+    """
+    from minigrad import distributed as dist  # noqa: PLC0415
+
+    comm = dist.world_comm()
+    if comm is None:
+        return 0
+    from mpi4py import MPI  # noqa: PLC0415 - present when there is a world communicator
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return int(node.Get_rank())
+    finally:
+        node.Free()
+
+
+def rank_device(requested: str | None, w: World) -> str | None:
+    """This rank's device: on N ranks, ``cuda`` (or no ``--device`` on a GPU machine) means
+    ``cuda:<local rank>``, so the ranks of a machine use one GPU each; ``cpu`` and an
+    explicit ``cuda:N`` stay as given (a local rank past the machine's GPUs then fails with
+    the backend's error for a missing device)."""
+    if w.size == 1:
+        return requested
+    from minigrad import backend  # noqa: PLC0415
+
+    local = local_rank()  # on every rank: a collective
+    if requested is None:
+        return f"cuda:{local}" if backend.default_device() != "cpu" else None
+    return f"cuda:{local}" if requested.strip().lower() == "cuda" else requested
+
+
+def rank_seed(seed: int, w: World) -> int:
+    """The seed of this rank's augmentation and dropout: ``seed`` on rank 0, a number
+    derived from ``(seed, rank)`` on the others (the same on every run)."""
+    if w.rank == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), w.rank]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def wrap_model(model: Any, w: World, sync_bn: bool = False) -> Any:
+    """``model`` with batch norm made ``SyncBatchNorm`` (``sync_bn``) and, on N ranks,
+    wrapped in ``DistributedDataParallel`` (which broadcasts rank 0's weights)."""
+    from minigrad import nn  # noqa: PLC0415
+
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return nn.DistributedDataParallel(model) if w.size > 1 else model
+
+
+def unwrap(model: Any) -> Any:
+    """The model inside a ``DistributedDataParallel`` (or ``model`` itself)."""
+    from minigrad import nn  # noqa: PLC0415
+
+    return model.module if isinstance(model, nn.DistributedDataParallel) else model
+
+
+def train_sampler(dataset: Any, seed: int, w: World) -> Any:
+    """This rank's shard of each training epoch (None in a single process: the loader's own
+    shuffle, which draws the same order from the same seed)."""
+    if w.size == 1:
+        return None
+    from minigrad.data import DistributedSampler  # noqa: PLC0415
+
+    return DistributedSampler(dataset, w.size, w.rank, shuffle=True, seed=seed, drop_last=True)
+
+
+def eval_shard(dataset: Any, w: World) -> Any:
+    """Samples ``rank, rank + size, ...`` of ``dataset``: disjoint, together the whole split."""
+    if w.size == 1:
+        return dataset
+    from minigrad.data import Subset  # noqa: PLC0415
+
+    return Subset(dataset, np.arange(w.rank, len(dataset), w.size))
+
+
+def for_this_rank(ckpt: dict[str, Any] | None, seed: int, w: World) -> dict[str, Any] | None:
+    """Rank 0's checkpoint (of a run on any number of ranks), made this rank's.
+
+    Model, optimizer, schedule, EMA, metrics and the loader's epoch/batch position are the
+    same on every rank and carry over as they are (the position maps exactly, see the module
+    docstring). Rank 0 restores the RNG state too; the others keep their own loader seed and
+    reseed their dropout stream from ``(seed, rank, step)`` (so a resumed run on N > 1 ranks
+    does not replay the dropout masks of ranks > 0 bit for bit).
+    """
+    if ckpt is None or w.rank == 0:
+        return ckpt
+    ckpt = dict(ckpt)
+    if ckpt.get("loader") is not None:
+        ckpt["loader"] = {**ckpt["loader"], "seed": rank_seed(seed, w)}
+    ckpt["rng"] = None
+    reseed(seed, w, int(ckpt.get("step", 0)))
+    return ckpt
+
+
+def reseed(seed: int, w: World, step: int = 0) -> None:
+    """Give ranks > 0 their own random stream (dropout) from ``(seed, rank, step)``."""
+    if w.rank == 0:
+        return
+    from minigrad import backend  # noqa: PLC0415
+
+    derived = np.random.SeedSequence([int(seed), w.rank, int(step)]).generate_state(1, np.uint64)
+    backend.manual_seed(int(derived[0] >> 1))
+
+
+class _Silent(io.TextIOBase):
+    """A text stream that drops what is written (no file to close)."""
+
+    def write(self, s: str) -> int:
+        return len(s)
+
+
+def quiet_stream(w: World) -> TextIO | None:
+    """Where progress goes: None (stdout) on rank 0, nowhere on the others."""
+    return None if w.is_main else _Silent()
+
+
+def end_together(code: int) -> int:
+    """Return ``code``; but on N ranks, a non-zero code (other than 130, Ctrl-C, which
+    ``mpiexec`` delivers to every rank) aborts the whole job with it, so the other ranks
+    do not wait in their next collective until the timeout."""
+    from minigrad import distributed as dist  # noqa: PLC0415
+
+    if code in (0, 130) or not dist.is_initialized() or dist.world_size() == 1:
+        return code
+    sys.stdout.flush()
+    sys.stderr.write(f"[rank {dist.rank()}] exit code {code}: aborting all ranks\n")
+    sys.stderr.flush()
+    dist.world_comm().Abort(code)
+    return code  # not reached under MPI

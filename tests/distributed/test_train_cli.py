@@ -1,0 +1,195 @@
+"""The ``train`` command under ``mpiexec -n 2``: global batch, rank-0 output, sharded
+evaluation, resume across world sizes, and one failing rank ending the job."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from minigrad import nn
+from minigrad.checkpoint import load_checkpoint
+from minigrad.data import TensorDataset
+from minigrad.train import parallel
+from tests.distributed.conftest import ROOT
+
+# The small CNN example (batch norm; --sync-bn makes 2 ranks x 8 images the same as 1 x 16)
+# on 63 digits (odd: the test shards are 32 and 31 images), without the random crops (they
+# are drawn per rank's batch, so only an augmentation-free run is the same on 1 and 2 ranks).
+APP = f"""
+import dataclasses, sys
+sys.path.insert(0, {str(ROOT / "examples")!r})
+import small_cnn_digits as app
+from minigrad.train import cli
+
+info = cli._info
+cli._info = lambda cfg: dataclasses.replace(info(cfg), train_transform=info(cfg).eval_transform)
+COMMON = ["--limit", "63", "--batch-size", "16", "--channels", "4", "--no-plots", "--lr", "0.1"]
+def train(*args):
+    code = cli.main(["train", *COMMON, *args], app.SPEC)
+    assert code == 0, code
+"""
+
+
+def _weights(folder) -> dict[str, np.ndarray]:
+    return load_checkpoint(folder / "last.npz")["model"]
+
+
+def _assert_same_weights(got, want) -> None:
+    assert list(got) == list(want)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def _single(source: str, tmp_path) -> subprocess.CompletedProcess:
+    """``source`` in one plain process (no mpiexec: a single-process world)."""
+    script = tmp_path / "single.py"
+    script.write_text("import warnings\nwarnings.simplefilter('error')\n" + source)
+    env = {"PYTHONPATH": str(ROOT), "MINIGRAD_DISABLE_CUPY": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env={**os.environ, **env})  # fmt: skip
+
+
+def test_two_ranks_equal_one_rank_and_resume_across_world_sizes(mpirun, tmp_path):
+    # one process: 2 epochs straight (the reference), and 1 epoch to resume on 2 ranks
+    one = _single(APP + "train('--epochs', '2', '--out', 'ref')\n"
+                        "train('--epochs', '1', '--out', 'one')\n", tmp_path)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    # 2 ranks: 2 epochs straight; 1 epoch to resume on 1 rank; the 1-rank run resumed
+    two = mpirun(
+        APP + "train('--epochs', '2', '--out', 'two', '--sync-bn')\n"
+        "train('--epochs', '1', '--out', 'half', '--sync-bn')\n"
+        "train('--epochs', '2', '--resume', 'one', '--sync-bn')\n",
+        timeout=120,
+    )
+    assert two.returncode == 0, two.stdout + two.stderr
+    back = _single(APP + "train('--epochs', '2', '--resume', 'half')\n", tmp_path)
+    assert back.returncode == 0, back.stderr
+    ref = _weights(tmp_path / "ref")
+    _assert_same_weights(_weights(tmp_path / "two"), ref)  # 2 x 8 images == 1 x 16
+    _assert_same_weights(_weights(tmp_path / "one"), ref)  # resumed on 2 ranks
+    _assert_same_weights(_weights(tmp_path / "half"), ref)  # resumed on 1 rank
+    assert "resumed at epoch 2" in two.stdout and "resumed at epoch 2" in back.stdout
+    # rank 0 alone prints: one start line, one final line per run
+    assert two.stdout.count("final test accuracy") == 3
+    assert two.stdout.count("2 ranks x 8 images per step") == 3
+    # the sharded evaluation counts each of the 63 test images once, as one process does
+    assert "(63 images)" in two.stdout
+    for name in ("two", "one", "half"):
+        rows = load_checkpoint(tmp_path / name / "last.npz")["metrics"]
+        want = load_checkpoint(tmp_path / "ref" / "last.npz")["metrics"]
+        assert [r["epoch"] for r in rows] == [1, 2]
+        for r, w in zip(rows, want):
+            assert r["val_acc"] == w["val_acc"]
+            assert r["val_loss"] == pytest.approx(w["val_loss"], rel=1e-4)
+
+
+def test_googlenet_two_ranks_sync_bn_writes_on_rank_0_only(mpirun, tmp_path):
+    res = mpirun(
+        f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        import googlenet
+        code = googlenet.main(["train", "--limit", "64", "--epochs", "1", "--width", "0.0625",
+                               "--batch-size", "16", "--sync-bn", "--no-plots", "--out", "run"])
+        assert code == 0, code
+        from minigrad import distributed as dist
+        from minigrad.train import parallel
+        print(f"rank {{dist.rank()}} is local rank {{parallel.local_rank()}}", flush=True)
+        """,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count("epoch 1/1:") == 1  # rank 1 is silent
+    assert "rank 1 is local rank 1" in res.stdout  # both ranks on this machine
+    assert res.stdout.count("final test accuracy") == 1
+    ckpt = load_checkpoint(tmp_path / "run" / "last.npz")
+    assert ckpt["config"]["sync_bn"] is True and ckpt["config"]["batch_size"] == 16
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "best.npz", "last.npz", "metrics.csv", "metrics.json",
+    ]  # fmt: skip
+
+
+# rank 1 fails inside the training loop (an exception, or a caught error's exit code) while
+# rank 0 waits for it in the gradient all-reduce: the job must end with rank 1's message
+FAILING = """
+import sys
+sys.path.insert(0, {root!r})
+import googlenet
+from minigrad import distributed as dist
+from minigrad.train import fit, loop
+
+dist.init(timeout=60)
+def broken(*args, **kwargs):
+    {action}
+if dist.rank() == 1:
+    fit.train_one_epoch = broken
+code = googlenet.main(["train", "--limit", "64", "--epochs", "1", "--width", "0.0625",
+                       "--batch-size", "16", "--no-plots", "--out", "run"])
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ("raise RuntimeError('disk on fire')", "[rank 1] RuntimeError: disk on fire"),
+        ("raise loop.NonFiniteLossError(float('nan'), 0, 0, 0.1)", "[rank 1] exit code 1"),
+        ("raise loop.NonFiniteLossError(float('nan'), 0, 0, 0.1)", "[rank 1] stopped: the"),
+    ],
+    ids=["exception", "exit-code", "exit-message"],
+)
+def test_a_failing_rank_ends_all_ranks_with_its_message(mpirun, action, message):
+    start = time.perf_counter()
+    res = mpirun(FAILING.format(root=str(ROOT), action=action), timeout=50)
+    assert res.returncode != 0
+    assert message in res.stderr, res.stderr
+    assert time.perf_counter() - start < 40  # well before the 60 s collective timeout
+    assert "final test accuracy" not in res.stdout
+
+
+def test_the_global_batch_must_divide_by_the_ranks():
+    assert parallel.per_rank_batch(64, parallel.World(1, 4)) == 16
+    with pytest.raises(ValueError, match=re.escape("--batch-size 30 is the global batch")):
+        parallel.per_rank_batch(30, parallel.World(0, 4))
+
+
+def test_rank_seeds_differ_and_rank_0_keeps_the_run_seed():
+    seeds = [parallel.rank_seed(5, parallel.World(r, 4)) for r in range(4)]
+    assert seeds[0] == 5 and len(set(seeds)) == 4
+    assert seeds == [parallel.rank_seed(5, parallel.World(r, 4)) for r in range(4)]
+
+
+def test_eval_shards_cover_the_split_exactly_once():
+    data = TensorDataset(np.zeros((11, 1, 2, 2), np.float32), np.zeros(11, np.int64))
+    shards = [parallel.eval_shard(data, parallel.World(r, 3)) for r in range(3)]
+    got = np.sort(np.concatenate([s.indices for s in shards]))
+    np.testing.assert_array_equal(got, np.arange(11))
+
+
+def test_single_process_sync_bn_converts_and_does_not_wrap():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    wrapped = parallel.wrap_model(model, parallel.World(0, 1), sync_bn=True)
+    assert wrapped is model and isinstance(model[1], nn.SyncBatchNorm)
+    assert parallel.unwrap(wrapped) is model
+    assert parallel.train_sampler(list(range(8)), 0, parallel.World(0, 1)) is None
+
+
+def test_on_n_ranks_cuda_means_the_local_ranks_gpu(monkeypatch):
+    from minigrad import backend  # noqa: PLC0415
+
+    monkeypatch.setattr(parallel, "local_rank", lambda: 1)
+    two = parallel.World(1, 2)
+    assert parallel.rank_device("cuda", two) == "cuda:1"
+    assert parallel.rank_device("cuda:0", two) == "cuda:0"  # explicit: as given
+    assert parallel.rank_device("cpu", two) == "cpu"
+    assert parallel.rank_device("cuda", parallel.World(0, 1)) == "cuda"
+    monkeypatch.setattr(backend, "default_device", lambda: "cuda:0")
+    assert parallel.rank_device(None, two) == "cuda:1"
+    monkeypatch.setattr(backend, "default_device", lambda: "cpu")
+    assert parallel.rank_device(None, two) is None
