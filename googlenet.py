@@ -28,15 +28,15 @@ if __name__ == "__main__":
     # on one BLAS thread and the ops' chunks on all cores)
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-import minigrad.functional as F  # noqa: E402
+import minigrad.functional as F
 from minigrad import (
-    checkpoint,  # noqa: E402
-    nn,  # noqa: E402
+    checkpoint,
+    nn,
 )
-from minigrad.tensor import Tensor  # noqa: E402
-from minigrad.train import cli, loop  # noqa: E402
-from minigrad.train import fit as train_fit  # noqa: E402
-from minigrad.train.spec import ModelSpec  # noqa: E402
+from minigrad.tensor import Tensor
+from minigrad.train import cli, loop
+from minigrad.train import fit as train_fit
+from minigrad.train.spec import ModelSpec
 
 
 # ---------------------------------------------------------------------------- the model

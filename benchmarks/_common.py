@@ -100,7 +100,7 @@ class GemmCeiling:
 
     def sample(self, count: int = 1) -> None:
         """Time ``count`` products; on the CPU with ``threads`` BLAS threads (restored after)."""
-        from minigrad import runtime  # noqa: PLC0415
+        from minigrad import runtime
 
         before = runtime.blas_threads() if self.dev.is_cpu and self.threads else None
         if before is not None:

@@ -39,19 +39,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # googlenet.py
 
-from _common import Device, GemmCeiling, timed  # noqa: E402
-from bench_train import CPU_CONFIGS, Config, count_forward_flops  # noqa: E402
+from _common import Device, GemmCeiling, timed
+from bench_train import CPU_CONFIGS, Config, count_forward_flops
 
-from minigrad.runtime import BLAS_ENV_DEFAULTS  # noqa: E402
+from minigrad.runtime import BLAS_ENV_DEFAULTS
 
 
 def child(cfg: Config, steps: int, gemm_n: int, threads: int, gemm_threads: int) -> None:
     """One rank (or the single process): time ``steps`` steps, rank 0 prints a JSON row."""
-    import minigrad as mg  # noqa: PLC0415
-    from googlenet import GoogLeNet, googlenet_loss  # noqa: PLC0415
-    from minigrad import distributed as dist  # noqa: PLC0415
-    from minigrad import nn, runtime  # noqa: PLC0415
-    from minigrad.optim import SGD  # noqa: PLC0415
+    import minigrad as mg
+    from googlenet import GoogLeNet, googlenet_loss
+    from minigrad import distributed as dist
+    from minigrad import nn, runtime
+    from minigrad.optim import SGD
 
     dist.init(timeout=600)
     runtime.configure_cpu_training(threads)

@@ -115,7 +115,7 @@ def bench_layer(
         a_gy @ a_colT  # gw      (C_out, M) @ (M, K)
         a_wT @ a_gy  # gcol      (K, C_out) @ (C_out, M)
 
-    from minigrad import runtime  # noqa: PLC0415
+    from minigrad import runtime
 
     before = runtime.blas_threads() if ceiling_threads else None
     if before is not None:  # the ceiling on all the machine's BLAS threads
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     device = Device(args.device).name
     threads = None
     if device == "cpu" and args.mode == "tuned":
-        from minigrad import runtime  # noqa: PLC0415
+        from minigrad import runtime
 
         runtime.configure_cpu_training()
         threads = runtime.host_threads()

@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # googlenet.py
 
-from _common import (  # noqa: E402
+from _common import (
     Device,
     GemmCeiling,
     add_clock_and_mode,
@@ -54,7 +54,7 @@ from _common import (  # noqa: E402
     timed,
 )
 
-from minigrad.runtime import BLAS_ENV_DEFAULTS  # noqa: E402
+from minigrad.runtime import BLAS_ENV_DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ GPU_CONFIGS = [
 
 def count_forward_flops(model: Any, x: Any) -> int:
     """2 x multiply-adds of every Conv2d and Linear in one forward of ``x``, per image."""
-    from minigrad import nn, no_grad  # noqa: PLC0415
+    from minigrad import nn, no_grad
 
     macs = [0]
 
@@ -106,9 +106,9 @@ def count_forward_flops(model: Any, x: Any) -> int:
 
 def make_step(cfg: Config, dev: Device, seed: int = 0) -> tuple[Callable[[], Any], Any, Any]:
     """(step function, model, images) for ``cfg`` on ``dev``: one full training step."""
-    import minigrad as mg  # noqa: PLC0415
-    from googlenet import GoogLeNet, loss_terms  # noqa: PLC0415
-    from minigrad.optim import SGD  # noqa: PLC0415
+    import minigrad as mg
+    from googlenet import GoogLeNet, loss_terms
+    from minigrad.optim import SGD
 
     mg.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -134,7 +134,7 @@ def run_config(
     cfg: Config, device: str, steps: int, gemm_n: int, mode: str, threads: int
 ) -> dict[str, Any]:
     """Time ``steps`` training steps of ``cfg`` (after one warm-up step) in this process."""
-    from minigrad import runtime  # noqa: PLC0415
+    from minigrad import runtime
 
     if device == "cpu" and mode == "tuned":  # exactly what the training CLI does
         runtime.configure_cpu_training(threads)
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_config(cfg, args.device, steps, gemm_n, args.mode, threads)))
         return
     if not is_cpu:
-        from minigrad import cuda_available  # noqa: PLC0415
+        from minigrad import cuda_available
 
         if not cuda_available():
             parser.error(f"--device {args.device}: CuPy or a CUDA device is not available here")

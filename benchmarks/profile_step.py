@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="host threads (default: all)")
     args = parser.parse_args(argv)
     if args.device == "cpu" and args.mode == "tuned":
-        from minigrad import runtime  # noqa: PLC0415
+        from minigrad import runtime
 
         runtime.configure_cpu_training(args.threads or None)
     base = CPU_CONFIGS[0]

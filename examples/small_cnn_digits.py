@@ -24,11 +24,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # minigrad from the checkout
 
-import minigrad.functional as F  # noqa: E402
-from minigrad import nn  # noqa: E402
-from minigrad.tensor import Tensor  # noqa: E402
-from minigrad.train import cli  # noqa: E402
-from minigrad.train.spec import ModelSpec  # noqa: E402
+import minigrad.functional as F
+from minigrad import nn
+from minigrad.tensor import Tensor
+from minigrad.train import cli
+from minigrad.train.spec import ModelSpec
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:

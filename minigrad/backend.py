@@ -13,6 +13,7 @@ argument is read (:func:`to_dtype`), and what ``x.to(...)`` means (:func:`parse_
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from typing import Any
@@ -212,8 +213,6 @@ def as_numpy(a: Any) -> np.ndarray:
 
 def device_context(device: str) -> Any:
     """Context manager that makes ``device`` current (a no-op for the CPU)."""
-    import contextlib
-
     device = normalize_device(device)
     if device == "cpu":
         return contextlib.nullcontext()

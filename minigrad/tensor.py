@@ -148,7 +148,7 @@ class Tensor:
 
     def to(self, device: Any = None, dtype: Any = None) -> Tensor:
         """Copy to ``device`` and/or cast to ``dtype`` (differentiable)."""
-        from minigrad.functional import shape as _shape
+        from minigrad.functional import shape as _shape  # noqa: PLC0415 - declared circle
 
         out = self
         device, dt = backend.parse_to("to", device, dtype)  # t.to("float64") works too

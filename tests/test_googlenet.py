@@ -148,12 +148,12 @@ def test_block_types_are_passed_in() -> None:
     made: list[str] = []
 
     class CountingConv(PlainConv2d):
-        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        def __init__(self, *args, **kwargs) -> None:
             made.append("conv")
             super().__init__(*args, **kwargs)
 
     class CountingAux(InceptionAux):
-        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        def __init__(self, *args, **kwargs) -> None:
             made.append("aux")
             super().__init__(*args, **kwargs)
 

@@ -117,12 +117,12 @@ def test_branch_contributions_add_up_to_the_block_input_gradient() -> None:
         block = getattr(model, bname)
         for b in BRANCHES:
 
-            def hook(mod, gin, gout, bname=bname, b=b):  # noqa: ANN001, ANN202
+            def hook(mod, gin, gout, bname=bname, b=b):
                 seen[bname][b] = gin[0]
 
             handles.append(getattr(block, b).register_full_backward_hook(hook))
 
-        def hook_in(mod, gin, gout, bname=bname):  # noqa: ANN001, ANN202
+        def hook_in(mod, gin, gout, bname=bname):
             seen[bname]["input"] = gin[0]
 
         handles.append(block.register_full_backward_hook(hook_in))

@@ -183,7 +183,7 @@ def test_total_loss_and_the_spec_binds_its_loss_options() -> None:
         total_loss({"main": t})
     seen = []
 
-    def terms(outputs, target, scale=1.0):  # noqa: ANN001, ANN202
+    def terms(outputs, target, scale=1.0):
         seen.append(scale)
         return {"total": outputs * scale}
 

@@ -16,7 +16,7 @@ def _is_pil(x: Any) -> bool:
 
 
 def _pil_filter(fid: int) -> Any:
-    from PIL import Image
+    from PIL import Image  # noqa: PLC0415 - Pillow is optional (the 'train' extra)
 
     return {
         _resample.NEAREST: Image.Resampling.NEAREST,

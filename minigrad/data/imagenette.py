@@ -124,7 +124,7 @@ class Imagenette(Dataset):
 
     def load_image(self, index: int) -> Any:
         """The RGB Pillow image at ``index`` (grayscale and CMYK converted)."""
-        from PIL import Image
+        from PIL import Image  # noqa: PLC0415 - Pillow is optional (the 'train' extra)
 
         path = self.samples[_check_index(index, len(self), "Imagenette")][0]
         try:

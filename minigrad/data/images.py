@@ -37,7 +37,7 @@ def open_image(path: str | Path) -> Any:
             decompression bomb; Pillow's warning counts as an error here).
         FileNotFoundError, PermissionError, IsADirectoryError: as ``open`` raises them.
     """
-    from PIL import Image
+    from PIL import Image  # noqa: PLC0415 - Pillow is optional (the 'train' extra)
 
     path = Path(path)
     if os.path.getsize(path) == 0:  # raises FileNotFoundError for a missing file

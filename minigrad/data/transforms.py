@@ -177,7 +177,7 @@ class RandomHorizontalFlip(Transform):
     def __call__(self, x: Any, rng: np.random.Generator | None = None) -> Any:
         rng = _rng(rng)
         if _is_pil(x):
-            from PIL import Image
+            from PIL import Image  # noqa: PLC0415 - Pillow is optional (the 'train' extra)
 
             return x.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < self.p else x
         xb, single = _as_batch(x, "RandomHorizontalFlip")

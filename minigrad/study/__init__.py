@@ -21,7 +21,7 @@ from minigrad.study.recorder import GradNormRecorder
 from minigrad.study.report import format_table, report_to_dict, save_report
 
 
-def __getattr__(name: str):  # noqa: ANN202 - plots import matplotlib only when used
+def __getattr__(name: str):
     if name in ("plot_attribution", "plot_branch_shares", "plot_heatmap"):
         from minigrad.study import plots  # noqa: PLC0415
 

@@ -61,7 +61,7 @@ def _config(
     args: argparse.Namespace, spec: ModelSpec, saved: dict[str, Any]
 ) -> tuple[dict[str, Any], Any]:
     """The run config: a checkpoint's, else a fresh model's defaults; given model flags win."""
-    from minigrad.data import dataset_info
+    from minigrad.data import dataset_info  # noqa: PLC0415 - loaded when the command runs
 
     given = {k: v for k, v in vars(args).items() if k in spec.defaults and v is not None}
     name = args.dataset or saved.get("dataset") or "digits"
@@ -101,7 +101,7 @@ def _load_model(args: argparse.Namespace, spec: ModelSpec, device: str) -> tuple
 
 
 def _batch(args: argparse.Namespace, info: Any) -> tuple[np.ndarray, np.ndarray]:
-    from minigrad.data import get_dataset
+    from minigrad.data import get_dataset  # noqa: PLC0415 - loaded when the command runs
 
     size = info.image_size if info.name in ("digits", "imagenette") else None
     ds = get_dataset(info.name, root=args.data_dir, train=True, image_size=size)
@@ -116,8 +116,8 @@ def _batch(args: argparse.Namespace, info: Any) -> tuple[np.ndarray, np.ndarray]
 def main(argv: list[str] | None, spec: ModelSpec) -> int:
     """Run the study; return the exit status (0 ok, 2 bad arguments or missing files)."""
     args = build_parser(spec).parse_args(argv)
-    from minigrad.study.flow import gradient_flow
-    from minigrad.study.report import format_table, save_report
+    from minigrad.study.flow import gradient_flow  # noqa: PLC0415 - as above
+    from minigrad.study.report import format_table, save_report  # noqa: PLC0415
 
     try:
         device = backend.normalize_device(args.device or backend.default_device())
@@ -133,7 +133,10 @@ def main(argv: list[str] | None, spec: ModelSpec) -> int:
     out = Path(args.out)
     written = [save_report(report, out / "flow.json")]
     if not args.no_plots:
-        from minigrad.study.plots import plot_attribution, plot_branch_shares
+        from minigrad.study.plots import (  # noqa: PLC0415 - matplotlib, optional
+            plot_attribution,
+            plot_branch_shares,
+        )
 
         written.append(plot_attribution(report, out / "study_attribution.png"))
         if report.blocks:

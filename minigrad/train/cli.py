@@ -372,7 +372,7 @@ def _main(argv: list[str] | None, spec: ModelSpec) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "study":
-        from minigrad.study.cli import main as study_main  # the optional study tools
+        from minigrad.study.cli import main as study_main  # noqa: PLC0415 - optional study tools
 
         return study_main(argv[1:], spec)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):

@@ -181,7 +181,7 @@ def test_single_process_sync_bn_converts_and_does_not_wrap():
 
 
 def test_on_n_ranks_cuda_means_the_local_ranks_gpu(monkeypatch):
-    from minigrad import backend  # noqa: PLC0415
+    from minigrad import backend
 
     monkeypatch.setattr(parallel, "local_rank", lambda: 1)
     two = parallel.World(1, 2)

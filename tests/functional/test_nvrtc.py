@@ -23,7 +23,7 @@ ARCHS = ("80", "90")  # A100, H100/H200
 def _nvrtc():
     """CuPy's NVRTC bindings with the library loaded, or a skip (a failure when required)."""
     try:
-        from cupy.cuda import nvrtc  # noqa: PLC0415 - optional, and absent from the stand-in
+        from cupy.cuda import nvrtc
 
         nvrtc.getVersion()  # loads libnvrtc
         return nvrtc
@@ -70,7 +70,7 @@ def test_a_broken_source_fails_with_the_compiler_log():
 def test_cupy_installed_without_a_gpu_leaves_the_suite_on_the_cpu():
     """With CuPy (and NVRTC) installed but no GPU, nothing thinks a GPU is there."""
     _nvrtc()
-    import cupy  # noqa: PLC0415
+    import cupy
 
     try:
         count = cupy.cuda.runtime.getDeviceCount()
