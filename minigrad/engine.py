@@ -87,11 +87,12 @@ class RemovableHandle:
         self.remove()
 
 
-_hook_ids = iter(range(1 << 62))
+#: the ids of registered hooks (tensors and modules share one counter, so handles never clash)
+hook_ids = iter(range(1 << 62))
 
 
 # ---------------------------------------------------------------- backward
-def _topological_order(root_fn: Any) -> list[Any]:
+def topological_order(root_fn: Any) -> list[Any]:
     """Ops reachable from ``root_fn``, each after every op it consumes (iterative DFS)."""
     order: list[Any] = []
     visited: set[int] = set()
@@ -154,7 +155,7 @@ def register_post_accumulate_grad_hook(t: Tensor, hook: Any) -> RemovableHandle:
             "accumulate a .grad"
         )
     hooks = t.__dict__.setdefault("_post_accumulate_hooks", {})
-    key = next(_hook_ids)
+    key = next(hook_ids)
     hooks[key] = hook
     return RemovableHandle(hooks, key)
 
@@ -199,7 +200,7 @@ def _walk(root: Tensor, grad: Any, retain_graph: bool) -> None:
     if root._ctx is None:
         _accumulate_grad(root, _apply_hooks(root, grad))
         return
-    order = _topological_order(root._ctx)
+    order = topological_order(root._ctx)
     pending: dict[int, list[Any]] = {id(root._ctx): [None] * len(root._ctx.output_meta)}
     pending[id(root._ctx)][root._out_idx] = grad
     leaves: dict[int, tuple[Tensor, Any]] = {}

@@ -21,8 +21,8 @@ import numpy as np
 from minigrad import backend
 from minigrad.engine import (
     RemovableHandle,
-    _hook_ids,
     enable_grad,
+    hook_ids,
     is_grad_enabled,
     no_grad,
     run_backward,
@@ -190,7 +190,7 @@ class Tensor:
         """
         if not self.requires_grad:
             raise RuntimeError("register_hook: tensor does not require grad")
-        key = next(_hook_ids)
+        key = next(hook_ids)
         self._hooks[key] = hook
         if self._ctx is not None:
             # the engine finds the hooks through the producing op's (weak) outputs, and an op

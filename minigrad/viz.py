@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from minigrad.engine import _topological_order
+from minigrad.engine import topological_order
 from minigrad.tensor import Tensor
 
 __all__ = ["module_of", "render", "to_dot", "trace_modules"]
@@ -199,7 +199,7 @@ def to_dot(tensor: Tensor, params: Any = None, show_shapes: bool = True) -> str:
         return f"{src} -> {dst};"
 
     root = tensor._ctx
-    order = _topological_order(root) if root is not None else []
+    order = topological_order(root) if root is not None else []
     for fn in order:
         nid = f"op{len(op_ids)}"
         op_ids[id(fn)] = nid

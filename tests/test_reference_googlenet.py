@@ -14,7 +14,7 @@ import minigrad as mg
 import minigrad.functional as F
 from googlenet import GoogLeNet
 from minigrad import backend
-from minigrad.engine import _topological_order
+from minigrad.engine import topological_order
 
 
 def _step(model, x, y, reference: bool):
@@ -28,7 +28,7 @@ def _step(model, x, y, reference: bool):
         loss = terms[0]
         for term in terms[1:]:
             loss = loss + term
-    taken = {fn.path for fn in _topological_order(loss._ctx)}
+    taken = {fn.path for fn in topological_order(loss._ctx)}
     loss.backward()
     grads = {name: backend.as_numpy(p.grad) for name, p in model.named_parameters()}
     return backend.as_numpy(loss.data), grads, taken

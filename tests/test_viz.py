@@ -14,7 +14,7 @@ import minigrad as mg
 import minigrad.functional as F
 import minigrad.viz as viz
 from minigrad import nn
-from minigrad.engine import _topological_order
+from minigrad.engine import topological_order
 
 NODE = re.compile(r"^\s*(\w+) \[label=\"((?:[^\"\\]|\\.)*)\"")
 EDGE = re.compile(r"^\s*(\w+) -> (\w+)")
@@ -39,7 +39,7 @@ def small_graph() -> tuple[mg.Tensor, list]:
     w = mg.tensor(rng.standard_normal((3, 5)), requires_grad=True)
     a, b = F.split(F.relu(x @ w), [2, 3], dim=1)
     loss = (a.sum() * 2.0 + b.exp().mean()) / 3.0
-    return loss, _topological_order(loss._ctx)
+    return loss, topological_order(loss._ctx)
 
 
 def test_every_op_is_a_node_and_every_edge_endpoint_is_declared() -> None:

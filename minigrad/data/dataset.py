@@ -72,7 +72,8 @@ def collate(samples: Sequence[tuple[Any, Any]], where: str = "collate") -> tuple
     return images, labels
 
 
-def _check_index(index: Any, n: int, where: str) -> int:
+def check_index(index: Any, n: int, where: str) -> int:
+    """``index`` as an int in [0, n) (negative counts from the end), or a named error."""
     if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
         raise TypeError(f"{where}: index must be an int, got {type(index).__name__}")
     i = int(index)
@@ -126,7 +127,7 @@ class ArrayDataset(Dataset):
         return x.astype(np.float32) * np.float32(1.0 / self.scale)
 
     def get(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-        i = _check_index(index, len(self), type(self).__name__)
+        i = check_index(index, len(self), type(self).__name__)
         return self._to_float(self.data[i]), int(self.targets[i])
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
@@ -175,7 +176,7 @@ class Subset(Dataset):
         return len(self.indices)
 
     def get(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-        i = _check_index(index, len(self), "Subset")
+        i = check_index(index, len(self), "Subset")
         return self.dataset.get(int(self.indices[i]), rng)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:

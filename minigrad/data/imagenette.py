@@ -16,7 +16,7 @@ import numpy as np
 
 from minigrad import backend
 from minigrad.data.checksums import register_known
-from minigrad.data.dataset import Dataset, _check_index
+from minigrad.data.dataset import Dataset, check_index
 from minigrad.data.download import default_root, describe_missing, download_url, extract_archive
 from minigrad.data.transforms import ToFloat, Transform
 
@@ -126,7 +126,7 @@ class Imagenette(Dataset):
         """The RGB Pillow image at ``index`` (grayscale and CMYK converted)."""
         from PIL import Image  # noqa: PLC0415 - Pillow is optional (the 'train' extra)
 
-        path = self.samples[_check_index(index, len(self), "Imagenette")][0]
+        path = self.samples[check_index(index, len(self), "Imagenette")][0]
         try:
             with Image.open(path) as img:
                 img.load()

@@ -20,7 +20,7 @@ from minigrad import backend
 from minigrad.nn import hooks as _hooks
 from minigrad.nn import state as _state
 from minigrad.nn.state import LoadResult
-from minigrad.tensor import RemovableHandle, Tensor, _hook_ids
+from minigrad.tensor import RemovableHandle, Tensor, hook_ids
 
 __all__ = ["Module", "Parameter", "LoadResult"]
 
@@ -311,7 +311,7 @@ class Module:
     def _add_hook(self, table: str, hook: Callable[..., Any]) -> RemovableHandle:
         if not callable(hook):
             raise TypeError(f"register hook: expected a callable, got {type(hook).__name__}")
-        key = next(_hook_ids)
+        key = next(hook_ids)
         self.__dict__[table][key] = hook
         return RemovableHandle(self.__dict__[table], key)
 

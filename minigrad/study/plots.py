@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from minigrad.study.flow import FlowReport, branch_names
-from minigrad.train.plots import _pyplot
+from minigrad.train.plots import pyplot
 
 __all__ = ["plot_attribution", "plot_branch_shares", "plot_heatmap"]
 
@@ -25,7 +25,7 @@ def _save(fig: object, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)  # type: ignore[attr-defined]
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -36,7 +36,7 @@ def plot_attribution(report: FlowReport, path: str | os.PathLike) -> Path:
     by layer how strong the signal from aux1 and aux2 is next to the main loss. Bottom
     panel: ``|dL/dy|`` (gradient w.r.t. the layer's output) per term.
     """
-    plt = _pyplot()
+    plt = pyplot()
     layers = [lay for lay in report.layers if lay.kind != "branch" and lay.num_params]
     names = [lay.name for lay in layers]
     idx = np.arange(len(layers))
@@ -81,7 +81,7 @@ def plot_branch_shares(
     the total would go below 0). ``other`` is any further reader of the block's input.
     ``labels`` maps branch names to legend labels (e.g. ``{"branch1": "1x1"}``).
     """
-    plt = _pyplot()
+    plt = pyplot()
     blocks = report.blocks
     names = _short_names([b.name for b in blocks])
     idx = np.arange(len(blocks))
@@ -126,7 +126,7 @@ def plot_heatmap(
             f"plot_heatmap: values have shape {values.shape}, expected "
             f"({len(names)}, {len(steps)}) for the names and steps given"
         )
-    plt = _pyplot()
+    plt = pyplot()
     with np.errstate(divide="ignore", invalid="ignore"):
         logv = np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
     w = min(12.0, max(6.0, 0.12 * len(steps) + 3))

@@ -15,7 +15,8 @@ import numpy as np
 __all__ = ["plot_confusion_matrix", "plot_curves"]
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, or an ImportError saying how to install it."""
     try:
         import matplotlib  # noqa: PLC0415 - optional dependency
     except ImportError as e:
@@ -36,7 +37,7 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None
             ``train_acc``, ``val_acc``, ``val_top5`` (missing keys are skipped).
         path: the PNG to write.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [r["epoch"] for r in rows]
     for ax, keys, title in (
@@ -76,7 +77,7 @@ def plot_confusion_matrix(
     names = list(class_names) if class_names is not None else [str(i) for i in range(n)]
     if len(names) != n:
         raise ValueError(f"plot_confusion_matrix: {len(names)} class names for {n} classes")
-    plt = _pyplot()
+    plt = pyplot()
     rate = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     size = min(4 + 0.45 * n, 30)
     fig, ax = plt.subplots(figsize=(size, size))

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import backend, runtime
-from minigrad.engine import _topological_order
+from minigrad.engine import topological_order
 from minigrad.functional import _cuda, _threads, conv
 from minigrad.functional._im2col import conv_output_size, pool_output_size
 from minigrad.testing import float_arrays
@@ -75,7 +75,7 @@ _EMULATOR: list = [None]
 def paths(t: mg.Tensor) -> dict[str, set[str]]:
     """op class name -> the paths its instances in ``t``'s graph took (after backward)."""
     out: dict[str, set[str]] = {}
-    for fn in _topological_order(t._ctx):
+    for fn in topological_order(t._ctx):
         out.setdefault(type(fn).__name__, set()).add(fn.path)
     return out
 
