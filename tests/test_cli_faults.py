@@ -325,11 +325,11 @@ def test_a_text_file_named_npz_is_one_line(tmp_path, capsys) -> None:
 def test_width_100_is_refused_before_allocating_with_what_fits(
     tmp_path, monkeypatch, capsys
 ) -> None:
-    monkeypatch.setattr(memory, "available_memory", lambda: 8 * 10**9)
+    monkeypatch.setattr(memory, "available_memory", lambda device: 8 * 10**9)
     assert googlenet.main(["train", *TINY, "--width", "100", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--width 100 --batch-size 16: a training step needs about" in err
-    assert "8.00 GB of memory is available" in err
+    assert "8.00 GB of memory is available on " in err
     fits = float(re.search(r"largest --width that fits is about ([\d.]+)", err).group(1))
     assert 1 < fits < 100 and "Traceback" not in err
 
@@ -369,3 +369,14 @@ def test_help_says_the_defaults_and_that_train_is_the_default(capsys) -> None:
 
 def test_the_exit_codes_are_the_documented_ones() -> None:
     assert sorted(cli.EXIT_CODES) == [0, 1, 2, 3, 130]
+
+
+def test_memory_available_reads_the_hosts_memavailable() -> None:
+    from minigrad import backend
+
+    if not Path("/proc/meminfo").exists():
+        pytest.skip("no /proc/meminfo")
+    line = next(x for x in Path("/proc/meminfo").read_text().splitlines() if "MemAvailable" in x)
+    expected = int(line.split()[1]) * 1024
+    assert abs(backend.memory_available("cpu") - expected) < 2**30  # moments apart
+    assert memory.available_memory("cpu") > 0

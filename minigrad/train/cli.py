@@ -412,10 +412,9 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     _claim_run_folder(out, fresh=ckpt is None, overwrite=args.overwrite)
     info, train_set, test_set = _datasets(cfg)
     _fit_batch(cfg, len(train_set), fresh=ckpt is None)
-    if device == "cpu":
-        from minigrad.train.memory import check_fits  # noqa: PLC0415
+    from minigrad.train.memory import check_fits  # noqa: PLC0415
 
-        check_fits(spec, cfg, info)
+    check_fits(spec, cfg, info, device=device)  # before the model is built
     if ckpt is None:
         _write_config(out, cfg)
     backend.manual_seed(cfg["seed"])

@@ -203,25 +203,19 @@ def estimate_memory(
 _SIZE_PROBES = (1 / 16, 2 / 16, 3 / 16)  # a model's size option at which it is probed
 
 
-def available_memory() -> int | None:
-    """Bytes the process may still allocate: ``MemAvailable`` of ``/proc/meminfo``, else the
-    free physical pages (``os.sysconf``); None when neither is known."""
-    import os  # noqa: PLC0415
-
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        return None
+def available_memory(device: str = "cpu") -> int | None:
+    """Bytes that may still be allocated on ``device`` (:func:`minigrad.backend.memory_available`:
+    a GPU's free memory, the host's ``MemAvailable``); None when unknown."""
+    return backend.memory_available(device)
 
 
-def check_fits(spec: Any, config: dict[str, Any], info: Any, available: int | None = None) -> None:
+def check_fits(
+    spec: Any,
+    config: dict[str, Any],
+    info: Any,
+    available: int | None = None,
+    device: str = "cpu",
+) -> None:
     """Refuse, before anything large is allocated, a run whose training step cannot fit.
 
     The model is built only at three small values of the spec's ``size_option`` (a channel
@@ -229,14 +223,16 @@ def check_fits(spec: Any, config: dict[str, Any], info: Any, available: int | No
     through them (exact up to channel rounding: every weight is a product of two channel
     counts) and the activations of the middle probe (:func:`estimate_memory`) are scaled
     linearly with ``s`` (channels) to the run's value. Parameters, gradients and the
-    optimizer's slots (1 for SGD, 2 for Adam) are float32.
+    optimizer's slots (1 for SGD, 2 for Adam) are float32. The probes run on the CPU; on a
+    GPU the same figure is compared with the device's free memory.
 
     Raises:
-        ValueError: the estimate exceeds ``available`` (default :func:`available_memory`),
+        ValueError: the estimate exceeds ``available`` (default: :func:`available_memory`
+            of ``device``),
             naming the flag, the figures and the largest size and batch that would fit.
     """
     key = getattr(spec, "size_option", None)
-    available = available_memory() if available is None else available
+    available = available_memory(device) if available is None else available
     if key is None or config.get(key) is None or available is None:
         return
     value, batch = float(config[key]), int(config["batch_size"])
@@ -274,6 +270,6 @@ def check_fits(spec: Any, config: dict[str, Any], info: Any, available: int | No
     raise ValueError(
         f"{flag} {value:g} --batch-size {batch}: a training step needs about "
         f"{format_bytes(total)} (estimated before allocating) but {format_bytes(available)} "
-        f"of memory is available; at --batch-size {batch} the largest {flag} that fits is "
-        f"about {lo:.3g}, and {at_size}"
+        f"of memory is available on {device}; at --batch-size {batch} the largest {flag} "
+        f"that fits is about {lo:.3g}, and {at_size}"
     )
