@@ -120,7 +120,12 @@ def _unit_interval(text: str) -> float:
 
 
 def _epilog() -> str:
-    codes = "\n".join(f"  {code:>3}  {what}" for code, what in EXIT_CODES.items())
+    import textwrap  # noqa: PLC0415
+
+    codes = "\n".join(
+        textwrap.fill(what, 79, initial_indent=f"  {code:>3}  ", subsequent_indent=" " * 7)
+        for code, what in EXIT_CODES.items()
+    )
     return f"exit status:\n{codes}"
 
 
@@ -158,7 +163,7 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog=spec.prog,
-        description=f"{spec.description} The command defaults to train: `{spec.prog} "
+        description=f"{spec.description}\nThe command defaults to train: `{spec.prog} "
         f"--epochs 2` is `{spec.prog} train --epochs 2`.",
         epilog=_epilog(),
         formatter_class=fmt,
