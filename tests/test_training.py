@@ -177,6 +177,26 @@ def test_ctrl_c_in_the_first_epoch_of_a_fresh_run_resumes_bit_identically(tmp_pa
     assert [[r[k] for k in keys] for r in history] == [[r[k] for k in keys] for r in straight]
 
 
+def test_a_run_from_before_the_total_loss_column_resumes(tmp_path) -> None:
+    """Old runs logged the total (with aux terms) as ``train_loss``: on resume it moves to
+    ``train_total_loss`` and the log keeps one header."""
+    from minigrad.checkpoint import save_checkpoint
+
+    fit(tiny_setup(), tmp_path, epochs=1)
+    ckpt = load_checkpoint(tmp_path / "last.npz")
+    old = [  # as the old code wrote them: the total under train_loss
+        {k: r["train_total_loss"] if k == "train_loss" else v for k, v in r.items()
+         if k != "train_total_loss"}
+        for r in ckpt["metrics"]
+    ]  # fmt: skip
+    save_checkpoint(tmp_path / "last.npz", **{**ckpt, "metrics": old})
+    history = fit(tiny_setup(), tmp_path, epochs=2, resume=tmp_path / "last.npz")
+    assert history[0]["train_loss"] is None
+    assert history[0]["train_total_loss"] == ckpt["metrics"][0]["train_total_loss"]
+    assert list(history[0]) == list(history[1])
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3
+
+
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
 

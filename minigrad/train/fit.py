@@ -121,9 +121,22 @@ def restore_checkpoint(
         epoch=int(ckpt["epoch"]),
         step=int(ckpt.get("step", 0)),
         best=float(ckpt.get("best", -1.0)),
-        history=list(ckpt.get("metrics") or []),
+        history=[_upgrade_row(r) for r in ckpt.get("metrics") or []],
         sums={**EPOCH_SUMS, **(ckpt.get("epoch_sums") or {})},
     )
+
+
+def _upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A metrics row of a run from before ``train_total_loss`` existed: its ``train_loss``
+    was the total (aux terms included); the main head's was not recorded (None)."""
+    if "train_loss" not in row or "train_total_loss" in row:
+        return row
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        out[k] = None if k == "train_loss" else v
+        if k == "train_loss":
+            out["train_total_loss"] = v
+    return out
 
 
 def _say(stream: TextIO | None, msg: str) -> None:
