@@ -485,7 +485,8 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def add_model_arguments(group: argparse._ArgumentGroup) -> None:
     """GoogLeNet's own flags (the generic ones come from :mod:`minigrad.train.cli`)."""
-    group.add_argument("--width", type=float, help="channel multiplier (default 1; digits 0.125)")
+    group.add_argument("--width", type=cli.positive_float,
+                       help="channel multiplier (default 1; digits 0.125)")  # fmt: skip
     group.add_argument("--stem", choices=("cifar", "imagenet"), help="default: by image size")
     group.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, help="default on")
     group.add_argument("--init", choices=INIT_SCHEMES,
@@ -493,9 +494,9 @@ def add_model_arguments(group: argparse._ArgumentGroup) -> None:
                        )  # fmt: skip
     group.add_argument("--aux", dest="aux_logits", action=argparse.BooleanOptionalAction,
                        help="the two auxiliary classifiers (default on)")  # fmt: skip
-    group.add_argument("--aux-weight", type=float,
-                       help=f"weight of each aux loss (default {AUX_WEIGHT}; 0 = main loss only)",
-                       )  # fmt: skip
+    group.add_argument("--aux-weight", type=cli.non_negative_float,
+                       help=f"weight of each aux loss, >= 0 (default {AUX_WEIGHT}; 0 = main "
+                       "loss only, the heads stay; --no-aux removes them)")  # fmt: skip
 
 
 def build_model(config: dict[str, Any]) -> GoogLeNet:
@@ -534,6 +535,7 @@ APP = ModelSpec(
     blocks=inception_branches,
     branch_labels={"branch1": "1x1", "branch2": "3x3", "branch3": "5x5", "branch4": "pool"},
     study_defaults={"width": 0.125},
+    size_option="width",
 )
 
 

@@ -204,6 +204,30 @@ def to_device(a: Any, device: str) -> Any:
         return cp.asarray(a)
 
 
+def memory_available(device: str = "cpu") -> int | None:
+    """Bytes that may still be allocated on ``device``: a GPU's free memory (CUDA's
+    ``mem_info``), the host's ``MemAvailable`` (``/proc/meminfo``, else ``os.sysconf``) for
+    the CPU or a device that cannot say; None when nothing is known."""
+    device = normalize_device(device)
+    if device != "cpu":
+        cp = _require_cuda(device)
+        try:
+            return int(cp.cuda.Device(int(device.split(":")[1])).mem_info[0])
+        except AttributeError:  # a stand-in without mem_info keeps its arrays on the host
+            pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 def as_numpy(a: Any) -> np.ndarray:
     """A host ``numpy.ndarray`` for any array (copies from the GPU)."""
     if is_cupy_array(a):

@@ -28,6 +28,7 @@ import os
 import secrets
 import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ import numpy as np
 from minigrad import backend
 from minigrad.tensor import Tensor
 
-__all__ = ["load_checkpoint", "load_for_inference", "save_checkpoint"]
+__all__ = ["find_checkpoint", "load_checkpoint", "load_for_inference", "save_checkpoint"]
 
 META_KEY = "__minigrad_checkpoint__"
 FORMAT_VERSION = 1
@@ -246,6 +247,27 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(
             f"load_checkpoint: {path!r} has an unreadable minigrad metadata entry: {e}"
         ) from e
+
+
+def find_checkpoint(
+    path: str | os.PathLike, names: tuple[str, ...] = ("best.npz", "last.npz")
+) -> Path:
+    """The checkpoint file ``path`` names: itself, or in a run folder the first of ``names``
+    there (``eval``/``predict``/``study`` take ``best.npz``, else ``last.npz``; ``train
+    --resume`` takes ``last.npz``).
+
+    Raises:
+        FileNotFoundError: no such file or folder, or a folder without any of ``names``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in names:
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"{path} is a folder without {' or '.join(names)}")
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return path
 
 
 def load_for_inference(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from minigrad import backend
-from minigrad.checkpoint import load_for_inference
+from minigrad.checkpoint import find_checkpoint, load_for_inference
 from minigrad.tensor import tensor
 
 if TYPE_CHECKING:
@@ -37,7 +37,9 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
         description="Gradient flow through the model on one batch: per-layer norms for each "
         "loss term, and each block branch's share of the gradient.",
     )
-    p.add_argument("--checkpoint", help="a checkpoint from `train` (default: a fresh model)")
+    p.add_argument("--checkpoint", metavar="CKPT_OR_DIR",
+                   help="a checkpoint from `train`, or a run folder (its best.npz, else "
+                   "last.npz); default: a fresh model")  # fmt: skip
     p.add_argument(
         "--dataset",
         default=None,
@@ -47,13 +49,19 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
         "--image-size", type=int, default=None, help="digits/imagenette side (default: as trained)"
     )
     p.add_argument("--data-dir", default=None, help="dataset folder (not needed for digits)")
-    p.add_argument("--batch-size", type=int, default=32, help="images in the batch")
-    p.add_argument("--out", default="runs/study", help="folder for flow.json and the PNGs")
+    p.add_argument("--batch-size", type=int, default=32, help="images in the batch (default 32)")
+    p.add_argument(
+        "--out", default="runs/study", help="folder for flow.json and the PNGs (default runs/study)"
+    )
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: best available)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh model and the batch")
     p.add_argument("--no-branches", action="store_true", help="hide branch rows in the table")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG files")
-    spec.add_arguments(p.add_argument_group("model", "a fresh model's options, and the loss's"))
+    fresh = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in spec.study_defaults.items())
+    about = f" (a fresh model here defaults to {fresh})" if fresh else ""
+    spec.add_arguments(
+        p.add_argument_group("model", f"a fresh model's options{about}, and the loss's")
+    )
     return p
 
 
@@ -84,9 +92,8 @@ def _load_model(args: argparse.Namespace, spec: ModelSpec, device: str) -> tuple
     """The model (from the checkpoint, or fresh), the batch's DatasetInfo and the config."""
     model, saved = None, {}
     if args.checkpoint:
-        if not Path(args.checkpoint).is_file():
-            raise FileNotFoundError(f"study: checkpoint {args.checkpoint} does not exist")
-        model, saved = load_for_inference(args.checkpoint, spec.build_model, device)
+        path = find_checkpoint(args.checkpoint)  # a run folder: its best.npz, else last.npz
+        model, saved = load_for_inference(str(path), spec.build_model, device)
     cfg, info = _config(args, spec, saved)
     if model is None:
         backend.manual_seed(args.seed)

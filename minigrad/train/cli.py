@@ -10,20 +10,37 @@ device, run folder). The run config (a plain dict saved in every checkpoint) hol
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
+import signal
 import sys
+import threading
 import time
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from minigrad import backend
-from minigrad.checkpoint import load_checkpoint, load_for_inference
+from minigrad.checkpoint import find_checkpoint, load_checkpoint, load_for_inference
 from minigrad.train import parallel
 from minigrad.train.spec import ModelSpec
 
-__all__ = ["DEFAULTS", "build_parser", "main", "resolve_config"]
+__all__ = [
+    "DEFAULTS",
+    "EXIT_CODES",
+    "build_parser",
+    "finite_float",
+    "main",
+    "non_negative_float",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "resolve_config",
+]
 
 # what the generic flags default to when not given (the application's ModelSpec adds its
 # model's defaults and may override any of these per dataset)
@@ -34,25 +51,109 @@ DEFAULTS: dict[str, Any] = {
     "ema": None, "precision": "float32", "num_workers": None, "grad_norms": None,
     "limit": None, "threads": None, "sync_bn": False,
 }  # fmt: skip
+# the process's exit status, so scripts can tell the outcomes apart (also in --help)
+EXIT_CODES: dict[int, str] = {
+    0: "done",
+    1: "internal error (a bug: the traceback is printed)",
+    2: "usage or input error (a bad flag value, a missing or unreadable file, an --out "
+    "that cannot be written or already holds a run, a bad image in predict)",
+    3: "stopped: the training loss became NaN/inf (last.npz is the last good checkpoint)",
+    130: "interrupted by Ctrl-C or SIGTERM (a resumable last.npz was saved)",
+}
 SIZED = ("digits", "imagenette")  # the datasets whose image size can be chosen
 # flags that may change when a run is resumed; the others must match the checkpoint
 RESUMABLE = {"epochs", "device", "num_workers", "grad_norms", "precision", "data_dir", "download",
              "threads", "sync_bn"}  # fmt: skip
 
 
-def _add_data_flags(p: argparse.ArgumentParser) -> None:
+def _number(text: str, kind: type) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an int >= 1 (the error names the flag)."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse ``type``: an int >= 0."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type``: a finite float (no nan/inf)."""
+    return _number(text, float)
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite float > 0."""
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse ``type``: a finite float >= 0."""
+    value = _number(text, float)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value:g}")
+    return value
+
+
+def _unit_interval(text: str) -> float:
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value:g}")
+    return value
+
+
+def _epilog() -> str:
+    import textwrap  # noqa: PLC0415
+
+    codes = "\n".join(
+        textwrap.fill(what, 79, initial_indent=f"  {code:>3}  ", subsequent_indent=" " * 7)
+        for code, what in EXIT_CODES.items()
+    )
+    return f"exit status:\n{codes}"
+
+
+def _add_data_flags(p: argparse.ArgumentParser, evaluating: bool = False) -> None:
     from minigrad.data import DATASET_NAMES  # noqa: PLC0415
 
-    p.add_argument("--dataset", choices=DATASET_NAMES, help="default: digits (embedded)")
+    about = "default: the checkpoint's" if evaluating else "default: digits (embedded)"
+    p.add_argument("--dataset", choices=DATASET_NAMES, help=about)
     p.add_argument("--data-dir", help="dataset folder (default $MINIGRAD_DATA or ~/.cache)")
     p.add_argument("--download", action="store_true", default=None, help="fetch missing files")
-    p.add_argument("--image-size", type=int, help="input side (digits 16, imagenette 128)")
-    p.add_argument("--batch-size", type=int, help="images per step (default 128; digits 64); "
-                   "under mpiexec -n N the global batch, N must divide it")  # fmt: skip
-    p.add_argument("--num-workers", type=int, help="loader threads (default 0; imagenette 4)")
+    p.add_argument("--image-size", type=positive_int,
+                   help="input side (digits 16, imagenette 128)")  # fmt: skip
+    batch = (
+        "images per batch (default 256)"
+        if evaluating
+        else "images per step (default 128; digits 64); under mpiexec -n N the global batch, "
+        "N must divide it"
+    )
+    p.add_argument("--batch-size", type=positive_int, help=batch)
+    p.add_argument("--num-workers", type=non_negative_int,
+                   help="loader threads (default 0; imagenette 4)")  # fmt: skip
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: best available)")
-    p.add_argument("--threads", type=int, help="CPU threads for the ops (default: all cores)")
-    p.add_argument("--limit", type=int, help="use only N images of each split (quick trials)")
+    p.add_argument("--threads", type=positive_int,
+                   help="CPU threads for the ops (default: all cores)")  # fmt: skip
+    limit = ("score only N test images (default: the whole split)" if evaluating
+             else "use only N images of each split (quick trials)")  # fmt: skip
+    p.add_argument("--limit", type=positive_int, help=limit)
 
 
 def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
@@ -61,37 +162,55 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
     ``train`` gets the generic flags and, in a group of its own, the model's
     (``spec.add_arguments``).
     """
-    parser = argparse.ArgumentParser(prog=spec.prog, description=spec.description)
-    sub = parser.add_subparsers(dest="command")
-    t = sub.add_parser("train", help="train a model (the default command)")
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog=spec.prog,
+        description=f"{spec.description}\nThe command defaults to train: `{spec.prog} "
+        f"--epochs 2` is `{spec.prog} train --epochs 2`.",
+        epilog=_epilog(),
+        formatter_class=fmt,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,predict,study}",
+                                title="commands (default: train)")  # fmt: skip
+    t = sub.add_parser("train", help="train a model (the default command)", epilog=_epilog(),
+                       formatter_class=fmt)  # fmt: skip
     _add_data_flags(t)
-    t.add_argument("--epochs", type=int, help="epochs in total (default 30; digits 8)")
-    t.add_argument("--lr", type=float, help="peak learning rate (default 0.05)")
-    t.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
-    t.add_argument("--weight-decay", type=float, help="L2 / decoupled decay (default 5e-4)")
+    t.add_argument("--epochs", type=positive_int, help="epochs in total (default 30; digits 8)")
+    t.add_argument("--lr", type=positive_float, help="peak learning rate (default 0.05)")
+    t.add_argument("--momentum", type=_unit_interval, help="SGD momentum (default 0.9)")
+    t.add_argument("--weight-decay", type=non_negative_float,
+                   help="L2 / decoupled decay (default 5e-4)")  # fmt: skip
     t.add_argument(
         "--schedule",
         choices=("cosine", "paper", "step", "constant"),
         help="per-epoch LR schedule; paper = -4%% every 8 epochs (default cosine)",
     )
-    t.add_argument("--warmup", type=int, help="epochs of linear LR warmup (default 0)")
+    t.add_argument("--warmup", type=non_negative_int, help="epochs of linear LR warmup (default 0)")
     t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help="default sgd")
-    t.add_argument("--seed", type=int, help="seed of weights, shuffling, dropout (default 0)")
+    t.add_argument("--seed", type=non_negative_int,
+                   help="seed of weights, shuffling, dropout (default 0)")  # fmt: skip
     t.add_argument(
         "--ema",
-        type=float,
+        type=_unit_interval,
         metavar="DECAY",
         help="evaluate with an EMA of the weights, e.g. 0.999 (default off)",
     )
     t.add_argument("--precision", choices=("float32", "tf32"), help="tf32: CUDA matmuls only")
     t.add_argument(
         "--grad-norms",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="record per-layer gradient norms every N steps (minigrad.study)",
     )
-    t.add_argument("--resume", help="continue from a checkpoint (or a run folder's last.npz)")
-    t.add_argument("--out", help="run folder (default runs/DATASET, -2, -3 ... if taken)")
+    t.add_argument("--resume", metavar="CKPT_OR_DIR",
+                   help="continue from a checkpoint (or a run folder's last.npz)")  # fmt: skip
+    t.add_argument("--out", help="run folder (default runs/DATASET, -2, -3 ... if taken); "
+                   "an existing run there is never overwritten unless --overwrite")  # fmt: skip
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out (its checkpoints and metrics)",
+    )
     t.add_argument("--no-plots", action="store_true", help="do not write curves.png")
     t.add_argument(
         "--sync-bn",
@@ -100,18 +219,32 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
         help="batch norm statistics over all ranks (SyncBatchNorm; for mpiexec runs)",
     )
     spec.add_arguments(t.add_argument_group("model", "the model's own options"))
-    e = sub.add_parser("eval", help="top-1/top-5 on the test split + confusion matrix PNG")
-    e.add_argument("checkpoint", nargs="?", help="a .npz from train (or pass --resume)")
-    e.add_argument("--resume", help="same as the positional checkpoint")
-    _add_data_flags(e)
+    e = sub.add_parser("eval", help="top-1/top-5 on the test split + confusion matrix PNG",
+                       epilog=_epilog(), formatter_class=fmt)  # fmt: skip
+    e.add_argument(
+        "checkpoint",
+        nargs="?",
+        help="a .npz from train, or a run folder (its best.npz, else last.npz)",
+    )
+    e.add_argument("--resume", metavar="CKPT_OR_DIR", help="same as the positional checkpoint")
+    _add_data_flags(e, evaluating=True)
     e.add_argument("--out", help="folder for confusion.png (default: the checkpoint's)")
     sub.add_parser("study", add_help=False,
                    help="gradient flow per layer, branch and loss (study --help)")  # fmt: skip
-    pr = sub.add_parser("predict", help="top-5 classes of image files")
+    pr = sub.add_parser("predict", help="top-5 classes of image files", epilog=_epilog(),
+                        formatter_class=fmt)  # fmt: skip
     pr.add_argument("images", nargs="+", help="image files (anything Pillow opens)")
-    pr.add_argument("--resume", "--checkpoint", dest="checkpoint", required=True)
+    pr.add_argument("--resume", "--checkpoint", dest="checkpoint", required=True,
+                    metavar="CKPT_OR_DIR",
+                    help="the trained model: a .npz from train, or a run folder (its "
+                    "best.npz, else last.npz)")  # fmt: skip
     pr.add_argument("--device", help="cpu or cuda (default cpu)")
-    pr.add_argument("--top", type=int, default=5, help="classes to print per image")
+    pr.add_argument(
+        "--top",
+        type=positive_int,
+        default=5,
+        help="classes to print per image, 1 to the class count (default 5)",
+    )
     return parser
 
 
@@ -217,6 +350,58 @@ def _optimizer(cfg: dict[str, Any], model: Any) -> tuple[Any, Any]:
     return opt, sched
 
 
+RUN_FILES = ("config.json", "last.npz", "best.npz", "metrics.csv", "metrics.json")
+
+
+def _claim_run_folder(out: Path, fresh: bool, overwrite: bool) -> None:
+    """Make sure ``out`` can hold this run before anything is computed.
+
+    A fresh run refuses a folder that already holds a run (unless ``overwrite``, which
+    removes that run's files); any run checks the folder can be created and written.
+
+    Raises:
+        ValueError: the folder holds a run, or cannot be created or written (one line).
+    """
+    taken = [n for n in RUN_FILES if (out / n).exists()] if out.is_dir() else []
+    if fresh and taken and not overwrite:
+        raise ValueError(
+            f"--out {out} already holds a run ({', '.join(taken)}); continue it with "
+            f"--resume {out}, choose a new folder, or pass --overwrite to replace it"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot write the run folder there "
+                         f"({e.strerror or e})") from None  # fmt: skip
+    if fresh and overwrite:
+        for name in (*taken, "curves.png"):
+            with contextlib.suppress(FileNotFoundError):
+                (out / name).unlink()
+
+
+def _write_config(out: Path, cfg: dict[str, Any]) -> None:
+    import json  # noqa: PLC0415
+
+    tmp = out / ".config.json.tmp"
+    tmp.write_text(json.dumps(cfg, indent=1, default=str))
+    os.replace(tmp, out / "config.json")
+
+
+def _fit_batch(cfg: dict[str, Any], n_train: int, fresh: bool) -> None:
+    """A batch larger than the training split would give epochs of zero steps (the loader
+    drops the last incomplete batch): a fresh run shrinks it to the split, with a warning."""
+    if cfg["batch_size"] <= n_train:
+        return
+    if not fresh:  # the saved config was already checked when the run began
+        raise ValueError(f"--batch-size {cfg['batch_size']} exceeds the {n_train} training images")
+    print(f"warning: --batch-size {cfg['batch_size']} is larger than the {n_train} training "
+          f"images; using --batch-size {n_train}", file=sys.stderr)  # fmt: skip
+    cfg["batch_size"] = n_train
+
+
 def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     """``train``: build everything from the config, run ``fit``, report the final accuracy."""
     from minigrad import optim  # noqa: PLC0415
@@ -227,14 +412,28 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     world = parallel.world()  # the MPI world under mpiexec, else one process
     ckpt = None
     if args.resume:
-        path = Path(args.resume)
-        ckpt = load_checkpoint(path / "last.npz" if path.is_dir() else path)
-        args.out = args.out or str(path if path.is_dir() else path.parent)
+        path = find_checkpoint(args.resume, ("last.npz",))
+        ckpt = load_checkpoint(path)
+        args.out = args.out or str(path.parent)
     cfg = resolve_config(args, spec, ckpt["config"] if ckpt else None)
     device = _device(parallel.rank_device(cfg["device"], world), cfg["precision"], cfg["threads"])
-    local_batch = parallel.per_rank_batch(cfg["batch_size"], world)
     out = _run_folder(args.out, cfg["dataset"]) if world.is_main else None  # rank 0 writes
+    if ckpt is not None and int(ckpt["epoch"]) >= cfg["epochs"]:
+        done = int(ckpt["epoch"])
+        if world.is_main:
+            print(f"the run in {out} is complete ({done} of {cfg['epochs']} epochs); to train "
+                  f"it longer, pass --resume {out} --epochs N with N > {done}")  # fmt: skip
+        return 0
+    if world.is_main:
+        _claim_run_folder(out, fresh=ckpt is None, overwrite=args.overwrite)
     info, train_set, test_set = _datasets(cfg)
+    _fit_batch(cfg, len(train_set), fresh=ckpt is None)
+    local_batch = parallel.per_rank_batch(cfg["batch_size"], world)
+    from minigrad.train.memory import check_fits  # noqa: PLC0415
+
+    check_fits(spec, cfg, info, device=device)  # before the model is built
+    if ckpt is None and world.is_main:
+        _write_config(out, cfg)
     backend.manual_seed(cfg["seed"])
     model = spec.build_model(cfg).to(device)
     model = parallel.wrap_model(model, world, bool(cfg.get("sync_bn")))
@@ -279,10 +478,8 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     except FloatingPointError as e:
         if not world.is_main:  # its progress stream is silent: say why this rank stops
             print(f"[rank {world.rank}] stopped: {e}", file=sys.stderr, flush=True)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    with ema.swap() if ema is not None else _nullcontext():
+        raise
+    with ema.swap() if ema is not None else contextlib.nullcontext():
         final = evaluate(model, test_loader, device=device, logits=spec.logits,
                          sharded=world.size > 1)  # fmt: skip
     n = cfg["epochs"]
@@ -294,25 +491,22 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     return 0
 
 
-def _nullcontext() -> Any:
-    import contextlib  # noqa: PLC0415
-
-    return contextlib.nullcontext()
-
-
 def run_eval(args: argparse.Namespace, spec: ModelSpec) -> int:
-    """``eval``: top-1/top-5 on the test split and ``confusion.png``."""
+    """``eval``: top-1/top-5 on the whole test split (or ``--limit`` images of it) and
+    ``confusion.png``."""
     from minigrad.data import DataLoader  # noqa: PLC0415
     from minigrad.train.loop import evaluate  # noqa: PLC0415
     from minigrad.train.plots import plot_confusion_matrix  # noqa: PLC0415
 
-    path = args.checkpoint or args.resume
-    if not path:
+    given = args.checkpoint or args.resume
+    if not given:
         raise ValueError(f"eval: pass a checkpoint, e.g. python {spec.prog} eval runs/x/best.npz")
+    path = find_checkpoint(given)
     device = _device(args.device)
     model, cfg = load_for_inference(path, spec.build_model, device)
-    overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "download", "limit")}
-    cfg = {**cfg, **{k: v for k, v in overrides.items() if v is not None}}
+    # the training run's --limit is not inherited: eval scores the whole split unless asked
+    overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "download")}
+    cfg = {**cfg, **{k: v for k, v in overrides.items() if v is not None}, "limit": args.limit}
     if "dataset" not in cfg:
         raise ValueError(f"eval: {path} does not name its dataset; pass --dataset")
     info, _, test_set = _datasets(cfg, train=False)
@@ -321,9 +515,10 @@ def run_eval(args: argparse.Namespace, spec: ModelSpec) -> int:
     result = evaluate(
         model, loader, device=device, num_classes=info.num_classes, logits=spec.logits
     )
+    part = "the whole test split" if args.limit is None else f"--limit {args.limit}"
     print(f"{cfg['dataset']} test: top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  "
-          f"({result['n']} images, {path})")  # fmt: skip
-    out = Path(args.out) if args.out else Path(path).parent
+          f"({result['n']} images scored, {part}; {path})")  # fmt: skip
+    out = Path(args.out) if args.out else path.parent
     out.mkdir(parents=True, exist_ok=True)
     png = out / "confusion.png"
     plot_confusion_matrix(result["confusion"], png, info.class_names,
@@ -333,31 +528,89 @@ def run_eval(args: argparse.Namespace, spec: ModelSpec) -> int:
 
 
 def run_predict(args: argparse.Namespace, spec: ModelSpec) -> int:
-    """``predict``: the top classes and probabilities of each image file."""
+    """``predict``: the top classes and probabilities of each image file; a file that is
+    not a readable image is reported on one line and the others are still predicted."""
     import minigrad.functional as F  # noqa: PLC0415
     from minigrad.tensor import no_grad, tensor  # noqa: PLC0415
 
     device = _device(args.device or "cpu")
-    model, cfg = load_for_inference(args.checkpoint, spec.build_model, device)
+    path = find_checkpoint(args.checkpoint)
+    model, cfg = load_for_inference(path, spec.build_model, device)
     if "dataset" not in cfg:
-        raise ValueError(f"predict: {args.checkpoint} does not name its dataset (config)")
+        raise ValueError(f"predict: {path} does not name its dataset (config)")
     info = _info(cfg)
     names = cfg.get("class_names") or list(info.class_names)
-    missing = [p for p in args.images if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f"predict: no such image file(s): {', '.join(missing)}")
-    x = np.stack([info.preprocess(p) for p in args.images])  # (N, C, H, W)
-    with no_grad():
-        prob = F.softmax(spec.logits(model(tensor(x, device=device))), dim=1).numpy()
-    k = min(args.top, prob.shape[1])
-    for path, p in zip(args.images, prob):
-        top = np.argsort(-p, kind="stable")[:k]
-        print(f"{path}: " + ", ".join(f"{names[i]} {p[i]:.3f}" for i in top))
+    if not 1 <= args.top <= len(names):
+        raise ValueError(f"predict: --top must be between 1 and the {len(names)} classes, "
+                         f"got {args.top}")  # fmt: skip
+    good, images, bad = [], [], 0
+    for file in args.images:
+        try:
+            if not os.path.isfile(file):
+                raise FileNotFoundError(f"{file}: no such image file")
+            images.append(info.preprocess(file))  # (C, H, W), via data.images.open_image
+            good.append(file)
+        except (ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            bad += 1
+    if good:
+        x = np.stack(images)  # (N, C, H, W)
+        with no_grad():
+            prob = F.softmax(spec.logits(model(tensor(x, device=device))), dim=1).numpy()
+        for file, p in zip(good, prob):
+            top = np.argsort(-p, kind="stable")[: args.top]
+            print(f"{file}: " + ", ".join(f"{names[i]} {p[i]:.3f}" for i in top))
+    if bad:
+        print(f"predict: {bad} of {len(args.images)} file(s) could not be read as images",
+              file=sys.stderr)  # fmt: skip
+        return 2
     return 0
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a job scheduler's stop) raises ``KeyboardInterrupt`` as Ctrl-C does, so the
+    run saves a resumable checkpoint; only in the main thread (where handlers can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(command: Callable[[], int]) -> int:
+    """Run a command and map its outcome to :data:`EXIT_CODES`."""
+    from minigrad.train.loop import NonFiniteLossError  # noqa: PLC0415
+
+    try:
+        with _sigterm_as_interrupt():
+            return command()
+    except NonFiniteLossError:
+        return 3  # fit said what happened and which checkpoint is the last good one
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception:
+        traceback.print_exc()
+        print("internal error: this is a bug, please report the traceback above",
+              file=sys.stderr)  # fmt: skip
+        return 1
+
+
 def main(argv: list[str] | None, spec: ModelSpec) -> int:
-    """Parse ``argv`` (no command or only flags means ``train``) and run; return the exit code.
+    """Parse ``argv`` (no command or only flags means ``train``) and run; return the exit
+    status (:data:`EXIT_CODES`: 0 done, 1 internal error, 2 usage or input error, 3 stopped
+    on a NaN/inf loss, 130 interrupted).
 
     Under ``mpiexec -n N``, ``train`` trains data-parallel (see :mod:`minigrad.train.parallel`)
     and a rank that ends with a non-zero code (other than 130, Ctrl-C) aborts all ranks.
@@ -371,19 +624,15 @@ def _main(argv: list[str] | None, spec: ModelSpec) -> int:
     ``study`` is handed to :func:`minigrad.study.cli.main` with the same ``spec``.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "study":
-        from minigrad.study.cli import main as study_main  # noqa: PLC0415 - optional study tools
-
-        return study_main(argv[1:], spec)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
-        argv = ["train", *argv]
-    args = build_parser(spec).parse_args(argv)
     try:
-        if args.command == "train":
-            return train(args, spec)
-        if args.command == "eval":
-            return run_eval(args, spec)
-        return run_predict(args, spec)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        if argv and argv[0] == "study":
+            from minigrad.study.cli import main as study_main  # noqa: PLC0415 - optional tools
+
+            return _run(lambda: study_main(argv[1:], spec))
+        if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+            argv = ["train", *argv]
+        args = build_parser(spec).parse_args(argv)
+    except SystemExit as e:  # argparse: 2 after a usage error, 0 after --help
+        return e.code if isinstance(e.code, int) else 2
+    commands = {"train": train, "eval": run_eval, "predict": run_predict}
+    return _run(lambda: commands[args.command](args, spec))

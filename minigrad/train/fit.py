@@ -35,7 +35,13 @@ from typing import Any, TextIO
 from minigrad import backend
 from minigrad.checkpoint import load_checkpoint, save_checkpoint
 from minigrad.tensor import Tensor
-from minigrad.train.loop import NonFiniteLossError, RunState, evaluate, train_one_epoch
+from minigrad.train.loop import (
+    EPOCH_SUMS,
+    NonFiniteLossError,
+    RunState,
+    evaluate,
+    train_one_epoch,
+)
 from minigrad.train.metrics import MetricLog
 from minigrad.train.spec import logits_of
 
@@ -75,6 +81,7 @@ def make_checkpoint(
         "rng": backend.get_rng_state(),
         "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
         "metrics": list(state.history),
+        "epoch_sums": dict(state.sums),
         "config": dict(config or {}),
         "interrupted": interrupted,
     }
@@ -114,8 +121,22 @@ def restore_checkpoint(
         epoch=int(ckpt["epoch"]),
         step=int(ckpt.get("step", 0)),
         best=float(ckpt.get("best", -1.0)),
-        history=list(ckpt.get("metrics") or []),
+        history=[_upgrade_row(r) for r in ckpt.get("metrics") or []],
+        sums={**EPOCH_SUMS, **(ckpt.get("epoch_sums") or {})},
     )
+
+
+def _upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A metrics row of a run from before ``train_total_loss`` existed: its ``train_loss``
+    was the total (aux terms included); the main head's was not recorded (None)."""
+    if "train_loss" not in row or "train_total_loss" in row:
+        return row
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        out[k] = None if k == "train_loss" else v
+        if k == "train_loss":
+            out["train_total_loss"] = v
+    return out
 
 
 def _say(stream: TextIO | None, msg: str) -> None:
@@ -173,6 +194,7 @@ class RunFolder:
     def save(self, name: str, ckpt: dict[str, Any]) -> None:
         """Write a checkpoint (see :func:`make_checkpoint`) as ``name``."""
         if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)  # Ctrl-C before the first epoch ends
             save_checkpoint(self.path / name, **ckpt)
 
     def append(self, row: dict[str, Any]) -> None:
@@ -216,11 +238,16 @@ def evaluate_epoch(model: Any, val_loader: Any, ema: Any = None, **kwargs: Any) 
 def epoch_row(
     epoch: int, lr: float, stats: dict[str, float], result: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """The metrics row of an epoch: training statistics, and validation ones if any."""
+    """The metrics row of an epoch: training statistics, and validation ones if any.
+
+    ``train_loss`` and ``val_loss`` are both the main head's loss (comparable);
+    ``train_total_loss`` is what training backpropagates (with e.g. weighted aux terms).
+    """
     row: dict[str, Any] = {
         "epoch": epoch + 1,
         "lr": lr,
         "train_loss": stats["loss"],
+        "train_total_loss": stats.get("total_loss", stats["loss"]),
         "train_acc": stats["acc"],
         "images_per_s": stats["images_per_s"],
         "epoch_time": stats["time"],

@@ -49,6 +49,9 @@ class NonFiniteLossError(FloatingPointError):
         )
 
 
+EPOCH_SUMS = {"images": 0, "correct": 0, "loss": 0.0, "total_loss": 0.0}
+
+
 @dataclass
 class RunState:
     """Where a run stands: updated after every completed step (what a checkpoint records).
@@ -59,6 +62,9 @@ class RunState:
         batch: steps completed in the current epoch.
         best: the best validation top-1 so far (-1 before the first evaluation).
         history: one metrics row per finished epoch.
+        sums: the epoch's running sums so far (``images``, ``correct``, ``loss`` and
+            ``total_loss``, the losses times the batch sizes), saved in checkpoints so the
+            figures of an epoch resumed mid-way cover the whole epoch.
         pending: while a step runs, the RNG state and model buffers from before it began, so
             an interrupted step can be undone (see :meth:`undo_pending`); None between steps.
     """
@@ -68,7 +74,16 @@ class RunState:
     batch: int = 0
     best: float = -1.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    sums: dict[str, float] = field(default_factory=lambda: dict(EPOCH_SUMS))
     pending: tuple[Any, dict[str, Any]] | None = None
+
+    def add(self, images: int, correct: int, loss: float, total_loss: float) -> None:
+        """Add one completed step to the epoch's running sums."""
+        s = self.sums
+        s["images"] += images
+        s["correct"] += correct
+        s["loss"] += loss * images
+        s["total_loss"] += total_loss * images
 
     def begin_step(self, model: Any) -> None:
         """Remember what a step changes before its update: the RNG (dropout) and the batch
@@ -117,6 +132,11 @@ def _warn_nonfinite(where: str, count: int, n: int) -> None:
         )
 
 
+def _main_loss(terms: Any, total: Tensor) -> Tensor:
+    """The main head's loss: ``terms["main"]`` when the loss names one, else the total."""
+    return terms["main"] if isinstance(terms, dict) and "main" in terms else total
+
+
 def train_one_epoch(
     model: Any,
     loader: Iterable[tuple[Any, Any]],
@@ -154,13 +174,19 @@ def train_one_epoch(
         stream, bar: passed to :class:`~minigrad.train.Progress`.
 
     Returns:
-        ``{"loss", "acc", "images_per_s", "time", "steps"}`` over the epoch (loss and accuracy
-        are per-image means of the training-mode outputs).
+        ``{"loss", "total_loss", "acc", "images_per_s", "time", "steps"}`` over the epoch:
+        per-image means of the training-mode outputs, ``loss`` of the main head
+        (``terms["main"]``, the loss validation reports; the total when there is no
+        ``"main"``), ``total_loss`` of what is backpropagated (with e.g. aux terms). After a
+        mid-epoch resume (``state.batch > 0``) they include the steps before the interrupt
+        (``state.sums``); images/s, time and steps cover this call only.
 
     Raises:
         NonFiniteLossError: a NaN/inf loss; that step's update is not applied.
     """
     state = state if state is not None else RunState(epoch=epoch)
+    if state.batch == 0:  # a new epoch (else the sums of its steps before a resume)
+        state.sums = dict(EPOCH_SUMS)
     model.train()
     total = len(loader) if hasattr(loader, "__len__") else None
     if total is not None and hasattr(loader, "state_dict"):
@@ -179,7 +205,8 @@ def train_one_epoch(
             # host labels: the losses check them on the host, so nothing waits for the GPU
             # before the backward is queued: a GPU loss is read once, after the backward (a
             # host loss before it, so a non-finite one never runs through the backward)
-            loss = total_loss(loss_fn(outputs, y_host))
+            terms = loss_fn(outputs, y_host)
+            loss = total_loss(terms)
             on_gpu = backend.is_cupy_array(loss.data)
             if not on_gpu:
                 value = _finite_loss(loss, state, model, epoch, optimizer)
@@ -196,11 +223,16 @@ def train_one_epoch(
             state.pending = None
             counts = topk_correct(logits(outputs).data, y_host, ks=(1,))
             nonfinite += counts.nonfinite
-            progress.update(len(y_host), value, counts[0], _lr(optimizer))
+            main = _main_loss(terms, loss)
+            main_value = value if main is loss else float(main.item())
+            state.add(len(y_host), int(counts[0]), main_value, value)
+            progress.update(len(y_host), main_value, counts[0], _lr(optimizer))
         _warn_nonfinite(f"train_one_epoch (epoch {epoch + 1})", nonfinite, progress.images)
+        sums, images = state.sums, max(state.sums["images"], 1)
         return {
-            "loss": progress.loss,
-            "acc": progress.acc,
+            "loss": sums["loss"] / images,
+            "total_loss": sums["total_loss"] / images,
+            "acc": sums["correct"] / images,
             "images_per_s": progress.images_per_s,
             "time": time.perf_counter() - progress.start,
             "steps": progress.steps,
@@ -224,7 +256,9 @@ def evaluate(
         model: a Module; left in eval mode.
         loader: yields ``(images, labels)`` host arrays.
         device: where the batches go.
-        loss_fn: also report the mean loss (its ``"total"``) of the eval-mode outputs.
+        loss_fn: also report the mean loss of the eval-mode outputs (the main head's,
+            ``"main"``, when the loss names one, else its ``"total"``), as training's
+            ``loss`` is.
         num_classes: also return the confusion matrix (rows = true class).
         ks: the top-k accuracies to report, as ``top1``, ``top5``, ...
         logits: picks the logits from the model's outputs.
@@ -248,7 +282,9 @@ def evaluate(
             outputs = model(tensor(x_host, device=device))
             z = logits(outputs)
             if loss_fn is not None:  # host labels, as in train_one_epoch
-                loss_sum += float(total_loss(loss_fn(outputs, y_host)).item()) * len(y_host)
+                terms = loss_fn(outputs, y_host)
+                main = _main_loss(terms, total_loss(terms))
+                loss_sum += float(main.item()) * len(y_host)
             counts = topk_correct(z.data, y_host, ks)
             hits += counts
             nonfinite += counts.nonfinite

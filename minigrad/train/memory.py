@@ -30,7 +30,14 @@ import numpy as np
 from minigrad import backend
 from minigrad.tensor import Tensor, tensor
 
-__all__ = ["MemoryEstimate", "estimate_memory", "format_bytes", "parameter_bytes"]
+__all__ = [
+    "MemoryEstimate",
+    "available_memory",
+    "check_fits",
+    "estimate_memory",
+    "format_bytes",
+    "parameter_bytes",
+]
 
 _PROBES = (2, 4)
 
@@ -189,4 +196,80 @@ def estimate_memory(
         activations=fixed + per_image * batch_size,
         per_image=per_image,
         batch_size=batch_size,
+    )
+
+
+# ---------------------------------------------------------------------------- the CLI's check
+_SIZE_PROBES = (1 / 16, 2 / 16, 3 / 16)  # a model's size option at which it is probed
+
+
+def available_memory(device: str = "cpu") -> int | None:
+    """Bytes that may still be allocated on ``device`` (:func:`minigrad.backend.memory_available`:
+    a GPU's free memory, the host's ``MemAvailable``); None when unknown."""
+    return backend.memory_available(device)
+
+
+def check_fits(
+    spec: Any,
+    config: dict[str, Any],
+    info: Any,
+    available: int | None = None,
+    device: str = "cpu",
+) -> None:
+    """Refuse, before anything large is allocated, a run whose training step cannot fit.
+
+    The model is built only at three small values of the spec's ``size_option`` (a channel
+    multiplier such as ``width``): the parameter count is fitted as ``a*s^2 + b*s + c``
+    through them (exact up to channel rounding: every weight is a product of two channel
+    counts) and the activations of the middle probe (:func:`estimate_memory`) are scaled
+    linearly with ``s`` (channels) to the run's value. Parameters, gradients and the
+    optimizer's slots (1 for SGD, 2 for Adam) are float32. The probes run on the CPU; on a
+    GPU the same figure is compared with the device's free memory.
+
+    Raises:
+        ValueError: the estimate exceeds ``available`` (default: :func:`available_memory`
+            of ``device``),
+            naming the flag, the figures and the largest size and batch that would fit.
+    """
+    key = getattr(spec, "size_option", None)
+    available = available_memory(device) if available is None else available
+    if key is None or config.get(key) is None or available is None:
+        return
+    value, batch = float(config[key]), int(config["batch_size"])
+    slots = 2 if config.get("optimizer") in ("adam", "adamw") else 1
+    shape = (info.in_channels, info.image_size, info.image_size)
+    rng = backend.get_rng_state()  # building the probes draws initial weights
+    try:
+        counts, act = [], None
+        for s in _SIZE_PROBES:
+            model = spec.build_model({**config, key: s})
+            counts.append(sum(int(p.data.size) for p in model.parameters()))
+            if s == _SIZE_PROBES[1]:
+                act = estimate_memory(model, shape, 1, optimizer_slots=slots)
+    finally:
+        backend.set_rng_state(rng)
+    a, b, c = np.polyfit(np.array(_SIZE_PROBES), np.array(counts, dtype=np.float64), 2)
+
+    def need(s: float, n: int) -> float:
+        params = max(a * s * s + b * s + c, 0.0) * 4 * (2 + slots)
+        return params + (act.activations - act.per_image + act.per_image * n) * s / _SIZE_PROBES[1]
+
+    total = need(value, batch)
+    if total <= available:
+        return
+    flag = "--" + key.replace("_", "-")
+    lo, hi = 0.0, value  # the largest size that fits at this batch (need grows with s)
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if need(mid, batch) <= available else (lo, mid)
+    per_image = act.per_image * value / _SIZE_PROBES[1]
+    room = available - need(value, 0)
+    fits = int(room // per_image) if per_image > 0 and room > 0 else 0
+    at_size = (f"at {flag} {value:g} the largest batch that fits is {fits}" if fits >= 1
+               else f"at {flag} {value:g} not even a batch of 1 fits")  # fmt: skip
+    raise ValueError(
+        f"{flag} {value:g} --batch-size {batch}: a training step needs about "
+        f"{format_bytes(total)} (estimated before allocating) but {format_bytes(available)} "
+        f"of memory is available on {device}; at --batch-size {batch} the largest {flag} "
+        f"that fits is about {lo:.3g}, and {at_size}"
     )

@@ -29,6 +29,13 @@ def pyplot() -> Any:
     return plt
 
 
+LABELS = {
+    "train_loss": "train loss (main head)",
+    "val_loss": "validation loss (main head)",
+    "train_total_loss": "train total loss (with aux terms)",
+}
+
+
 def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:
     """Loss (left) and accuracy (right) per epoch from metric rows; saved as a PNG.
 
@@ -41,14 +48,15 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [r["epoch"] for r in rows]
     for ax, keys, title in (
-        (ax_loss, ("train_loss", "val_loss"), "loss"),
+        (ax_loss, ("train_loss", "val_loss", "train_total_loss"), "loss (main head; total = +aux)"),
         (ax_acc, ("train_acc", "val_acc", "val_top5"), "accuracy"),
     ):
         for key in keys:
             ys = [r.get(key) for r in rows]
             if any(isinstance(y, (int, float)) for y in ys):
                 vals = [y if isinstance(y, (int, float)) else np.nan for y in ys]
-                ax.plot(epochs, vals, marker="o", label=key)
+                style = "--" if key == "train_total_loss" else "-"
+                ax.plot(epochs, vals, style, marker="o", label=LABELS.get(key, key))
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)

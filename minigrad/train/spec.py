@@ -83,6 +83,9 @@ class ModelSpec:
             (see :func:`minigrad.study.gradient_flow`).
         branch_labels: legend labels of branch names in the study's plots.
         study_defaults: model options of a fresh (untrained) model in ``study``.
+        size_option: the config key of a channel multiplier (e.g. ``"width"``): ``train``
+            then estimates a run's memory from small probe models before building the real
+            one, and refuses one that cannot fit (:func:`minigrad.train.memory.check_fits`).
     """
 
     prog: str
@@ -99,6 +102,7 @@ class ModelSpec:
     blocks: Callable[[Any], Sequence[str] | None] | None = None
     branch_labels: Mapping[str, str] = field(default_factory=dict)
     study_defaults: Mapping[str, Any] = field(default_factory=dict)
+    size_option: str | None = None
 
     def loss(self, config: Mapping[str, Any]) -> Callable[[Any, Any], dict[str, Tensor]]:
         """``loss_terms`` bound to the run config's loss options: ``(outputs, target)``."""

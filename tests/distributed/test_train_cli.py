@@ -111,7 +111,7 @@ def test_googlenet_two_ranks_sync_bn_writes_on_rank_0_only(mpirun, tmp_path):
     ckpt = load_checkpoint(tmp_path / "run" / "last.npz")
     assert ckpt["config"]["sync_bn"] is True and ckpt["config"]["batch_size"] == 16
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "best.npz", "last.npz", "metrics.csv", "metrics.json",
+        "best.npz", "config.json", "last.npz", "metrics.csv", "metrics.json",
     ]  # fmt: skip
 
 
@@ -138,11 +138,14 @@ sys.exit(code)
 @pytest.mark.parametrize(
     ("action", "message"),
     [
-        ("raise RuntimeError('disk on fire')", "[rank 1] RuntimeError: disk on fire"),
-        ("raise loop.NonFiniteLossError(float('nan'), 0, 0, 0.1)", "[rank 1] exit code 1"),
+        # an internal error: its traceback, exit status 1, and the abort that names the rank
+        ("raise RuntimeError('disk on fire')", "RuntimeError: disk on fire"),
+        ("raise RuntimeError('disk on fire')", "[rank 1] exit code 1"),
+        # a NaN/inf loss: exit status 3 (EXIT_CODES), said by the rank before the abort
+        ("raise loop.NonFiniteLossError(float('nan'), 0, 0, 0.1)", "[rank 1] exit code 3"),
         ("raise loop.NonFiniteLossError(float('nan'), 0, 0, 0.1)", "[rank 1] stopped: the"),
     ],
-    ids=["exception", "exit-code", "exit-message"],
+    ids=["exception", "exception-exit-code", "nan-exit-code", "nan-message"],
 )
 def test_a_failing_rank_ends_all_ranks_with_its_message(mpirun, action, message):
     start = time.perf_counter()
