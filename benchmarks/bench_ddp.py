@@ -48,7 +48,7 @@ from minigrad.runtime import BLAS_ENV_DEFAULTS
 def child(cfg: Config, steps: int, gemm_n: int, threads: int, gemm_threads: int) -> None:
     """One rank (or the single process): time ``steps`` steps, rank 0 prints a JSON row."""
     import minigrad as mg
-    from googlenet import GoogLeNet, googlenet_loss
+    from googlenet import GoogLeNet, loss_terms
     from minigrad import distributed as dist
     from minigrad import nn, runtime
     from minigrad.optim import SGD
@@ -68,7 +68,7 @@ def child(cfg: Config, steps: int, gemm_n: int, threads: int, gemm_threads: int)
 
     def step() -> None:
         opt.zero_grad()
-        googlenet_loss(ddp(x), y).backward()
+        loss_terms(ddp(x), y)["total"].backward()
         opt.step()
 
     step()  # warm-up (and the bucket rebuild)
