@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -112,6 +113,7 @@ def _abort_hook(kind: type[BaseException], value: BaseException, tb: Any) -> Non
     lines = traceback.format_exception(kind, value, tb)
     sys.stderr.write("".join(f"[rank {_world.rank}] {line}" for line in lines))
     sys.stderr.flush()
+    time.sleep(0.5)  # let mpiexec forward the message before the abort kills the job
     _world.comm.Abort(1)
 
 

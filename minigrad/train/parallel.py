@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -219,5 +220,8 @@ def end_together(code: int) -> int:
     sys.stdout.flush()
     sys.stderr.write(f"[rank {dist.rank()}] exit code {code}: aborting all ranks\n")
     sys.stderr.flush()
+    # MPI_Abort kills the job at once: give mpiexec's output forwarding a moment to pass on
+    # what this rank just wrote (seen lost under load without it)
+    time.sleep(0.5)
     dist.world_comm().Abort(code)
     return code  # not reached under MPI
