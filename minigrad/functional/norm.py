@@ -71,9 +71,8 @@ class BatchNorm(Function):
         C = x.shape[1]
         x2 = channel_major(x).reshape(C, -1)  # (C, M)
         if self.training:
-            mean = x2.mean(axis=1)  # (C,)
-            var = ((x2 - mean[:, None]) ** 2).mean(axis=1)  # biased, used to normalize
-            self._update_running(mean, var, x2.shape[1])
+            mean, var, self.M = self._batch_stats(x2)  # (C,), (C,) biased, values per channel
+            self._update_running(mean, var, self.M)
         else:
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
         self.inv_std = 1 / xp.sqrt(var + self.eps)  # (C,)
@@ -96,11 +95,26 @@ class BatchNorm(Function):
         gw = (gy2 * self.xhat).sum(axis=1)  # (C,)
         k = self.inv_std if self.w is None else self.inv_std * self.w  # (C,): w / sigma
         if self.training:
-            gx = k[:, None] * (gy2 - gb[:, None] / M - self.xhat * (gw / M)[:, None])
+            sum_gy, sum_gyx = self._batch_grad_sums(gb, gw)  # over the batch the stats cover
+            M = self.M  # values per channel the statistics covered (all ranks' when synced)
+            gx = k[:, None] * (gy2 - sum_gy[:, None] / M - self.xhat * (sum_gyx / M)[:, None])
         else:
             gx = k[:, None] * gy2  # (C, M)
         gx = from_channel_major(gx.reshape(C, self.x_shape[0], *self.x_shape[2:]))
         return self._grads_out(gx, gw, gb)
+
+    # ------------------------------------------------------------ what "the batch" is
+    # The reference's statistics and gradient sums cover this array's batch; SyncBatchNorm
+    # (minigrad.nn) overrides these two to cover every rank's batch.
+    def _batch_stats(self, x2: Any) -> tuple[Any, Any, int]:
+        """(mean, biased var, values per channel) of the channel rows x2 (C, M)."""
+        mean = x2.mean(axis=1)  # (C,)
+        var = ((x2 - mean[:, None]) ** 2).mean(axis=1)
+        return mean, var, x2.shape[1]
+
+    def _batch_grad_sums(self, gb: Any, gw: Any) -> tuple[Any, Any]:
+        """(sum gy, sum gy * xhat) over the batch the statistics came from."""
+        return gb, gw
 
     # ------------------------------------------------------------ shared by every path
     def _affine(self, wb: tuple[Any, ...]) -> tuple[Any, Any]:

@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad import distributed as dist
-from minigrad.autograd import Function
 from minigrad.backend import get_array_module
+from minigrad.functional.norm import BatchNorm
 from minigrad.nn.module import Module
 from minigrad.nn.normalization import BatchNorm2d, BatchNormReLU2d
 from minigrad.tensor import Tensor
@@ -24,85 +24,57 @@ from minigrad.tensor import Tensor
 __all__ = ["SyncBatchNorm", "sync_batch_norm"]
 
 
-class SyncBatchNormFunction(Function):
-    """y = (x - mean) / sqrt(var + eps) * w + b, mean and (biased) var over every rank's batch;
-    gx = (w/sigma) * (gy - sum_all(gy)/M - xhat * sum_all(gy * xhat)/M), M the global count
-    per channel; gw = sum(gy * xhat), gb = sum(gy) over the local batch (DDP averages them).
-    With ``relu``: y = max(y, 0) and gy is first masked by y > 0.
+class SyncBatchNormFunction(BatchNorm):
+    """Training-mode batch norm whose statistics cover every rank's batch: the reference
+    :class:`~minigrad.functional.norm.BatchNorm` with its two batch reductions all-reduced.
+
+    mean and (biased) var over all ranks, M the global count per channel;
+    gx = (w/sigma) * (gy - sum_all(gy)/M - xhat * sum_all(gy * xhat)/M); gw = sum(gy * xhat),
+    gb = sum(gy) over the local batch (DDP averages them). With ``relu``: y = max(y, 0) and
+    gy is first masked by y > 0.
 
     Forward all-reduces one (2C + 1,) vector [sum x, sum x^2, count] (accumulated in float64);
     backward one (2C,) vector [sum gy, sum gy * xhat]. Because each rank's loss is the mean
-    over its own shard and DDP averages gradients, ``gx`` here uses the sums over all ranks:
-    the averaged weight gradients are then those of the mean loss over the global batch.
+    over its own shard and DDP averages gradients, ``gx`` uses the sums over all ranks: the
+    averaged weight gradients are then those of the mean loss over the global batch.
     """
 
     def __init__(
         self, running_mean: Any, running_var: Any, has_weight: bool, has_bias: bool,
         momentum: float, eps: float, relu: bool,
     ) -> None:  # fmt: skip
-        self.running_mean, self.running_var = running_mean, running_var
-        self.has_weight, self.has_bias = has_weight, has_bias
-        self.momentum, self.eps, self.relu = momentum, eps, relu
+        super().__init__(running_mean, running_var, has_weight, has_bias, True, momentum, eps)
+        self.relu = relu
 
-    def forward(self, x: Any, *wb: Any) -> Any:
-        xp = get_array_module(x)
-        C = x.shape[1]
-        axes = (0, *range(2, x.ndim))  # every axis but the channel axis
-        bc = (1, C) + (1,) * (x.ndim - 2)  # a (C,) vector broadcast against x
+    def choose_path(self, xs: tuple[Any, ...]) -> str:
+        """Always the reference: its two batch reductions are the ones synchronised here."""
+        return "reference"
+
+    def _batch_stats(self, x2: Any) -> tuple[Any, Any, int]:
+        xp = get_array_module(x2)
+        C = x2.shape[0]
         local = xp.concatenate(
             [
-                x.sum(axis=axes, dtype=xp.float64),
-                xp.square(x).sum(axis=axes, dtype=xp.float64),
-                xp.full(1, x.size // C, dtype=xp.float64),
+                x2.sum(axis=1, dtype=xp.float64),
+                xp.square(x2).sum(axis=1, dtype=xp.float64),
+                xp.full(1, x2.shape[1], dtype=xp.float64),
             ]
         )  # (2C + 1,)
         total = dist.all_reduce(local)
-        M = float(total[2 * C])  # values per channel over all ranks
+        M = int(total[2 * C])  # values per channel over all ranks
         if M <= 1:
             raise ValueError(
-                f"SyncBatchNorm: expected more than 1 value per channel over all ranks, got {M:g}"
+                f"SyncBatchNorm: expected more than 1 value per channel over all ranks, got {M}"
             )
-        mean64 = total[:C] / M
-        var64 = xp.maximum(total[C : 2 * C] / M - mean64 * mean64, 0.0)  # biased
-        mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
-        inv_std = 1 / xp.sqrt(var + x.dtype.type(self.eps))  # (C,)
-        xhat = (x - mean.reshape(bc)) * inv_std.reshape(bc)  # (N, C, *S)
-        w = wb[0] if self.has_weight else None
-        b = wb[-1] if self.has_bias else None
-        y = xhat * w.reshape(bc) if w is not None else xhat.copy()
-        if b is not None:
-            y += b.reshape(bc)
-        self.mask = None
-        if self.relu:
-            self.mask = y > 0
-            y *= self.mask
-        if self.running_mean is not None:
-            m = self.momentum
-            self.running_mean[...] = (1 - m) * self.running_mean + m * mean
-            unbiased = (var64 * (M / (M - 1))).astype(x.dtype)
-            self.running_var[...] = (1 - m) * self.running_var + m * unbiased
-        self.xhat, self.inv_std, self.w, self.M, self.axes, self.bc = xhat, inv_std, w, M, axes, bc
-        return y
+        mean = total[:C] / M
+        var = xp.maximum(total[C : 2 * C] / M - mean * mean, 0.0)  # biased
+        return mean.astype(x2.dtype), var.astype(x2.dtype), M
 
-    def backward(self, gy: Any) -> tuple[Any, ...]:
-        xp = get_array_module(gy)
-        if self.mask is not None:
-            gy = gy * self.mask
-        C = gy.shape[1]
-        gb = gy.sum(axis=self.axes)  # (C,) local sum(gy)
-        gw = (gy * self.xhat).sum(axis=self.axes)  # (C,) local sum(gy * xhat)
-        gx = None
-        if self.needs_input_grad[0]:
-            total = dist.all_reduce(xp.concatenate([gb, gw]))  # (2C,)
-            sum_gy, sum_gyx = total[:C].reshape(self.bc), total[C:].reshape(self.bc)
-            scale = self.inv_std if self.w is None else self.inv_std * self.w
-            gx = scale.reshape(self.bc) * (gy - sum_gy / self.M - self.xhat * (sum_gyx / self.M))
-        grads: list[Any] = [gx]
-        if self.has_weight:
-            grads.append(gw)
-        if self.has_bias:
-            grads.append(gb)
-        return tuple(grads)
+    def _batch_grad_sums(self, gb: Any, gw: Any) -> tuple[Any, Any]:
+        xp = get_array_module(gb)
+        C = gb.shape[0]
+        total = dist.all_reduce(xp.concatenate([gb, gw]))  # (2C,)
+        return total[:C], total[C:]
 
 
 def sync_batch_norm(
