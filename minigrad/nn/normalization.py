@@ -92,13 +92,17 @@ class BatchNorm2d(Module):
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         # batch statistics in training, and always when no running statistics are kept
         use_batch_stats = self.training or self.running_mean is None
+        return self._batch_norm(x, use_batch_stats, momentum, relu)
+
+    def _batch_norm(self, x: Tensor, training: bool, momentum: float, relu: bool) -> Tensor:
+        """The op that normalises (``SyncBatchNorm`` swaps in its all-ranks statistics)."""
         return F.batch_norm(
             x,
             self.running_mean,
             self.running_var,
             weight=self.weight,
             bias=self.bias,
-            training=use_batch_stats,
+            training=training,
             momentum=momentum,
             eps=self.eps,
             relu=relu,

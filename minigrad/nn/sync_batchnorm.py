@@ -117,14 +117,9 @@ class SyncBatchNorm(BatchNorm2d):
     and communicates nothing. :class:`SyncBatchNormReLU2d` is the fused BN+ReLU.
     """
 
-    def _normalize(self, x: Tensor, relu: bool) -> Tensor:  # (N, C, H, W) -> same
-        if not (self.training or self.running_mean is None):
-            return super()._normalize(x, relu=relu)
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.track_running_stats:
-            self.num_batches_tracked.data += 1
-            if self.momentum is None:  # cumulative moving average
-                momentum = 1.0 / float(self.num_batches_tracked.item())
+    def _batch_norm(self, x: Tensor, training: bool, momentum: float, relu: bool) -> Tensor:
+        if not training:  # the running statistics: nothing to synchronise
+            return super()._batch_norm(x, training, momentum, relu)
         return sync_batch_norm(
             x, self.running_mean, self.running_var, self.weight, self.bias,
             momentum=momentum, eps=self.eps, relu=relu,

@@ -81,7 +81,8 @@ class EMA:
             for n, a in src.items():
                 t = table.get(n)
                 if t is not None:
-                    t.data[...] = _copy(a, t.device, t.dtype)
+                    with backend.device_context(t.device):  # cast while copying: no temporary
+                        t.data[...] = backend.to_device(a, t.device)
 
     def apply_to(self, model: Module | None = None) -> None:
         """Overwrite ``model``'s parameters (default: the averaged model) with the averages."""
