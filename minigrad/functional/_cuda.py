@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from minigrad.backend import get_array_module, raw_module
+from minigrad.functional._im2col import conv_output_size
 
 #: threads per block of every launch
 BLOCK = 256
@@ -259,18 +260,13 @@ def _window(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int
 
 
 # ---------------------------------------------------------------- wrappers
-def _out_size(H: int, W: int, KH: int, KW: int, stride: tuple[int, int],
-              padding: tuple[int, int]) -> tuple[int, int]:  # fmt: skip
-    (sh, sw), (ph, pw) = stride, padding
-    return (H + 2 * ph - KH) // sh + 1, (W + 2 * pw - KW) // sw + 1
-
-
 def im2col(x: Any, KH: int, KW: int, stride: tuple[int, int],
            padding: tuple[int, int]) -> Any:  # fmt: skip
     """x (N, C, H, W), any strides -> col (C*KH*KW, N*OH*OW), as ``_im2col.im2col``."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
-    OH, OW = _out_size(H, W, KH, KW, stride, padding)
+    OH = conv_output_size(H, KH, stride[0], padding[0])
+    OW = conv_output_size(W, KW, stride[1], padding[1])
     col = xp.empty((C * KH * KW, N * OH * OW), dtype=x.dtype)
     sizes = [_i(N), _i(C), _i(H), _i(W), *_strides(x)]  # x's strides (n, c, h, w)
     _launch(
@@ -284,7 +280,8 @@ def col2im(col: Any, x_shape: tuple[int, int, int, int], KH: int, KW: int,
     """col -> gx (N, C, H, W), channel-major, written into ``out`` (C, N, H, W) (any
     strides) when given; as ``_im2col.col2im``."""
     N, C, H, W = x_shape
-    OH, OW = _out_size(H, W, KH, KW, stride, padding)
+    OH = conv_output_size(H, KH, stride[0], padding[0])
+    OW = conv_output_size(W, KW, stride[1], padding[1])
     if out is None:
         out = get_array_module(col).empty((C, N, H, W), dtype=col.dtype)
     sizes = [_i(N), _i(C), _i(H), _i(W), *_strides(out)]  # out's strides (c, n, h, w)

@@ -8,6 +8,7 @@ from typing import Any
 from minigrad import backend
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
+from minigrad.functional import _checks
 from minigrad.tensor import Tensor
 
 __all__ = ["dropout"]
@@ -74,6 +75,5 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         raise ValueError(f"dropout: probability p has to be between 0 and 1, but got {p}")
     if not training or p == 0:
         return x
-    if x.dtype.kind != "f":
-        raise TypeError(f"dropout: expected a floating-point tensor, got dtype {x.dtype}")
+    _checks.float_tensor("dropout", x)
     return Dropout(float(p), x.device).apply(x)
