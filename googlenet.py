@@ -499,9 +499,14 @@ def add_model_arguments(group: argparse._ArgumentGroup) -> None:
                        "loss only, the heads stay; --no-aux removes them)")  # fmt: skip
 
 
+#: the run-config keys that describe the architecture: build_model reads them, and fit
+#: records them from a model built through the library API
+ARCH_KEYS = ("num_classes", "in_channels", "stem", "aux_logits", "batch_norm", "lrn", "width",
+             "init")  # fmt: skip
+
+
 def build_model(config: dict[str, Any]) -> GoogLeNet:
-    """The GoogLeNet a run config describes (``num_classes``, ``in_channels``, ``stem``,
-    ``aux_logits``, ``batch_norm``, ``lrn``, ``width``, ``init``)."""
+    """The GoogLeNet a run config describes (the :data:`ARCH_KEYS`)."""
     c = config
     return GoogLeNet(int(c["num_classes"]), int(c.get("in_channels", 3)), c.get("stem") or "cifar",
                      bool(c.get("aux_logits", True)), bool(c.get("batch_norm", True)), c.get("lrn"),
@@ -564,9 +569,7 @@ def fit(model: GoogLeNet, train_loader: Any, optimizer: Any, *, epochs: int,
         aux_weight: float = AUX_WEIGHT, **kwargs: Any) -> list[dict[str, Any]]:  # fmt: skip
     """Epochs, checkpoints, resume, callbacks; see :func:`minigrad.train.fit.fit`. The
     model's architecture goes into the checkpoints' config (for ``load_for_inference``)."""
-    keys = ("num_classes", "in_channels", "stem", "aux_logits", "batch_norm", "lrn", "width",
-            "init")  # fmt: skip
-    arch = {k: getattr(model, k) for k in keys} | {"aux_weight": aux_weight}
+    arch = {k: getattr(model, k) for k in ARCH_KEYS} | {"aux_weight": aux_weight}
     kwargs["config"] = arch | dict(kwargs.get("config") or {})
     loss = functools.partial(loss_terms, aux_weight=aux_weight)
     return train_fit.fit(model, train_loader, optimizer, loss, epochs=epochs, **kwargs)
