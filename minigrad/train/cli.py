@@ -27,6 +27,7 @@ import numpy as np
 from minigrad import backend
 from minigrad.checkpoint import find_checkpoint, load_checkpoint, load_for_inference
 from minigrad.train import parallel
+from minigrad.train.run_folder import claim_run_folder, run_folder_path, write_config
 from minigrad.train.spec import ModelSpec
 
 __all__ = [
@@ -317,17 +318,6 @@ def _datasets(cfg: dict[str, Any], train: bool = True) -> tuple[Any, Any, Any]:
     return info, splits[0], splits[-1]
 
 
-def _run_folder(out: str | None, dataset: str) -> Path:
-    if out:
-        return Path(out)
-    base = Path("runs") / dataset
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{dataset}-{k}")
-    return path
-
-
 def _optimizer(cfg: dict[str, Any], model: Any) -> tuple[Any, Any]:
     from minigrad import optim  # noqa: PLC0415
 
@@ -348,46 +338,6 @@ def _optimizer(cfg: dict[str, Any], model: Any) -> tuple[Any, Any]:
     }[cfg["schedule"]]()
     sched = optim.LinearWarmup(opt, cfg["warmup"], after=after) if cfg["warmup"] else after
     return opt, sched
-
-
-RUN_FILES = ("config.json", "last.npz", "best.npz", "metrics.csv", "metrics.json")
-
-
-def _claim_run_folder(out: Path, fresh: bool, overwrite: bool) -> None:
-    """Make sure ``out`` can hold this run before anything is computed.
-
-    A fresh run refuses a folder that already holds a run (unless ``overwrite``, which
-    removes that run's files); any run checks the folder can be created and written.
-
-    Raises:
-        ValueError: the folder holds a run, or cannot be created or written (one line).
-    """
-    taken = [n for n in RUN_FILES if (out / n).exists()] if out.is_dir() else []
-    if fresh and taken and not overwrite:
-        raise ValueError(
-            f"--out {out} already holds a run ({', '.join(taken)}); continue it with "
-            f"--resume {out}, choose a new folder, or pass --overwrite to replace it"
-        )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"--out {out}: cannot write the run folder there "
-                         f"({e.strerror or e})") from None  # fmt: skip
-    if fresh and overwrite:
-        for name in (*taken, "curves.png"):
-            with contextlib.suppress(FileNotFoundError):
-                (out / name).unlink()
-
-
-def _write_config(out: Path, cfg: dict[str, Any]) -> None:
-    import json  # noqa: PLC0415
-
-    tmp = out / ".config.json.tmp"
-    tmp.write_text(json.dumps(cfg, indent=1, default=str))
-    os.replace(tmp, out / "config.json")
 
 
 def _fit_batch(cfg: dict[str, Any], n_train: int, fresh: bool) -> None:
@@ -417,7 +367,7 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
         args.out = args.out or str(path.parent)
     cfg = resolve_config(args, spec, ckpt["config"] if ckpt else None)
     device = _device(parallel.rank_device(cfg["device"], world), cfg["precision"], cfg["threads"])
-    out = _run_folder(args.out, cfg["dataset"]) if world.is_main else None  # rank 0 writes
+    out = run_folder_path(args.out, cfg["dataset"]) if world.is_main else None  # rank 0 writes
     if ckpt is not None and int(ckpt["epoch"]) >= cfg["epochs"]:
         done = int(ckpt["epoch"])
         if world.is_main:
@@ -425,7 +375,7 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
                   f"it longer, pass --resume {out} --epochs N with N > {done}")  # fmt: skip
         return 0
     if world.is_main:
-        _claim_run_folder(out, fresh=ckpt is None, overwrite=args.overwrite)
+        claim_run_folder(out, fresh=ckpt is None, overwrite=args.overwrite)
     info, train_set, test_set = _datasets(cfg)
     _fit_batch(cfg, len(train_set), fresh=ckpt is None)
     local_batch = parallel.per_rank_batch(cfg["batch_size"], world)
@@ -433,7 +383,7 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
 
     check_fits(spec, cfg, info, device=device)  # before the model is built
     if ckpt is None and world.is_main:
-        _write_config(out, cfg)
+        write_config(out, cfg)
     backend.manual_seed(cfg["seed"])
     model = spec.build_model(cfg).to(device)
     model = parallel.wrap_model(model, world, bool(cfg.get("sync_bn")))

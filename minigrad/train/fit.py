@@ -11,7 +11,8 @@ epoch/step position, the RNG state (``minigrad.backend.get_rng_state``), the Dat
 continues with exactly the batches, dropout masks and updates of an uninterrupted run.
 
 The pieces, one concern each: :func:`resume_run` (continue from a checkpoint or start),
-:class:`RunFolder` (the files: checkpoints, metrics log, curves), :func:`evaluate_epoch`
+:class:`~minigrad.train.run_folder.RunFolder` (the files: checkpoints, metrics log,
+curves), :func:`evaluate_epoch`
 and :func:`epoch_row` (evaluation and the metrics row), :func:`on_interrupt` (Ctrl-C),
 :func:`on_non_finite` (a NaN/inf loss); :func:`fit` is the loop that ties them together.
 
@@ -29,11 +30,10 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 from minigrad import backend
-from minigrad.checkpoint import load_checkpoint, save_checkpoint
+from minigrad.checkpoint import load_checkpoint
 from minigrad.tensor import Tensor
 from minigrad.train.loop import (
     EPOCH_SUMS,
@@ -42,7 +42,7 @@ from minigrad.train.loop import (
     evaluate,
     train_one_epoch,
 )
-from minigrad.train.metrics import MetricLog
+from minigrad.train.run_folder import RunFolder
 from minigrad.train.spec import logits_of
 
 __all__ = [
@@ -166,50 +166,6 @@ def resume_run(
 
 
 # ---------------------------------------------------------------------------- files
-class RunFolder:
-    """A run's files: ``last.npz``/``best.npz``, ``metrics.csv``/``.json``, ``curves.png``.
-
-    ``RunFolder(None)`` writes nothing (a library run without a folder).
-
-    Args:
-        path: the folder (created on the first write), or None.
-        history: the metrics rows of a resumed run (the log is cut back to them).
-        plots: redraw ``curves.png`` after every epoch (needs matplotlib).
-    """
-
-    def __init__(
-        self, path: str | os.PathLike | None, history: Sequence[dict] = (), plots: bool = True
-    ) -> None:
-        self.path = Path(path) if path is not None else None
-        self.plots = plots
-        self.log = MetricLog(self.path, resume=False) if self.path is not None else None
-        if self.log is not None and history:
-            self.log.rows = list(history)
-            self.log.truncate(len(history))
-
-    def file(self, name: str) -> Path | None:
-        """The path of ``name`` in the folder (None without a folder)."""
-        return self.path / name if self.path is not None else None
-
-    def save(self, name: str, ckpt: dict[str, Any]) -> None:
-        """Write a checkpoint (see :func:`make_checkpoint`) as ``name``."""
-        if self.path is not None:
-            self.path.mkdir(parents=True, exist_ok=True)  # Ctrl-C before the first epoch ends
-            save_checkpoint(self.path / name, **ckpt)
-
-    def append(self, row: dict[str, Any]) -> None:
-        """Append an epoch's row to ``metrics.csv`` and ``metrics.json``."""
-        if self.log is not None:
-            self.log.append(row)
-
-    def plot(self, history: list[dict[str, Any]]) -> None:
-        """Redraw ``curves.png`` from the rows so far (when ``plots``)."""
-        if self.path is not None and self.plots:
-            from minigrad.train.plots import plot_curves  # noqa: PLC0415 - matplotlib
-
-            plot_curves(history, self.path / "curves.png")
-
-
 def _run_checkpoint(
     model: Any,
     optimizer: Any,
