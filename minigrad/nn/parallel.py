@@ -22,6 +22,7 @@ rebuilt once in that order (rank 0's, broadcast), as PyTorch's DDP does.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -44,6 +45,16 @@ def _flat_groups(tensors: list[Tensor]) -> dict[tuple[str, str], list[Tensor]]:
     return groups
 
 
+def _unflatten(flat: Any, shapes: list[tuple[int, ...]]) -> list[Any]:
+    """Views of ``flat`` with ``shapes``, in order: the inverse of concatenating ravels."""
+    parts, offset = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        parts.append(flat[offset : offset + size].reshape(shape))
+        offset += size
+    return parts
+
+
 def broadcast_tensors(tensors: list[Tensor], root: int = 0) -> None:
     """Overwrite every tensor's data with rank ``root``'s, one broadcast per (dtype, device)."""
     if dist.world_size() == 1:
@@ -51,10 +62,8 @@ def broadcast_tensors(tensors: list[Tensor], root: int = 0) -> None:
     for group in _flat_groups(tensors).values():
         xp = backend.get_array_module(group[0].data)
         flat = dist.broadcast(xp.concatenate([t.data.ravel() for t in group]), root)
-        offset = 0
-        for t in group:
-            t.data[...] = flat[offset : offset + t.data.size].reshape(t.data.shape)
-            offset += t.data.size
+        for t, part in zip(group, _unflatten(flat, [t.data.shape for t in group])):
+            t.data[...] = part
 
 
 class _Bucket:
@@ -193,11 +202,9 @@ class DistributedDataParallel(Module):
         for bucket in self._buckets:
             flat = bucket.work.wait()
             nbytes += flat.nbytes
-            offset = 0
-            for i in bucket.params:
-                p = self._params[i]
-                p.grad = flat[offset : offset + p.data.size].reshape(p.data.shape)
-                offset += p.data.size
+            params = [self._params[i] for i in bucket.params]
+            for p, part in zip(params, _unflatten(flat, [p.data.shape for p in params])):
+                p.grad = part
             bucket.work = None
         self.last_sync = {
             "wait_s": time.perf_counter() - start,
