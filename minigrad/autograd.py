@@ -23,6 +23,7 @@ Nothing in this module is op-specific.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any
 
@@ -31,6 +32,33 @@ from minigrad.tensor import Tensor, is_grad_enabled
 
 #: the paths an op can take, fastest first (see the module docstring)
 PATHS = ("cuda", "chunked", "reference")
+
+
+class _ApplyOnClassOrInstance:
+    """``op.apply(x)`` on an instance; PyTorch's spelling ``MyOp.apply(x)`` on the class builds
+    the op with no arguments first (an op that needs some says how to build it)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __get__(self, op: Function | None, cls: type[Function]) -> Any:
+        if op is not None:
+            return self.fn.__get__(op, cls)
+
+        @functools.wraps(self.fn)
+        def apply_on_class(*inputs: Any) -> Any:
+            try:
+                op = cls()
+            except TypeError as e:
+                raise TypeError(
+                    f"{cls.__name__}.apply: {cls.__name__}() cannot be built without "
+                    f"arguments ({e}); build the op first, then apply it: "
+                    f"{cls.__name__}(...).apply(x)"
+                ) from None
+            return self.fn(op, *inputs)
+
+        return apply_on_class
 
 
 class Function:
@@ -87,8 +115,12 @@ class Function:
             return self.backward(*gys)
         return getattr(self, f"backward_{self.path}", self.backward)(*gys)
 
+    @_ApplyOnClassOrInstance
     def apply(self, *inputs: Tensor) -> Any:
-        """Run ``forward`` on the inputs' arrays and record the op for backward."""
+        """Run ``forward`` on the inputs' arrays and record the op for backward.
+
+        ``MyOp(args).apply(x)``; ``MyOp.apply(x)`` (PyTorch's spelling) builds ``MyOp()``
+        first, so it works for ops whose ``__init__`` takes no arguments."""
         xs = []
         device = None
         float_dtype = None
