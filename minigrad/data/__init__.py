@@ -19,7 +19,13 @@ from minigrad.data.dataset import (
 )
 from minigrad.data.digits import Digits
 from minigrad.data.distributed_sampler import DistributedSampler
-from minigrad.data.download import ChecksumWarning, default_root, download_url, extract_archive
+from minigrad.data.download import (
+    ChecksumWarning,
+    DownloadError,
+    default_root,
+    download_url,
+    extract_archive,
+)
 from minigrad.data.imagenette import Imagenette
 from minigrad.data.loader import DataLoader
 from minigrad.data.mnist import MNIST, FashionMNIST
@@ -37,6 +43,7 @@ __all__ = [
     "DatasetInfo",
     "Digits",
     "DistributedSampler",
+    "DownloadError",
     "FashionMNIST",
     "Imagenette",
     "Subset",

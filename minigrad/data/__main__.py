@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # missing files, no network (DownloadError), bad files
         print(f"error: {e}", file=sys.stderr)
         return 2
 

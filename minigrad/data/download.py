@@ -16,6 +16,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import warnings
 import zlib
@@ -25,6 +26,7 @@ from typing import IO, Any
 
 __all__ = [
     "ChecksumWarning",
+    "DownloadError",
     "default_root",
     "download_url",
     "extract_archive",
@@ -38,6 +40,21 @@ _CHUNK = 1 << 20
 class ChecksumWarning(UserWarning):
     """A file's md5 differs from the published one, but its format checks out (the message
     names the file, and the dataset file it really is when its md5 is another known one)."""
+
+
+class DownloadError(OSError):
+    """A download failed on the network side (no network, DNS, refused, reset, HTTP error).
+
+    The message is one line: the URL, the error, and where to put the file by hand.
+    """
+
+
+def _download_error(url: str, path: Path, e: BaseException) -> DownloadError:
+    reason = e.reason if isinstance(e, urllib.error.URLError) else e
+    return DownloadError(
+        f"cannot download {url} ({reason}); without a network, fetch it on a machine "
+        f"that has one and copy it to {path}"
+    )
 
 
 def default_root() -> Path:
@@ -108,7 +125,9 @@ def download_url(
 
     Raises:
         ValueError: on a checksum mismatch (with ``unknown_md5="error"``).
-        OSError: when the download fails; nothing is left at ``path``.
+        DownloadError: when the network fails (one line: the URL, the error, and where to
+            put the file by hand); nothing is left at ``path``.
+        OSError: when writing fails; nothing is left at ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,14 +135,19 @@ def download_url(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     h = hashlib.md5(usedforsecurity=False)
     try:
-        with os.fdopen(fd, "wb") as out, urlopen(url) as src:
-            length = getattr(src, "headers", {}).get("Content-Length")
-            bar = _Progress(path.name, int(length) if length else None, progress)
-            while chunk := src.read(_CHUNK):
-                out.write(chunk)
-                h.update(chunk)
-                bar.update(len(chunk))
-            bar.update(0, final=True)
+        with os.fdopen(fd, "wb") as out:
+            try:
+                src = urlopen(url)
+            except (OSError, ValueError) as e:  # URLError, HTTPError, timeouts; a bad URL
+                raise _download_error(url, path, e) from None
+            with src:
+                length = getattr(src, "headers", {}).get("Content-Length")
+                bar = _Progress(path.name, int(length) if length else None, progress)
+                while chunk := _read(src, url, path):
+                    out.write(chunk)
+                    h.update(chunk)
+                    bar.update(len(chunk))
+                bar.update(0, final=True)
             out.flush()
             os.fsync(out.fileno())
         got = h.hexdigest()
@@ -142,6 +166,14 @@ def download_url(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _read(src: IO[bytes], url: str, path: Path) -> bytes:
+    """One chunk of the response; a network error mid-way becomes a :class:`DownloadError`."""
+    try:
+        return src.read(_CHUNK)
+    except OSError as e:  # connection reset, timeout
+        raise _download_error(url, path, e) from None
 
 
 def _check_member(member: tarfile.TarInfo, dest: Path, archive: Path) -> None:

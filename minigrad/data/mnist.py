@@ -14,7 +14,12 @@ import numpy as np
 
 from minigrad.data.checksums import check_file, register_known
 from minigrad.data.dataset import ArrayDataset
-from minigrad.data.download import default_root, describe_missing, download_url
+from minigrad.data.download import (
+    DownloadError,
+    default_root,
+    describe_missing,
+    download_url,
+)
 
 __all__ = ["FASHION_MNIST_CLASSES", "MNIST", "FashionMNIST", "read_idx"]
 
@@ -118,8 +123,15 @@ class MNIST(ArrayDataset):
         if download and None in paths:
             for n, p in zip(names, paths):
                 if p is None:
-                    download_url(self.base_url + n + ".gz", root / self.folder / f"{n}.gz",
-                                 self.md5[n + ".gz"])  # fmt: skip
+                    try:
+                        download_url(self.base_url + n + ".gz", root / self.folder / f"{n}.gz",
+                                     self.md5[n + ".gz"])  # fmt: skip
+                    except DownloadError as e:
+                        raise DownloadError(
+                            f"{e}; {type(self).__name__}'s four files "
+                            f"({', '.join(sorted(self.md5))}, from {self.base_url}) "
+                            f"all go in {root / self.folder}"
+                        ) from None
             paths = [self._find(root, n) for n in names]
         if None in paths:
             missing = [n for n, p in zip(names, paths) if p is None]

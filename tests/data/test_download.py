@@ -50,7 +50,7 @@ def test_interrupted_download_leaves_no_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(download, "urlopen", lambda url: Broken(b"x" * 100))
     dest = tmp_path / "file.bin"
-    with pytest.raises(ConnectionResetError):
+    with pytest.raises(download.DownloadError, match="connection reset by peer"):
         download_url("https://example.invalid/file.bin", dest, progress=False)
     assert list(tmp_path.iterdir()) == []
 
