@@ -139,18 +139,19 @@ def plot_study(runs: dict[float, dict], path: Path, steps_per_epoch: int) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        description=f"aux_weight 0 vs {AUX_WEIGHT:g}: lower-layer gradient norms"
+        description=f"aux_weight 0 vs {AUX_WEIGHT:g}: lower-layer gradient norms",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--width", type=float, default=0.125)
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--epochs", type=int, default=6, help="epochs to train")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step")
+    p.add_argument("--width", type=float, default=0.125, help="channel multiplier")
+    p.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
     p.add_argument("--every", type=int, default=2, help="record gradient norms every N steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="initial weights, batches, dropout")
     p.add_argument("--init", default="auto", choices=("auto", "he", "pytorch", "trunc_normal"),
                    help="GoogLeNet's init= (auto: pytorch under BN)")  # fmt: skip
     p.add_argument("--out", default="runs/aux_loss_study", help="recorder CSV/JSON per run")
-    p.add_argument("--img", default=None, help="folder for the pictures (default: --out)")
+    p.add_argument("--img", default=None, help="folder for the pictures; None: the --out folder")
     args = p.parse_args(argv)
     img = Path(args.img or args.out)
     img.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,10 @@ BRANCHES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--out", default="runs/inception_backward", help="folder for the DOT/SVG")
     args = p.parse_args(argv)
     out = Path(args.out)

@@ -31,15 +31,20 @@ from minigrad.optim import EMA, SGD, CosineAnnealingLR, LinearWarmup
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default="data")
-    p.add_argument("--download", action="store_true")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--device", default=mg.default_device())
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data-dir", default="data", help="dataset folder")
+    p.add_argument("--download", action="store_true", help="fetch the dataset when missing")
+    p.add_argument("--epochs", type=int, default=30, help="epochs to train")
+    p.add_argument("--batch-size", type=int, default=128, help="images per step")
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier")
+    p.add_argument("--device", default=mg.default_device(), help="cpu, cuda or cuda:N")
     p.add_argument("--resume", default=None, help="a last.npz to continue from")
-    p.add_argument("--out", default="runs/cifar10-example")
+    p.add_argument(
+        "--out", default="runs/cifar10-example", help="run folder (checkpoints, metrics)"
+    )
     args = p.parse_args()
     if args.device == "cpu":  # what `python googlenet.py` does: see minigrad.runtime
         from minigrad import runtime

@@ -33,16 +33,26 @@ from minigrad.optim import EMA, SGD, PaperSchedule
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default="data")
-    p.add_argument("--download", action="store_true")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=True)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data-dir", default="data", help="dataset folder")
+    p.add_argument("--download", action="store_true", help="fetch the dataset when missing")
+    p.add_argument("--epochs", type=int, default=40, help="epochs to train")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step")
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier")
+    p.add_argument(
+        "--batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="conv + batch norm + ReLU (off: the paper's LRN network)",
+    )
     p.add_argument("--workers", type=int, default=4, help="JPEG-decoding threads")
-    p.add_argument("--device", default=mg.default_device())
-    p.add_argument("--out", default="runs/imagenette-example")
+    p.add_argument("--device", default=mg.default_device(), help="cpu, cuda or cuda:N")
+    p.add_argument(
+        "--out", default="runs/imagenette-example", help="run folder (checkpoints, metrics)"
+    )
     args = p.parse_args()
     if args.device == "cpu":  # what `python googlenet.py` does: see minigrad.runtime
         from minigrad import runtime

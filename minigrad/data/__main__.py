@@ -1,8 +1,9 @@
 """``python -m minigrad.data``: list the datasets, fetch one ahead of time, time the loader.
 
-python -m minigrad.data list
-python -m minigrad.data download cifar10 --root data
-python -m minigrad.data bench digits --batch-size 128 --num-workers 2
+examples:
+  python -m minigrad.data list
+  python -m minigrad.data download cifar10 --root data
+  python -m minigrad.data bench digits --batch-size 128 --num-workers 2
 """
 
 from __future__ import annotations
@@ -14,19 +15,31 @@ import time
 from minigrad.data.loader import DataLoader
 from minigrad.data.registry import DATASET_NAMES, dataset_info, get_dataset
 
+SUBCOMMANDS = {
+    "list": "list the registered datasets: classes and the image shape the model sees",
+    "download": "fetch a dataset's files (both splits) into --root ahead of time, md5-checked",
+    "bench": "time the data loader: images per second through the training transforms",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m minigrad.data", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="the registered datasets and their shapes")
+    parser = argparse.ArgumentParser(
+        prog="python -m minigrad.data",
+        description=__doc__.replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the examples, one a line
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("list", help=SUBCOMMANDS["list"], description=SUBCOMMANDS["list"])
     for name in ("download", "bench"):
-        p = sub.add_parser(name)
-        p.add_argument("dataset", choices=DATASET_NAMES)
-        p.add_argument("--root", default=None, help="data folder (default $MINIGRAD_DATA)")
+        p = sub.add_parser(name, help=SUBCOMMANDS[name], description=SUBCOMMANDS[name],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+        p.add_argument("dataset", choices=DATASET_NAMES, help="which dataset")
+        p.add_argument("--root", default=None, help="data folder; None: $MINIGRAD_DATA, "
+                       "else ~/.cache/minigrad")  # fmt: skip
         p.add_argument("--size", default="160", help="Imagenette: 160, 320 or full")
     bench = sub.choices["bench"]
-    bench.add_argument("--batch-size", type=int, default=128)
-    bench.add_argument("--num-workers", type=int, default=0)
+    bench.add_argument("--batch-size", type=int, default=128, help="images per batch")
+    bench.add_argument("--num-workers", type=int, default=0, help="loader threads")
     bench.add_argument("--eval", action="store_true", help="the eval split and transforms")
     args = parser.parse_args(argv)
     try:

@@ -136,7 +136,8 @@ def _add_data_flags(p: argparse.ArgumentParser, evaluating: bool = False) -> Non
 
     about = "default: the checkpoint's" if evaluating else "default: digits (embedded)"
     p.add_argument("--dataset", choices=DATASET_NAMES, help=about)
-    p.add_argument("--data-dir", help="dataset folder (default $MINIGRAD_DATA or ~/.cache)")
+    p.add_argument("--data-dir", help="dataset folder (default: $MINIGRAD_DATA, "
+                   "else ~/.cache/minigrad)")  # fmt: skip
     p.add_argument("--download", action="store_true", default=None, help="fetch missing files")
     p.add_argument("--image-size", type=positive_int,
                    help="input side (digits 16, imagenette 128)")  # fmt: skip
