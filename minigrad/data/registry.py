@@ -61,6 +61,9 @@ class DatasetInfo:
             :func:`get_dataset` gives lazily decoded datasets (None for in-memory ones).
         native_size: side of the dataset's own samples (None when they vary).
         stem: the GoogLeNet stem that suits ``image_size`` ("cifar" or "imagenet").
+        light_on_dark: the dataset's images are light strokes or objects on a dark
+            background (the digits, MNIST, Fashion-MNIST); :meth:`preprocess_image` then
+            inverts an image that is dark on a light background, as a drawing usually is.
     """
 
     name: str
@@ -76,14 +79,25 @@ class DatasetInfo:
     sample_eval_transform: Transform | None = None
     native_size: int | None = None
     stem: str = "cifar"
+    light_on_dark: bool = False
 
     def preprocess(self, image: Any) -> np.ndarray:
-        """An image file or Pillow image as the model sees it in eval: (C, H, W) float32.
+        """An image file or Pillow image as the model sees it in eval: (C, H, W) float32
+        (:meth:`preprocess_image` without its note)."""
+        return self.preprocess_image(image)[0]
+
+    def preprocess_image(self, image: Any) -> tuple[np.ndarray, str | None]:
+        """An image file or Pillow image as the model sees it in eval, and a note.
 
         Converts to grayscale or RGB as the dataset has it, resizes and center-crops to the
         dataset's size, scales to [0, 1] and applies ``eval_transform`` (for ``predict``).
         16-bit and float images are scaled to [0, 1] as such (see
-        :mod:`minigrad.data.images`), not clipped to 8 bits.
+        :mod:`minigrad.data.images`), not clipped to 8 bits. For a ``light_on_dark``
+        dataset, an image whose border is light (median border pixel above 0.5: dark ink on
+        white paper) is inverted, and the note says so; otherwise the note is None.
+
+        Returns:
+            ``(x, note)``: x of shape (C, H, W), float32.
 
         Raises:
             ValueError: naming the file when it is not an image, empty, truncated or a
@@ -98,8 +112,20 @@ class DatasetInfo:
         else:
             size = self.native_size or self.image_size
             image = CenterCrop(size)(Resize(size)(image))
-        x = ToFloat()(image)[None]  # (1, C, H, W)
-        return self.eval_transform(x, np.random.default_rng(0))[0]
+        x = ToFloat()(image)[None]  # (1, C, H, W), in [0, 1]
+        note = None
+        if self.light_on_dark and _light_background(x[0]):
+            x = 1 - x
+            note = (
+                f"dark on a light background: inverted, as the {self.name} images are light on dark"
+            )
+        return self.eval_transform(x, np.random.default_rng(0))[0], note
+
+
+def _light_background(x: np.ndarray) -> bool:
+    """Whether a (C, H, W) image in [0, 1] has a light border (its median pixel > 0.5)."""
+    border = np.concatenate([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], axis=None)
+    return bool(np.median(border) > 0.5)
 
 
 def _canonical(name: str) -> str:
@@ -138,7 +164,7 @@ def dataset_info(
         return DatasetInfo(
             key, 10, 1, s, tuple(str(d) for d in range(10)), mean, std,
             train_transform=Compose([RandomCrop(s, padding=max(1, s // 16)), norm]),
-            eval_transform=norm, native_size=s,
+            eval_transform=norm, native_size=s, light_on_dark=True,
         )  # fmt: skip
     if key in ("cifar10", "cifar100"):
         if key == "cifar10":
@@ -165,7 +191,7 @@ def dataset_info(
         return DatasetInfo(
             key, 10, 1, 32, names, mean, std,  # padded 28 -> 32 for the CIFAR stem
             train_transform=Compose([Pad(2), RandomCrop(32, padding=2), *flip, norm]),
-            eval_transform=Compose([Pad(2), norm]), native_size=28,
+            eval_transform=Compose([Pad(2), norm]), native_size=28, light_on_dark=True,
         )  # fmt: skip
     # imagenette
     if str(size) not in ("160", "320", "full"):

@@ -499,7 +499,10 @@ def run_predict(args: argparse.Namespace, spec: ModelSpec) -> int:
         try:
             if not os.path.isfile(file):
                 raise FileNotFoundError(f"{file}: no such image file")
-            images.append(info.preprocess(file))  # (C, H, W), via data.images.open_image
+            x, note = info.preprocess_image(file)  # (C, H, W), via data.images.open_image
+            if note:
+                print(f"note: {file}: {note}", file=sys.stderr)
+            images.append(x)
             good.append(file)
         except (ValueError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
