@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_confusion_matrix", "plot_curves"]
+__all__ = ["loss_axis_top", "plot_confusion_matrix", "plot_curves"]
 
 
 def pyplot() -> Any:
@@ -51,12 +51,17 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None
         (ax_loss, ("train_loss", "val_loss", "train_total_loss"), "loss (main head; total = +aux)"),
         (ax_acc, ("train_acc", "val_acc", "val_top5"), "accuracy"),
     ):
+        series = []
         for key in keys:
             ys = [r.get(key) for r in rows]
             if any(isinstance(y, (int, float)) for y in ys):
                 vals = [y if isinstance(y, (int, float)) else np.nan for y in ys]
                 style = "--" if key == "train_total_loss" else "-"
-                ax.plot(epochs, vals, style, marker="o", label=LABELS.get(key, key))
+                (line,) = ax.plot(epochs, vals, style, marker="o", label=LABELS.get(key, key))
+                series.append((vals, line.get_color()))
+        if ax is ax_loss:  # the scale, said in the plot
+            title = f"{title}\n{_clip_spikes(ax, epochs, series)}"
+            ax.set_ylabel("loss")
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -65,6 +70,36 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def loss_axis_top(values: Sequence[float]) -> float | None:
+    """Where the loss axis stops so that a few spikes do not flatten the rest of the curve:
+    ``1.25 x`` the 90th percentile of the finite values when the largest is more than twice
+    that percentile, else None (the axis shows everything)."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=np.float64)
+    if v.size < 4:
+        return None
+    q = float(np.percentile(v, 90))
+    return 1.25 * q if q > 0 and v.max() > 2 * q else None
+
+
+def _clip_spikes(ax: Any, epochs: Sequence[Any], series: list[tuple[list[float], str]]) -> str:
+    """Clip the loss axis at :func:`loss_axis_top`, mark the points above it with a triangle
+    on the top edge, and return a line that says which scale the plot uses."""
+    top = loss_axis_top([y for vals, _ in series for y in vals])
+    if top is None:
+        return "linear scale, full range"
+    above = 0
+    for vals, color in series:
+        for x, y in zip(epochs, vals):
+            if np.isfinite(y) and y > top:
+                above += 1
+                ax.plot([x], [top], marker="^", color=color, markersize=10, clip_on=False)
+                ax.annotate(f"{y:.3g}", (x, top), textcoords="offset points", xytext=(6, -12),
+                            color=color, fontsize=8)  # fmt: skip
+    bottom = min(0.0, *(y for vals, _ in series for y in vals if np.isfinite(y)))
+    ax.set_ylim(bottom, top)
+    return f"linear scale, clipped at {top:.3g} ({above} point(s) above it, marked ^)"
 
 
 def plot_confusion_matrix(
@@ -90,7 +125,8 @@ def plot_confusion_matrix(
     size = min(4 + 0.45 * n, 30)
     fig, ax = plt.subplots(figsize=(size, size))
     im = ax.imshow(rate, cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
+                 label="fraction of the true class (row-normalised)")  # fmt: skip
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
     ax.set_xticklabels(names, rotation=90 if n > 10 else 45, ha="right")
