@@ -1,7 +1,7 @@
 """Do GoogLeNet's auxiliary classifiers strengthen the gradient at the lower layers?
 
     python examples/aux_loss_study.py                       # a few minutes on 2 CPU cores
-    python examples/aux_loss_study.py --img docs/img        # the README's pictures
+    python examples/aux_loss_study.py --img docs/img        # replaces docs/study.md's pictures
     python examples/aux_loss_study.py --init he --img runs/aux_he   # He-initialised convs
 
 Trains the same small GoogLeNet (CIFAR stem, batch norm, width 1/8) twice on the embedded
