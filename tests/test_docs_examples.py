@@ -163,3 +163,35 @@ def test_doc_block_runs(block: Block, tmp_path: Path, request: pytest.FixtureReq
         assert output_matches(block.expected, proc.stdout), (
             f"{block.id}: printed\n{proc.stdout}\nbut the docs say\n{block.expected}"
         )
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    text = path.read_text(encoding="utf-8")
+    inside = {i for start, end, _, _ in _fences(text) for i in range(start, end + 1)}
+    return {
+        _slug(m.group(1))
+        for i, line in enumerate(text.split("\n"))
+        if i not in inside and (m := re.match(r"#+ (.+)", line))
+    }
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=[str(p.relative_to(ROOT)) for p in DOC_FILES])
+def test_every_relative_link_resolves(path: Path) -> None:
+    """Links between the pages (and into the repository) point at files and headings that exist."""
+    text = path.read_text(encoding="utf-8")
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+            continue
+        file, _, anchor = target.partition("#")
+        dest = (path.parent / file).resolve() if file else path
+        if not dest.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+            broken.append(f"{target}: no heading with that anchor")
+    assert not broken, f"{path.relative_to(ROOT)}: {broken}"
