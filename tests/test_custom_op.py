@@ -67,3 +67,16 @@ def test_class_apply_of_an_op_with_arguments_says_how_to_build_it():
 def test_class_apply_refuses_non_tensors_like_the_instance_form():
     with pytest.raises(TypeError, match="Cube: expected Tensor inputs, got ndarray"):
         Cube.apply(np.ones(2))
+
+
+def test_a_numpy_batch_given_to_a_layer_says_to_wrap_it():
+    import minigrad.functional as F
+
+    x = np.zeros((2, 1, 4, 4), np.float32)  # what a DataLoader yields
+    w = mg.zeros(1, 1, 3, 3)
+    msg = (
+        r"conv2d: input must be a Tensor, got ndarray; wrap arrays with minigrad.tensor\(x\) "
+        r"\(a DataLoader yields NumPy batches\)"
+    )
+    with pytest.raises(TypeError, match=msg):
+        F.conv2d(x, w)

@@ -59,7 +59,10 @@ def tensor_arg(op: str, name: str, t: Any, optional: bool = False) -> None:
         return
     if not isinstance(t, Tensor):
         kind = "a Tensor or None" if optional else "a Tensor"
-        raise TypeError(f"{op}: {name} must be {kind}, got {type(t).__name__}")
+        hint = ""
+        if hasattr(t, "__array__"):  # a NumPy/CuPy array, e.g. a batch from a DataLoader
+            hint = "; wrap arrays with minigrad.tensor(x) (a DataLoader yields NumPy batches)"
+        raise TypeError(f"{op}: {name} must be {kind}, got {type(t).__name__}{hint}")
 
 
 def floating(op: str, name: str, t: Tensor) -> None:
