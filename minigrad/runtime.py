@@ -15,7 +15,7 @@ variable here is read ONCE, when this module is imported.
 Importing minigrad changes none of the settings below: the training CLI (the application's) and the
 benchmarks call :func:`configure_cpu_training`, and a library user can do the same.
 
-Three settings matter on the CPU (measured in the README's performance section):
+Three settings matter on the CPU (measured in docs/performance.md):
 
 - **glibc's malloc keeps freed memory** (:func:`keep_freed_memory`). NumPy takes every
   array of more than a few hundred KiB from ``malloc``, and glibc hands big blocks back to

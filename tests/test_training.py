@@ -349,7 +349,7 @@ def test_default_init_learns_at_least_as_fast_as_he_under_batch_norm(tmp_path, c
 
     One epoch of the README's digits run (BN, lr 0.05, seed 0), ``--init auto`` (PyTorch's
     default) against ``--init he``: mean training loss 3.00 vs 3.34 when written (seeds 1
-    and 2: see the README's model section).
+    and 2: see docs/googlenet.md).
     """
     loss = {}
     for init in ("auto", "he"):
