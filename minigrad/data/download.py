@@ -200,20 +200,36 @@ def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     return dest
 
 
-def read_members(archive: str | Path, members: Sequence[str]) -> dict[str, bytes]:
+def read_members(
+    archive: str | Path, members: Sequence[str], max_bytes: int | None = None
+) -> dict[str, bytes]:
     """The bytes of the named members of a tar archive, in one pass, without extracting.
+
+    Args:
+        archive: the ``.tar``/``.tar.gz``.
+        members: the names to read.
+        max_bytes: the largest member accepted: one whose tar header declares more is
+            refused before it is decompressed, so a small archive cannot make this read
+            gigabytes into memory.
 
     Returns:
         member name -> bytes, for those of ``members`` the archive has.
 
     Raises:
-        ValueError: naming the archive when it is truncated or corrupt.
+        ValueError: naming the archive when it is truncated or corrupt, or a member is
+            larger than ``max_bytes``.
     """
     wanted, found = set(members), {}
     try:
         with tarfile.open(archive, "r:*") as tar:
             for info in tar:
                 if info.name in wanted and info.isfile():
+                    if max_bytes is not None and info.size > max_bytes:
+                        raise ValueError(
+                            f"{archive}: member {info.name} declares {info.size} bytes, more "
+                            f"than the {max_bytes} expected; it is not the file it should be, "
+                            "delete it and download it again"
+                        )
                     f = tar.extractfile(info)
                     assert f is not None  # a regular file always has data
                     found[info.name] = f.read()
