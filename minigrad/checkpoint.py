@@ -366,10 +366,12 @@ def load_for_inference(
         ValueError: the checkpoint has no run config (it did not come from ``fit``).
     """
     ckpt = load_checkpoint(path)
-    config = dict(ckpt.get("config") or {})
-    if "num_classes" not in config:
+    config = ckpt.get("config")
+    if not isinstance(config, dict) or "num_classes" not in config:
         raise ValueError(f"load_for_inference: {path} has no run config (not from train?)")
-    model = build_model(config)
+    if not isinstance(ckpt.get("model"), dict):
+        raise ValueError(f"load_for_inference: {path} has no model weights (not from train?)")
+    model = build_model(dict(config))
     weights = dict(ckpt["model"])
     if ckpt.get("ema"):
         weights.update(ckpt["ema"]["shadow"])

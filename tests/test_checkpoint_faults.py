@@ -261,3 +261,14 @@ def test_every_bit_flip_in_the_zip_index_gives_the_same_content_or_one_line(tmp_
             else:
                 assert _same(saved, back), f"byte {i} bit {bit}"
     assert refused > 100
+
+
+def test_load_for_inference_names_a_checkpoint_without_weights_or_config(tmp_path):
+    """Today: KeyError 'model' (exit 1 at the command line)."""
+    path = tmp_path / "partial.npz"
+    save_checkpoint(path, config={"num_classes": 10}, epoch=1)
+    with pytest.raises(ValueError, match=r"partial.npz has no model weights"):
+        checkpoint.load_for_inference(path, lambda config: None)
+    save_checkpoint(path, config=[1, 2], model={})
+    with pytest.raises(ValueError, match=r"partial.npz has no run config"):
+        checkpoint.load_for_inference(path, lambda config: None)
