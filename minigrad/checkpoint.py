@@ -19,6 +19,12 @@ renamed over the target with ``os.replace`` (atomic on POSIX and Windows), so a 
 full disk mid-write leaves the previous checkpoint intact and no stray temporary file (a
 process killed mid-write leaves one; the next save to the same path removes it). A file that
 is not an ``.npz`` (a text file under that name) is a ValueError naming it.
+
+Reading trusts nothing in the file: the zip index and every entry's ``.npy`` header are
+checked before any array is read (entries stored, not compressed; dtypes without objects;
+declared sizes that add up to the file's), so a file never costs more memory than its own
+size, and any damage (flipped bits, a cut, metadata nested too deep) is one ValueError
+naming the file. See docs/files-and-safety.md.
 """
 
 from __future__ import annotations
@@ -261,7 +267,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
                     f"is an .npz file but not a minigrad checkpoint (no {META_KEY!r} entry; "
                     f"its entries start with {sorted(entries)[:5]})"
                 )
-            arrays = {k: _read_entry(z, info) for k, (info, _) in entries.items()}
+            arrays = {k: _read_entry(z, info) for k, info in entries.items()}
     except _Refused as e:
         raise ValueError(f"load_checkpoint: {path!r} {e}") from None
     except _DAMAGE as e:
@@ -285,11 +291,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         ) from e
 
 
-def _check_entries(z: zipfile.ZipFile, file_size: int) -> dict[str, tuple[Any, Any]]:
+def _check_entries(z: zipfile.ZipFile, file_size: int) -> dict[str, zipfile.ZipInfo]:
     """Every entry of the archive, checked from the zip index and its ``.npy`` header only:
-    ``{key: (ZipInfo, dtype)}``. Raises :class:`_Refused` for what save_checkpoint does
-    not write; the zip and header parsers raise the rest."""
-    entries: dict[str, tuple[Any, Any]] = {}
+    ``{key: ZipInfo}``. Raises :class:`_Refused` for what save_checkpoint does not write;
+    the zip and header parsers raise the rest."""
+    entries: dict[str, zipfile.ZipInfo] = {}
     total = 0
     for info in z.infolist():
         name = info.filename
@@ -322,11 +328,11 @@ def _check_entries(z: zipfile.ZipFile, file_size: int) -> dict[str, tuple[Any, A
                 f"is corrupt: entry {name!r} declares shape {shape} of {dtype} "
                 f"({declared} bytes) but holds {info.file_size - header}"
             )
-        entries[name[:-4]] = (info, dtype)
+        entries[name[:-4]] = info
     return entries
 
 
-def _read_entry(z: zipfile.ZipFile, info: Any) -> np.ndarray:
+def _read_entry(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
     """One checked entry's array (exactly the bytes its header declared)."""
     with z.open(info) as f:
         return np.lib.format.read_array(f, allow_pickle=False)
