@@ -156,12 +156,19 @@ def _check_member(member: tarfile.TarInfo, dest: Path, archive: Path) -> None:
         )
 
 
+#: the most an archive may unpack to, as a multiple of its own size
+MAX_UNPACK_RATIO = 4
+
+
 def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     """Extract a .tar/.tar.gz/.tgz into ``dest`` safely and atomically per top-level entry.
 
     Members are unpacked into a temporary folder inside ``dest`` and the top-level entries
     renamed into place at the end, so an interrupted extraction leaves no half folder.
-    Absolute paths, ``..``, links and device files are refused.
+    Absolute paths, ``..``, links and device files are refused, and so is an archive whose
+    members' declared sizes add up to more than ``MAX_UNPACK_RATIO`` times its own size (a
+    tar bomb; the datasets' archives of JPEGs and pickles unpack to about 1x), before the
+    member that crosses it is written.
 
     Raises:
         ValueError: when the archive is truncated or corrupt or has unsafe members; the
@@ -170,12 +177,21 @@ def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     dest = dest.resolve()
+    limit = MAX_UNPACK_RATIO * archive.stat().st_size + (1 << 20)
+    unpacked = 0
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest)).resolve()
     try:
         try:
             with tarfile.open(archive, "r:*") as tar:
                 for member in tar:
                     _check_member(member, tmp, archive)
+                    unpacked += member.size
+                    if unpacked > limit:
+                        raise ValueError(
+                            f"extract_archive: {archive} unpacks to more than {limit} bytes "
+                            f"({MAX_UNPACK_RATIO}x its size) at {member.name!r}; it is not the "
+                            "archive it should be, delete it and download it again"
+                        )
                     if member.isdir():
                         (tmp / member.name).mkdir(parents=True, exist_ok=True)
                         continue
