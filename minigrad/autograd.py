@@ -110,7 +110,9 @@ class Function:
 
     def call_backward(self, *gys: Any) -> Any:
         """Run the backward of the path the forward took (``backward`` when that path has
-        no backward of its own); what the engine calls."""
+        no backward of its own); what the engine calls. Checks first that nothing it saved
+        was written in place since (:meth:`check_saved_versions`)."""
+        self.check_saved_versions()
         if self.path == "reference":
             return self.backward(*gys)
         return getattr(self, f"backward_{self.path}", self.backward)(*gys)
@@ -162,7 +164,36 @@ class Function:
             for i, o in enumerate(outs):
                 o._ctx = self
                 o._out_idx = i
+            _share_version_counters(inputs, outs)
+            self.saved_versions = tuple(t._version for t in (*inputs, *outs))
         return outs if multi else outs[0]
+
+    def check_saved_versions(self) -> None:
+        """Refuse to run backward on arrays written in place since the forward saved them.
+
+        ``apply`` recorded each input's and output's version (:attr:`Tensor._version`). A
+        tensor whose version has changed since, and whose memory one of this op's saved
+        arrays shares, would give a gradient computed from the new values: a RuntimeError
+        naming the op instead (PyTorch's check). Inputs the op did not keep are not checked.
+        """
+        tensors = (*self.inputs, *(ref() for ref in self.outputs))
+        for t, saved_at in zip(tensors, self.saved_versions):
+            if isinstance(t, Tensor) and t._version != saved_at and self._saves(t.data):
+                raise RuntimeError(
+                    f"backward: a tensor of shape {t.shape} saved by {self.name} for backward "
+                    f"was modified in place (version {t._version}, saved at {saved_at}): an "
+                    "optimizer step, an EMA update or a load_state_dict between the forward "
+                    "and this backward; run the forward again after it"
+                )
+
+    def _saves(self, a: Any) -> bool:
+        """True when an array this op saved for backward (an attribute, or in a list or
+        tuple of them) shares memory with ``a``."""
+        for v in vars(self).values():
+            for x in v if isinstance(v, (list, tuple)) else (v,):
+                if hasattr(x, "base") and backend.may_share_memory(x, a):
+                    return True
+        return False
 
     def release(self) -> None:
         """Drop everything saved for backward (called after backward unless retain_graph).
@@ -182,6 +213,18 @@ class Function:
     def __repr__(self) -> str:
         dev = self.inputs[0].device if getattr(self, "inputs", None) else "?"
         return f"<{self.name} on {dev}>"
+
+
+def _share_version_counters(inputs: tuple[Tensor, ...], outs: tuple[Tensor, ...]) -> None:
+    """An output whose array is a view of an input's (reshape, transpose, indexing) shares
+    that input's version counter, so a write to either is seen through both."""
+    for o in outs:
+        if o.data.base is None:  # a new array: nobody else's memory
+            continue
+        for t in inputs:
+            if backend.may_share_memory(o.data, t.data):
+                o._version_counter = t._version_counter
+                break
 
 
 class ReleasedInput:

@@ -150,6 +150,16 @@ def get_array_module(*arrays: Any) -> Any:
     return np
 
 
+def may_share_memory(a: Any, b: Any) -> bool:
+    """True when arrays ``a`` and ``b`` may overlap in memory (a bounds check, never a false
+    negative); False for arrays of different backends. Autograd's in-place write check."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:  # the common case, without detours
+        return bool(np.may_share_memory(a, b))
+    if is_cupy_array(a) != is_cupy_array(b):
+        return False
+    return bool(get_array_module(a).may_share_memory(a, b))
+
+
 def normalize_device(device: Any) -> str:
     """Canonical device string: ``"cpu"`` or ``"cuda:N"``.
 

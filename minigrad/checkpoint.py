@@ -19,14 +19,24 @@ renamed over the target with ``os.replace`` (atomic on POSIX and Windows), so a 
 full disk mid-write leaves the previous checkpoint intact and no stray temporary file (a
 process killed mid-write leaves one; the next save to the same path removes it). A file that
 is not an ``.npz`` (a text file under that name) is a ValueError naming it.
+
+Reading trusts nothing in the file: the zip index and every entry's ``.npy`` header are
+checked before any array is read (entries stored, not compressed; dtypes without objects;
+declared sizes that add up to the file's), so a file never costs more memory than its own
+size, and any damage (flipped bits, a cut, metadata nested too deep) is one ValueError
+naming the file. See docs/files-and-safety.md.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
+import struct
+import tokenize
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,16 +93,22 @@ def _encode(value: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
     )
 
 
-def _decode(node: Any, arrays: Any) -> Any:
+#: how deep a checkpoint's nesting may go (save_checkpoint's callers use about 6 levels)
+MAX_DEPTH = 64
+
+
+def _decode(node: Any, arrays: Any, depth: int = 0) -> Any:
     if not isinstance(node, dict):
         return node  # None, bool, int, float, str
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
     ((kind, v),) = node.items()
     if kind == "dict":
-        return {k: _decode(x, arrays) for k, x in v}
+        return {k: _decode(x, arrays, depth + 1) for k, x in v}
     if kind == "list":
-        return [_decode(x, arrays) for x in v]
+        return [_decode(x, arrays, depth + 1) for x in v]
     if kind == "tuple":
-        return tuple(_decode(x, arrays) for x in v)
+        return tuple(_decode(x, arrays, depth + 1) for x in v)
     if kind == "array":
         return arrays[v]
     if kind == "scalar":
@@ -198,13 +214,34 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+#: what reading a damaged or hostile file can raise from zipfile, the .npy header parser
+#: and json (a flipped bit in the zip index is a NotImplementedError, a deeply nested
+#: metadata entry a RecursionError): each becomes one ValueError naming the file
+_DAMAGE = (
+    OSError, EOFError, ValueError, KeyError, TypeError, NotImplementedError, OverflowError,
+    RecursionError, SyntaxError, struct.error, zlib.error, tokenize.TokenError,
+    zipfile.BadZipFile, zipfile.LargeZipFile,
+)  # fmt: skip
+
+
+class _Refused(Exception):
+    """A checkpoint that is readable but not what ``save_checkpoint`` writes (internal)."""
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a file written by :func:`save_checkpoint`; return ``parts`` with their nesting.
 
+    An untrusted file cannot cost more memory than its own size: the zip index and every
+    entry's ``.npy`` header (dtype and shape) are checked before any array is read, an
+    entry must be stored uncompressed (as ``save_checkpoint`` writes it) with exactly the
+    bytes its header declares, and the entries together must fit in the file, so a small
+    file declaring gigabytes is refused without reading them.
+
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a readable ``.npz`` (corrupt or truncated), or is an
-            ``.npz`` that :func:`save_checkpoint` did not write.
+        ValueError: one line naming the file: it is not a readable ``.npz`` (corrupt,
+            truncated, bytes flipped), or is an ``.npz`` that :func:`save_checkpoint` did
+            not write (compressed or foreign entries, no metadata, metadata nested too deep).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -217,23 +254,27 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"load_checkpoint: {path!r} is not an .npz file ({what}, not a zip archive); "
             "give the path of a checkpoint such as last.npz or best.npz"
         )
+    if head.startswith(b"\x93NUMPY"):
+        raise ValueError(
+            f"load_checkpoint: {path!r} is corrupt or not an .npz file: it holds a single "
+            ".npy array, not an .npz archive"
+        )
     try:
-        with open(path, "rb") as f:  # our own handle: closed even when np.load fails
-            z = np.load(f, allow_pickle=False)
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single .npy array, not an .npz archive")
-            with z:
-                arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        with zipfile.ZipFile(path) as z:
+            entries = _check_entries(z, os.path.getsize(path))
+            if META_KEY not in entries:
+                raise _Refused(
+                    f"is an .npz file but not a minigrad checkpoint (no {META_KEY!r} entry; "
+                    f"its entries start with {sorted(entries)[:5]})"
+                )
+            arrays = {k: _read_entry(z, info) for k, info in entries.items()}
+    except _Refused as e:
+        raise ValueError(f"load_checkpoint: {path!r} {e}") from None
+    except _DAMAGE as e:
         raise ValueError(
             f"load_checkpoint: {path!r} is corrupt, truncated or not an .npz file "
             f"({type(e).__name__}: {e}); use an earlier checkpoint"
         ) from e
-    if META_KEY not in arrays:
-        raise ValueError(
-            f"load_checkpoint: {path!r} is an .npz file but not a minigrad checkpoint "
-            f"(no {META_KEY!r} entry; its entries start with {sorted(arrays)[:5]})"
-        )
     try:
         meta = json.loads(str(arrays.pop(META_KEY)))
         if meta.get("format") != "minigrad-checkpoint":
@@ -243,10 +284,58 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
                 f"written by a newer minigrad (format version {meta['version']}); upgrade"
             )
         return _decode(meta["tree"], arrays)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (*_DAMAGE, AttributeError) as e:  # AttributeError: a list where a dict belongs
         raise ValueError(
-            f"load_checkpoint: {path!r} has an unreadable minigrad metadata entry: {e}"
+            f"load_checkpoint: {path!r} has an unreadable minigrad metadata entry: "
+            f"{type(e).__name__}: {e}"
         ) from e
+
+
+def _check_entries(z: zipfile.ZipFile, file_size: int) -> dict[str, zipfile.ZipInfo]:
+    """Every entry of the archive, checked from the zip index and its ``.npy`` header only:
+    ``{key: ZipInfo}``. Raises :class:`_Refused` for what save_checkpoint does not write;
+    the zip and header parsers raise the rest."""
+    entries: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in z.infolist():
+        name = info.filename
+        if not name.endswith(".npy") or name[:-4] in entries:
+            raise _Refused(f"is not a minigrad checkpoint: unexpected entry {name!r}")
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+            raise _Refused(
+                f"is not a minigrad checkpoint: entry {name!r} is compressed or encrypted "
+                "(save_checkpoint stores arrays as they are)"
+            )
+        total += info.file_size
+        if info.file_size != info.compress_size or total > file_size:
+            raise _Refused(
+                f"is corrupt: its zip index declares {total} bytes of entries up to {name!r} "
+                f"in a file of {file_size} bytes"
+            )
+        with z.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):  # what numpy writes for plain dtypes
+                raise _Refused(f"is not a minigrad checkpoint: entry {name!r} is .npy {version}")
+            read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
+            shape, _, dtype = read_header(f)
+            header = f.tell()
+        kind = "U" if name == META_KEY + ".npy" else "biufc"
+        if dtype.hasobject or dtype.kind not in kind:
+            raise _Refused(f"is not a minigrad checkpoint: entry {name!r} has dtype {dtype}")
+        declared = math.prod(shape) * dtype.itemsize
+        if header + declared != info.file_size:
+            raise _Refused(
+                f"is corrupt: entry {name!r} declares shape {shape} of {dtype} "
+                f"({declared} bytes) but holds {info.file_size - header}"
+            )
+        entries[name[:-4]] = info
+    return entries
+
+
+def _read_entry(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One checked entry's array (exactly the bytes its header declared)."""
+    with z.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 def find_checkpoint(
@@ -283,10 +372,12 @@ def load_for_inference(
         ValueError: the checkpoint has no run config (it did not come from ``fit``).
     """
     ckpt = load_checkpoint(path)
-    config = dict(ckpt.get("config") or {})
-    if "num_classes" not in config:
+    config = ckpt.get("config")
+    if not isinstance(config, dict) or "num_classes" not in config:
         raise ValueError(f"load_for_inference: {path} has no run config (not from train?)")
-    model = build_model(config)
+    if not isinstance(ckpt.get("model"), dict):
+        raise ValueError(f"load_for_inference: {path} has no model weights (not from train?)")
+    model = build_model(dict(config))
     weights = dict(ckpt["model"])
     if ckpt.get("ema"):
         weights.update(ckpt["ema"]["shadow"])

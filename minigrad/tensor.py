@@ -42,11 +42,21 @@ __all__ = [
 ]
 
 
+class _VersionCounter:
+    """A tensor's count of in-place writes; tensors whose arrays are views share one."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 class Tensor:
     """An n-dimensional array with autograd (see the module docstring).
 
     Attributes:
-        data: the NumPy or CuPy ndarray.
+        data: the NumPy or CuPy ndarray. Assigning to it counts as an in-place write (see
+            ``_version``), so does an in-place update through it (``p.data -= lr * g``).
         grad: gradient ndarray (same shape, dtype, device) or None.
         requires_grad: whether backward computes a gradient for this tensor.
     """
@@ -62,7 +72,8 @@ class Tensor:
             raise TypeError(
                 f"tensor: only floating-point tensors can require grad, got dtype {data.dtype}"
             )
-        self.data = data
+        self._version_counter = _VersionCounter()
+        self._data = data
         self.grad: Any = None
         self.requires_grad = bool(requires_grad)
         self._ctx: Any = None
@@ -72,6 +83,28 @@ class Tensor:
         self.name: str | None = None
 
     # ------------------------------------------------------------ properties
+    @property
+    def data(self) -> Any:
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self._data = value
+        self._version_counter.value += 1
+
+    @property
+    def _version(self) -> int:
+        """How many in-place writes this tensor's memory has had (PyTorch's ``_version``).
+
+        Bumped by every write through minigrad's own API: assigning ``.data`` (which an
+        augmented update such as ``p.data -= lr * g`` does), :meth:`copy_` (optimizers,
+        ``EMA``, ``load_state_dict``, ``nn.init``). A tensor whose array is a view of another's
+        (``reshape``, ``transpose``, indexing) shares its counter. An op records the versions
+        of its inputs and outputs, and its backward refuses to run when one whose array it
+        saved has changed since (:meth:`minigrad.autograd.Function.check_saved_versions`).
+        """
+        return self._version_counter.value
+
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape)
@@ -143,8 +176,10 @@ class Tensor:
         return backend.as_numpy(self.data).tolist()
 
     def detach(self) -> Tensor:
-        """The same data, cut from the graph."""
-        return Tensor(self.data)
+        """The same data, cut from the graph (and sharing this tensor's version counter)."""
+        out = Tensor(self._data)
+        out._version_counter = self._version_counter
+        return out
 
     def to(self, device: Any = None, dtype: Any = None) -> Tensor:
         """Copy to ``device`` and/or cast to ``dtype`` (differentiable)."""
@@ -169,6 +204,14 @@ class Tensor:
 
     def cuda(self, index: int = 0) -> Tensor:
         return self.to(f"cuda:{index}")
+
+    def copy_(self, src: Any) -> Tensor:
+        """Write ``src`` (a Tensor, an array on this tensor's device, or a number) into this
+        tensor's array in place, cast to its dtype; bump its version. Not recorded in the
+        graph (as ``t.data.copy_(src)`` in PyTorch): for weights, buffers and state."""
+        self._data[...] = src.data if isinstance(src, Tensor) else src
+        self._version_counter.value += 1
+        return self
 
     # ------------------------------------------------------------ autograd
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:

@@ -341,3 +341,85 @@ def test_apply_refuses_mixed_float_dtypes(device):
     b = mg.ones(2, dtype="float64", device=device)
     with pytest.raises(TypeError, match="Add: mixed float dtypes float32 and float64"):
         a + b
+
+
+# ---------------------------------------------------------------- in-place writes vs saved arrays
+def _retained_conv_loss(device):
+    """A two-conv net whose second conv saves its weight; backward once, graph kept."""
+    mg.manual_seed(0)
+    net = mg.nn.Sequential(mg.nn.Conv2d(1, 2, 3), mg.nn.ReLU(), mg.nn.Conv2d(2, 2, 3)).to(device)
+    loss = net(mg.randn(2, 1, 7, 7, device=device)).sum()
+    loss.backward(retain_graph=True)
+    return net, loss
+
+
+@pytest.mark.parametrize("write", ["sgd", "adam", "ema", "load_state_dict", "init", "data_isub"])
+def test_backward_after_an_in_place_write_to_a_saved_tensor_raises_naming_the_op(device, write):
+    net, loss = _retained_conv_loss(device)
+    w = net[2].weight
+    before = w._version
+    if write == "sgd":
+        mg.optim.SGD(net.parameters(), lr=0.1).step()
+    elif write == "adam":
+        mg.optim.Adam(net.parameters()).step()
+    elif write == "ema":
+        ema = mg.optim.EMA(net, decay=0.5)
+        ema.shadow["2.weight"] = ema.shadow["2.weight"] * 0
+        ema.apply_to()
+    elif write == "load_state_dict":
+        net.load_state_dict({k: v * 2 for k, v in net.state_dict().items()})
+    elif write == "init":
+        mg.nn.init.constant_(w, 0.5)
+    else:
+        w.data -= 1
+    assert w._version > before
+    with pytest.raises(RuntimeError, match=r"saved by Conv2d for backward was modified in place"):
+        loss.backward()
+
+
+def test_the_message_names_the_shape_and_both_versions(device):
+    w = leaf([[1.0, 2.0], [3.0, 4.0]], device)
+    loss = (mg.ones(1, 2, dtype="float64", device=device) @ w).sum()
+    w.data -= 1
+    with pytest.raises(RuntimeError) as e:
+        loss.backward()
+    assert str(e.value).startswith(
+        "backward: a tensor of shape (2, 2) saved by MatMul for backward was modified in "
+        "place (version 1, saved at 0)"
+    )
+
+
+def test_a_view_shares_the_version_of_the_tensor_it_views(device):
+    w = leaf([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], device)
+    wt = w.T  # a view of w's memory, saved by matmul below
+    loss = (mg.ones(1, 3, dtype="float64", device=device) @ wt).sum()
+    w.copy_(w.data * 0)
+    assert wt._version == w._version == 1
+    with pytest.raises(RuntimeError, match="saved by MatMul"):
+        loss.backward()
+
+
+def test_an_op_that_did_not_save_the_written_tensor_still_runs_backward(device):
+    w = leaf([1.0, 2.0], device)
+    loss = (w + 1.0).sum() + F.relu(w).sum()  # add and relu keep no copy of w's values
+    loss.backward(retain_graph=True)
+    mg.optim.SGD([w], lr=0.5).step()
+    loss.backward()
+    np.testing.assert_array_equal(to_host(w.grad), [4.0, 4.0])
+
+
+def test_rebinding_data_leaves_the_saved_array_and_its_gradient_intact(device):
+    x = leaf([1.0, 2.0], device)
+    loss = (x * x).sum()
+    x.data = x.data * 10  # a new array: the one Mul saved still holds [1, 2]
+    assert x._version == 1
+    loss.backward()
+    np.testing.assert_array_equal(to_host(x.grad), [2.0, 4.0])
+
+
+def test_detach_shares_the_version_counter(device):
+    x = leaf([1.0, 2.0], device)
+    d = x.detach()
+    d.copy_(mg.zeros(2, dtype="float64", device=device))
+    assert x._version == d._version == 1
+    np.testing.assert_array_equal(to_host(x.data), [0.0, 0.0])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 import googlenet
-from minigrad.checkpoint import load_checkpoint
+from minigrad.checkpoint import load_checkpoint, save_checkpoint
 from minigrad.train import cli, memory
 
 TINY = ["--limit", "48", "--batch-size", "16", "--width", "0.0625", "--image-size", "16",
@@ -319,6 +320,43 @@ def test_a_text_file_named_npz_is_one_line(tmp_path, capsys) -> None:
     assert googlenet.main(["predict", "--resume", str(fake), str(fake)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and all("is not an .npz file" in line for line in lines)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_damaged_checkpoint_is_one_line_exit_2_and_nothing_changes(run, tmp_path, capsys):
+    """One flipped bit in last.npz's zip index (today: NotImplementedError, exit 1)."""
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    (folder / "best.npz").unlink()  # eval/predict of the folder then read last.npz
+    raw = bytearray((folder / "last.npz").read_bytes())
+    raw[raw.index(b"PK\x01\x02") + 10] ^= 1  # the first entry's compression method: 0 -> 1
+    (folder / "last.npz").write_bytes(bytes(raw))
+    before = _snapshot(folder)
+    image = png(tmp_path / "seven.png", a_seven())
+    assert googlenet.main(["eval", str(folder)]) == 2
+    assert googlenet.main(["predict", "--checkpoint", str(folder), str(image)]) == 2
+    assert googlenet.main(["train", "--resume", str(folder), "--epochs", "2"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3, lines
+    assert all(line.startswith(f"error: load_checkpoint: '{folder}/last.npz'") for line in lines)
+    assert _snapshot(folder) == before
+
+
+def test_resuming_a_checkpoint_whose_config_lacks_a_key_is_one_line(run, tmp_path, capsys):
+    """Today: KeyError: 'lr' and exit 1."""
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    ckpt = load_checkpoint(folder / "last.npz")
+    del ckpt["config"]["lr"]
+    save_checkpoint(folder / "last.npz", **ckpt)
+    before = _snapshot(folder)
+    assert googlenet.main(["train", "--resume", str(folder), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --resume {folder}/last.npz: the checkpoint lacks config['lr']")
+    assert len(err.strip().splitlines()) == 1 and _snapshot(folder) == before
 
 
 # ---------------------------------------------------------------------------- 12. memory

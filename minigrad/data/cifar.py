@@ -112,6 +112,9 @@ class _CIFAR(ArrayDataset):
     meta_member: str
     member_md5: dict[str, str]
     num_classes: int
+    #: the largest batch file accepted, about twice the official ones: a file or tar
+    #: member declaring more is refused before it is read into memory
+    max_member_bytes: int
 
     @property
     def archive_name(self) -> str:
@@ -167,13 +170,21 @@ class _CIFAR(ArrayDataset):
     ) -> dict[str, tuple[bytes | None, str]]:
         """member -> (its bytes or None when absent, a name for messages)."""
         if folder is not None:
-            return {
-                m: ((folder / m).read_bytes() if (folder / m).is_file() else None, str(folder / m))
-                for m in members
-            }
+            return {m: (self._read_file(folder / m), str(folder / m)) for m in members}
         names = {m: f"{self.folder}/{m}" for m in members}
-        found = read_members(archive, list(names.values()))  # one pass over the tarball
+        found = read_members(archive, list(names.values()), self.max_member_bytes)  # one pass
         return {m: (found.get(n), f"{archive}:{n}") for m, n in names.items()}
+
+    def _read_file(self, path: Path) -> bytes | None:
+        if not path.is_file():
+            return None
+        size = path.stat().st_size
+        if size > self.max_member_bytes:
+            raise ValueError(
+                f"{path}: {size} bytes, more than the {self.max_member_bytes} a "
+                f"{type(self).__name__} batch file has; it is not this dataset's file"
+            )
+        return path.read_bytes()
 
     def _unpickle(self, raw: bytes, name: str, member: str) -> dict[str, Any]:
         if member in self.member_md5:
@@ -196,7 +207,16 @@ class _CIFAR(ArrayDataset):
             raise ValueError(f"{name}: 'data' must be a uint8 (N, 3072) array")
         if data.shape[1] != 3072:
             raise ValueError(f"{name}: 'data' has {data.shape[1]} columns, expected 3072")
-        labels = np.asarray(self._labels(batch, name))
+        labels = self._labels(batch, name)
+        if isinstance(labels, list) and len(labels) == len(data):
+            try:  # one int per image, never np.asarray: a list of lists sharing one list
+                labels = np.fromiter(labels, dtype=np.int64, count=len(data))  # could be huge
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(f"{name}: the labels are not a list of integers") from None
+        elif isinstance(labels, list):
+            labels = np.zeros(len(labels), np.int64)  # the wrong length: reported below
+        elif not isinstance(labels, np.ndarray):
+            raise ValueError(f"{name}: the labels are a {type(labels).__name__}, not a list")
         if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
                 f"{name}: {len(data)} images but labels of shape {labels.shape} "
@@ -255,6 +275,7 @@ class CIFAR10(_CIFAR):
         "test_batch": "40351d587109b95175f43aff81a1287e",
     }
     num_classes = 10
+    max_member_bytes = 64 << 20  # the batches are 31 MB
 
     def __init__(
         self, root: str | Path | None = None, train: bool = True, download: bool = False
@@ -294,6 +315,7 @@ class CIFAR100(_CIFAR):
         "train": "16019d7e3df5f24257cddd939b257f8d",
         "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
     }
+    max_member_bytes = 320 << 20  # train is 155 MB
 
     def __init__(
         self,

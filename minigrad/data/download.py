@@ -188,12 +188,19 @@ def _check_member(member: tarfile.TarInfo, dest: Path, archive: Path) -> None:
         )
 
 
+#: the most an archive may unpack to, as a multiple of its own size
+MAX_UNPACK_RATIO = 4
+
+
 def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     """Extract a .tar/.tar.gz/.tgz into ``dest`` safely and atomically per top-level entry.
 
     Members are unpacked into a temporary folder inside ``dest`` and the top-level entries
     renamed into place at the end, so an interrupted extraction leaves no half folder.
-    Absolute paths, ``..``, links and device files are refused.
+    Absolute paths, ``..``, links and device files are refused, and so is an archive whose
+    members' declared sizes add up to more than ``MAX_UNPACK_RATIO`` times its own size (a
+    tar bomb; the datasets' archives of JPEGs and pickles unpack to about 1x), before the
+    member that crosses it is written.
 
     Raises:
         ValueError: when the archive is truncated or corrupt or has unsafe members; the
@@ -202,12 +209,21 @@ def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     dest = dest.resolve()
+    limit = MAX_UNPACK_RATIO * archive.stat().st_size + (1 << 20)
+    unpacked = 0
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest)).resolve()
     try:
         try:
             with tarfile.open(archive, "r:*") as tar:
                 for member in tar:
                     _check_member(member, tmp, archive)
+                    unpacked += member.size
+                    if unpacked > limit:
+                        raise ValueError(
+                            f"extract_archive: {archive} unpacks to more than {limit} bytes "
+                            f"({MAX_UNPACK_RATIO}x its size) at {member.name!r}; it is not the "
+                            "archive it should be, delete it and download it again"
+                        )
                     if member.isdir():
                         (tmp / member.name).mkdir(parents=True, exist_ok=True)
                         continue
@@ -232,20 +248,36 @@ def extract_archive(archive: str | Path, dest: str | Path) -> Path:
     return dest
 
 
-def read_members(archive: str | Path, members: Sequence[str]) -> dict[str, bytes]:
+def read_members(
+    archive: str | Path, members: Sequence[str], max_bytes: int | None = None
+) -> dict[str, bytes]:
     """The bytes of the named members of a tar archive, in one pass, without extracting.
+
+    Args:
+        archive: the ``.tar``/``.tar.gz``.
+        members: the names to read.
+        max_bytes: the largest member accepted: one whose tar header declares more is
+            refused before it is decompressed, so a small archive cannot make this read
+            gigabytes into memory.
 
     Returns:
         member name -> bytes, for those of ``members`` the archive has.
 
     Raises:
-        ValueError: naming the archive when it is truncated or corrupt.
+        ValueError: naming the archive when it is truncated or corrupt, or a member is
+            larger than ``max_bytes``.
     """
     wanted, found = set(members), {}
     try:
         with tarfile.open(archive, "r:*") as tar:
             for info in tar:
                 if info.name in wanted and info.isfile():
+                    if max_bytes is not None and info.size > max_bytes:
+                        raise ValueError(
+                            f"{archive}: member {info.name} declares {info.size} bytes, more "
+                            f"than the {max_bytes} expected; it is not the file it should be, "
+                            "delete it and download it again"
+                        )
                     f = tar.extractfile(info)
                     assert f is not None  # a regular file always has data
                     found[info.name] = f.read()

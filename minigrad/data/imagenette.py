@@ -18,6 +18,7 @@ from minigrad import backend
 from minigrad.data.checksums import register_known
 from minigrad.data.dataset import Dataset, check_index
 from minigrad.data.download import default_root, describe_missing, download_url, extract_archive
+from minigrad.data.images import open_image
 from minigrad.data.transforms import ToFloat, Transform
 
 __all__ = ["IMAGENETTE_CLASSES", "IMAGENETTE_WNIDS", "Imagenette"]
@@ -123,16 +124,19 @@ class Imagenette(Dataset):
         return len(self.samples)
 
     def load_image(self, index: int) -> Any:
-        """The RGB Pillow image at ``index`` (grayscale and CMYK converted)."""
-        from PIL import Image  # noqa: PLC0415 - Pillow is optional (the 'train' extra)
+        """The RGB Pillow image at ``index`` (grayscale and CMYK converted).
 
+        Raises:
+            ValueError: one line naming the file when it is not an image, is truncated, or
+                is a decompression bomb (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels:
+                refused before its pixels are decoded, Pillow's warning included).
+        """
         path = self.samples[check_index(index, len(self), "Imagenette")][0]
         try:
-            with Image.open(path) as img:
-                img.load()
-                return img.convert("RGB")
-        except OSError as e:
-            raise ValueError(f"Imagenette: cannot decode {path}: {e}") from e
+            image = open_image(path)
+        except ValueError as e:  # its message starts with the path
+            raise ValueError(f"Imagenette: cannot decode {e}") from None
+        return image.convert("RGB")
 
     def get(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         img = self.load_image(index)

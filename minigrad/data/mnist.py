@@ -7,8 +7,10 @@ uint8 values. Images have magic 2051 (0x00000803: uint8, 3 dims), labels 2049 (0
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -30,52 +32,69 @@ FASHION_MNIST_CLASSES = (
 )  # fmt: skip
 
 
-def read_idx(path: str | Path, magic: int) -> np.ndarray:
+def read_idx(path: str | Path, magic: int, max_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Read an IDX file of uint8 values (``.gz`` is decompressed) and check its header.
+
+    The header is read and checked first; then exactly the number of bytes it declares is
+    read (decompressed), plus one to tell a longer file, so a file cannot make the reader
+    hold more than ``max_shape`` asks for, however well it compresses.
 
     Args:
         path: the file.
         magic: the expected magic number (2051 for images, 2049 for labels).
+        max_shape: the largest shape the caller accepts, one bound per dimension; a header
+            declaring more is refused before any data is read.
 
     Returns:
         The array, shaped as the header says.
 
     Raises:
         ValueError: naming the file when it is truncated, not gzip, or has a wrong magic
-            number or a size that disagrees with its header.
+            number, a shape larger than ``max_shape``, or a size that disagrees with its
+            header.
     """
     path = Path(path)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            return _read_idx_stream(f, path, magic, max_shape)
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise ValueError(
             f"{path} is truncated or corrupt ({type(e).__name__}: {e}); "
             "delete it and download it again"
         ) from e
+
+
+def _read_idx_stream(
+    f: BinaryIO, path: Path, magic: int, max_shape: tuple[int, ...] | None
+) -> np.ndarray:
+    raw = f.read(4)
     if len(raw) < 4:
         raise ValueError(f"{path}: {len(raw)} bytes, too short for an IDX header")
-    got = int.from_bytes(raw[:4], "big")
+    got = int.from_bytes(raw, "big")
     if got != magic:
         raise ValueError(
             f"{path}: bad IDX magic number {got} (0x{got:08x}), expected {magic} "
             f"(0x{magic:08x}); is this the right file?"
         )
     ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes)")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
-    size = int(np.prod(dims))
-    if len(raw) - header != size:
+    raw = f.read(4 * ndim)
+    if len(raw) < 4 * ndim:
+        raise ValueError(f"{path}: truncated IDX header ({4 + len(raw)} bytes)")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4"))
+    if min(dims) < 0 or (max_shape is not None and any(d > m for d, m in zip(dims, max_shape))):
+        raise ValueError(
+            f"{path}: header declares shape {dims}, expected at most {max_shape}; "
+            "it is corrupt or not this dataset's file, delete it and download it again"
+        )
+    size = math.prod(dims)
+    data = f.read(size + 1)  # never more than the header declares, plus one to tell
+    if len(data) != size:
+        got_size = f"{len(data)}" if len(data) <= size else "more"
         raise ValueError(
             f"{path}: header says shape {dims} ({size} bytes of data) but the file has "
-            f"{len(raw) - header}; it is truncated or corrupt, delete it and download it again"
+            f"{got_size}; it is truncated or corrupt, delete it and download it again"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 class MNIST(ArrayDataset):
@@ -111,6 +130,8 @@ class MNIST(ArrayDataset):
         "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
     }
     class_names: tuple[str, ...] = tuple(str(d) for d in range(10))
+    #: images per split in the official files: the most a file's header may declare
+    split_sizes = {"train": 60_000, "t10k": 10_000}
 
     def __init__(
         self, root: str | Path | None = None, train: bool = True, download: bool = False
@@ -144,8 +165,9 @@ class MNIST(ArrayDataset):
                     f"{self.base_url}, or put the .gz files in {root / self.folder}.",
                 )
             )
-        images = read_idx(paths[0], IMAGES_MAGIC)  # (N, 28, 28)
-        labels = read_idx(paths[1], LABELS_MAGIC)  # (N,)
+        n = self.split_sizes[prefix]  # the official count bounds what a file may declare
+        images = read_idx(paths[0], IMAGES_MAGIC, (n, 28, 28))  # (N, 28, 28)
+        labels = read_idx(paths[1], LABELS_MAGIC, (n,))  # (N,)
         if images.shape[1:] != (28, 28):
             raise ValueError(f"{paths[0]}: images are {images.shape[1:]}, expected (28, 28)")
         if len(images) != len(labels):

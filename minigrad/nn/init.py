@@ -34,7 +34,7 @@ def _fill(fn: str, tensor: Tensor, values: Any) -> Tensor:
         raise TypeError(f"{fn}: expected a Tensor, got {type(tensor).__name__}")
     xp = backend.get_array_module(tensor.data)
     with backend.device_context(tensor.device):
-        tensor.data[...] = xp.asarray(values).astype(tensor.dtype, copy=False)
+        tensor.copy_(xp.asarray(values).astype(tensor.dtype, copy=False))
     return tensor
 
 
@@ -89,7 +89,7 @@ def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill with ``val``."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"constant_: expected a Tensor, got {type(tensor).__name__}")
-    tensor.data[...] = val
+    tensor.copy_(val)
     return tensor
 
 

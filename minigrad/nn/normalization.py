@@ -71,7 +71,7 @@ class BatchNorm2d(Module):
         if self.track_running_stats:
             init.zeros_(self.running_mean)
             init.ones_(self.running_var)
-            self.num_batches_tracked.data[...] = 0
+            self.num_batches_tracked.copy_(0)
 
     def reset_parameters(self) -> None:
         """The default init: running statistics reset, weight 1, bias 0 (as PyTorch)."""

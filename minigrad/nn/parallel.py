@@ -63,7 +63,7 @@ def broadcast_tensors(tensors: list[Tensor], root: int = 0) -> None:
         xp = backend.get_array_module(group[0].data)
         flat = dist.broadcast(xp.concatenate([t.data.ravel() for t in group]), root)
         for t, part in zip(group, _unflatten(flat, [t.data.shape for t in group])):
-            t.data[...] = part
+            t.copy_(part)
 
 
 class _Bucket:

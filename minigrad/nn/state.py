@@ -110,5 +110,5 @@ def load_state_dict(module: Module, state_dict: dict[str, Any], strict: bool = T
             if backend.device_of(v) != t.device:
                 v = backend.to_device(v, t.device)
             with backend.device_context(t.device):
-                t.data[...] = xp.asarray(v, dtype=t.dtype)
+                t.copy_(xp.asarray(v, dtype=t.dtype))
     return LoadResult(missing, unexpected, [m.split(":")[0] for m in mismatched])

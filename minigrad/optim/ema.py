@@ -82,7 +82,7 @@ class EMA:
                 t = table.get(n)
                 if t is not None:
                     with backend.device_context(t.device):  # cast while copying: no temporary
-                        t.data[...] = backend.to_device(a, t.device)
+                        t.copy_(backend.to_device(a, t.device))
 
     def apply_to(self, model: Module | None = None) -> None:
         """Overwrite ``model``'s parameters (default: the averaged model) with the averages."""

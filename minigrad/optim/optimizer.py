@@ -112,10 +112,13 @@ class Optimizer:
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """``{"state": {index: {name: host array | number}}, "param_groups": [...]}``.
+        """``{"state": {index: {name: host array | number}}, "param_groups": [...],
+        "optimizer": "SGD"}``.
 
         Parameters are referred to by their index across the groups, as in PyTorch, so the
-        dict is valid for any optimizer built over the same parameters in the same order.
+        dict is valid for any optimizer of the same class built over the same parameters in
+        the same order. ``"optimizer"`` (the class name) is minigrad's addition: another
+        class's :meth:`load_state_dict` refuses the dict.
         """
         index = {}
         groups = []
@@ -132,14 +135,15 @@ class Optimizer:
                     k: backend.as_numpy(v).copy() if hasattr(v, "shape") else v
                     for k, v in s.items()
                 }
-        return {"state": state, "param_groups": groups}
+        return {"state": state, "param_groups": groups, "optimizer": type(self).__name__}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (arrays go to each parameter's device).
 
         Raises:
-            ValueError: when the number of groups, the group sizes, or a state array's shape
-                do not match this optimizer's parameters.
+            ValueError: when the dict is another optimizer class's (Adam's given to SGD), or
+                the number of groups, the group sizes, or a state array's shape do not
+                match this optimizer's parameters.
         """
         name = type(self).__name__
         try:
@@ -148,6 +152,7 @@ class Optimizer:
             raise ValueError(
                 f"{name}.load_state_dict: expected a dict with 'state' and 'param_groups'"
             ) from None
+        self._check_same_class(state_dict, groups)
         if len(groups) != len(self.param_groups):
             raise ValueError(
                 f"{name}.load_state_dict: {len(groups)} param group(s) in the state dict, "
@@ -186,6 +191,27 @@ class Optimizer:
         for saved, own in zip(groups, self.param_groups):
             own.update({k: v for k, v in saved.items() if k != "params"})
         self.state = new_state
+
+    def _check_same_class(self, state_dict: dict[str, Any], groups: list[Any]) -> None:
+        """Refuse another optimizer class's state: its hyper-parameters (Adam's lr 0.001)
+        would silently replace this one's. A dict from before the ``"optimizer"`` entry
+        is told apart by hyper-parameters this class does not have."""
+        name = type(self).__name__
+        other = state_dict.get("optimizer")
+        if other is None:
+            foreign = {k for g in groups if isinstance(g, dict) for k in g}
+            foreign -= {*self.defaults, "params", "initial_lr"}
+            if not foreign:
+                return
+            whose = f"another optimizer's (it has hyper-parameter(s) {sorted(foreign)})"
+        elif other != name:
+            whose = f"{other}'s"
+        else:
+            return
+        raise ValueError(
+            f"{name}.load_state_dict: the state dict is {whose}, not {name}'s; load it into "
+            f"the optimizer that saved it (or build a fresh {name})"
+        )
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]

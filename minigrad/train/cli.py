@@ -281,6 +281,23 @@ def resolve_config(
     return cfg
 
 
+def _check_resumable(ckpt: dict[str, Any], path: Any, spec: ModelSpec) -> None:
+    """A checkpoint to resume holds the parts and run-config keys the trainer reads, so a
+    damaged or foreign one is one line naming the file, not a KeyError from deep inside."""
+    config = ckpt.get("config")
+    missing = [k for k in ("config", "epoch", "model") if ckpt.get(k) is None]
+    if not missing and not isinstance(config, dict):
+        missing = ["config (a dict)"]
+    if not missing:
+        keys = {*DEFAULTS, *spec.defaults, "num_classes", "in_channels"}
+        missing = [f"config[{k!r}]" for k in sorted(keys - set(config))]
+    if missing:
+        raise ValueError(
+            f"--resume {path}: the checkpoint lacks {', '.join(missing)}; it is damaged or was "
+            "not written by this program's train command, resume from another checkpoint"
+        )
+
+
 def _info(cfg: dict[str, Any]) -> Any:
     from minigrad.data import dataset_info  # noqa: PLC0415
 
@@ -365,6 +382,7 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     if args.resume:
         path = find_checkpoint(args.resume, ("last.npz",))
         ckpt = load_checkpoint(path)
+        _check_resumable(ckpt, path, spec)
         args.out = args.out or str(path.parent)
     cfg = resolve_config(args, spec, ckpt["config"] if ckpt else None)
     device = _device(parallel.rank_device(cfg["device"], world), cfg["precision"], cfg["threads"])

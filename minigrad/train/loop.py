@@ -97,7 +97,7 @@ class RunState:
             return
         rng, buffers = self.pending
         for n, b in model.named_buffers():
-            b.data[...] = buffers[n]
+            b.copy_(buffers[n])
         backend.set_rng_state(rng)
         self.pending = None
 

@@ -184,7 +184,7 @@ def estimate_memory(
         for p, g in zip(params, grads):
             p.grad = g
         for b, saved in buffers:
-            b.data[...] = saved
+            b.copy_(saved)
         backend.set_rng_state(rng)
     (n1, n2), (p1, p2) = _PROBES, peaks
     per_image = max(0, (p2 - p1) // (n2 - n1))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minigrad.data import CIFAR10, CIFAR100, ChecksumWarning
 from minigrad.data.cifar import load_pickle
@@ -191,3 +194,82 @@ def test_tarball_without_a_member_names_it(tmp_path, archives):
         FileNotFoundError, match=r"tar.gz:cifar-10-batches-py/data_batch_2 is missing"
     ):
         CIFAR10(tmp_path, train=True)
+
+
+# ---------------------------------------------------- hostile files (issue 16, §4)
+class _Zeros(io.RawIOBase):
+    """``size`` zero bytes, read in chunks (the archive is written without holding them)."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = min(len(b), self.left)
+        b[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def _peak_bytes_of(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_a_tar_member_larger_than_a_batch_is_refused_before_it_is_read(tmp_path):
+    """65 MiB of zeros gzipped to ~64 KiB as test_batch: today it was read into memory
+    whole before anything looked at it."""
+    path = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
+        info.size = 65 << 20
+        tar.addfile(info, _Zeros(info.size))
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(ValueError, match=r"test_batch declares 68157440 bytes, more than the "):
+        CIFAR10(tmp_path, train=False)
+    peak = _peak_bytes_of(lambda: pytest.raises(ValueError, CIFAR10, tmp_path, train=False))
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_labels_that_are_a_list_of_lists_are_refused_without_building_them(tmp_path, archives):
+    """A pickle's memo lets 2 x 1000 references to one 1000-long list cost a few KB; today
+    np.asarray built the (2, 1000, 1000) array (16 MB here, as much as asked for in general)."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    shared = [[0] * 1000] * 1000
+    batch = {"data": np.zeros((2, 3072), np.uint8), "labels": [shared, shared]}
+    (folder / "test_batch").write_bytes(archives.py2_pickle(batch))
+    assert (folder / "test_batch").stat().st_size < 64 << 10
+    with pytest.raises(ValueError, match=r"test_batch: the labels are not a list of integers"):
+        CIFAR10(tmp_path, train=False)
+    peak = _peak_bytes_of(lambda: pytest.raises(ValueError, CIFAR10, tmp_path, train=False))
+    assert peak < 4 << 20, f"{peak / 2**20:.0f} MiB"
+
+
+@settings(max_examples=40)
+@given(st.data())
+def test_flipped_or_cut_batch_bytes_give_a_dataset_or_one_line(tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("cifar") / "cifar-10-batches-py"
+    folder.mkdir()
+    batch = {"data": np.arange(2 * 3072).astype(np.uint8).reshape(2, 3072), "labels": [3, 7]}
+    raw = bytearray(pickle.dumps(batch, protocol=2))
+    if data.draw(st.booleans(), label="cut"):
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1), label="keep")]
+    else:
+        for _ in range(data.draw(st.integers(1, 3), label="flips")):
+            i = data.draw(st.integers(0, len(raw) - 1), label="at")
+            raw[i] ^= 1 << data.draw(st.integers(0, 7), label="bit")
+    (folder / "test_batch").write_bytes(bytes(raw))
+    try:
+        ds = CIFAR10(folder.parent, train=False)
+    except ValueError as e:
+        assert "test_batch" in str(e) and "\n" not in str(e)
+    else:
+        assert len(ds) == 2

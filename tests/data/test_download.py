@@ -98,6 +98,34 @@ def test_extract_truncated_archive(tmp_path):
         extract_archive(arc, tmp_path / "out")
 
 
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = min(len(b), self.left)
+        b[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def test_a_tar_bomb_is_refused_before_the_member_that_would_fill_the_disk(tmp_path):
+    """A 64 KiB archive holding 64 MiB of zeros (today: written out in full)."""
+    arc = tmp_path / "bomb.tgz"
+    with tarfile.open(arc, "w:gz") as tar:
+        tar.addfile(tarfile.TarInfo("top/small.txt"), io.BytesIO(b""))
+        info = tarfile.TarInfo("top/zeros.bin")
+        info.size = 64 << 20
+        tar.addfile(info, _Zeros(info.size))
+    assert arc.stat().st_size < 1 << 20
+    with pytest.raises(ValueError, match=r"bomb.tgz unpacks to more than \d+ bytes \(4x its size"):
+        extract_archive(arc, tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_default_root_follows_env(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIGRAD_DATA", str(tmp_path / "d"))
     assert download.default_root() == tmp_path / "d"

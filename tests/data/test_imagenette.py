@@ -99,3 +99,21 @@ def test_download_with_unknown_md5_warns_and_extracts(tmp_path, archives, monkey
     with pytest.warns(ChecksumWarning, match=r"md5 \w+ does not match the published e793b78c"):
         ds = Imagenette(root, "train", download=True)
     assert len(ds) == 10 and (root / path.name).is_file()
+
+
+@pytest.mark.parametrize("limit", [1000, 3000])  # 4096 pixels: over 2x (an error), 1x (a warning)
+def test_a_png_decompression_bomb_in_the_folder_is_one_line(tmp_path, archives, monkeypatch, limit):
+    """Today: Pillow's DecompressionBombError escapes (it is no OSError), and its warning
+    (over 1x the limit) decodes the bomb anyway."""
+    from PIL import Image
+
+    archives.write_imagenette(tmp_path)
+    ds = Imagenette(tmp_path, "val")
+    path = ds.samples[4][0]
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(path, format="PNG")  # named .JPEG
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(
+        ValueError, match=rf"Imagenette: cannot decode .*{path.name}: refused as a "
+    ):
+        ds[4]
+    ds[3]  # the others still load

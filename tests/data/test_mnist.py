@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minigrad.data import MNIST, FashionMNIST
 from minigrad.data.download import md5sum
@@ -113,3 +116,55 @@ def test_download_fetches_missing_files_with_md5(tmp_path, archives, monkeypatch
     with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz: md5 \w+ does not match"):
         MNIST(root, train=True, download=True)
     assert len(list((root / "mnist").iterdir())) == 2  # no half-downloaded file left behind
+
+
+# ---------------------------------------------------- hostile files (issue 16, §4-5)
+def test_a_header_declaring_more_than_the_split_is_refused_before_reading(tmp_path, archives):
+    archives.write_mnist(tmp_path / "mnist")
+    header = archives.idx_bytes(np.zeros((0, 28, 28), np.uint8), 2051)
+    header = header[:4] + (2**31 - 1).to_bytes(4, "big") + header[8:]  # 2**31-1 images
+    (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header))
+    with pytest.raises(ValueError, match=r"declares shape \(2147483647, 28, 28\), expected at "):
+        MNIST(tmp_path)
+
+
+def test_a_bomb_after_a_valid_header_costs_no_more_than_the_header_declares(tmp_path, archives):
+    """6 images, then 64 MiB of zeros gzipped to ~64 KiB: today the whole file was inflated
+    before its size was compared with the header (1.8 MB cost 3.2 GB)."""
+    archives.write_mnist(tmp_path / "mnist")
+    path = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(archives.idx_bytes(np.zeros((6, 28, 28), np.uint8), 2051))
+        for _ in range(64):
+            f.write(bytes(1 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"\(4704 bytes of data\) but the file has more"):
+            read_idx(path, 2051, (60_000, 28, 28))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak / 2**20:.0f} MiB"
+
+
+@settings(max_examples=40)
+@given(st.data())
+def test_flipped_or_cut_bytes_give_the_same_array_or_one_line(tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("idx")
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    header = (2051).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in images.shape)
+    raw = bytearray(gzip.compress(header + images.tobytes(), mtime=0))
+    if data.draw(st.booleans(), label="cut"):
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1), label="keep")]
+    else:
+        for _ in range(data.draw(st.integers(1, 3), label="flips")):
+            i = data.draw(st.integers(0, len(raw) - 1), label="at")
+            raw[i] ^= 1 << data.draw(st.integers(0, 7), label="bit")
+    path = folder / "x-images-idx3-ubyte.gz"
+    path.write_bytes(bytes(raw))
+    try:
+        back = read_idx(path, 2051, (10, 28, 28))
+    except ValueError as e:
+        assert str(e).startswith(str(path)) and "\n" not in str(e)
+    else:
+        np.testing.assert_array_equal(back, images)

@@ -190,3 +190,23 @@ def test_load_state_dict_errors():
         optim.SGD([b, a], lr=0.1).load_state_dict(sd)
     with pytest.raises(ValueError, match="expected a dict with 'state' and 'param_groups'"):
         opt.load_state_dict({"state": {}})
+
+
+def test_another_optimizers_state_dict_is_refused_naming_both():
+    p = nn.Parameter(mg.ones(3))
+    adam = optim.Adam([p])
+    p.grad = np.ones(3, np.float32)
+    adam.step()
+    sgd = optim.SGD([p], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"SGD.load_state_dict: the state dict is Adam's, not SG"):
+        sgd.load_state_dict(adam.state_dict())
+    assert sgd.param_groups[0]["lr"] == 0.1  # nothing changed
+    with pytest.raises(ValueError, match="the state dict is SGD's, not Adam's"):
+        adam.load_state_dict(sgd.state_dict())
+    with pytest.raises(ValueError, match="the state dict is Adam's, not AdamW's"):
+        optim.AdamW([p]).load_state_dict(adam.state_dict())
+    # a dict saved before the "optimizer" entry existed: told apart by its hyper-parameters
+    old = {k: v for k, v in adam.state_dict().items() if k != "optimizer"}
+    with pytest.raises(ValueError, match=r"another optimizer's \(it has hyper-parameter\(s\) "):
+        sgd.load_state_dict(old)
+    optim.Adam([p]).load_state_dict(old)  # its own class still loads it
