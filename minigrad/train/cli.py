@@ -36,6 +36,7 @@ from minigrad.train.run_config import (
     printable,
 )
 from minigrad.train.run_folder import (
+    CHECKPOINTS,
     claim_run_folder,
     new_run_id,
     read_config,
@@ -389,9 +390,9 @@ def _start(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict | None
     if not args.resume:
         return None, None, None
     folder = Path(args.resume)
-    if folder.is_dir() and not (folder / "last.npz").is_file():
+    if folder.is_dir() and not any((folder / n).exists() for n in CHECKPOINTS):
         saved = read_config(folder)
-        if saved is not None and not (folder / "best.npz").exists():
+        if saved is not None:
             print(f"{folder} holds no checkpoint yet (its run stopped before saving one); "
                   "starting it from its config.json", flush=True)  # fmt: skip
             args.out = args.out or str(folder)

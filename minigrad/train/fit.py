@@ -446,7 +446,6 @@ def _fit(
             score = result["top1"] if result is not None else stats["acc"]
             state.history.append(row)
             state.epoch, state.batch = epoch + 1, 0
-            folder.append(row)
             if score > state.best:  # best.npz first: the best last.npz records names a file
                 before, state.best = state.best, score
                 try:
@@ -455,6 +454,7 @@ def _fit(
                     state.best = before
                     raise
             folder.save("last.npz", checkpoint())
+            folder.append(row)  # after the checkpoints: a resume rewrites the log from them
             folder.plot(state.history)
     except NonFiniteLossError as e:
         on_non_finite(e, folder, stream)

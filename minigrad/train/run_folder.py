@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "CHECKPOINTS",
     "LOCK_FILE",
     "RUN_FILES",
     "RunFolder",
@@ -55,8 +56,9 @@ def run_folder_path(out: str | None, dataset: str) -> Path:
 
 #: the files that make a folder hold a run (curves.png is redrawn from metrics)
 RUN_FILES = ("config.json", "last.npz", "best.npz", "metrics.csv", "metrics.json")
-#: what a run killed before its first checkpoint leaves: it is restarted from its config
-NOT_STARTED = ("config.json",)
+#: a folder holds a run once it holds one of these; before (a run killed before its first
+#: checkpoint: config.json, maybe metrics) it is started again from its config.json
+CHECKPOINTS = ("last.npz", "best.npz")
 LOCK_FILE = ".lock"
 
 
@@ -205,10 +207,11 @@ def claim_run_folder(
     """Lock ``out`` for this run and make sure it can hold it, before anything is computed.
 
     A fresh run refuses a folder that already holds a run (unless ``overwrite``, which
-    removes that run's files); a folder with only the ``config.json`` of a run that never
-    saved a checkpoint holds no run. A resume (``fresh=False``, ``resumed_from`` its
-    checkpoint) refuses a folder that holds another run: one whose ``config.json`` has
-    another ``run_id``, or, without ids, a folder that is not the checkpoint's own.
+    removes that run's files); the files of a run that never saved a checkpoint (its
+    ``config.json``, maybe metrics) are no run, and are replaced. A resume
+    (``fresh=False``, ``resumed_from`` its checkpoint) refuses a folder that holds another
+    run: one whose ``config.json`` has another ``run_id``, or, without ids, a folder that is
+    not the checkpoint's own.
 
     Returns:
         The :class:`RunLock`; release it when the run ends (or is refused).
@@ -220,7 +223,7 @@ def claim_run_folder(
     lock = RunLock.acquire(out)
     try:
         taken = [n for n in RUN_FILES if (out / n).exists()]
-        started = [n for n in taken if n not in NOT_STARTED]
+        started = [n for n in taken if n in CHECKPOINTS]
         if fresh and started and not overwrite:
             raise ValueError(
                 f"--out {out} already holds a run ({', '.join(taken)}); continue it with "
@@ -236,7 +239,7 @@ def claim_run_folder(
         probe = out / f".write-test.{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
-        if fresh and overwrite:
+        if fresh and (overwrite or not started):  # a run without checkpoints is replaced
             for name in (*taken, "curves.png"):
                 with contextlib.suppress(FileNotFoundError):
                     (out / name).unlink()
