@@ -27,7 +27,7 @@ from minigrad.train import run_folder
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--limit", "48", "--batch-size", "16", "--width", "0.0625", "--image-size", "16",
         "--no-plots"]  # fmt: skip
-pytestmark = pytest.mark.skipif(run_folder.fcntl is None, reason="no fcntl (not POSIX)")
+pytest.importorskip("fcntl", reason="run folders are locked with fcntl (POSIX)")
 
 # a training that stops in its first step until the file argv[1] exists
 WAITING = """
