@@ -165,7 +165,8 @@ def test_another_programs_checkpoint_is_refused_in_one_line(tmp_path, capsys) ->
     config = json.loads((out / "config.json").read_text())
     assert config["program"] == "small_cnn_digits.py" and config["model"] == "SmallCNN"
     capsys.readouterr()
-    for argv in (["eval", str(out)], ["train", "--resume", str(out), "--epochs", "2"]):
+    study = ["study", "--checkpoint", str(out), "--no-plots", "--out", str(tmp_path / "s")]
+    for argv in (["eval", str(out)], ["train", "--resume", str(out), "--epochs", "2"], study):
         assert googlenet.main(argv) == 2
         line = one_error_line(capsys)
         assert "is a run of small_cnn_digits.py (model SmallCNN), not of googlenet.py" in line

@@ -74,9 +74,11 @@ def check_model_config(
     where: str | os.PathLike,
     device: str = "cpu",
     available: int | None = None,
+    need_dataset: bool = True,
 ) -> None:
     """Check, before the model is built, that a config read from ``where`` describes a model
-    of its own dataset's classes and channels that fits in memory.
+    of its own dataset's classes and channels that fits in memory (``need_dataset``: the
+    config must name its dataset; without one only the sizes are checked).
 
     Raises:
         ValueError: one line naming the file, the key and the values.
@@ -85,15 +87,18 @@ def check_model_config(
     from minigrad.train import memory  # noqa: PLC0415
 
     check_program(config, spec, where)
-    if "dataset" not in config:
+    if "dataset" not in config and need_dataset:
         raise ValueError(f"{where} does not name its dataset (its config has no 'dataset')")
-    try:
-        info = dataset_info(str(config["dataset"]))
-    except ValueError as e:
-        raise ValueError(f"{where}: {printable(e)}") from None
-    for key, expected in (("num_classes", info.num_classes), ("in_channels", info.in_channels)):
+    info = None
+    if "dataset" in config:
+        try:
+            info = dataset_info(str(config["dataset"]))
+        except ValueError as e:
+            raise ValueError(f"{where}: {printable(e)}") from None
+    for key in ("num_classes", "in_channels"):
         value = _positive_int(config, key, where)
-        if value is not None and value != expected:
+        expected = getattr(info, key, None)
+        if value is not None and expected is not None and value != expected:
             raise ValueError(
                 f"{where}: its config says {key} {value}, but {info.name} has {expected}; "
                 "the file is damaged or not a run on that dataset"
@@ -109,11 +114,13 @@ def check_model_config(
         )
 
 
-def checked_builder(spec: Any, where: str | os.PathLike, device: str = "cpu") -> Callable:
+def checked_builder(
+    spec: Any, where: str | os.PathLike, device: str = "cpu", need_dataset: bool = True
+) -> Callable:
     """``spec.build_model`` that first runs :func:`check_model_config` on the config."""
 
     def build(config: dict[str, Any]) -> Any:
-        check_model_config(config, spec, where, device)
+        check_model_config(config, spec, where, device, need_dataset=need_dataset)
         return spec.build_model(config)
 
     return build
