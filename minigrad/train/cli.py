@@ -382,7 +382,9 @@ def _check_splits(cfg: dict[str, Any], train_set: Any, test_set: Any) -> None:
                                                       else "evaluate"))  # fmt: skip
 
 
-def _start(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict | None, Path | None]:
+def _start(
+    args: argparse.Namespace, say: bool = True
+) -> tuple[dict[str, Any] | None, dict | None, Path | None]:
     """What ``train --resume`` continues: (the checkpoint, the saved config, its path).
 
     A run folder killed before its first checkpoint holds only ``config.json``: it starts
@@ -393,8 +395,9 @@ def _start(args: argparse.Namespace) -> tuple[dict[str, Any] | None, dict | None
     if folder.is_dir() and not any((folder / n).exists() for n in CHECKPOINTS):
         saved = read_config(folder)
         if saved is not None:
-            print(f"{folder} holds no checkpoint yet (its run stopped before saving one); "
-                  "starting it from its config.json", flush=True)  # fmt: skip
+            if say:
+                print(f"{folder} holds no checkpoint yet (its run stopped before saving one); "
+                      "starting it from its config.json", flush=True)  # fmt: skip
             args.out = args.out or str(folder)
             return None, saved, None
     path = find_checkpoint(args.resume, ("last.npz",))
@@ -413,7 +416,7 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     model is built (:func:`check_model_config`).
     """
     world = parallel.world()  # the MPI world under mpiexec, else one process
-    ckpt, saved, path = _start(args)
+    ckpt, saved, path = _start(args, say=world.is_main)
     if saved is not None:
         check_program(saved, spec, path or Path(args.resume) / "config.json")
         _note_data_dir(saved, args)
