@@ -202,6 +202,8 @@ def estimate_memory(
 
 # ---------------------------------------------------------------------------- the CLI's check
 _SIZE_PROBES = (1 / 16, 2 / 16, 3 / 16)  # a model's size option at which it is probed
+#: the probes of :func:`check_fits` see images of at most this side
+PROBE_IMAGE_SIZE = 256
 
 
 def available_memory(device: str = "cpu") -> int | None:
@@ -303,8 +305,23 @@ def check_fits(
     )
 
 
-#: the probes of :func:`check_fits` see images of at most this side
-PROBE_IMAGE_SIZE = 256
+def _probe(
+    spec: Any, config: dict[str, Any], key: str, shape: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, MemoryEstimate | None]:
+    """Parameter-count coefficients ``(a, b, c)`` of ``a*s^2 + b*s + c`` from probe models at
+    :data:`_SIZE_PROBES`, and (given an image ``shape``) the middle probe's estimate."""
+    slots = 2 if config.get("optimizer") in ("adam", "adamw") else 1
+    rng = backend.get_rng_state()  # building the probes draws initial weights
+    try:
+        counts, act = [], None
+        for s in _SIZE_PROBES:
+            model = spec.build_model({**config, key: s})
+            counts.append(sum(int(p.data.size) for p in model.parameters()))
+            if shape is not None and s == _SIZE_PROBES[1]:
+                act = estimate_memory(model, shape, 1, optimizer_slots=slots)
+    finally:
+        backend.set_rng_state(rng)
+    return np.polyfit(np.array(_SIZE_PROBES), np.array(counts, dtype=np.float64), 2), act
 
 
 def _step_need(
@@ -314,18 +331,7 @@ def _step_need(
     from probe models at three small sizes and images of at most PROBE_IMAGE_SIZE."""
     slots = 2 if config.get("optimizer") in ("adam", "adamw") else 1
     probe_side = min(info.image_size, PROBE_IMAGE_SIZE)
-    shape = (info.in_channels, probe_side, probe_side)
-    rng = backend.get_rng_state()  # building the probes draws initial weights
-    try:
-        counts, act = [], None
-        for s in _SIZE_PROBES:
-            model = spec.build_model({**config, key: s})
-            counts.append(sum(int(p.data.size) for p in model.parameters()))
-            if s == _SIZE_PROBES[1]:
-                act = estimate_memory(model, shape, 1, optimizer_slots=slots)
-    finally:
-        backend.set_rng_state(rng)
-    a, b, c = np.polyfit(np.array(_SIZE_PROBES), np.array(counts, dtype=np.float64), 2)
+    (a, b, c), act = _probe(spec, config, key, (info.in_channels, probe_side, probe_side))
     fixed, per_image = act.activations - act.per_image, act.per_image
 
     def need(s: float, n: int, side: float) -> float:
@@ -342,12 +348,6 @@ def estimated_parameters(spec: Any, config: dict[str, Any]) -> float | None:
     key = getattr(spec, "size_option", None)
     if key is None or config.get(key) is None:
         return None
-    rng = backend.get_rng_state()
-    try:
-        counts = [sum(int(p.data.size) for p in spec.build_model({**config, key: s}).parameters())
-                  for s in _SIZE_PROBES]  # fmt: skip
-    finally:
-        backend.set_rng_state(rng)
-    a, b, c = np.polyfit(np.array(_SIZE_PROBES), np.array(counts, dtype=np.float64), 2)
+    (a, b, c), _ = _probe(spec, config, key)
     s = float(config[key])
     return max(a * s * s + b * s + c, 0.0)
