@@ -281,3 +281,20 @@ def test_a_copied_run_folder_keeps_working(run, tmp_path) -> None:
     shutil.copytree(run, copy)
     assert googlenet.main(["train", "--resume", str(copy), "--epochs", "2"]) == 0
     assert load_checkpoint(copy / "last.npz")["epoch"] == 2
+
+
+def test_eval_of_a_library_checkpoint_takes_the_users_dataset(tmp_path, capsys) -> None:
+    """``googlenet.fit`` records the architecture but no dataset: ``eval --dataset`` names it."""
+    from minigrad import optim
+    from minigrad.data import DataLoader, get_dataset
+
+    model = googlenet.GoogLeNet(10, 1, stem="cifar", width=1 / 16)
+    data = get_dataset("digits", image_size=16)
+    loader = DataLoader(ArrayDataset(data.data[:16], data.targets[:16]), 16)
+    opt = optim.SGD(model.parameters(), lr=0.01)
+    googlenet.fit(model, loader, opt, epochs=1, out_dir=tmp_path / "lib", plots=False)
+    assert googlenet.main(["eval", str(tmp_path / "lib")]) == 2
+    line = one_error_line(capsys)
+    assert "does not name its dataset" in line and "pass --dataset" in line
+    given = ["--dataset", "digits", "--image-size", "16"]
+    assert googlenet.main(["eval", str(tmp_path / "lib"), *given]) == 0

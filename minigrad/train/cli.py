@@ -545,7 +545,8 @@ def run_eval(args: argparse.Namespace, spec: ModelSpec) -> int:
         raise ValueError(f"eval: pass a checkpoint, e.g. python {spec.prog} eval runs/x/best.npz")
     path = _find_for_inference(given)
     device = _device(args.device)
-    model, cfg = load_for_inference(path, checked_builder(spec, path, device), device)
+    build = checked_builder(spec, path, device, dataset=args.dataset)
+    model, cfg = load_for_inference(path, build, device)
     # the training run's --limit is not inherited: eval scores the whole split unless asked;
     # the data folder and a download come from the user's flags only, never from the file
     overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "download")}

@@ -88,7 +88,8 @@ def check_model_config(
 
     check_program(config, spec, where)
     if "dataset" not in config and need_dataset:
-        raise ValueError(f"{where} does not name its dataset (its config has no 'dataset')")
+        raise ValueError(f"{where} does not name its dataset (its config has no 'dataset'); "
+                         "pass --dataset")  # fmt: skip
     info = None
     if "dataset" in config:
         try:
@@ -115,12 +116,18 @@ def check_model_config(
 
 
 def checked_builder(
-    spec: Any, where: str | os.PathLike, device: str = "cpu", need_dataset: bool = True
+    spec: Any,
+    where: str | os.PathLike,
+    device: str = "cpu",
+    need_dataset: bool = True,
+    dataset: str | None = None,
 ) -> Callable:
-    """``spec.build_model`` that first runs :func:`check_model_config` on the config."""
+    """``spec.build_model`` that first runs :func:`check_model_config` on the config
+    (``dataset``: the user's ``--dataset``, for a config that names none)."""
 
     def build(config: dict[str, Any]) -> Any:
-        check_model_config(config, spec, where, device, need_dataset=need_dataset)
+        checked = {"dataset": dataset, **config} if dataset is not None else config
+        check_model_config(checked, spec, where, device, need_dataset=need_dataset)
         return spec.build_model(config)
 
     return build

@@ -91,7 +91,7 @@ class RunLock:
                 PID), or the folder cannot be created or written (one line each).
         """
         folder = Path(folder)
-        key = os.path.abspath(folder)
+        key = os.path.realpath(folder)
         held = cls._held.get(key)
         if held is not None:
             held.count += 1
@@ -117,7 +117,7 @@ class RunLock:
         self.count -= 1
         if self.count > 0:
             return
-        RunLock._held.pop(os.path.abspath(self.folder), None)
+        RunLock._held.pop(os.path.realpath(self.folder), None)
         if self.fd is not None:
             with contextlib.suppress(OSError):  # still ours: only the holder unlinks it
                 os.unlink(self.folder / LOCK_FILE)
