@@ -541,6 +541,7 @@ APP = ModelSpec(
     branch_labels={"branch1": "1x1", "branch2": "3x3", "branch3": "5x5", "branch4": "pool"},
     study_defaults={"width": 0.125},
     size_option="width",
+    model="GoogLeNet",
 )
 
 

@@ -105,6 +105,7 @@ SPEC = ModelSpec(
     blocks=two_path_branches,
     branch_labels={"near": "3x3", "far": "1x1 -> 5x5"},
     study_defaults={"channels": 8},
+    model="SmallCNN",
 )
 
 

@@ -17,7 +17,8 @@ Tensors are saved as host arrays and come back as NumPy arrays. Nothing is pickl
 Writing goes to a temporary file in the same folder, which is flushed, fsync'ed and then
 renamed over the target with ``os.replace`` (atomic on POSIX and Windows), so a crash or a
 full disk mid-write leaves the previous checkpoint intact and no stray temporary file (a
-process killed mid-write leaves one; the next save to the same path removes it). A file that
+process killed mid-write leaves one, named with its PID; the next save to the same path
+removes it once that process has ended, never the temporary of a live one). A file that
 is not an ``.npz`` (a text file under that name) is a ValueError naming it.
 
 Reading trusts nothing in the file: the zip index and every entry's ``.npy`` header are
@@ -34,6 +35,7 @@ import math
 import os
 import secrets
 import struct
+import time
 import tokenize
 import zipfile
 import zlib
@@ -126,8 +128,8 @@ def save_checkpoint(path: str | os.PathLike[str], **parts: Any) -> None:
     The file is written exactly at ``path`` (no suffix is added) and replaced atomically. It
     gets the permissions of any new file of the process (``0o666`` less the umask), like the
     run's other files. Temporaries of earlier saves to the same ``path`` that a killed
-    process left behind (``.NAME.npz.*.tmp``) are removed first; two processes must not
-    save to the same path at once.
+    process left behind (``.NAME.npz.PID-*.tmp``, PID no longer running) are removed first;
+    a live process's are left alone.
 
     Args:
         path: target file; its folder must exist.
@@ -173,10 +175,10 @@ def save_checkpoint(path: str | os.PathLike[str], **parts: Any) -> None:
 
 
 def _open_new(folder: str, base: str) -> tuple[Any, str]:
-    """A new temporary file ``.BASE.RANDOM.tmp`` in ``folder``, opened for writing with the
-    umask's permissions (``tempfile.mkstemp`` would make it 0600)."""
+    """A new temporary file ``.BASE.PID-RANDOM.tmp`` in ``folder``, opened for writing with
+    the umask's permissions (``tempfile.mkstemp`` would make it 0600)."""
     while True:
-        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
+        tmp = os.path.join(folder, f".{base}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                          0o666)  # fmt: skip
@@ -186,18 +188,42 @@ def _open_new(folder: str, base: str) -> tuple[Any, str]:
 
 
 def _remove_stale_temporaries(folder: str, base: str) -> None:
-    """Delete ``.BASE.*.tmp`` left in ``folder`` by a save that was killed mid-write."""
+    """Delete ``.BASE.PID-*.tmp`` left in ``folder`` by a save that was killed mid-write:
+    only those of processes that no longer run (a live process's save is never touched)."""
     prefix = f".{base}."
     try:
         names = os.listdir(folder)
     except OSError:
         return
     for name in names:
-        if name.startswith(prefix) and name.endswith(".tmp"):
-            try:
-                os.unlink(os.path.join(folder, name))
-            except OSError:
-                pass
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid, dash, _ = name[len(prefix) : -len(".tmp")].partition("-")
+        tmp = os.path.join(folder, name)
+        try:
+            if dash and pid.isdigit():  # .BASE.PID-RANDOM.tmp: stale once PID has ended
+                if not _process_alive(int(pid)):
+                    os.unlink(tmp)
+            elif time.time() - os.path.getmtime(tmp) > _LEGACY_STALE_S:
+                os.unlink(tmp)  # an older minigrad's .BASE.RANDOM.tmp, an hour old
+        except OSError:
+            pass
+
+
+_LEGACY_STALE_S = 3600  # a temporary without a PID in its name is stale after this long
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (on this machine); True when that cannot be told."""
+    if os.name != "posix":
+        return True  # pragma: no cover - no signal 0 to ask with
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # e.g. another user's process: it exists
+    return True
 
 
 def _fsync_dir(folder: str) -> None:

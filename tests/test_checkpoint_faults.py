@@ -30,15 +30,40 @@ def test_checkpoint_gets_the_umask_permissions_like_other_files(tmp_path) -> Non
     assert mode == stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == 0o644
 
 
+def _ended_pid() -> int:
+    """The PID of a process that has ended."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def test_stale_temporaries_of_the_same_file_are_removed_on_the_next_save(tmp_path) -> None:
-    stale = [tmp_path / ".last.npz.k3j_x9qa.tmp", tmp_path / ".last.npz.0a1b2c3d.tmp"]
+    dead = _ended_pid()
+    stale = [tmp_path / f".last.npz.{dead}-k3j_x9qa.tmp", tmp_path / ".last.npz.0a1b2c3d.tmp"]
     for p in stale:
         p.write_bytes(b"PK\x03\x04 half a checkpoint")
+    hour_ago = os.path.getmtime(stale[1]) - 2 * 3600  # an older minigrad's, without a PID
+    os.utime(stale[1], (hour_ago, hour_ago))
     other = tmp_path / ".best.npz.zzzz.tmp"  # another file's temporary: not ours to touch
     other.write_bytes(b"")
     save_checkpoint(tmp_path / "last.npz", epoch=2)
     assert sorted(os.listdir(tmp_path)) == [".best.npz.zzzz.tmp", "last.npz"]
     assert load_checkpoint(tmp_path / "last.npz") == {"epoch": 2}
+
+
+def test_a_live_processs_temporary_is_never_removed(tmp_path) -> None:
+    """Issue 16: two savers in one folder: one's clean-up must not delete the other's
+    in-progress temporary (named with its writer's PID, which still runs)."""
+    live = tmp_path / f".last.npz.{os.getpid()}-inflight.tmp"
+    recent = tmp_path / ".last.npz.0a1b2c3d.tmp"  # no PID and recent: it may be in use
+    live.write_bytes(b"PK\x03\x04 being written")
+    recent.write_bytes(b"PK\x03\x04 being written")
+    save_checkpoint(tmp_path / "last.npz", epoch=3)
+    assert live.exists() and recent.exists()
+    assert load_checkpoint(tmp_path / "last.npz") == {"epoch": 3}
 
 
 @pytest.mark.parametrize("content", [b"hello, this is text\n", b""])

@@ -202,7 +202,8 @@ def test_the_run_folder_and_config_exist_before_the_first_epoch_ends(tmp_path, m
 
     monkeypatch.setattr(googlenet, "APP", replace(googlenet.APP, loss_terms=watching))
     assert googlenet.main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path / "r")]) == 0
-    assert seen["files"] == ["config.json"]
+    assert seen["files"] == [".lock", "config.json"]  # the lock: this run holds the folder
+    assert not (tmp_path / "r" / ".lock").exists()  # given back at the end
     config = (tmp_path / "r" / "config.json").read_text()
     assert '"width": 0.0625' in config and '"dataset": "digits"' in config
 

@@ -303,7 +303,8 @@ def test_cli_uses_the_checkpoints_model_and_config(
     ckpt.write_bytes(b"")
     argv = ["--checkpoint", str(ckpt), "--batch-size", "4", "--out", str(tmp_path), "--no-plots"]
     assert study_main([*argv, "--device", "cpu"]) == 0
-    assert calls == [(str(ckpt), APP.build_model, "cpu")]
+    ((path, build, device),) = calls  # APP.build_model behind the checks of the file's config
+    assert path == str(ckpt) and device == "cpu" and build.__qualname__.startswith("checked_")
     data = json.loads((tmp_path / "flow.json").read_text())
     assert data["layers"][0]["name"] == "conv1"
     assert data["layers"][0]["out_shape"][0] == 4 and data["layers"][0]["out_shape"][2:] == [16, 16]

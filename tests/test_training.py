@@ -227,7 +227,10 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypat
     rc = googlenet.main(["train", *TINY, "--epochs", "3", "--out", str(tmp_path)])
     assert rc == 3  # the exit status of a NaN/inf stop
     out = capsys.readouterr().out
-    assert "stopped: the training loss is nan at epoch 2, step 5 (lr " in out
+    assert (
+        "stopped: the training loss is nan at epoch 2, step 2 of the epoch (step 5 of the run) "
+        "(lr " in out
+    )
     assert f"The last good checkpoint is {tmp_path / 'last.npz'}." in out
     ckpt = load_checkpoint(tmp_path / "last.npz")
     assert ckpt["epoch"] == 1 and ckpt["step"] == 3 and len(ckpt["metrics"]) == 1

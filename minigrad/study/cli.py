@@ -23,6 +23,7 @@ import numpy as np
 from minigrad import backend
 from minigrad.checkpoint import find_checkpoint, load_for_inference
 from minigrad.tensor import tensor
+from minigrad.train.run_config import checked_builder
 
 if TYPE_CHECKING:
     from minigrad.train.spec import ModelSpec
@@ -93,7 +94,8 @@ def _load_model(args: argparse.Namespace, spec: ModelSpec, device: str) -> tuple
     model, saved = None, {}
     if args.checkpoint:
         path = find_checkpoint(args.checkpoint)  # a run folder: its best.npz, else last.npz
-        model, saved = load_for_inference(str(path), spec.build_model, device)
+        build = checked_builder(spec, path, device, need_dataset=False)  # another program's
+        model, saved = load_for_inference(str(path), build, device)  # run is one line
     cfg, info = _config(args, spec, saved)
     if model is None:
         backend.manual_seed(args.seed)

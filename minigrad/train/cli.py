@@ -27,7 +27,22 @@ import numpy as np
 from minigrad import backend
 from minigrad.checkpoint import find_checkpoint, load_checkpoint, load_for_inference
 from minigrad.train import parallel
-from minigrad.train.run_folder import claim_run_folder, run_folder_path, write_config
+from minigrad.train.run_config import (
+    FROM_FLAGS_ONLY,
+    check_model_config,
+    check_program,
+    checked_builder,
+    dataset_bytes,
+    printable,
+)
+from minigrad.train.run_folder import (
+    CHECKPOINTS,
+    claim_run_folder,
+    new_run_id,
+    read_config,
+    run_folder_path,
+    write_config,
+)
 from minigrad.train.spec import ModelSpec
 
 __all__ = [
@@ -59,7 +74,8 @@ EXIT_CODES: dict[int, str] = {
     2: "usage or input error (a bad flag value, a missing or unreadable file, an --out "
     "that cannot be written or already holds a run, a bad image in predict)",
     3: "stopped: the training loss became NaN/inf (last.npz is the last good checkpoint)",
-    130: "interrupted by Ctrl-C or SIGTERM (a resumable last.npz was saved)",
+    130: "interrupted by Ctrl-C or SIGTERM (the last line says whether a resumable last.npz "
+    "was saved)",
 }
 SIZED = ("digits", "imagenette")  # the datasets whose image size can be chosen
 # flags that may change when a run is resumed; the others must match the checkpoint
@@ -265,12 +281,16 @@ def resolve_config(
         for k, v in given.items():
             if k not in RESUMABLE and k in saved and saved[k] != v:
                 flag = "--" + k.replace("_", "-")
-                raise ValueError(f"--resume: {flag} {v} differs from the checkpoint's {saved[k]}")
-        return {**saved, **{k: v for k, v in given.items() if k in RESUMABLE}}
+                raise ValueError(f"--resume: {flag} {v} differs from the checkpoint's "
+                                 f"{printable(saved[k])}")  # fmt: skip
+        # a path or a network action comes from the user's flags, never from the file
+        mine = {k: given.get(k, v) for k, v in FROM_FLAGS_ONLY.items()}
+        return {**saved, **{k: v for k, v in given.items() if k in RESUMABLE}, **mine}
     from minigrad.data import dataset_info  # noqa: PLC0415
 
     name = dataset_info(given.get("dataset", DEFAULTS["dataset"])).name
     cfg = {**known, **spec.dataset_defaults.get(name, {}), **given, "dataset": name}
+    cfg.update(program=spec.prog, model=spec.model or None, run_id=new_run_id())
     info = _info(cfg)
     cfg.update(num_classes=info.num_classes, in_channels=info.in_channels,
                image_size=info.image_size, class_names=list(info.class_names))  # fmt: skip
@@ -370,21 +390,59 @@ def _fit_batch(cfg: dict[str, Any], n_train: int, fresh: bool) -> None:
     cfg["batch_size"] = n_train
 
 
-def train(args: argparse.Namespace, spec: ModelSpec) -> int:
-    """``train``: build everything from the config, run ``fit``, report the final accuracy."""
-    from minigrad import optim  # noqa: PLC0415
-    from minigrad.data import DataLoader  # noqa: PLC0415
-    from minigrad.train.fit import fit  # noqa: PLC0415
-    from minigrad.train.loop import evaluate  # noqa: PLC0415
+def _check_splits(cfg: dict[str, Any], train_set: Any, test_set: Any) -> None:
+    """An empty split is an error: no step to train, or nothing to score (not top-1 0)."""
+    for split, data in (("training", train_set), ("test", test_set)):
+        if data is not None and len(data) == 0:
+            where = f" in {cfg['data_dir']}" if cfg.get("data_dir") else ""
+            raise ValueError(f"the {split} split of {cfg['dataset']}{where} is empty; "
+                             "there is nothing to " + ("train on" if split == "training"
+                                                      else "evaluate"))  # fmt: skip
 
+
+def _start(
+    args: argparse.Namespace, say: bool = True
+) -> tuple[dict[str, Any] | None, dict | None, Path | None]:
+    """What ``train --resume`` continues: (the checkpoint, the saved config, its path).
+
+    A run folder killed before its first checkpoint holds only ``config.json``: it starts
+    again from that config (no checkpoint, the saved config)."""
+    if not args.resume:
+        return None, None, None
+    folder = Path(args.resume)
+    if folder.is_dir() and not any((folder / n).exists() for n in CHECKPOINTS):
+        saved = read_config(folder)
+        if saved is not None:
+            if say:
+                print(f"{folder} holds no checkpoint yet (its run stopped before saving one); "
+                      "starting it from its config.json", flush=True)  # fmt: skip
+            args.out = args.out or str(folder)
+            return None, saved, None
+    path = find_checkpoint(args.resume, ("last.npz",))
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt.get("config"), dict) or "epoch" not in ckpt:
+        raise ValueError(f"{path} holds no run config or epoch (not a checkpoint of train)")
+    args.out = args.out or str(path.parent)
+    return ckpt, ckpt["config"], path
+
+
+def train(args: argparse.Namespace, spec: ModelSpec) -> int:
+    """``train``: build everything from the config, run ``fit``, report the final accuracy.
+
+    The run folder is claimed (locked, see :func:`claim_run_folder`) before anything is
+    computed and released at the end; the config of a resumed run is checked before its
+    model is built (:func:`check_model_config`).
+    """
     world = parallel.world()  # the MPI world under mpiexec, else one process
-    ckpt = None
-    if args.resume:
-        path = find_checkpoint(args.resume, ("last.npz",))
-        ckpt = load_checkpoint(path)
+    ckpt, saved, path = _start(args, say=world.is_main)
+    if saved is not None:
+        check_program(saved, spec, path or Path(args.resume) / "config.json")
+        _note_data_dir(saved, args)
+    if ckpt is not None:
         _check_resumable(ckpt, path, spec)
-        args.out = args.out or str(path.parent)
-    cfg = resolve_config(args, spec, ckpt["config"] if ckpt else None)
+    cfg = resolve_config(args, spec, saved)
+    if saved is not None:  # what the file describes is checked before it is built
+        check_model_config(cfg, spec, path or Path(args.resume) / "config.json")
     device = _device(parallel.rank_device(cfg["device"], world), cfg["precision"], cfg["threads"])
     out = run_folder_path(args.out, cfg["dataset"]) if world.is_main else None  # rank 0 writes
     if ckpt is not None and int(ckpt["epoch"]) >= cfg["epochs"]:
@@ -393,16 +451,51 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
             print(f"the run in {out} is complete ({done} of {cfg['epochs']} epochs); to train "
                   f"it longer, pass --resume {out} --epochs N with N > {done}")  # fmt: skip
         return 0
-    if world.is_main:
-        claim_run_folder(out, fresh=ckpt is None, overwrite=args.overwrite)
-    info, train_set, test_set = _datasets(cfg)
-    _fit_batch(cfg, len(train_set), fresh=ckpt is None)
-    local_batch = parallel.per_rank_batch(cfg["batch_size"], world)
+    with contextlib.ExitStack() as stack:
+        if world.is_main:  # locked for the whole run; a refused command leaves nothing
+            lock = claim_run_folder(out, fresh=ckpt is None, overwrite=args.overwrite,
+                                    run_id=cfg.get("run_id"), resumed_from=path)  # fmt: skip
+            stack.callback(lock.release)
+        return _train(args, spec, world, cfg, ckpt, device, out)
+
+
+def _note_data_dir(saved: dict[str, Any], args: argparse.Namespace) -> None:
+    """Say so when a resumed run's recorded data folder or download is not reused."""
+    for key, flag in (("data_dir", "--data-dir"), ("download", "--download")):
+        if saved.get(key) and getattr(args, key) is None:
+            value = "" if key == "download" else f" {printable(saved[key])}"
+            print(f"note: the run was started with {flag}{value}; a checkpoint never chooses "
+                  f"a folder or a download, so pass {flag}{value} again to use it",
+                  file=sys.stderr)  # fmt: skip
+
+
+def _train(
+    args: argparse.Namespace,
+    spec: ModelSpec,
+    world: Any,
+    cfg: dict[str, Any],
+    ckpt: dict[str, Any] | None,
+    device: str,
+    out: Path | None,
+) -> int:
+    """:func:`train` once the run folder is claimed: data, model, ``fit``, the final score."""
+    from minigrad import optim  # noqa: PLC0415
+    from minigrad.data import DataLoader  # noqa: PLC0415
+    from minigrad.train.fit import fit  # noqa: PLC0415
+    from minigrad.train.loop import evaluate  # noqa: PLC0415
     from minigrad.train.memory import check_fits  # noqa: PLC0415
 
-    check_fits(spec, cfg, info, device=device)  # before the model is built
+    info = _info(cfg)  # every flag that scales memory is checked before anything is loaded
+    size = dataset_bytes(cfg, info.image_size, info.in_channels)
+    check_fits(spec, cfg, info, device=device, dataset_bytes=size)
+    info, train_set, test_set = _datasets(cfg)
+    _check_splits(cfg, train_set, test_set)
+    _fit_batch(cfg, len(train_set), fresh=ckpt is None)
+    local_batch = parallel.per_rank_batch(cfg["batch_size"], world)
     if ckpt is None and world.is_main:
         write_config(out, cfg)
+    elif world.is_main and not (out / "config.json").exists():
+        write_config(out, cfg)  # a resume into an empty folder: the copy gets its config
     backend.manual_seed(cfg["seed"])
     model = spec.build_model(cfg).to(device)
     model = parallel.wrap_model(model, world, bool(cfg.get("sync_bn")))
@@ -470,15 +563,17 @@ def run_eval(args: argparse.Namespace, spec: ModelSpec) -> int:
     given = args.checkpoint or args.resume
     if not given:
         raise ValueError(f"eval: pass a checkpoint, e.g. python {spec.prog} eval runs/x/best.npz")
-    path = find_checkpoint(given)
+    path = _find_for_inference(given)
     device = _device(args.device)
-    model, cfg = load_for_inference(path, spec.build_model, device)
-    # the training run's --limit is not inherited: eval scores the whole split unless asked
+    build = checked_builder(spec, path, device, dataset=args.dataset)
+    model, cfg = load_for_inference(path, build, device)
+    # the training run's --limit is not inherited: eval scores the whole split unless asked;
+    # the data folder and a download come from the user's flags only, never from the file
     overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "download")}
-    cfg = {**cfg, **{k: v for k, v in overrides.items() if v is not None}, "limit": args.limit}
-    if "dataset" not in cfg:
-        raise ValueError(f"eval: {path} does not name its dataset; pass --dataset")
+    cfg = {**cfg, **FROM_FLAGS_ONLY, **{k: v for k, v in overrides.items() if v is not None},
+           "limit": args.limit}  # fmt: skip
     info, _, test_set = _datasets(cfg, train=False)
+    _check_splits(cfg, None, test_set)
     loader = DataLoader(test_set, args.batch_size or 256, num_workers=args.num_workers or 0,
                         transform=info.eval_transform)  # fmt: skip
     result = evaluate(
@@ -503,12 +598,11 @@ def run_predict(args: argparse.Namespace, spec: ModelSpec) -> int:
     from minigrad.tensor import no_grad, tensor  # noqa: PLC0415
 
     device = _device(args.device or "cpu")
-    path = find_checkpoint(args.checkpoint)
-    model, cfg = load_for_inference(path, spec.build_model, device)
-    if "dataset" not in cfg:
-        raise ValueError(f"predict: {path} does not name its dataset (config)")
+    path = _find_for_inference(args.checkpoint)
+    model, cfg = load_for_inference(path, checked_builder(spec, path, device), device)
     info = _info(cfg)
-    names = cfg.get("class_names") or list(info.class_names)
+    # names from the file are printed escaped: no escape sequence reaches the terminal
+    names = [printable(n) for n in cfg.get("class_names") or info.class_names]
     if not 1 <= args.top <= len(names):
         raise ValueError(f"predict: --top must be between 1 and the {len(names)} classes, "
                          f"got {args.top}")  # fmt: skip
@@ -539,6 +633,15 @@ def run_predict(args: argparse.Namespace, spec: ModelSpec) -> int:
     return 0
 
 
+def _find_for_inference(given: str) -> Path:
+    """The checkpoint ``eval``/``predict`` use: a file, or a run folder's ``best.npz``, else
+    its ``last.npz`` (and then a note says so: it is not the best epoch's)."""
+    path = find_checkpoint(given)
+    if Path(given).is_dir() and path.name != "best.npz":
+        print(f"note: {given} has no best.npz; using {path.name}", file=sys.stderr)
+    return path
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (a job scheduler's stop) raises ``KeyboardInterrupt`` as Ctrl-C does, so the
@@ -557,20 +660,50 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _message(e: BaseException) -> str:
+    """An error's one line: an OSError as "file: reason", without "[Errno 28]"."""
+    if isinstance(e, OSError) and e.strerror:
+        names = [n for n in (e.filename, e.filename2) if n is not None]
+        return ": ".join([*map(str, names), e.strerror]) if names else e.strerror
+    return str(e)
+
+
+# NumPy's floating-point RuntimeWarnings ("overflow encountered in exp"): the commands
+# report what matters of them themselves (a NaN/inf loss stops the run, NaN/inf outputs
+# are counted and named), so the raw warnings are not shown
+_FLOATING_POINT = r"(overflow|invalid value|divide by zero|underflow) encountered"
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Warnings as one line each (``warning: ...``); NumPy's floating-point ones hidden."""
+    import warnings  # noqa: PLC0415
+
+    def show(message: Any, category: type, filename: str, lineno: int, *rest: Any) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _FLOATING_POINT, RuntimeWarning)
+        warnings.showwarning = show
+        yield
+
+
 def _run(command: Callable[[], int]) -> int:
     """Run a command and map its outcome to :data:`EXIT_CODES`."""
     from minigrad.train.loop import NonFiniteLossError  # noqa: PLC0415
 
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), _one_line_warnings():
             return command()
     except NonFiniteLossError:
         return 3  # fit said what happened and which checkpoint is the last good one
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        saved = getattr(e, "saved", None)  # fit's InterruptedRun says what was saved
+        print("interrupted" + (f"; resume with --resume {saved}" if saved else ""),
+              file=sys.stderr)  # fmt: skip
         return 130
     except (ValueError, TypeError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_message(e)}", file=sys.stderr)
         return 2
     except Exception:
         traceback.print_exc()

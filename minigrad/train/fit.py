@@ -22,14 +22,24 @@ and :func:`epoch_row` (evaluation and the metrics row), :func:`on_interrupt` (Ct
   RNG and batch norm statistics of a step cut short are rolled back), then re-raises.
   Resuming continues with the next batch, exactly as if nothing had happened (on the CPU
   and on a GPU: the dropout masks come from a Philox stream whose offset is in the RNG state).
+  A second Ctrl-C (or SIGTERM) while that checkpoint is written is held back until it is
+  written; a third abandons it, and the message then says that nothing was saved.
+* At the end of an epoch ``best.npz`` (when the score is a new best) is written before
+  ``last.npz``, and the best score is raised only once ``best.npz`` exists, so the best a
+  checkpoint records always names a file that exists. A resumed run whose folder has no
+  ``best.npz`` starts its best score afresh, so it writes one.
+* The folder is locked for the whole run (:class:`~minigrad.train.run_folder.RunLock`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from minigrad import backend
@@ -42,10 +52,11 @@ from minigrad.train.loop import (
     evaluate,
     train_one_epoch,
 )
-from minigrad.train.run_folder import RunFolder
+from minigrad.train.run_folder import RunFolder, RunLock
 from minigrad.train.spec import logits_of
 
 __all__ = [
+    "InterruptedRun",
     "RunFolder",
     "epoch_row",
     "evaluate_epoch",
@@ -222,6 +233,13 @@ def _epoch_line(epoch: int, epochs: int, stats: dict[str, float], result: dict) 
 
 
 # ---------------------------------------------------------------------------- stops
+def _position(state: RunState) -> str:
+    """Where the run stands, e.g. "epoch 2, step 6 of the epoch (step 29 of the run)"."""
+    return (
+        f"epoch {state.epoch + 1}, step {state.batch} of the epoch (step {state.step} of the run)"
+    )
+
+
 def on_non_finite(error: NonFiniteLossError, folder: RunFolder, stream: TextIO | None) -> None:
     """Say that a NaN/inf loss stopped the run, and which checkpoint is the last good one."""
     last = folder.file("last.npz")
@@ -231,24 +249,69 @@ def on_non_finite(error: NonFiniteLossError, folder: RunFolder, stream: TextIO |
     _say(stream, f"stopped: {error}{where}")
 
 
+@contextlib.contextmanager
+def _signals_held(what: str, stream: TextIO | None) -> Iterator[None]:
+    """While ``what`` is written, a Ctrl-C or SIGTERM is held back (with a message); a
+    second one abandons the write (``KeyboardInterrupt``). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {"n": 0}
+
+    def hold(signum: int, frame: Any) -> None:
+        held["n"] += 1
+        if held["n"] > 1:
+            raise KeyboardInterrupt(f"signal {signum} while writing {what}")
+        _say(stream, f"still writing {what}; press Ctrl-C again to abandon it")
+
+    previous = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+class InterruptedRun(KeyboardInterrupt):
+    """A Ctrl-C or SIGTERM stopped the run; ``saved`` is the checkpoint written at the
+    last completed step (None when none could be written); the message says which."""
+
+    def __init__(self, message: str, saved: Any = None) -> None:
+        super().__init__(message)
+        self.saved = saved
+
+
 def on_interrupt(
     state: RunState,
     model: Any,
     folder: RunFolder,
     checkpoint: Callable[..., dict[str, Any]],
     stream: TextIO | None,
-) -> None:
-    """Ctrl-C: undo the step cut short, save ``last.npz`` at the last completed step."""
+) -> InterruptedRun:
+    """Ctrl-C: undo the step cut short, save ``last.npz`` at the last completed step.
+
+    Returns the :class:`InterruptedRun` to raise: its message says whether ``last.npz`` was
+    saved (a second interrupt during the save is held back; a third, or a failed write,
+    leaves the previous ``last.npz``, if any, as it was, and the message says so).
+    """
     state.undo_pending(model)  # a step cut short leaves no trace
     last = folder.file("last.npz")
     if last is None:
-        return
-    folder.save("last.npz", checkpoint(interrupted=True))
-    _say(
-        stream,
-        f"interrupted: saved {last} at epoch {state.epoch + 1}, step {state.step}; "
-        f"continue with --resume {last}",
-    )
+        return InterruptedRun("interrupted")
+    try:
+        with _signals_held(str(last), stream):
+            folder.save("last.npz", checkpoint(interrupted=True))
+    except (KeyboardInterrupt, OSError) as e:
+        why = "a second interrupt" if isinstance(e, KeyboardInterrupt) else str(e)
+        before = (f"{last} is the last checkpoint, from before the interrupt"
+                  if last.exists() else "no checkpoint was written")  # fmt: skip
+        msg = (f"interrupted at {_position(state)}: last.npz was NOT saved ({why}); "
+               f"{before}")  # fmt: skip
+        _say(stream, msg)
+        return InterruptedRun(msg)
+    msg = f"interrupted: saved {last} at {_position(state)}; continue with --resume {last}"
+    _say(stream, msg)
+    return InterruptedRun(msg, saved=last)
 
 
 def _end_callbacks(callbacks: Sequence[Any]) -> None:
@@ -311,12 +374,52 @@ def fit(
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (``last.npz`` is left as it was).
-        KeyboardInterrupt: after ``last.npz`` was saved.
+        InterruptedRun: a ``KeyboardInterrupt`` (Ctrl-C) after ``last.npz`` was saved at the
+            last completed step; its message says so, or that it could not be.
+        ValueError: ``out_dir`` is in use by another process (:class:`RunLock`).
     """
     state = resume_run(
         resume, model, optimizer, schedule=schedule, ema=ema, loader=train_loader, stream=stream
     )
+    lock = RunLock.acquire(out_dir, flag="fit: out_dir") if out_dir is not None else None
+    try:
+        return _fit(state, model, train_loader, optimizer, loss_fn, epochs=epochs,
+                    val_loader=val_loader, schedule=schedule, ema=ema, device=device,
+                    out_dir=out_dir, callbacks=callbacks, config=config,
+                    num_classes=num_classes, plots=plots, stream=stream, bar=bar,
+                    logits=logits, sharded_eval=sharded_eval)  # fmt: skip
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit(
+    state: RunState,
+    model: Any,
+    train_loader: Any,
+    optimizer: Any,
+    loss_fn: Callable[[Any, Any], Any],
+    *,
+    epochs: int,
+    val_loader: Any,
+    schedule: Any,
+    ema: Any,
+    device: str,
+    out_dir: str | os.PathLike | None,
+    callbacks: Sequence[Any],
+    config: dict[str, Any] | None,
+    num_classes: int | None,
+    plots: bool,
+    stream: TextIO | None,
+    bar: bool | None,
+    logits: Callable[[Any], Tensor],
+    sharded_eval: bool,
+) -> list[dict[str, Any]]:
+    """:func:`fit`'s loop, with the run folder locked."""
     folder = RunFolder(out_dir, state.history, plots=plots)
+    best_file = folder.file("best.npz")
+    if best_file is not None and not best_file.exists():
+        state.best = -1.0  # the recorded best must name a file: the next epoch writes one
     checkpoint = functools.partial(
         _run_checkpoint, model, optimizer, state, loader=train_loader, schedule=schedule,
         ema=ema, config=config,
@@ -343,18 +446,23 @@ def fit(
             score = result["top1"] if result is not None else stats["acc"]
             state.history.append(row)
             state.epoch, state.batch = epoch + 1, 0
-            is_best, state.best = score > state.best, max(state.best, score)
-            folder.append(row)
+            if score > state.best:  # best.npz first: the best last.npz records names a file
+                before, state.best = state.best, score
+                try:
+                    folder.save("best.npz", checkpoint())
+                except BaseException:
+                    state.best = before
+                    raise
             folder.save("last.npz", checkpoint())
-            if is_best:
-                folder.save("best.npz", checkpoint())
+            folder.append(row)  # after the checkpoints: a resume rewrites the log from them
             folder.plot(state.history)
     except NonFiniteLossError as e:
         on_non_finite(e, folder, stream)
         raise
-    except KeyboardInterrupt:
-        on_interrupt(state, model, folder, checkpoint, stream)
-        raise
+    except KeyboardInterrupt as e:
+        if isinstance(e, InterruptedRun):  # already saved (an interrupt inside a callback)
+            raise
+        raise on_interrupt(state, model, folder, checkpoint, stream) from None
     finally:
         _end_callbacks(callbacks)
     return state.history

@@ -37,16 +37,40 @@ __all__ = ["NonFiniteLossError", "RunState", "evaluate", "train_one_epoch"]
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or inf; the step that produced it was not applied.
 
-    ``step`` is the 0-based index of that step in the run (the message counts from 1).
+    ``step`` is the 0-based index of that step in the run, ``batch`` in its epoch (the
+    message counts both from 1); the advice suggests batch norm only to a model without
+    it (``batch_norm`` False).
     """
 
-    def __init__(self, value: float, epoch: int, step: int, lr: float | None) -> None:
+    def __init__(
+        self,
+        value: float,
+        epoch: int,
+        step: int,
+        lr: float | None,
+        batch: int | None = None,
+        batch_norm: bool | None = None,
+    ) -> None:
         self.value, self.epoch, self.step, self.lr = value, epoch, step, lr
+        self.batch = batch
         at_lr = "" if lr is None else f" (lr {lr:g})"
-        super().__init__(
-            f"the training loss is {value} at epoch {epoch + 1}, step {step + 1}{at_lr}; "
-            "the weights were not updated with it. Lower --lr, add warmup, or use batch norm."
+        where = (f"step {step + 1}" if batch is None
+                 else f"step {batch + 1} of the epoch (step {step + 1} of the run)")  # fmt: skip
+        advice = (
+            "Lower --lr or add warmup"
+            if batch_norm
+            else "Lower --lr, add warmup, or use batch norm"
         )
+        super().__init__(
+            f"the training loss is {value} at epoch {epoch + 1}, {where}{at_lr}; "
+            f"the weights were not updated with it. {advice}."
+        )
+
+
+def _has_batch_norm(model: Any) -> bool:
+    """Whether any module of ``model`` is a batch norm layer (by its class name)."""
+    modules = getattr(model, "modules", None)
+    return modules is not None and any("BatchNorm" in type(m).__name__ for m in modules())
 
 
 EPOCH_SUMS = {"images": 0, "correct": 0, "loss": 0.0, "total_loss": 0.0}
@@ -119,7 +143,8 @@ def _finite_loss(loss: Tensor, state: RunState, model: Any, epoch: int, optimize
     value = float(loss.item())
     if not math.isfinite(value):
         state.undo_pending(model)
-        raise NonFiniteLossError(value, epoch, state.step, _lr(optimizer))
+        raise NonFiniteLossError(value, epoch, state.step, _lr(optimizer), state.batch,
+                                 _has_batch_norm(model))  # fmt: skip
     return value
 
 
@@ -272,6 +297,9 @@ def evaluate(
         counts the images whose logits held a NaN/inf, scored as misses, and warns once with
         ``NonFiniteOutputWarning`` when not 0), plus ``"loss"`` and ``"confusion"`` when
         asked for.
+
+    Raises:
+        ValueError: the loader (all ranks' shards together) yielded no images.
     """
     model.eval()
     n, loss_sum, nonfinite = 0, 0.0, 0
@@ -294,6 +322,8 @@ def evaluate(
             n += len(y_host)
     if sharded:
         hits, n, loss_sum, nonfinite = _sum_over_ranks(hits, n, loss_sum, nonfinite)
+    if n == 0:  # a score of 0 over no images would be a silent wrong answer
+        raise ValueError("evaluate: the loader yielded no images (an empty split)")
     out: dict[str, Any] = {f"top{k}": h / max(n, 1) for k, h in zip(ks, hits)}
     out["n"] = n
     out["nonfinite"] = nonfinite

@@ -35,6 +35,7 @@ __all__ = [
     "available_memory",
     "check_fits",
     "estimate_memory",
+    "estimated_parameters",
     "format_bytes",
     "parameter_bytes",
 ]
@@ -201,6 +202,8 @@ def estimate_memory(
 
 # ---------------------------------------------------------------------------- the CLI's check
 _SIZE_PROBES = (1 / 16, 2 / 16, 3 / 16)  # a model's size option at which it is probed
+#: the probes of :func:`check_fits` see images of at most this side
+PROBE_IMAGE_SIZE = 256
 
 
 def available_memory(device: str = "cpu") -> int | None:
@@ -209,67 +212,142 @@ def available_memory(device: str = "cpu") -> int | None:
     return backend.memory_available(device)
 
 
+def _largest(fits: Callable[[float], bool], hi: float) -> float:
+    """The largest value in (0, hi] for which ``fits`` holds (``fits`` grows monotonically)."""
+    lo = 0.0
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
 def check_fits(
     spec: Any,
     config: dict[str, Any],
     info: Any,
     available: int | None = None,
     device: str = "cpu",
+    dataset_bytes: int = 0,
 ) -> None:
-    """Refuse, before anything large is allocated, a run whose training step cannot fit.
+    """Refuse, before anything large is allocated, a run whose data or training step cannot fit.
 
-    The model is built only at three small values of the spec's ``size_option`` (a channel
-    multiplier such as ``width``): the parameter count is fitted as ``a*s^2 + b*s + c``
-    through them (exact up to channel rounding: every weight is a product of two channel
-    counts) and the activations of the middle probe (:func:`estimate_memory`) are scaled
-    linearly with ``s`` (channels) to the run's value. Parameters, gradients and the
-    optimizer's slots (1 for SGD, 2 for Adam) are float32. The probes run on the CPU; on a
-    GPU the same figure is compared with the device's free memory.
+    Every flag that scales memory is checked: ``--image-size`` (the images a dataset holds
+    in memory, ``dataset_bytes``, and the activations), ``--batch-size`` and the spec's
+    ``size_option`` (a channel multiplier such as ``width``). The model is built only at
+    three small values of the size option: the parameter count is fitted as
+    ``a*s^2 + b*s + c`` through them (exact up to channel rounding: every weight is a
+    product of two channel counts) and the activations of the middle probe
+    (:func:`estimate_memory`) are scaled linearly with ``s`` (channels) to the run's value.
+    The probes see images of at most :data:`PROBE_IMAGE_SIZE` pixels a side; larger images
+    scale the activations with their area. Parameters, gradients and the optimizer's slots
+    (1 for SGD, 2 for Adam) are float32. The probes run on the CPU; on a GPU the step is
+    compared with the device's free memory and the dataset with the host's.
+    Without a size option only the dataset and the batch of input images are checked.
+
+    Args:
+        spec, config, info: the model's spec, the run config and the dataset's info.
+        available: bytes available (default: :func:`available_memory` of ``device``).
+        device: where the training step runs.
+        dataset_bytes: host memory the dataset takes at ``info.image_size`` (it scales
+            with the image area).
 
     Raises:
-        ValueError: the estimate exceeds ``available`` (default: :func:`available_memory`
-            of ``device``),
-            naming the flag, the figures and the largest size and batch that would fit.
+        ValueError: the estimate exceeds what is available, naming the flags, the figures
+            and the largest values that would fit (one line).
     """
-    key = getattr(spec, "size_option", None)
     available = available_memory(device) if available is None else available
-    if key is None or config.get(key) is None or available is None:
+    if available is None:
         return
-    value, batch = float(config[key]), int(config["batch_size"])
+    host = available if device == "cpu" else available_memory("cpu")
+    side, batch = info.image_size, int(config["batch_size"])
+    if dataset_bytes and host is not None and dataset_bytes > host:
+        fits = _largest(lambda t: dataset_bytes * t * t <= host, 1.0) * side
+        raise ValueError(
+            f"--image-size {side}: the {info.name} images would take about "
+            f"{format_bytes(dataset_bytes)} in memory at {side}x{side} (estimated before "
+            f"loading) but {format_bytes(host)} is available; the largest --image-size that "
+            f"fits is about {int(fits)}"
+        )
+    on_device = dataset_bytes if device == "cpu" else 0  # the data shares the CPU's memory
+    key = getattr(spec, "size_option", None)
+    if key is None or config.get(key) is None:
+        need_input = on_device + batch * info.in_channels * side * side * 4
+        if need_input > available:
+            raise ValueError(
+                f"--image-size {side} --batch-size {batch}: the images alone need about "
+                f"{format_bytes(need_input)} but {format_bytes(available)} of memory is "
+                f"available on {device}"
+            )
+        return
+    need = _step_need(spec, config, info, key)
+    value = float(config[key])
+    total = on_device + need(value, batch, side)
+    if total <= available:
+        return
+    room = available - on_device
+    flag = "--" + key.replace("_", "-")
+    lo = _largest(lambda s: need(s, batch, side) <= room, value)
+    per_image = need(value, 1, side) - need(value, 0, side)
+    free = room - need(value, 0, side)
+    fits = int(free // per_image) if per_image > 0 and free > 0 else 0
+    at_size = (f"at {flag} {value:g} the largest batch that fits is {fits}" if fits >= 1
+               else f"at {flag} {value:g} not even a batch of 1 fits")  # fmt: skip
+    sides = ""
+    if side > PROBE_IMAGE_SIZE:
+        top = int(_largest(lambda t: need(value, batch, t) <= room, side))
+        sides = f"; at {flag} {value:g} --batch-size {batch} the largest --image-size is {top}"
+    image = f" --image-size {side}" if side > PROBE_IMAGE_SIZE else ""
+    raise ValueError(
+        f"{flag} {value:g} --batch-size {batch}{image}: a training step needs about "
+        f"{format_bytes(total)} (estimated before allocating) but {format_bytes(available)} "
+        f"of memory is available on {device}; at --batch-size {batch} the largest {flag} "
+        f"that fits is about {lo:.3g}, and {at_size}{sides}"
+    )
+
+
+def _probe(
+    spec: Any, config: dict[str, Any], key: str, shape: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, MemoryEstimate | None]:
+    """Parameter-count coefficients ``(a, b, c)`` of ``a*s^2 + b*s + c`` from probe models at
+    :data:`_SIZE_PROBES`, and (given an image ``shape``) the middle probe's estimate."""
     slots = 2 if config.get("optimizer") in ("adam", "adamw") else 1
-    shape = (info.in_channels, info.image_size, info.image_size)
     rng = backend.get_rng_state()  # building the probes draws initial weights
     try:
         counts, act = [], None
         for s in _SIZE_PROBES:
             model = spec.build_model({**config, key: s})
             counts.append(sum(int(p.data.size) for p in model.parameters()))
-            if s == _SIZE_PROBES[1]:
+            if shape is not None and s == _SIZE_PROBES[1]:
                 act = estimate_memory(model, shape, 1, optimizer_slots=slots)
     finally:
         backend.set_rng_state(rng)
-    a, b, c = np.polyfit(np.array(_SIZE_PROBES), np.array(counts, dtype=np.float64), 2)
+    return np.polyfit(np.array(_SIZE_PROBES), np.array(counts, dtype=np.float64), 2), act
 
-    def need(s: float, n: int) -> float:
+
+def _step_need(
+    spec: Any, config: dict[str, Any], info: Any, key: str
+) -> Callable[[float, int, float], float]:
+    """Bytes of a training step as a function of (size option, batch, image side), fitted
+    from probe models at three small sizes and images of at most PROBE_IMAGE_SIZE."""
+    slots = 2 if config.get("optimizer") in ("adam", "adamw") else 1
+    probe_side = min(info.image_size, PROBE_IMAGE_SIZE)
+    (a, b, c), act = _probe(spec, config, key, (info.in_channels, probe_side, probe_side))
+    fixed, per_image = act.activations - act.per_image, act.per_image
+
+    def need(s: float, n: int, side: float) -> float:
         params = max(a * s * s + b * s + c, 0.0) * 4 * (2 + slots)
-        return params + (act.activations - act.per_image + act.per_image * n) * s / _SIZE_PROBES[1]
+        area = (side / probe_side) ** 2
+        return params + (fixed + per_image * n) * area * s / _SIZE_PROBES[1]
 
-    total = need(value, batch)
-    if total <= available:
-        return
-    flag = "--" + key.replace("_", "-")
-    lo, hi = 0.0, value  # the largest size that fits at this batch (need grows with s)
-    for _ in range(50):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if need(mid, batch) <= available else (lo, mid)
-    per_image = act.per_image * value / _SIZE_PROBES[1]
-    room = available - need(value, 0)
-    fits = int(room // per_image) if per_image > 0 and room > 0 else 0
-    at_size = (f"at {flag} {value:g} the largest batch that fits is {fits}" if fits >= 1
-               else f"at {flag} {value:g} not even a batch of 1 fits")  # fmt: skip
-    raise ValueError(
-        f"{flag} {value:g} --batch-size {batch}: a training step needs about "
-        f"{format_bytes(total)} (estimated before allocating) but {format_bytes(available)} "
-        f"of memory is available on {device}; at --batch-size {batch} the largest {flag} "
-        f"that fits is about {lo:.3g}, and {at_size}"
-    )
+    return need
+
+
+def estimated_parameters(spec: Any, config: dict[str, Any]) -> float | None:
+    """The parameter count of the model ``config`` describes, from three small probe models
+    (None when the spec has no size option); nothing of the real size is allocated."""
+    key = getattr(spec, "size_option", None)
+    if key is None or config.get(key) is None:
+        return None
+    (a, b, c), _ = _probe(spec, config, key)
+    s = float(config[key])
+    return max(a * s * s + b * s + c, 0.0)

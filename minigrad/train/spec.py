@@ -86,6 +86,8 @@ class ModelSpec:
         size_option: the config key of a channel multiplier (e.g. ``"width"``): ``train``
             then estimates a run's memory from small probe models before building the real
             one, and refuses one that cannot fit (:func:`minigrad.train.memory.check_fits`).
+        model: the model's name, recorded with ``prog`` in a run's config (``program``,
+            ``model``): the commands refuse another program's run in one line.
     """
 
     prog: str
@@ -103,6 +105,7 @@ class ModelSpec:
     branch_labels: Mapping[str, str] = field(default_factory=dict)
     study_defaults: Mapping[str, Any] = field(default_factory=dict)
     size_option: str | None = None
+    model: str = ""
 
     def loss(self, config: Mapping[str, Any]) -> Callable[[Any, Any], dict[str, Tensor]]:
         """``loss_terms`` bound to the run config's loss options: ``(outputs, target)``."""
