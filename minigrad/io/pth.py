@@ -1,0 +1,233 @@
+"""``load_pth``: a ``torch.save``'d state_dict read into NumPy arrays, without PyTorch.
+
+The zip format (PyTorch >= 1.6) is a zip archive with one top folder (any name)::
+
+    archive/data.pkl        the pickle (protocol 2) of an OrderedDict name -> tensor
+    archive/data/0, 1, ...  one member per storage: the raw elements, no header
+    archive/byteorder       "little" or "big" (absent in files from before PyTorch 1.10:
+                            little-endian)
+    archive/version         the format version
+
+In the pickle each tensor is ``torch._utils._rebuild_tensor_v2(storage, storage_offset,
+size, stride, requires_grad, backward_hooks[, metadata])`` and each storage a persistent id
+``("storage", torch.FloatStorage, key, location, numel)`` naming ``archive/data/<key>``.
+
+A pickle can call any importable function, so the unpickler here is restricted: only the
+globals a state_dict needs resolve (the allow-list :data:`ALLOWED_GLOBALS`), each to a
+stand-in written here; anything else (``os.system``, ``builtins.eval``, ...) raises at the
+``GLOBAL`` opcode, before it could be called. Every size is checked against the archive
+before an array is allocated: a storage's ``numel * itemsize`` must equal its member's size,
+and a tensor's offset, sizes and strides must stay inside its storage.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = ["ALLOWED_GLOBALS", "STORAGE_DTYPES", "PthError", "load_pth"]
+
+#: torch's storage types and the NumPy dtype of their elements (BFloat16 is widened to
+#: float32 on reading: NumPy has no bfloat16)
+STORAGE_DTYPES: dict[str, str] = {
+    "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
+    "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
+    "BoolStorage": "bool", "UntypedStorage": "uint8",
+}  # fmt: skip
+_ITEMSIZE = {"bfloat16": 2}
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    """What ``GLOBAL torch FloatStorage`` resolves to: a name and a dtype, not callable."""
+
+    name: str
+    dtype: str
+
+    @property
+    def itemsize(self) -> int:
+        return _ITEMSIZE.get(self.dtype) or np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class _Storage:
+    """A storage read from the archive: its flat elements (1-D array) and its type."""
+
+    array: np.ndarray
+    type: _StorageType
+
+
+class PthError(ValueError):
+    """A ``.pth`` file that is not a readable state_dict (the message says why)."""
+
+
+def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any,
+                       requires_grad: Any = False, backward_hooks: Any = None,
+                       metadata: Any = None) -> np.ndarray:  # fmt: skip
+    """A tensor as an array: ``storage[offset + sum(i_k * stride_k)]`` at index ``i``,
+    copied out (the array owns its memory) once the bounds are checked."""
+    if not isinstance(storage, _Storage):
+        raise PthError(f"_rebuild_tensor_v2: expected a storage, got {type(storage).__name__}")
+    ints = (storage_offset, *_int_tuple("size", size), *_int_tuple("stride", stride))
+    if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in ints):
+        raise PthError(
+            f"_rebuild_tensor_v2: offset, size and stride must be integers >= 0, got "
+            f"offset {storage_offset!r}, size {size!r}, stride {stride!r}"
+        )
+    size, stride = tuple(size), tuple(stride)
+    if len(size) != len(stride):
+        raise PthError(f"_rebuild_tensor_v2: size {size} and stride {stride} differ in length")
+    numel = storage.array.size
+    if 0 not in size:
+        last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= numel:
+            raise PthError(
+                f"_rebuild_tensor_v2: size {size}, stride {stride} and offset "
+                f"{storage_offset} reach element {last} of a storage of {numel}"
+            )
+    elif storage_offset > numel:
+        raise PthError(f"_rebuild_tensor_v2: offset {storage_offset} past a storage of {numel}")
+    flat = storage.array[storage_offset:]
+    item = flat.itemsize
+    view = np.lib.stride_tricks.as_strided(flat, size, tuple(s * item for s in stride))
+    out = np.array(view, copy=True)  # owns its memory, C-contiguous
+    if storage.type.dtype == "bfloat16":  # the top 16 bits of a float32
+        out = (out.astype(np.uint32) << 16).view(np.float32)
+    return out
+
+
+def _int_tuple(name: str, value: Any) -> tuple:
+    if not isinstance(value, (tuple, list)):
+        raise PthError(f"_rebuild_tensor_v2: {name} must be a tuple, got {type(value).__name__}")
+    return tuple(value)
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None,
+                       ) -> np.ndarray:  # fmt: skip
+    """``torch._utils._rebuild_parameter``: a Parameter saved as such is its data."""
+    if not isinstance(data, np.ndarray):
+        raise PthError(f"_rebuild_parameter: expected a tensor, got {type(data).__name__}")
+    return data
+
+
+#: ``(module, name)`` of every global a state_dict's pickle may name, and its stand-in
+ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    **{("torch", name): _StorageType(name, dtype) for name, dtype in STORAGE_DTYPES.items()},
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler whose globals come only from :data:`ALLOWED_GLOBALS` and whose
+    persistent ids are the archive's storages (read once each, sizes checked first)."""
+
+    def __init__(self, file: IO[bytes], archive: zipfile.ZipFile, prefix: str, path: str,
+                 byteorder: str) -> None:  # fmt: skip
+        super().__init__(file)
+        self.archive, self.prefix, self.path, self.byteorder = archive, prefix, path, byteorder
+        self.storages: dict[str, _Storage] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise PthError(
+                f"load_pth: {self.path!r} refers to {module}.{name}, which a state_dict does "
+                "not hold; refused without calling it (the file may run code: do not load it "
+                "with torch.load either unless you trust it)"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> _Storage:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise PthError(f"load_pth: {self.path!r} has an unknown persistent id {pid!r:.80}")
+        _, kind, key, _location, numel = pid
+        if not isinstance(kind, _StorageType):
+            raise PthError(f"load_pth: {self.path!r}: {kind!r:.60} is not a storage type")
+        if not isinstance(key, str) or not key.isdigit():
+            raise PthError(f"load_pth: {self.path!r}: bad storage key {key!r:.60}")
+        if key in self.storages:
+            return self.storages[key]
+        if not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
+            raise PthError(f"load_pth: {self.path!r}: storage {key} has size {numel!r:.60}")
+        name = f"{self.prefix}data/{key}"
+        try:
+            info = self.archive.getinfo(name)
+        except KeyError:
+            raise PthError(f"load_pth: {self.path!r} has no member {name} (truncated?)") from None
+        nbytes = numel * kind.itemsize
+        if info.file_size != nbytes:
+            raise PthError(
+                f"load_pth: {self.path!r}: storage {key} ({kind.name}) should hold {numel} "
+                f"elements ({nbytes} bytes) but its member has {info.file_size} bytes"
+            )
+        raw = self.archive.read(name)  # file_size bytes, checked above
+        dtype = np.dtype("uint16" if kind.dtype == "bfloat16" else kind.dtype)
+        array = np.frombuffer(raw, dtype.newbyteorder("<" if self.byteorder == "little" else ">"))
+        storage = _Storage(array.astype(dtype, copy=False), kind)  # native byte order
+        self.storages[key] = storage
+        return storage
+
+
+def load_pth(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The name -> array mapping of a file written by ``torch.save(model.state_dict(), path)``.
+
+    Reads PyTorch's zip format (1.6 and later) without importing torch, through a restricted
+    unpickler (see the module docstring): a file naming anything but an ordered dict, the
+    tensor-rebuild functions and storage types is refused without running it. Arrays are
+    C-contiguous copies on the host; bfloat16 tensors come back as float32.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a zip archive (the legacy pre-1.6 format is not read: re-save it with
+            a recent PyTorch), a refused global, sizes that do not match the archive, or a
+            pickle that is not a mapping of names to tensors.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"load_pth: no file at {path!r}")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(8)
+        legacy = head.startswith(b"\x80\x02") or head.startswith(b"\x80")
+        why = (
+            "the legacy (pre-1.6) torch.save format, which is not read here: re-save it with "
+            "torch.save(torch.load(path), new_path)"
+            if legacy
+            else f"not a zip archive (starts with {head!r})"
+        )
+        raise PthError(f"load_pth: {path!r} is {why}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pkl = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
+            if len(pkl) != 1:
+                raise PthError(f"load_pth: {path!r} is a zip archive without one <name>/data.pkl")
+            prefix = pkl[0][: -len("data.pkl")]
+            byteorder = "little"
+            if f"{prefix}byteorder" in archive.namelist():
+                byteorder = archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip()
+                if byteorder not in ("little", "big"):
+                    raise PthError(f"load_pth: {path!r} has byteorder {byteorder!r:.20}")
+            with archive.open(pkl[0]) as f:
+                obj = _RestrictedUnpickler(f, archive, prefix, path, byteorder).load()
+    except PthError:
+        raise
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, TypeError, KeyError,
+            AttributeError, IndexError, ValueError) as e:  # fmt: skip
+        raise PthError(f"load_pth: {path!r} is corrupt ({type(e).__name__}: {e})") from e
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]  # a training checkpoint {"state_dict": ..., ...}
+    if not isinstance(obj, dict):
+        raise PthError(f"load_pth: {path!r} holds a {type(obj).__name__}, not a state_dict")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, np.ndarray)]
+    if bad:
+        raise PthError(f"load_pth: {path!r}: entries that are not tensors: {bad[:5]}")
+    return dict(obj)
