@@ -616,6 +616,34 @@ def _describe(config: dict[str, Any]) -> str:
             f"{config['batch_norm']}")  # fmt: skip
 
 
+def options_from_weights(weights: dict[str, Any]) -> dict[str, Any]:
+    """The options a GoogLeNet state_dict implies (``--weights``): variant (torchvision's
+    when its "5x5" column is a 3x3 conv), stem, batch norm, aux heads, width, class count;
+    torchvision's weights expect ``transform_input`` (its pretrained model turns it on)."""
+    if "conv1.conv.weight" not in weights or "fc.weight" not in weights:
+        return {}
+    conv1, fc = weights["conv1.conv.weight"], weights["fc.weight"]  # (64w, C, k, k), (n, 1024w)
+    b3 = weights.get("inception3a.branch3.1.conv.weight")
+    variant = "torchvision" if b3 is not None and b3.shape[-1] == 3 else "paper"
+    return {
+        "variant": variant,
+        "transform_input": variant == "torchvision",
+        "stem": "imagenet" if conv1.shape[-1] == 7 else "cifar",
+        "batch_norm": "conv1.bn.weight" in weights,
+        "aux_logits": "aux1.fc2.weight" in weights,
+        "width": round(fc.shape[1] / 1024, 6),
+        "in_channels": int(conv1.shape[1]),
+        "num_classes": int(fc.shape[0]),
+    }
+
+
+#: torchvision's ImageNet weights (69.78 % top-1, 89.53 % top-5 at 224 px, one crop, as
+#: torchvision reports them); ``--weights googlenet-1378be20.pth --download`` fetches them
+PRETRAINED = {
+    "googlenet-1378be20.pth": "https://download.pytorch.org/models/googlenet-1378be20.pth"
+}
+
+
 def inception_branches(module: nn.Module) -> tuple[str, ...] | None:
     """The study's block selector: each Inception block, with its four branches."""
     return BRANCHES if isinstance(module, Inception) else None
@@ -636,6 +664,8 @@ APP = ModelSpec(
     branch_labels={"branch1": "1x1", "branch2": "3x3", "branch3": "5x5", "branch4": "pool"},
     study_defaults={"width": 0.125},
     size_option="width",
+    weights_options=options_from_weights,
+    pretrained=PRETRAINED,
 )
 
 

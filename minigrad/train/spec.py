@@ -86,6 +86,10 @@ class ModelSpec:
         size_option: the config key of a channel multiplier (e.g. ``"width"``): ``train``
             then estimates a run's memory from small probe models before building the real
             one, and refuses one that cannot fit (:func:`minigrad.train.memory.check_fits`).
+        weights_options: ``weights_options(state_dict) -> {config key: value}``: the model
+            options a weights file implies (``--weights``, :mod:`minigrad.train.finetune`),
+            ``num_classes`` included; flags given on the command line win.
+        pretrained: known pretrained files by name -> URL (``--weights NAME --download``).
     """
 
     prog: str
@@ -103,6 +107,8 @@ class ModelSpec:
     branch_labels: Mapping[str, str] = field(default_factory=dict)
     study_defaults: Mapping[str, Any] = field(default_factory=dict)
     size_option: str | None = None
+    weights_options: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    pretrained: Mapping[str, str] = field(default_factory=dict)
 
     def loss(self, config: Mapping[str, Any]) -> Callable[[Any, Any], dict[str, Tensor]]:
         """``loss_terms`` bound to the run config's loss options: ``(outputs, target)``."""
