@@ -273,6 +273,9 @@ def model_from_weights(given: str, spec: ModelSpec, base: dict[str, Any],
     name = dataset or "imagenette"  # ImageNet's preprocessing is Imagenette's at 224 px
     size = image_size or (None if dataset else 224)
     info = dataset_info(name, image_size=size if name in ("digits", "imagenette") else None)
+    if opts.get("in_channels", info.in_channels) != info.in_channels:
+        raise ValueError(f"--weights {path}: the model takes {opts['in_channels']}-channel "
+                         f"images but {info.name} has {info.in_channels}")  # fmt: skip
     cfg.update(dataset=info.name, image_size=info.image_size, in_channels=info.in_channels)
     if dataset is None:
         cfg["class_names"] = list(imagenet_class_names())
