@@ -480,6 +480,7 @@ def run_eval(args: argparse.Namespace, spec: ModelSpec) -> int:
         raise ValueError(f"eval: {path} does not name its dataset; pass --dataset")
     logits = finetune.subset_logits(spec.logits, cfg.get("class_subset"))
     info, _, test_set = _datasets(cfg, train=False)
+    start = time.perf_counter()
     if args.crops > 1:
         from minigrad.train.multicrop import evaluate_crops  # noqa: PLC0415
 
@@ -491,8 +492,11 @@ def run_eval(args: argparse.Namespace, spec: ModelSpec) -> int:
         result = evaluate(model, loader, device=device, num_classes=info.num_classes, logits=logits)
     part = "the whole test split" if args.limit is None else f"--limit {args.limit}"
     crops = f", {args.crops} crops" if args.crops > 1 else ""
+    seconds = time.perf_counter() - start
     print(f"{cfg['dataset']} test: top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  "
           f"({result['n']} images scored, {part}{crops}; {path})")  # fmt: skip
+    print(f"evaluation took {seconds:.1f} s, {1e3 * seconds / max(result['n'], 1):.1f} ms per "
+          f"image ({args.crops} crop{'s' * (args.crops > 1)} each)")  # fmt: skip
     out = Path(args.out) if args.out else path.parent
     out.mkdir(parents=True, exist_ok=True)
     png = out / "confusion.png"
