@@ -271,3 +271,18 @@ def test_aux_head_pools_adaptively_at_14x14_where_the_papers_head_pools_5x5_3() 
         + sd["aux1.conv.bn.bias"][None, :, None, None], 0).reshape(2, -1)  # fmt: skip
     y = np.maximum(y @ sd["aux1.fc1.weight"].T + sd["aux1.fc1.bias"], 0)
     np.testing.assert_allclose(got, y @ sd["aux1.fc2.weight"].T + sd["aux1.fc2.bias"], rtol=1e-9)
+
+
+def test_the_torchvision_variant_on_the_device_gives_the_hosts_logits(device: str) -> None:
+    # transform_input's constants, the 2x2/2 pool and adaptive aux pooling on the device
+    mg.manual_seed(0)
+    model = GoogLeNet.torchvision(7, transform_input=True, width=1 / 16)
+    randomised(model, seed=7)
+    x = np.random.default_rng(8).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with mg.no_grad():
+        host = model.eval()(mg.tensor(x)).numpy()
+        model.to(device)
+        on_device = model(mg.tensor(x, device=device)).numpy()
+        out = model.train()(mg.tensor(x, device=device))
+    np.testing.assert_allclose(on_device, host, rtol=1e-4, atol=1e-5)
+    assert isinstance(out, GoogLeNetOutputs) and out.aux2.device == device
