@@ -85,6 +85,13 @@ def test_freeze_and_the_backbone_learning_rate() -> None:
     assert {id(p) for g in groups for p in g["params"]} == trainable
     opt = mg.optim.SGD(groups, lr=0.1, momentum=0.9)
     assert [g["lr"] for g in opt.param_groups] == [pytest.approx(0.001), 0.1]
+    # a step computes no gradient for the frozen blocks
+    x = mg.tensor(np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32))
+    googlenet.loss_terms(model.train()(x), np.array([1, 2]))["total"].backward()
+    assert (
+        model.inception4e.branch1.conv.weight.grad is None and model.conv1.conv.weight.grad is None
+    )
+    assert model.inception5a.branch1.conv.weight.grad is not None
     with pytest.raises(ValueError, match="'stem' is not one of the model's blocks: conv1, "):
         finetune.freeze(model, "stem")
     with pytest.raises(ValueError, match="every parameter would be frozen"):
