@@ -15,6 +15,7 @@ from data.conftest import write_imagenette
 import googlenet
 import minigrad as mg
 from minigrad.checkpoint import load_checkpoint
+from minigrad.data.imagenet import imagenet_class_names
 from minigrad.data.imagenette import IMAGENETTE_CLASSES
 from minigrad.train import finetune
 
@@ -180,6 +181,13 @@ def test_fine_tune_eval_predict_and_study_end_to_end(
         IMAGENETTE_CLASSES)  # fmt: skip
     # the file itself: ImageNet's 1,000 classes; on Imagenette, its 10 among them
     assert googlenet.main(["predict", "--weights", pth, str(image), "--top", "2"]) == 0
+    imagenet = set(imagenet_class_names())
+    top = capsys.readouterr().out.strip().split(": ", 1)[1].split(", ")
+    assert len(top) == 2 and all(t.rsplit(" ", 1)[0] in imagenet for t in top)
+    assert googlenet.main(["predict", "--weights", pth, "--dataset", "imagenette",
+                           str(image), "--top", "10"]) == 0  # fmt: skip
+    top = capsys.readouterr().out.strip().split(": ", 1)[1].split(", ")
+    assert sorted(t.rsplit(" ", 1)[0] for t in top) == sorted(IMAGENETTE_CLASSES)
     assert googlenet.main(["eval", "--weights", pth, *data, "--image-size", "64",
                            "--out", str(tmp_path)]) == 0  # fmt: skip
     assert googlenet.main(["study", "--weights", pth, *data, "--image-size", "64",

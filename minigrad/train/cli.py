@@ -336,11 +336,8 @@ def _optimizer(cfg: dict[str, Any], model: Any) -> tuple[Any, Any]:
     from minigrad import optim  # noqa: PLC0415
 
     # the trainable parameters; with --backbone-lr-scale, the loaded ones in their own group
-    params, lr, wd = (
-        finetune.param_groups(parallel.unwrap(model), cfg),
-        cfg["lr"],
-        cfg["weight_decay"],
-    )
+    params = finetune.param_groups(parallel.unwrap(model), cfg)
+    lr, wd = cfg["lr"], cfg["weight_decay"]
     if cfg["optimizer"] == "sgd":
         opt = optim.SGD(params, lr=lr, momentum=cfg["momentum"], weight_decay=wd,
                         nesterov=cfg["momentum"] > 0)  # fmt: skip
@@ -536,7 +533,8 @@ def run_predict(args: argparse.Namespace, spec: ModelSpec) -> int:
     if good:
         x = np.stack(images)  # (N, C, H, W)
         with no_grad():
-            prob = F.softmax(spec.logits(model(tensor(x, device=device))), dim=1).numpy()
+            logits = finetune.subset_logits(spec.logits, cfg.get("class_subset"))
+            prob = F.softmax(logits(model(tensor(x, device=device))), dim=1).numpy()
         if len(names) != prob.shape[1]:  # a run config without names of its own classes
             names = [str(i) for i in range(prob.shape[1])]
         for file, p in zip(good, prob):
