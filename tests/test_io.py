@@ -209,3 +209,23 @@ def test_load_weights_by_suffix(tmp_path: Path) -> None:
         mio.load_weights(tmp_path / "w.h5")
     with pytest.raises(FileNotFoundError):
         mio.load_weights(tmp_path / "none.safetensors")
+
+
+def test_load_pth_reads_compressed_members_and_refuses_impossible_sizes(tmp_path: Path) -> None:
+    state = {"w": np.arange(1000, dtype=np.float32)}
+    plain = tf.save_state_dict(state, tmp_path / "plain.pth")
+    deflated = tmp_path / "deflated.pth"  # re-zipped by some tool: still read
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in src.namelist():
+            z.writestr(name, src.read(name))
+    np.testing.assert_array_equal(mio.load_pth(deflated)["w"], state["w"])
+    # a central directory that claims 4 GB for a stored member is refused before reading
+    raw = bytearray(plain.read_bytes())
+    name = b"archive/data/0"
+    at = next(i - 46 for i in range(len(raw)) if raw[i : i + len(name)] == name
+              and raw[i - 46 : i - 42] == b"PK\x01\x02")  # fmt: skip
+    raw[at + 24 : at + 28] = (4_000_000_000).to_bytes(4, "little")
+    liar = tmp_path / "liar.pth"
+    liar.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"claims 4000000000 bytes, more than its archive can"):
+        mio.load_pth(liar)

@@ -16,13 +16,15 @@ A pickle can call any importable function, so the unpickler here is restricted: 
 globals a state_dict needs resolve (the allow-list :data:`ALLOWED_GLOBALS`), each to a
 stand-in written here; anything else (``os.system``, ``builtins.eval``, ...) raises at the
 ``GLOBAL`` opcode, before it could be called. Every size is checked against the archive
-before an array is allocated: a storage's ``numel * itemsize`` must equal its member's size,
-and a tensor's offset, sizes and strides must stay inside its storage.
+before an array is allocated: a member's stated size must fit in the archive (stored
+members) or deflate's ratio (compressed ones), a storage's ``numel * itemsize`` must equal
+its member's size, and a tensor's offset, sizes and strides must stay inside its storage.
 """
 
 from __future__ import annotations
 
 import collections
+import io
 import os
 import pickle
 import zipfile
@@ -164,6 +166,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         except KeyError:
             raise PthError(f"load_pth: {self.path!r} has no member {name} (truncated?)") from None
         nbytes = numel * kind.itemsize
+        _check_member_size(info, self.path)
         if info.file_size != nbytes:
             raise PthError(
                 f"load_pth: {self.path!r}: storage {key} ({kind.name}) should hold {numel} "
@@ -175,6 +178,23 @@ class _RestrictedUnpickler(pickle.Unpickler):
         storage = _Storage(array.astype(dtype, copy=False), kind)  # native byte order
         self.storages[key] = storage
         return storage
+
+
+_MAX_PICKLE = 256 << 20  # a state_dict's pickle holds ~100 bytes per tensor
+_MAX_RATIO = 1100  # deflate never expands more than ~1032:1
+
+
+def _check_member_size(info: zipfile.ZipInfo, path: str) -> None:
+    """A member's stated size must be possible: stored members (torch writes no other)
+    hold their bytes in the archive; compressed ones expand at most deflate's ratio."""
+    limit = os.path.getsize(path) if info.compress_type == zipfile.ZIP_STORED else (
+        _MAX_RATIO * max(info.compress_size, 1)
+    )  # fmt: skip
+    if info.file_size > limit:
+        raise PthError(
+            f"load_pth: {path!r}: member {info.filename} claims {info.file_size} bytes, more "
+            f"than its archive can hold ({limit}); refused before reading it"
+        )
 
 
 def load_pth(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -216,8 +236,13 @@ def load_pth(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                 byteorder = archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip()
                 if byteorder not in ("little", "big"):
                     raise PthError(f"load_pth: {path!r} has byteorder {byteorder!r:.20}")
-            with archive.open(pkl[0]) as f:
-                obj = _RestrictedUnpickler(f, archive, prefix, path, byteorder).load()
+            info = archive.getinfo(pkl[0])
+            _check_member_size(info, path)
+            if info.file_size > _MAX_PICKLE:
+                raise PthError(f"load_pth: {path!r}: a {info.file_size}-byte data.pkl is no "
+                               "state_dict's")  # fmt: skip
+            data = io.BytesIO(archive.read(pkl[0]))  # its size checked above
+            obj = _RestrictedUnpickler(data, archive, prefix, path, byteorder).load()
     except PthError:
         raise
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, TypeError, KeyError,
