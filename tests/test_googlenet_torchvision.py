@@ -201,9 +201,15 @@ def test_a_torch_file_loads_strictly_and_gives_the_same_logits(tmp_path: Path) -
     x = mg.tensor(np.random.default_rng(4).standard_normal((2, 3, 64, 64)).astype(np.float32))
     with mg.no_grad():
         np.testing.assert_array_equal(other.eval()(x).numpy(), model.eval()(x).numpy())
-    assert int(other.conv1.bn.num_batches_tracked.numpy()) == int(
-        sd["conv1.bn.num_batches_tracked"]
-    )
+    tracked = sd["conv1.bn.num_batches_tracked"]
+    assert int(other.conv1.bn.num_batches_tracked.numpy()) == int(tracked)
+    # the legacy format (torchvision's 2019 files) gives the same tensors
+    legacy = mio.load_pth(tf.save_state_dict_legacy(sd, tmp_path / "old.pth"))
+    mg.manual_seed(2)
+    third = GoogLeNet.torchvision(10, width=0.125)
+    assert third.load_state_dict(legacy) == ([], [], [])
+    with mg.no_grad():
+        np.testing.assert_array_equal(third.eval()(x).numpy(), model.eval()(x).numpy())
     # the paper's network does not take these weights, and says where it differs
     paper = GoogLeNet(10, stem="imagenet", batch_norm=True, width=0.125)
     with pytest.raises(ValueError, match=r"wrong shapes \(9\):\n    inception3a.branch3.1.conv"):

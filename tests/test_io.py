@@ -130,10 +130,14 @@ def test_load_pth_checks_sizes_before_allocating(tmp_path: Path) -> None:
 def test_load_pth_bad_files_say_what_they_are(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no file"):
         mio.load_pth(tmp_path / "nope.pth")
-    legacy = tmp_path / "legacy.pth"
-    legacy.write_bytes(b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.")
-    with pytest.raises(ValueError, match="legacy"):
-        mio.load_pth(legacy)
+    cut = tmp_path / "cut.pth"  # a legacy file cut after its magic number
+    cut.write_bytes(b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.")
+    with pytest.raises(ValueError, match="is corrupt .EOFError"):
+        mio.load_pth(cut)
+    text = tmp_path / "notes.pth"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="neither a zip archive nor a legacy torch.save file"):
+        mio.load_pth(text)
     other = tmp_path / "x.zip"
     with zipfile.ZipFile(other, "w") as z:
         z.writestr("hello.txt", "hi")
@@ -229,3 +233,34 @@ def test_load_pth_reads_compressed_members_and_refuses_impossible_sizes(tmp_path
     liar.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match=r"claims 4000000000 bytes, more than its archive can"):
         mio.load_pth(liar)
+
+
+def test_load_pth_reads_the_legacy_format(tmp_path: Path) -> None:
+    # torch.save before PyTorch 1.6, the format of torchvision's googlenet-1378be20.pth
+    state = _state(np.random.default_rng(5))
+    got = mio.load_pth(tf.save_state_dict_legacy(state, tmp_path / "old.pth"))
+    assert list(got) == list(state)
+    for k, a in state.items():
+        assert got[k].dtype == a.dtype and got[k].shape == a.shape, k
+        np.testing.assert_array_equal(got[k], a)
+
+
+def test_load_pth_legacy_sizes_are_checked_and_code_refused(tmp_path: Path) -> None:
+    state = {"w": np.arange(12, dtype=np.float32), "b": np.ones(3, np.float32)}
+    key = str(94_000_000_000)
+    path = tf.save_state_dict_legacy(state, tmp_path / "lie.pth", numel_written={key: 10**15})
+    with pytest.raises(ValueError, match=r"should hold 12 elements; the file says 10+ and has"):
+        mio.load_pth(path)
+    path = tf.save_state_dict_legacy(state, tmp_path / "cut.pth")
+    path.write_bytes(path.read_bytes()[:-8])  # the last storage cut short
+    with pytest.raises(ValueError, match=r"should hold 3 elements; the file says 3 and has 4 "):
+        mio.load_pth(path)
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:
+        for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+            pickle.dump(header, f, protocol=2)
+        pickle.dump(collections.OrderedDict(w=Evil(marker)), f, protocol=2)
+    with pytest.raises(ValueError, match="refused without calling it"):
+        mio.load_pth(evil)
+    assert not marker.exists()

@@ -106,3 +106,42 @@ def save_state_dict(state: dict[str, np.ndarray], path: Path, **kwargs: Any) -> 
         stride = tuple(s // a.itemsize for s in np.array(a, order="C").strides)
         entries[name] = TorchTensor(Storage(key, storages[key]), 0, a.shape, stride)
     return write_zip(Path(path), pth_bytes(entries, storages), storages, **kwargs)
+
+
+class LegacyPickler(TorchPickler):
+    """The legacy format's persistent ids: 6-tuples whose last item (a view) is None."""
+
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, Storage):
+            kind = Global("torch", STORAGE_OF[obj.array.dtype.name])
+            return ("storage", kind, obj.key, "cpu", int(obj.array.size), None)
+        return None
+
+
+def save_state_dict_legacy(state: dict[str, np.ndarray], path: Path,
+                           numel_written: dict[str, int] | None = None) -> Path:  # fmt: skip
+    """``torch.save`` before PyTorch 1.6: magic number, protocol 1001, system info, the
+    state_dict's pickle, its sorted storage keys, then each storage as a little-endian int64
+    element count and its elements (``numel_written`` overrides a count, to test checks)."""
+    import struct
+
+    storages, entries = {}, collections.OrderedDict()
+    for i, (name, a) in enumerate(state.items()):
+        a = np.asarray(a)
+        key = str(94_000_000_000 + 48 * i)  # torch uses str(id(storage))
+        storages[key] = a.reshape(-1)
+        stride = tuple(s // a.itemsize for s in np.array(a, order="C").strides)
+        entries[name] = TorchTensor(Storage(key, storages[key]), 0, a.shape, stride)
+    with open(path, "wb") as f:
+        for header in (0x1950A86A20F9469CFC6C, 1001,
+                       {"protocol_version": 1001, "little_endian": True,
+                        "type_sizes": {"short": 2, "int": 4, "long": 4}}):  # fmt: skip
+            pickle.dump(header, f, protocol=2)
+        LegacyPickler(f, protocol=2).dump(entries)
+        keys = sorted(storages)
+        pickle.dump(keys, f, protocol=2)
+        for key in keys:
+            a = storages[key]
+            f.write(struct.pack("<q", (numel_written or {}).get(key, a.size)))
+            f.write(a.astype(a.dtype.newbyteorder("<")).tobytes())
+    return Path(path)

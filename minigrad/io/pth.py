@@ -11,6 +11,8 @@ The zip format (PyTorch >= 1.6) is a zip archive with one top folder (any name):
 In the pickle each tensor is ``torch._utils._rebuild_tensor_v2(storage, storage_offset,
 size, stride, requires_grad, backward_hooks[, metadata])`` and each storage a persistent id
 ``("storage", torch.FloatStorage, key, location, numel)`` naming ``archive/data/<key>``.
+The legacy format (before 1.6) holds the same pickle between four others, its storages
+after it (:func:`_load_legacy`).
 
 A pickle can call any importable function, so the unpickler here is restricted: only the
 globals a state_dict needs resolve (the allow-list :data:`ALLOWED_GLOBALS`), each to a
@@ -28,6 +30,7 @@ import io
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -58,12 +61,37 @@ class _StorageType:
         return _ITEMSIZE.get(self.dtype) or np.dtype(self.dtype).itemsize
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Storage:
-    """A storage read from the archive: its flat elements (1-D array) and its type."""
+    """A storage: its type, its size in elements, and its flat elements once read (the
+    legacy format stores them after the pickle that names them)."""
 
-    array: np.ndarray
     type: _StorageType
+    numel: int
+    array: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class _TensorRef:
+    """A tensor the pickle rebuilt: a checked view of a storage, copied out by
+    :meth:`array` once the storage is read."""
+
+    storage: _Storage
+    offset: int
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
+
+    def array(self) -> np.ndarray:
+        """``storage[offset + sum(i_k * stride_k)]`` at index ``i``, in its own memory."""
+        flat = self.storage.array[self.offset :]
+        item = flat.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            flat, self.size, tuple(s * item for s in self.stride)
+        )
+        out = np.array(view, copy=True)  # owns its memory, C-contiguous
+        if self.storage.type.dtype == "bfloat16":  # the top 16 bits of a float32
+            out = (out.astype(np.uint32) << 16).view(np.float32)
+        return out
 
 
 class PthError(ValueError):
@@ -72,9 +100,9 @@ class PthError(ValueError):
 
 def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any,
                        requires_grad: Any = False, backward_hooks: Any = None,
-                       metadata: Any = None) -> np.ndarray:  # fmt: skip
-    """A tensor as an array: ``storage[offset + sum(i_k * stride_k)]`` at index ``i``,
-    copied out (the array owns its memory) once the bounds are checked."""
+                       metadata: Any = None) -> _TensorRef:  # fmt: skip
+    """``torch._utils._rebuild_tensor_v2``: a tensor as a view of a storage, its bounds
+    checked against the storage's size (no array is made here)."""
     if not isinstance(storage, _Storage):
         raise PthError(f"_rebuild_tensor_v2: expected a storage, got {type(storage).__name__}")
     ints = (storage_offset, *_int_tuple("size", size), *_int_tuple("stride", stride))
@@ -86,7 +114,7 @@ def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any
     size, stride = tuple(size), tuple(stride)
     if len(size) != len(stride):
         raise PthError(f"_rebuild_tensor_v2: size {size} and stride {stride} differ in length")
-    numel = storage.array.size
+    numel = storage.numel
     if 0 not in size:
         last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= numel:
@@ -96,13 +124,7 @@ def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any
             )
     elif storage_offset > numel:
         raise PthError(f"_rebuild_tensor_v2: offset {storage_offset} past a storage of {numel}")
-    flat = storage.array[storage_offset:]
-    item = flat.itemsize
-    view = np.lib.stride_tricks.as_strided(flat, size, tuple(s * item for s in stride))
-    out = np.array(view, copy=True)  # owns its memory, C-contiguous
-    if storage.type.dtype == "bfloat16":  # the top 16 bits of a float32
-        out = (out.astype(np.uint32) << 16).view(np.float32)
-    return out
+    return _TensorRef(storage, storage_offset, size, stride)
 
 
 def _int_tuple(name: str, value: Any) -> tuple:
@@ -112,9 +134,9 @@ def _int_tuple(name: str, value: Any) -> tuple:
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None,
-                       ) -> np.ndarray:  # fmt: skip
+                       ) -> _TensorRef:  # fmt: skip
     """``torch._utils._rebuild_parameter``: a Parameter saved as such is its data."""
-    if not isinstance(data, np.ndarray):
+    if not isinstance(data, _TensorRef):
         raise PthError(f"_rebuild_parameter: expected a tensor, got {type(data).__name__}")
     return data
 
@@ -130,12 +152,13 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 
 class _RestrictedUnpickler(pickle.Unpickler):
     """An unpickler whose globals come only from :data:`ALLOWED_GLOBALS` and whose
-    persistent ids are the archive's storages (read once each, sizes checked first)."""
+    persistent ids are storages, made once each by ``make_storage(key, type, numel)``."""
 
-    def __init__(self, file: IO[bytes], archive: zipfile.ZipFile, prefix: str, path: str,
-                 byteorder: str) -> None:  # fmt: skip
+    def __init__(self, file: IO[bytes], path: str,
+                 make_storage: Callable[[str, _StorageType, int], _Storage] | None = None,
+                 ) -> None:  # fmt: skip
         super().__init__(file)
-        self.archive, self.prefix, self.path, self.byteorder = archive, prefix, path, byteorder
+        self.path, self.make_storage = path, make_storage
         self.storages: dict[str, _Storage] = {}
 
     def find_class(self, module: str, name: str) -> Any:
@@ -149,9 +172,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
     def persistent_load(self, pid: Any) -> _Storage:
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+        # zip format: ("storage", type, key, location, numel); legacy: the same and a view
+        # (None unless the storage is a view of another, which is not read here)
+        ok = isinstance(pid, tuple) and pid[:1] == ("storage",) and self.make_storage
+        if not ok or len(pid) not in (5, 6) or (len(pid) == 6 and pid[5] is not None):
             raise PthError(f"load_pth: {self.path!r} has an unknown persistent id {pid!r:.80}")
-        _, kind, key, _location, numel = pid
+        _, kind, key, _location, numel = pid[:5]
         if not isinstance(kind, _StorageType):
             raise PthError(f"load_pth: {self.path!r}: {kind!r:.60} is not a storage type")
         if not isinstance(key, str) or not key.isdigit():
@@ -160,24 +186,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return self.storages[key]
         if not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
             raise PthError(f"load_pth: {self.path!r}: storage {key} has size {numel!r:.60}")
-        name = f"{self.prefix}data/{key}"
-        try:
-            info = self.archive.getinfo(name)
-        except KeyError:
-            raise PthError(f"load_pth: {self.path!r} has no member {name} (truncated?)") from None
-        nbytes = numel * kind.itemsize
-        _check_member_size(info, self.path)
-        if info.file_size != nbytes:
-            raise PthError(
-                f"load_pth: {self.path!r}: storage {key} ({kind.name}) should hold {numel} "
-                f"elements ({nbytes} bytes) but its member has {info.file_size} bytes"
-            )
-        raw = self.archive.read(name)  # file_size bytes, checked above
-        dtype = np.dtype("uint16" if kind.dtype == "bfloat16" else kind.dtype)
-        array = np.frombuffer(raw, dtype.newbyteorder("<" if self.byteorder == "little" else ">"))
-        storage = _Storage(array.astype(dtype, copy=False), kind)  # native byte order
-        self.storages[key] = storage
-        return storage
+        self.storages[key] = self.make_storage(key, kind, numel)
+        return self.storages[key]
+
+
+def _elements(raw: bytes, kind: _StorageType, little: bool) -> np.ndarray:
+    """A storage's bytes as its elements, in native byte order."""
+    dtype = np.dtype("uint16" if kind.dtype == "bfloat16" else kind.dtype)
+    array = np.frombuffer(raw, dtype.newbyteorder("<" if little else ">"))
+    return array.astype(dtype, copy=False)
 
 
 _MAX_PICKLE = 256 << 20  # a state_dict's pickle holds ~100 bytes per tensor
@@ -200,49 +217,25 @@ def _check_member_size(info: zipfile.ZipInfo, path: str) -> None:
 def load_pth(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """The name -> array mapping of a file written by ``torch.save(model.state_dict(), path)``.
 
-    Reads PyTorch's zip format (1.6 and later) without importing torch, through a restricted
-    unpickler (see the module docstring): a file naming anything but an ordered dict, the
-    tensor-rebuild functions and storage types is refused without running it. Arrays are
-    C-contiguous copies on the host; bfloat16 tensors come back as float32.
+    Reads PyTorch's zip format (1.6 and later) and its legacy format (before 1.6, as
+    torchvision's ``googlenet-1378be20.pth`` of 2019) without importing torch, through a
+    restricted unpickler (see the module docstring): a file naming anything but an ordered
+    dict, the tensor-rebuild functions and storage types is refused without running it.
+    Arrays are C-contiguous copies on the host; bfloat16 tensors come back as float32.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: not a zip archive (the legacy pre-1.6 format is not read: re-save it with
-            a recent PyTorch), a refused global, sizes that do not match the archive, or a
-            pickle that is not a mapping of names to tensors.
+        ValueError: neither format, a refused global, sizes that do not match the file, or
+            a pickle that is not a mapping of names to tensors.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load_pth: no file at {path!r}")
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as f:
-            head = f.read(8)
-        legacy = head.startswith(b"\x80\x02") or head.startswith(b"\x80")
-        why = (
-            "the legacy (pre-1.6) torch.save format, which is not read here: re-save it with "
-            "torch.save(torch.load(path), new_path)"
-            if legacy
-            else f"not a zip archive (starts with {head!r})"
-        )
-        raise PthError(f"load_pth: {path!r} is {why}")
     try:
-        with zipfile.ZipFile(path) as archive:
-            pkl = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
-            if len(pkl) != 1:
-                raise PthError(f"load_pth: {path!r} is a zip archive without one <name>/data.pkl")
-            prefix = pkl[0][: -len("data.pkl")]
-            byteorder = "little"
-            if f"{prefix}byteorder" in archive.namelist():
-                byteorder = archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip()
-                if byteorder not in ("little", "big"):
-                    raise PthError(f"load_pth: {path!r} has byteorder {byteorder!r:.20}")
-            info = archive.getinfo(pkl[0])
-            _check_member_size(info, path)
-            if info.file_size > _MAX_PICKLE:
-                raise PthError(f"load_pth: {path!r}: a {info.file_size}-byte data.pkl is no "
-                               "state_dict's")  # fmt: skip
-            data = io.BytesIO(archive.read(pkl[0]))  # its size checked above
-            obj = _RestrictedUnpickler(data, archive, prefix, path, byteorder).load()
+        if not zipfile.is_zipfile(path):
+            obj = _load_legacy(path)
+        else:
+            obj = _load_zip(path)
     except PthError:
         raise
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, TypeError, KeyError,
@@ -252,7 +245,91 @@ def load_pth(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         obj = obj["state_dict"]  # a training checkpoint {"state_dict": ..., ...}
     if not isinstance(obj, dict):
         raise PthError(f"load_pth: {path!r} holds a {type(obj).__name__}, not a state_dict")
-    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, np.ndarray)]
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, _TensorRef)]
     if bad:
         raise PthError(f"load_pth: {path!r}: entries that are not tensors: {bad[:5]}")
-    return dict(obj)
+    return {k: v.array() for k, v in obj.items()}
+
+
+def _load_zip(path: str) -> Any:
+    """The zip format's pickle, its storages read (and checked) as it names them."""
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") == 1]
+        if len(pkl) != 1:
+            raise PthError(f"load_pth: {path!r} is a zip archive without one <name>/data.pkl")
+        prefix = pkl[0][: -len("data.pkl")]
+        byteorder = "little"
+        if f"{prefix}byteorder" in names:
+            byteorder = archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip()
+            if byteorder not in ("little", "big"):
+                raise PthError(f"load_pth: {path!r} has byteorder {byteorder!r:.20}")
+        info = archive.getinfo(pkl[0])
+        _check_member_size(info, path)
+        if info.file_size > _MAX_PICKLE:
+            raise PthError(f"load_pth: {path!r}: a {info.file_size}-byte data.pkl is no "
+                           "state_dict's")  # fmt: skip
+
+        def member(key: str, kind: _StorageType, numel: int) -> _Storage:
+            name = f"{prefix}data/{key}"
+            if name not in names:
+                raise PthError(f"load_pth: {path!r} has no member {name} (truncated?)")
+            info, nbytes = archive.getinfo(name), numel * kind.itemsize
+            _check_member_size(info, path)
+            if info.file_size != nbytes:
+                raise PthError(
+                    f"load_pth: {path!r}: storage {key} ({kind.name}) should hold {numel} "
+                    f"elements ({nbytes} bytes) but its member has {info.file_size} bytes"
+                )
+            raw = archive.read(name)  # file_size bytes, checked above
+            return _Storage(kind, numel, _elements(raw, kind, byteorder == "little"))
+
+        data = io.BytesIO(archive.read(pkl[0]))  # its size checked above
+        return _RestrictedUnpickler(data, path, member).load()
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
+LEGACY_PROTOCOL = 1001
+
+
+def _load_legacy(path: str) -> Any:
+    """The legacy format (``torch.save`` before 1.6, e.g. torchvision's 2019 weights): five
+    pickles in a row (magic number, protocol 1001, system info, the object, its storage
+    keys), then each storage as an int64 element count and its elements, little-endian.
+    The object's storages are read after it, each count checked against the pickle's and
+    the bytes left in the file before anything is allocated."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(2)
+        f.seek(0)
+        if head != b"\x80\x02":
+            raise PthError(f"load_pth: {path!r} is neither a zip archive nor a legacy torch.save "
+                           f"file (starts with {head!r})")  # fmt: skip
+        magic = _RestrictedUnpickler(f, path).load()
+        if magic != LEGACY_MAGIC:
+            raise PthError(f"load_pth: {path!r} is a pickle, not a torch.save file")
+        protocol = _RestrictedUnpickler(f, path).load()
+        if protocol != LEGACY_PROTOCOL:
+            raise PthError(f"load_pth: {path!r} has legacy protocol {protocol!r:.20}, not 1001")
+        info = _RestrictedUnpickler(f, path).load()
+        little = bool(info.get("little_endian", True)) if isinstance(info, dict) else True
+        if not little:
+            raise PthError(f"load_pth: {path!r} was saved big-endian (legacy), not read here")
+        unpickler = _RestrictedUnpickler(f, path, lambda key, kind, n: _Storage(kind, n))
+        obj = unpickler.load()
+        keys = _RestrictedUnpickler(f, path).load()
+        if not isinstance(keys, list) or set(keys) != set(unpickler.storages):
+            raise PthError(f"load_pth: {path!r}: its storage list does not match its tensors")
+        for key in keys:
+            storage = unpickler.storages[key]
+            raw = f.read(8)
+            numel = int.from_bytes(raw, "little", signed=True) if len(raw) == 8 else -1
+            nbytes = numel * storage.type.itemsize
+            if numel != storage.numel or nbytes > size - f.tell():
+                raise PthError(
+                    f"load_pth: {path!r}: storage {key} ({storage.type.name}) should hold "
+                    f"{storage.numel} elements; the file says {numel} and has "
+                    f"{size - f.tell()} bytes left (truncated?)"
+                )
+            storage.array = _elements(f.read(nbytes), storage.type, little=True)
+    return obj
