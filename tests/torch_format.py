@@ -38,6 +38,8 @@ class Global:
 
 
 REBUILD = Global("torch._utils", "_rebuild_tensor_v2")
+# the state_dict's ``_metadata`` attribute (module versions), as torch pickles it
+METADATA = collections.OrderedDict([("", {"version": 1}), ("bn", {"version": 2})])
 
 
 class Storage:
@@ -105,6 +107,7 @@ def save_state_dict(state: dict[str, np.ndarray], path: Path, **kwargs: Any) -> 
         storages[key] = a.reshape(-1)
         stride = tuple(s // a.itemsize for s in np.array(a, order="C").strides)
         entries[name] = TorchTensor(Storage(key, storages[key]), 0, a.shape, stride)
+    entries._metadata = METADATA  # as Module.state_dict() sets it (pickled by BUILD)
     return write_zip(Path(path), pth_bytes(entries, storages), storages, **kwargs)
 
 
@@ -132,6 +135,7 @@ def save_state_dict_legacy(state: dict[str, np.ndarray], path: Path,
         storages[key] = a.reshape(-1)
         stride = tuple(s // a.itemsize for s in np.array(a, order="C").strides)
         entries[name] = TorchTensor(Storage(key, storages[key]), 0, a.shape, stride)
+    entries._metadata = METADATA
     with open(path, "wb") as f:
         for header in (0x1950A86A20F9469CFC6C, 1001,
                        {"protocol_version": 1001, "little_endian": True,
