@@ -226,6 +226,11 @@ def prepare(model: Any, cfg: dict[str, Any], fresh: bool, stream: TextIO | None 
         about = f"; new head at its initial values: {', '.join(head)}" if head else ""
         print(f"--weights {cfg['weights']}: {len(weights) - len(head)} tensors loaded{about}",
               file=out, flush=True)  # fmt: skip
+    scale = float(cfg.get("backbone_lr_scale") or 1.0)
+    if fresh and scale != 1.0 and not cfg.get("new_head"):
+        print(f"warning: --backbone-lr-scale {scale:g} has no effect: there is no new head "
+              "(no --weights, or the same class count), so every weight trains at --lr",
+              file=sys.stderr)  # fmt: skip
     if cfg.get("freeze"):
         frozen = freeze(model, cfg["freeze"])
         print(f"--freeze {cfg['freeze']}: {len(frozen)} blocks frozen ({frozen[0]} ... "
