@@ -33,7 +33,7 @@ from minigrad import (
     checkpoint,
     nn,
 )
-from minigrad.tensor import Tensor
+from minigrad.tensor import Tensor, tensor
 from minigrad.train import cli, loop
 from minigrad.train import fit as train_fit
 from minigrad.train.spec import ModelSpec
@@ -151,21 +151,23 @@ class Inception(nn.Module):
         ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj: the paper's columns.
         conv_block: the conv layer type: :class:`PlainConv2d` (the paper's, the default) or
             :class:`BasicConv2d` (with batch norm).
+        ch5x5_kernel: the kernel of the "5x5" column: 5 (the paper's) or 3 (torchvision's,
+            a bug kept for its weights' sake, pytorch/vision#906); padding keeps the size.
 
     Output channels: ``ch1x1 + ch3x3 + ch5x5 + pool_proj``; height and width are kept.
     """
 
     def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
                  ch5x5: int, pool_proj: int, conv_block: Callable[..., nn.Module] = PlainConv2d,
-                 ) -> None:  # fmt: skip
+                 ch5x5_kernel: int = 5) -> None:  # fmt: skip
         super().__init__()
-        conv = conv_block
+        conv, k5 = conv_block, ch5x5_kernel
         self.branch1 = conv(in_channels, ch1x1, 1)
         self.branch2 = nn.Sequential(
             conv(in_channels, ch3x3red, 1), conv(ch3x3red, ch3x3, 3, padding=1)
         )
-        self.branch3 = nn.Sequential(  # the paper's real 5x5
-            conv(in_channels, ch5x5red, 1), conv(ch5x5red, ch5x5, 5, padding=2)
+        self.branch3 = nn.Sequential(  # the paper's real 5x5 (torchvision: 3x3)
+            conv(in_channels, ch5x5red, 1), conv(ch5x5red, ch5x5, k5, padding=k5 // 2)
         )
         self.branch4 = nn.Sequential(
             nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True), conv(in_channels, pool_proj, 1)
@@ -186,6 +188,8 @@ class InceptionAux(nn.Module):
     The 5x5/3 pool turns the 14x14 (ImageNet stem, 224 input) or 16x16 (CIFAR stem, 32
     input) maps after 4a and 4d into 4x4; for other input sizes adaptive average pooling
     to 4x4 takes its place, so the first linear layer always sees ``4 * 4 * 128`` features.
+    ``pool="adaptive"`` (torchvision's head) always pools adaptively (14 -> 4: windows of 4
+    at 0, 3, 7, 10, not the paper's 5x5/3).
     """
 
     def __init__(
@@ -195,8 +199,12 @@ class InceptionAux(nn.Module):
         conv_block: Callable[..., nn.Module] = PlainConv2d,
         dropout: float = 0.7,
         width: float = 1.0,
+        pool: str = "paper",
     ) -> None:
         super().__init__()
+        if pool not in ("paper", "adaptive"):
+            raise ValueError(f"InceptionAux: pool must be 'paper' or 'adaptive', got {pool!r}")
+        self.pool = pool
         c128, c1024 = scale_channels(128, width), scale_channels(1024, width)
         self.conv = conv_block(in_channels, c128, 1)
         self.fc1 = nn.Linear(c128 * 4 * 4, c1024)
@@ -205,7 +213,7 @@ class InceptionAux(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # x: (N, C, H, W)
         H, W = x.shape[2], x.shape[3]
-        if (H - 5) // 3 + 1 == 4 and (W - 5) // 3 + 1 == 4:
+        if self.pool == "paper" and (H - 5) // 3 + 1 == 4 and (W - 5) // 3 + 1 == 4:
             x = F.avg_pool2d(x, 5, stride=3)  # (N, C, 4, 4)
         else:
             x = F.adaptive_avg_pool2d(x, (4, 4))  # (N, C, 4, 4)
@@ -274,6 +282,20 @@ class GoogLeNetOutputs(NamedTuple):
     aux2: Tensor  # from the head after inception4d
 
 
+#: the variants of the network: the paper's (block types chosen by ``batch_norm``) and
+#: torchvision's, whose blocks are these three (its "5x5" column is a 3x3 conv, its aux heads
+#: pool adaptively) and whose last max pool is 2x2/2 instead of 3x3/2
+VARIANTS = ("paper", "torchvision")
+TORCHVISION_BLOCKS: tuple[Callable[..., nn.Module], ...] = (
+    BasicConv2d,
+    functools.partial(Inception, ch5x5_kernel=3),
+    functools.partial(InceptionAux, pool="adaptive"),
+)
+# transform_input: ImageNet-normalised input -> the [-1, 1] scaling the weights were trained
+# on, per channel x * std / 0.5 + (mean - 0.5) / 0.5 (torchvision's _transform_input)
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
 class GoogLeNet(nn.Module):
     """GoogLeNet / Inception v1 (the paper's Table 1), with optional aux heads, BN and width.
 
@@ -302,6 +324,12 @@ class GoogLeNet(nn.Module):
             (torchvision's: truncated normal std 0.01). Under batch norm, He's 2.4x larger
             weights lower the effective learning rate (slower learning at the same lr); without
             batch norm PyTorch's default fades the signal through the 22 layers.
+        variant: ``"paper"`` (the default) or ``"torchvision"`` (:data:`TORCHVISION_BLOCKS`
+            unless ``blocks`` is given, a 2x2/2 max pool before 5a; needs the ImageNet stem,
+            batch norm and no LRN). :meth:`torchvision` builds it with torchvision's defaults.
+        transform_input: re-normalise ImageNet-normalised input to the [-1, 1] scaling of
+            torchvision's pretrained weights (per channel ``x * std / 0.5 + (mean - 0.5) /
+            0.5``), as ``torchvision.models.googlenet(transform_input=True)``.
 
     ``forward`` returns :class:`GoogLeNetOutputs` ``(logits, aux1, aux2)`` in training mode
     when the aux heads exist, and the logits alone otherwise (eval mode).
@@ -324,9 +352,22 @@ class GoogLeNet(nn.Module):
         aux_dropout: float = 0.7,
         blocks: tuple[Callable[..., nn.Module], ...] | None = None,
         init: str = "auto",
+        variant: str = "paper",
+        transform_input: bool = False,
     ) -> None:
         super().__init__()
         resolve_init(init, batch_norm)  # an unknown name fails before anything is built
+        if variant not in VARIANTS:
+            raise ValueError(f"GoogLeNet: variant must be one of {VARIANTS}, got {variant!r}")
+        if variant == "torchvision" and (stem != "imagenet" or not batch_norm or lrn):
+            raise ValueError(
+                "GoogLeNet: the torchvision variant has the ImageNet stem, batch norm and no "
+                f"LRN; got stem={stem!r}, batch_norm={batch_norm}, lrn={lrn}"
+            )
+        if transform_input and in_channels != 3:
+            raise ValueError(
+                f"GoogLeNet: transform_input needs 3 input channels, got {in_channels}"
+            )
         if stem not in ("imagenet", "cifar"):
             raise ValueError(f"GoogLeNet: stem must be 'imagenet' or 'cifar', got {stem!r}")
         if lrn is None:
@@ -341,13 +382,16 @@ class GoogLeNet(nn.Module):
         for name, p in (("dropout", dropout), ("aux_dropout", aux_dropout)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"GoogLeNet: {name} must lie in [0, 1), got {p!r}")
-        if blocks is None:
+        if blocks is None and variant == "torchvision":
+            blocks = TORCHVISION_BLOCKS
+        elif blocks is None:
             blocks = (BasicConv2d if batch_norm else PlainConv2d, Inception, InceptionAux)
         if len(blocks) != 3:
             raise ValueError(f"GoogLeNet: blocks must be (conv, inception, aux), got {blocks!r}")
         conv, inception, aux = blocks
         self.num_classes, self.in_channels, self.stem = num_classes, in_channels, stem
         self.aux_logits, self.batch_norm, self.lrn, self.width = aux_logits, batch_norm, lrn, width
+        self.variant, self.transform_input = variant, bool(transform_input)
         table = {row.name: row for row in scale_table(INCEPTION_TABLE, width)}
         c = functools.partial(scale_channels, width=width)
         # Parameters are created in the paper's order: stem, 3a..5b, aux1, aux2, fc.
@@ -383,7 +427,10 @@ class GoogLeNet(nn.Module):
         self.inception4c = block("4c")
         self.inception4d = block("4d")
         self.inception4e = block("4e")
-        self.maxpool4 = pool()
+        # torchvision's pool before 5a is 2x2/2 (same 14 -> 7 size, other windows)
+        self.maxpool4 = (
+            nn.MaxPool2d(2, stride=2, ceil_mode=True) if variant == "torchvision" else pool()
+        )
         self.inception5a = block("5a")
         self.inception5b = block("5b")
         if aux_logits:  # the heads read 4a's output (4b's input) and 4d's (4e's input)
@@ -397,11 +444,42 @@ class GoogLeNet(nn.Module):
         has_bn = any(isinstance(m, nn.BatchNorm2d) for m in self.modules())
         init_weights(self, resolve_init(init, has_bn))
 
+    @classmethod
+    def torchvision(cls, num_classes: int = 1000, aux_logits: bool = True,
+                    transform_input: bool = False, *, width: float = 1.0, dropout: float = 0.2,
+                    aux_dropout: float = 0.7, init: str = "trunc_normal") -> GoogLeNet:  # fmt: skip
+        """torchvision's GoogLeNet (``torchvision.models.googlenet``), whose ``state_dict``
+        names and shapes are torchvision's (``conv1.bn.num_batches_tracked`` included), so
+        ``model.load_state_dict(mg.io.load_pth("googlenet-1378be20.pth"))`` loads strictly.
+
+        Its departures from the paper: batch norm (eps 0.001) after every conv, which has no
+        bias; the "5x5" column is a 3x3 conv; the aux heads pool adaptively to 4x4; the pool
+        before 5a is 2x2/2; dropout 0.2 before the final fc; no LRN. The aux heads are kept
+        (the file holds their weights too) and, in training mode, returned as
+        :class:`GoogLeNetOutputs` like the paper's, so the 0.3-weighted aux loss applies.
+        torchvision builds its pretrained model with ``transform_input=True``: the weights
+        expect inputs scaled to [-1, 1], and that re-normalises ImageNet-normalised ones.
+        """
+        return cls(num_classes, 3, "imagenet", aux_logits, batch_norm=True, lrn=False,
+                   width=width, dropout=dropout, aux_dropout=aux_dropout, init=init,
+                   variant="torchvision", transform_input=transform_input)  # fmt: skip
+
+    def _transform_input(self, x: Tensor) -> Tensor:
+        """torchvision's re-normalisation (see ``transform_input``), one affine per channel."""
+        shape = (1, 3, 1, 1)
+        scale = [s / 0.5 for s in _IMAGENET_STD]
+        shift = [(m - 0.5) / 0.5 for m in _IMAGENET_MEAN]
+        a = tensor(scale, dtype=x.dtype, device=x.device).reshape(shape)  # (1, 3, 1, 1)
+        b = tensor(shift, dtype=x.dtype, device=x.device).reshape(shape)
+        return x * a + b  # (N, 3, H, W)
+
     def forward(self, x: Tensor) -> Any:  # x: (N, C_in, H, W)
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"GoogLeNet: expected input (N, {self.in_channels}, H, W), got shape {x.shape}"
             )
+        if self.transform_input:
+            x = self._transform_input(x)
         if self.stem == "imagenet":
             x = self.conv1(x)  # (N, 64, 112, 112) for a 224x224 input
             x = self.maxpool1(x)  # (N, 64, 56, 56)
@@ -475,7 +553,7 @@ def loss_terms(outputs: Any, target: Any, aux_weight: float = AUX_WEIGHT) -> dic
 # the model's flags (`train` and `study`), under their config keys; unset flags are None
 MODEL_DEFAULTS: dict[str, Any] = {
     "width": 1.0, "stem": None, "batch_norm": True, "aux_logits": True,
-    "aux_weight": AUX_WEIGHT, "init": "auto",
+    "aux_weight": AUX_WEIGHT, "init": "auto", "variant": "paper", "transform_input": False,
 }  # fmt: skip
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # the README's first command: a few minutes on 2 CPU cores, >= 95% test accuracy
@@ -497,28 +575,73 @@ def add_model_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--aux-weight", type=cli.non_negative_float,
                        help=f"weight of each aux loss, >= 0 (default {AUX_WEIGHT}; 0 = main "
                        "loss only, the heads stay; --no-aux removes them)")  # fmt: skip
+    group.add_argument("--variant", choices=VARIANTS,
+                       help="paper (default) or torchvision's network (3x3 '5x5' column, BN, "
+                       "its names: loads googlenet-1378be20.pth); --weights picks it from the "
+                       "file")  # fmt: skip
+    group.add_argument("--transform-input", action=argparse.BooleanOptionalAction,
+                       help="re-normalise input to [-1, 1] as torchvision's pretrained weights "
+                       "expect (default: on with a torchvision .pth, else off)")  # fmt: skip
 
 
 #: the run-config keys that describe the architecture: build_model reads them, and fit
 #: records them from a model built through the library API
 ARCH_KEYS = ("num_classes", "in_channels", "stem", "aux_logits", "batch_norm", "lrn", "width",
-             "init")  # fmt: skip
+             "init", "variant", "transform_input")  # fmt: skip
 
 
 def build_model(config: dict[str, Any]) -> GoogLeNet:
-    """The GoogLeNet a run config describes (the :data:`ARCH_KEYS`)."""
+    """The GoogLeNet a run config describes (the :data:`ARCH_KEYS`; runs from before the
+    torchvision variant have neither ``variant`` nor ``transform_input``: the paper's)."""
     c = config
+    if (c.get("variant") or "paper") == "torchvision":
+        return GoogLeNet.torchvision(int(c["num_classes"]), bool(c.get("aux_logits", True)),
+                                     bool(c.get("transform_input")), width=float(c.get("width", 1)),
+                                     init=c.get("init") or "auto")  # fmt: skip
     return GoogLeNet(int(c["num_classes"]), int(c.get("in_channels", 3)), c.get("stem") or "cifar",
                      bool(c.get("aux_logits", True)), bool(c.get("batch_norm", True)), c.get("lrn"),
-                     float(c.get("width", 1)), init=c.get("init") or "auto")  # fmt: skip
+                     float(c.get("width", 1)), init=c.get("init") or "auto",
+                     transform_input=bool(c.get("transform_input")))  # fmt: skip
 
 
 def _configure(config: dict[str, Any], info: Any) -> None:
+    if config.get("variant") == "torchvision":
+        config["stem"] = config["stem"] or "imagenet"  # its only stem
     config["stem"] = config["stem"] or info.stem  # "cifar" for small images, else "imagenet"
 
 
 def _describe(config: dict[str, Any]) -> str:
-    return f"width {config['width']:g}, {config['stem']} stem, batch norm {config['batch_norm']}"
+    variant = "torchvision's network, " if config.get("variant") == "torchvision" else ""
+    return (f"{variant}width {config['width']:g}, {config['stem']} stem, batch norm "
+            f"{config['batch_norm']}")  # fmt: skip
+
+
+def options_from_weights(weights: dict[str, Any]) -> dict[str, Any]:
+    """The options a GoogLeNet state_dict implies (``--weights``): variant (torchvision's
+    when its "5x5" column is a 3x3 conv), stem, batch norm, aux heads, width, class count;
+    torchvision's weights expect ``transform_input`` (its pretrained model turns it on)."""
+    if "conv1.conv.weight" not in weights or "fc.weight" not in weights:
+        return {}
+    conv1, fc = weights["conv1.conv.weight"], weights["fc.weight"]  # (64w, C, k, k), (n, 1024w)
+    b3 = weights.get("inception3a.branch3.1.conv.weight")
+    variant = "torchvision" if b3 is not None and b3.shape[-1] == 3 else "paper"
+    return {
+        "variant": variant,
+        "transform_input": variant == "torchvision",
+        "stem": "imagenet" if conv1.shape[-1] == 7 else "cifar",
+        "batch_norm": "conv1.bn.weight" in weights,
+        "aux_logits": "aux1.fc2.weight" in weights,
+        "width": round(fc.shape[1] / 1024, 6),
+        "in_channels": int(conv1.shape[1]),
+        "num_classes": int(fc.shape[0]),
+    }
+
+
+#: torchvision's ImageNet weights (69.78 % top-1, 89.53 % top-5 at 224 px, one crop, as
+#: torchvision reports them); ``--weights googlenet-1378be20.pth --download`` fetches them
+PRETRAINED = {
+    "googlenet-1378be20.pth": "https://download.pytorch.org/models/googlenet-1378be20.pth"
+}
 
 
 def inception_branches(module: nn.Module) -> tuple[str, ...] | None:
@@ -542,6 +665,8 @@ APP = ModelSpec(
     study_defaults={"width": 0.125},
     size_option="width",
     model="GoogLeNet",
+    weights_options=options_from_weights,
+    pretrained=PRETRAINED,
 )
 
 

@@ -5,8 +5,8 @@ import minigrad.functional as F
 x = mg.tensor([[1.0, -2.0]], requires_grad=True)
 F.relu(x).sum().backward()
 
-``mg.nn``, ``mg.optim`` and ``mg.data`` (as ``torch.nn``...) are imported on first use,
-so ``import minigrad`` loads only the tensor, the engine and the ops.
+``mg.nn``, ``mg.optim``, ``mg.data`` and ``mg.io`` (as ``torch.nn``...) are imported on first
+use, so ``import minigrad`` loads only the tensor, the engine and the ops.
 """
 
 import importlib as _importlib
@@ -33,10 +33,10 @@ from minigrad.tensor import (
 __version__ = "0.1.0"
 
 if _TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
-    from minigrad import data, nn, optim  # noqa: F401
+    from minigrad import data, io, nn, optim  # noqa: F401
 
 #: subpackages loaded on first attribute access (module ``__getattr__``, PEP 562)
-_LAZY_SUBMODULES = ("nn", "optim", "data")
+_LAZY_SUBMODULES = ("nn", "optim", "data", "io")
 
 
 def __getattr__(name: str) -> _Any:

@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "minigrad.optim": 3,
     "minigrad.data": 3,
     "minigrad.checkpoint": 3,
+    "minigrad.io": 3,  # other frameworks' weight files (torch zip, safetensors) as arrays
     "minigrad.viz": 3,
     "minigrad.testing": 3,
     "minigrad.train": 4,

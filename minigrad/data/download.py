@@ -109,6 +109,7 @@ def download_url(
     md5: str | Sequence[str] | None = None,
     unknown_md5: str = "error",
     progress: bool = True,
+    sha256_prefix: str | None = None,
 ) -> Path:
     """Download ``url`` to ``path`` through a temporary file, checking the md5.
 
@@ -119,6 +120,9 @@ def download_url(
         unknown_md5: "error" deletes the download and raises on a mismatch; "warn" keeps it
             and warns (for archives re-uploaded with new checksums, like Imagenette's).
         progress: print progress to stderr.
+        sha256_prefix: the first hex digits of the file's SHA-256 (torchvision's weight files
+            carry 8 in their names, ``googlenet-1378be20.pth``); a mismatch deletes the
+            download and raises, whatever ``unknown_md5`` says.
 
     Returns:
         ``path``.
@@ -134,6 +138,7 @@ def download_url(
     expected = [md5] if isinstance(md5, str) else list(md5 or [])
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     h = hashlib.md5(usedforsecurity=False)
+    h256 = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -146,10 +151,16 @@ def download_url(
                 while chunk := _read(src, url, path):
                     out.write(chunk)
                     h.update(chunk)
+                    h256.update(chunk)
                     bar.update(len(chunk))
                 bar.update(0, final=True)
             out.flush()
             os.fsync(out.fileno())
+        if sha256_prefix and not h256.hexdigest().startswith(sha256_prefix.lower()):
+            raise ValueError(
+                f"download of {url} to {path}: SHA-256 {h256.hexdigest()[:16]}... does not "
+                f"start with {sha256_prefix}; the file was deleted, try again or fetch it by hand"
+            )
         got = h.hexdigest()
         if expected and got not in expected:
             msg = (

@@ -12,7 +12,7 @@ from minigrad.tensor import Tensor, no_grad
 if TYPE_CHECKING:
     from minigrad.nn.module import Module
 
-__all__ = ["LoadResult", "state_dict", "state_tensors", "load_state_dict"]
+__all__ = ["LoadResult", "load_state_dict", "mismatch_report", "state_dict", "state_tensors"]
 
 
 class LoadResult(NamedTuple):
@@ -57,6 +57,57 @@ def state_tensors(module: Module) -> dict[str, Tensor]:
     return out
 
 
+_PER_GROUP = 6  # keys listed per prefix before "+N more"
+_LINES = 24  # prefixes (or wrong shapes) listed per section before "+N more"
+
+
+def _grouped(keys: list[str]) -> list[str]:
+    """``prefix (n): rest, rest, ...`` lines, one per first dotted component, in order."""
+    groups: dict[str, list[str]] = {}
+    for k in keys:
+        head, _, rest = k.partition(".")
+        groups.setdefault(head if rest else "", []).append(rest or head)
+    lines = []
+    for head, rests in groups.items():
+        shown = ", ".join(rests[:_PER_GROUP]) + (
+            f", +{len(rests) - _PER_GROUP} more" if len(rests) > _PER_GROUP else ""
+        )
+        lines.append(f"{head}.* ({len(rests)}): {shown}" if head else shown)
+    return lines
+
+
+def mismatch_report(owner: str, missing: list[str], unexpected: list[str],
+                    mismatched: list[str]) -> str:  # fmt: skip
+    """The one readable block a strict ``load_state_dict`` raises: the missing, unexpected
+    and wrongly-shaped keys, each section grouped by the keys' first dotted component (a
+    model's block), with a hint when the checkpoint's names carry an extra or missing prefix
+    (``module.`` from a data-parallel wrapper)."""
+    counts = [f"{len(v)} {what}" for v, what in ((missing, "missing"),
+              (unexpected, "unexpected"), (mismatched, "with the wrong shape")) if v]  # fmt: skip
+    lines = [f"load_state_dict for {owner} failed: {', '.join(counts)}"]
+    for keys, title in ((missing, "missing keys"), (unexpected, "unexpected keys")):
+        if keys:
+            group = _grouped(keys)
+            lines.append(f"  {title} ({len(keys)}):")
+            lines += [f"    {g}" for g in group[:_LINES]]
+            if len(group) > _LINES:
+                lines.append(f"    +{len(group) - _LINES} more prefixes")
+    if mismatched:
+        lines.append(f"  wrong shapes ({len(mismatched)}):")
+        lines += [f"    {m}" for m in mismatched[:_LINES]]
+        if len(mismatched) > _LINES:
+            lines.append(f"    +{len(mismatched) - _LINES} more")
+    for a, b in ((unexpected, missing), (missing, unexpected)):
+        heads = {k.partition(".")[0] for k in a if "." in k}
+        if len(heads) == 1 and a and all("." in k for k in a):
+            head = heads.pop()
+            if {k.partition(".")[2] for k in a} >= set(b) and b:
+                side = "checkpoint" if a is unexpected else "model"
+                lines.append(f"  hint: every {side} key has the extra prefix {head + '.'!r}; "
+                             "strip it from the names before loading")  # fmt: skip
+    return "\n".join(lines)
+
+
 def load_state_dict(module: Module, state_dict: dict[str, Any], strict: bool = True) -> LoadResult:
     """Copy arrays from ``state_dict`` into the parameters and buffers, in place.
 
@@ -73,8 +124,9 @@ def load_state_dict(module: Module, state_dict: dict[str, Any], strict: bool = T
         here instead of raising (handy for loading a backbone with a new head).
 
     Raises:
-        ValueError: (strict) one message naming every missing, unexpected and
-            wrongly-shaped key, so a mismatched checkpoint is diagnosed in one go.
+        ValueError: (strict) one block (:func:`mismatch_report`) naming every missing,
+            unexpected and wrongly-shaped key, grouped by prefix, so a mismatched
+            checkpoint is diagnosed in one go.
     """
     if not hasattr(state_dict, "items"):
         raise TypeError(
@@ -95,14 +147,7 @@ def load_state_dict(module: Module, state_dict: dict[str, Any], strict: bool = T
         else:
             values[k] = v
     if strict and (missing or unexpected or mismatched):
-        parts = [f"load_state_dict for {type(module).__name__} failed:"]
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-        if mismatched:
-            parts.append(f"wrong shapes ({len(mismatched)}): {'; '.join(mismatched)}")
-        raise ValueError("\n  ".join(parts))
+        raise ValueError(mismatch_report(type(module).__name__, missing, unexpected, mismatched))
     with no_grad():
         for k, v in values.items():
             t = own[k]

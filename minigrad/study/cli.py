@@ -56,6 +56,10 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: best available)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh model and the batch")
+    p.add_argument("--weights", metavar="PATH",
+                   help="pretrained weights (.pth, .safetensors, .npz) to study on --dataset: "
+                   "the model's options follow the file; a fresh head when the class count "
+                   "differs")  # fmt: skip
     p.add_argument("--no-branches", action="store_true", help="hide branch rows in the table")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG files")
     fresh = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in spec.study_defaults.items())
@@ -67,7 +71,10 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
 
 
 def _config(
-    args: argparse.Namespace, spec: ModelSpec, saved: dict[str, Any]
+    args: argparse.Namespace,
+    spec: ModelSpec,
+    saved: dict[str, Any],
+    implied: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """The run config: a checkpoint's, else a fresh model's defaults; given model flags win."""
     from minigrad.data import dataset_info  # noqa: PLC0415 - loaded when the command runs
@@ -78,6 +85,7 @@ def _config(
         cfg = {**saved, **given}
     else:
         cfg = {**spec.defaults, **spec.dataset_defaults.get(name, {}), **spec.study_defaults}
+        cfg.update(implied or {})  # a --weights file's options (its width, variant...)
         cfg.update(given)
     size = args.image_size or cfg.get("image_size")
     info = dataset_info(name, image_size=size if name in ("digits", "imagenette") else None)
@@ -91,15 +99,27 @@ def _config(
 
 def _load_model(args: argparse.Namespace, spec: ModelSpec, device: str) -> tuple[Any, Any, dict]:
     """The model (from the checkpoint, or fresh), the batch's DatasetInfo and the config."""
-    model, saved = None, {}
+    model, saved, weights, implied = None, {}, None, {}
+    if args.checkpoint and args.weights:
+        raise ValueError("study: pass either --checkpoint or --weights, not both")
     if args.checkpoint:
         path = find_checkpoint(args.checkpoint)  # a run folder: its best.npz, else last.npz
         build = checked_builder(spec, path, device, need_dataset=False)  # another program's
         model, saved = load_for_inference(str(path), build, device)  # run is one line
-    cfg, info = _config(args, spec, saved)
+    elif args.weights:
+        from minigrad.train import finetune  # noqa: PLC0415 - only with --weights
+
+        weights = finetune.read_weights(finetune.resolve_weights_path(args.weights, spec))
+        implied = finetune.options_from_weights(spec, weights)
+        implied.pop("num_classes", None)  # the dataset's: a fresh head if it differs
+    cfg, info = _config(args, spec, saved, implied)
     if model is None:
         backend.manual_seed(args.seed)
         model = spec.build_model(cfg)
+    if weights is not None:
+        head = finetune.load_pretrained(model, weights, int(cfg["num_classes"]))
+        if head:
+            print(f"--weights {args.weights}: new head at its initial values: {', '.join(head)}")
     in_channels = cfg.get("in_channels", info.in_channels)
     if in_channels != info.in_channels:
         raise ValueError(

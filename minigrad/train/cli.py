@@ -26,7 +26,7 @@ import numpy as np
 
 from minigrad import backend
 from minigrad.checkpoint import find_checkpoint, load_checkpoint, load_for_inference
-from minigrad.train import parallel
+from minigrad.train import finetune, parallel
 from minigrad.train.run_config import (
     FROM_FLAGS_ONLY,
     check_model_config,
@@ -237,6 +237,7 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
         help="batch norm statistics over all ranks (SyncBatchNorm; for mpiexec runs)",
     )
     spec.add_arguments(t.add_argument_group("model", "the model's own options"))
+    finetune.add_weights_arguments(t, train=True)
     e = sub.add_parser("eval", help="top-1/top-5 on the test split + confusion matrix PNG",
                        epilog=_epilog(), formatter_class=fmt)  # fmt: skip
     e.add_argument(
@@ -247,15 +248,20 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
     e.add_argument("--resume", metavar="CKPT_OR_DIR", help="same as the positional checkpoint")
     _add_data_flags(e, evaluating=True)
     e.add_argument("--out", help="folder for confusion.png (default: the checkpoint's)")
+    e.add_argument("--crops", type=int, choices=(1, 10, 144), default=1,
+                   help="test-time crops per image, softmax averaged: 1 (centre), 10 (corners "
+                   "and centre, mirrored), 144 (the paper's: 4 scales x 3 squares x 6 crops x "
+                   "2 mirrors); default 1")  # fmt: skip
+    finetune.add_weights_arguments(e)
     sub.add_parser("study", add_help=False,
                    help="gradient flow per layer, branch and loss (study --help)")  # fmt: skip
     pr = sub.add_parser("predict", help="top-5 classes of image files", epilog=_epilog(),
                         formatter_class=fmt)  # fmt: skip
     pr.add_argument("images", nargs="+", help="image files (anything Pillow opens)")
-    pr.add_argument("--resume", "--checkpoint", dest="checkpoint", required=True,
+    pr.add_argument("--resume", "--checkpoint", dest="checkpoint",
                     metavar="CKPT_OR_DIR",
                     help="the trained model: a .npz from train, or a run folder (its "
-                    "best.npz, else last.npz)")  # fmt: skip
+                    "best.npz, else last.npz); or --weights")  # fmt: skip
     pr.add_argument("--device", help="cpu or cuda (default cpu)")
     pr.add_argument(
         "--top",
@@ -263,6 +269,8 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
         default=5,
         help="classes to print per image, 1 to the class count (default 5)",
     )
+    pr.add_argument("--dataset", help="the classes of --weights (default: ImageNet's 1,000)")
+    finetune.add_weights_arguments(pr, download=True)
     return parser
 
 
@@ -275,7 +283,7 @@ def resolve_config(
     Raises:
         ValueError: a flag that would change the model or data of a resumed run.
     """
-    known = {**DEFAULTS, **spec.defaults}
+    known = {**DEFAULTS, **finetune.FINETUNE_DEFAULTS, **spec.defaults}
     given = {k: v for k, v in vars(args).items() if k in known and v is not None}
     if saved:
         for k, v in given.items():
@@ -289,7 +297,13 @@ def resolve_config(
     from minigrad.data import dataset_info  # noqa: PLC0415
 
     name = dataset_info(given.get("dataset", DEFAULTS["dataset"])).name
-    cfg = {**known, **spec.dataset_defaults.get(name, {}), **given, "dataset": name}
+    implied = {}  # the model options of --weights (its class count is the dataset's here)
+    if given.get("weights"):
+        path = finetune.resolve_weights_path(given["weights"], spec, bool(given.get("download")))
+        given["weights"] = str(path)
+        implied = finetune.options_from_weights(spec, finetune.read_weights(path))
+        implied.pop("num_classes", None)
+    cfg = {**known, **spec.dataset_defaults.get(name, {}), **implied, **given, "dataset": name}
     cfg.update(program=spec.prog, model=spec.model or None, run_id=new_run_id())
     info = _info(cfg)
     cfg.update(num_classes=info.num_classes, in_channels=info.in_channels,
@@ -359,7 +373,9 @@ def _datasets(cfg: dict[str, Any], train: bool = True) -> tuple[Any, Any, Any]:
 def _optimizer(cfg: dict[str, Any], model: Any) -> tuple[Any, Any]:
     from minigrad import optim  # noqa: PLC0415
 
-    params, lr, wd = model.parameters(), cfg["lr"], cfg["weight_decay"]
+    # the trainable parameters; with --backbone-lr-scale, the loaded ones in their own group
+    params = finetune.param_groups(parallel.unwrap(model), cfg)
+    lr, wd = cfg["lr"], cfg["weight_decay"]
     if cfg["optimizer"] == "sgd":
         opt = optim.SGD(params, lr=lr, momentum=cfg["momentum"], weight_decay=wd,
                         nesterov=cfg["momentum"] > 0)  # fmt: skip
@@ -498,6 +514,7 @@ def _train(
         write_config(out, cfg)  # a resume into an empty folder: the copy gets its config
     backend.manual_seed(cfg["seed"])
     model = spec.build_model(cfg).to(device)
+    finetune.prepare(model, cfg, fresh=ckpt is None, stream=parallel.quiet_stream(world))
     model = parallel.wrap_model(model, world, bool(cfg.get("sync_bn")))
     parallel.reseed(cfg["seed"], world)  # dropout: a stream of each rank's own
     ckpt = parallel.for_this_rank(ckpt, cfg["seed"], world)
@@ -561,27 +578,37 @@ def run_eval(args: argparse.Namespace, spec: ModelSpec) -> int:
     from minigrad.train.plots import plot_confusion_matrix  # noqa: PLC0415
 
     given = args.checkpoint or args.resume
-    if not given:
+    if not given and not args.weights:
         raise ValueError(f"eval: pass a checkpoint, e.g. python {spec.prog} eval runs/x/best.npz")
-    path = _find_for_inference(given)
     device = _device(args.device)
-    build = checked_builder(spec, path, device, dataset=args.dataset)
-    model, cfg = load_for_inference(path, build, device)
+    model, cfg, path = _inference_model(args, spec, given, device, dataset=args.dataset)
     # the training run's --limit is not inherited: eval scores the whole split unless asked;
     # the data folder and a download come from the user's flags only, never from the file
     overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "download")}
     cfg = {**cfg, **FROM_FLAGS_ONLY, **{k: v for k, v in overrides.items() if v is not None},
            "limit": args.limit}  # fmt: skip
+    if "dataset" not in cfg:
+        raise ValueError(f"eval: {path} does not name its dataset; pass --dataset")
+    logits = finetune.subset_logits(spec.logits, cfg.get("class_subset"))
     info, _, test_set = _datasets(cfg, train=False)
     _check_splits(cfg, None, test_set)
-    loader = DataLoader(test_set, args.batch_size or 256, num_workers=args.num_workers or 0,
-                        transform=info.eval_transform)  # fmt: skip
-    result = evaluate(
-        model, loader, device=device, num_classes=info.num_classes, logits=spec.logits
-    )
+    start = time.perf_counter()
+    if args.crops > 1:
+        from minigrad.train.multicrop import evaluate_crops  # noqa: PLC0415
+
+        result = evaluate_crops(model, test_set, info, args.crops, device=device, logits=logits,
+                                batch_size=args.batch_size or 4 * args.crops)  # fmt: skip
+    else:
+        loader = DataLoader(test_set, args.batch_size or 256, num_workers=args.num_workers or 0,
+                            transform=info.eval_transform)  # fmt: skip
+        result = evaluate(model, loader, device=device, num_classes=info.num_classes, logits=logits)
     part = "the whole test split" if args.limit is None else f"--limit {args.limit}"
+    crops = f", {args.crops} crops" if args.crops > 1 else ""
+    seconds = time.perf_counter() - start
     print(f"{cfg['dataset']} test: top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  "
-          f"({result['n']} images scored, {part}; {path})")  # fmt: skip
+          f"({result['n']} images scored, {part}{crops}; {path})")  # fmt: skip
+    print(f"evaluation took {seconds:.1f} s, {1e3 * seconds / max(result['n'], 1):.1f} ms per "
+          f"image ({args.crops} crop{'s' * (args.crops > 1)} each)")  # fmt: skip
     out = Path(args.out) if args.out else path.parent
     out.mkdir(parents=True, exist_ok=True)
     png = out / "confusion.png"
@@ -598,8 +625,11 @@ def run_predict(args: argparse.Namespace, spec: ModelSpec) -> int:
     from minigrad.tensor import no_grad, tensor  # noqa: PLC0415
 
     device = _device(args.device or "cpu")
-    path = _find_for_inference(args.checkpoint)
-    model, cfg = load_for_inference(path, checked_builder(spec, path, device), device)
+    if not args.checkpoint and not args.weights:
+        raise ValueError("predict: pass --checkpoint CKPT_OR_DIR (a run's) or --weights PATH")
+    model, cfg, path = _inference_model(args, spec, args.checkpoint, device)
+    if "dataset" not in cfg:
+        raise ValueError(f"predict: {path} does not name its dataset (config)")
     info = _info(cfg)
     # names from the file are printed escaped: no escape sequence reaches the terminal
     names = [printable(n) for n in cfg.get("class_names") or info.class_names]
@@ -622,7 +652,10 @@ def run_predict(args: argparse.Namespace, spec: ModelSpec) -> int:
     if good:
         x = np.stack(images)  # (N, C, H, W)
         with no_grad():
-            prob = F.softmax(spec.logits(model(tensor(x, device=device))), dim=1).numpy()
+            logits = finetune.subset_logits(spec.logits, cfg.get("class_subset"))
+            prob = F.softmax(logits(model(tensor(x, device=device))), dim=1).numpy()
+        if len(names) != prob.shape[1]:  # a run config without names of its own classes
+            names = [str(i) for i in range(prob.shape[1])]
         for file, p in zip(good, prob):
             top = np.argsort(-p, kind="stable")[: args.top]
             print(f"{file}: " + ", ".join(f"{names[i]} {p[i]:.3f}" for i in top))
@@ -640,6 +673,24 @@ def _find_for_inference(given: str) -> Path:
     if Path(given).is_dir() and path.name != "best.npz":
         print(f"note: {given} has no best.npz; using {path.name}", file=sys.stderr)
     return path
+
+
+def _inference_model(args: argparse.Namespace, spec: ModelSpec, given: str | None,
+                     device: str, dataset: str | None = None,
+                     ) -> tuple[Any, dict[str, Any], Path]:  # fmt: skip
+    """``eval``/``predict``'s model, its config and the file it came from: a checkpoint
+    (``given``), or ``--weights`` (:func:`minigrad.train.finetune.model_from_weights`)."""
+    if given and args.weights:
+        raise ValueError("pass either a checkpoint or --weights, not both")
+    if given:
+        path = _find_for_inference(given)  # another program's run is one line
+        build = checked_builder(spec, path, device, dataset=dataset)
+        model, cfg = load_for_inference(path, build, device)
+        return model, cfg, path
+    size = getattr(args, "image_size", None)
+    model, cfg = finetune.model_from_weights(args.weights, spec, DEFAULTS, args.dataset, size,
+                                             bool(getattr(args, "download", False)))  # fmt: skip
+    return model.to(device), cfg, Path(cfg["weights"])
 
 
 @contextlib.contextmanager

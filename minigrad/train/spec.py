@@ -88,6 +88,10 @@ class ModelSpec:
             one, and refuses one that cannot fit (:func:`minigrad.train.memory.check_fits`).
         model: the model's name, recorded with ``prog`` in a run's config (``program``,
             ``model``): the commands refuse another program's run in one line.
+        weights_options: ``weights_options(state_dict) -> {config key: value}``: the model
+            options a weights file implies (``--weights``, :mod:`minigrad.train.finetune`),
+            ``num_classes`` included; flags given on the command line win.
+        pretrained: known pretrained files by name -> URL (``--weights NAME --download``).
     """
 
     prog: str
@@ -106,6 +110,8 @@ class ModelSpec:
     study_defaults: Mapping[str, Any] = field(default_factory=dict)
     size_option: str | None = None
     model: str = ""
+    weights_options: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    pretrained: Mapping[str, str] = field(default_factory=dict)
 
     def loss(self, config: Mapping[str, Any]) -> Callable[[Any, Any], dict[str, Tensor]]:
         """``loss_terms`` bound to the run config's loss options: ``(outputs, target)``."""

@@ -173,10 +173,16 @@ def test_load_state_dict_names_every_bad_key_in_one_error():
     with pytest.raises(ValueError) as err:
         net.load_state_dict(sd)
     msg = str(err.value)
-    assert "load_state_dict for Net failed" in msg
-    assert "missing keys (2): stem.fc.bias, blocks.1.count" in msg
-    assert "unexpected keys (1): extra.weight" in msg
-    assert "wrong shapes (1): heads.a.weight: checkpoint (5, 3) vs model (2, 3)" in msg
+    assert msg == (
+        "load_state_dict for Net failed: 2 missing, 1 unexpected, 1 with the wrong shape\n"
+        "  missing keys (2):\n"
+        "    stem.* (1): fc.bias\n"
+        "    blocks.* (1): 1.count\n"
+        "  unexpected keys (1):\n"
+        "    extra.* (1): weight\n"
+        "  wrong shapes (1):\n"
+        "    heads.a.weight: checkpoint (5, 3) vs model (2, 3)"
+    )
     np.testing.assert_array_equal(net.stem.scale.numpy(), before)  # nothing was loaded
 
     res = net.load_state_dict(sd, strict=False)
@@ -186,6 +192,20 @@ def test_load_state_dict_names_every_bad_key_in_one_error():
     np.testing.assert_array_equal(net.stem.scale.numpy(), np.full(3, 9.0))
     with pytest.raises(TypeError, match="load_state_dict: expected a dict"):
         net.load_state_dict([1, 2])
+
+
+def test_load_state_dict_groups_many_keys_by_prefix_and_spots_a_wrapper_prefix():
+    net = Net()
+    sd = {f"module.{k}": v for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError) as err:
+        net.load_state_dict(sd)
+    msg = str(err.value)
+    n = len(sd)
+    assert msg.startswith(f"load_state_dict for Net failed: {n} missing, {n} unexpected\n")
+    assert f"    module.* ({n}): stem.scale, stem.count, " in msg
+    assert "hint: every checkpoint key has the extra prefix 'module.'" in msg
+    lines = msg.splitlines()
+    assert len(lines) < 12  # one line per prefix, not one per key
 
 
 def test_load_state_dict_casts_to_the_model_dtype():
