@@ -211,7 +211,9 @@ def _grad_output(k: int, out: Tensor, g: Any, create_graph: bool) -> Any:
     with backend.device_context(out.device):
         arr = xp.asarray(g, dtype=out.dtype)
     if tuple(arr.shape) != out.shape:
-        raise ValueError(f"grad: grad_outputs[{k}] has shape {tuple(arr.shape)}, output {out.shape}")
+        raise ValueError(
+            f"grad: grad_outputs[{k}] has shape {tuple(arr.shape)}, output {out.shape}"
+        )
     return Tensor(arr) if create_graph else arr
 
 

@@ -202,7 +202,11 @@ class Conv2dGradInput(Function):
     def backward(self, ggx: Any) -> tuple[Any, Any]:
         s, p = self.stride, self.padding
         ggy = _conv(ggx, self.w, s, p) if self.needs_input_grad[0] else None
-        gw = _conv_grad_weight(ggx, self.gy, self.w.shape, s, p) if self.needs_input_grad[1] else None
+        gw = (
+            _conv_grad_weight(ggx, self.gy, self.w.shape, s, p)
+            if self.needs_input_grad[1]
+            else None
+        )
         return ggy, gw
 
     def backward_graph(self, ggx: Tensor) -> tuple[Any, Any]:
@@ -226,7 +230,9 @@ class Conv2dGradWeight(Function):
 
     def backward(self, ggw: Any) -> tuple[Any, Any]:
         s, p = self.stride, self.padding
-        gx = _conv_grad_input(self.gy, ggw, self.x.shape, s, p) if self.needs_input_grad[0] else None
+        gx = (
+            _conv_grad_input(self.gy, ggw, self.x.shape, s, p) if self.needs_input_grad[0] else None
+        )
         ggy = _conv(self.x, ggw, s, p) if self.needs_input_grad[1] else None
         return gx, ggy
 

@@ -205,7 +205,9 @@ class NLLLoss(Function):
 
     def backward_graph(self, gy: Tensor) -> Tensor:
         """-onehot(target) * scale: linear in gy, the one-hot a constant."""
-        onehot = _target_matrix(get_array_module(gy.data), self.target, self.x_shape, gy.dtype, -1.0)
+        onehot = _target_matrix(
+            get_array_module(gy.data), self.target, self.x_shape, gy.dtype, -1.0
+        )
         return Tensor(onehot) * _row_scale_graph(self.keep, gy, self.reduction, self.count)
 
 
