@@ -300,4 +300,36 @@ def gradgradcheck(
             )  # fmt: skip
         return tuple(Tensor(x.data * 0) if g is None else g for g, x in zip(gs, wrt))
 
+    _same_as_first_order(fn, inputs, checked, floats, vs, first_grads, atol, rtol)
     return gradcheck(first_grads, [*inputs, *vs], eps, atol, rtol, mode, n_directions, seed)
+
+
+def _same_as_first_order(
+    fn: Callable[..., Any],
+    inputs: list[Tensor],
+    checked: list[int],
+    floats: list[int],
+    vs: list[Tensor],
+    first_grads: Callable[..., tuple[Tensor, ...]],
+    atol: float,
+    rtol: float,
+) -> None:
+    """The differentiable gradients (``backward_graph``) must equal the first-order ones
+    (``backward``, checked by gradcheck): otherwise a self-consistent but wrong
+    ``backward_graph`` would pass the finite differences of its own output."""
+    graph = first_grads(*inputs, *vs)
+    with enable_grad():
+        ys = _outputs(fn, inputs)
+    pairs = [(ys[k], v.data) for k, v in zip(floats, vs) if ys[k].requires_grad]
+    wrt = [inputs[i] for i in checked]
+    plain = grad([y for y, _ in pairs], wrt, [g for _, g in pairs], allow_unused=True)
+    for i, g, p in zip(checked, graph, plain):
+        a, b = backend.as_numpy(g.data), (0.0 if p is None else backend.as_numpy(p.data))
+        err = np.abs(a - b) - (atol + rtol * np.abs(b))
+        if (err > 0).any():
+            worst = tuple(int(k) for k in np.unravel_index(int(err.argmax()), err.shape))
+            raise AssertionError(
+                f"gradgradcheck: the create_graph gradient of {_describe(i, inputs[i])} differs "
+                f"from the first-order backward's at index {worst}: "
+                f"{a[worst]:.8g} vs {np.broadcast_to(b, a.shape)[worst]:.8g}"
+            )
