@@ -28,6 +28,7 @@ if __name__ == "__main__":
     # on one BLAS thread and the ops' chunks on all cores)
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
+import minigrad as mg
 import minigrad.functional as F
 from minigrad import (
     checkpoint,
@@ -153,7 +154,16 @@ class Inception(nn.Module):
             :class:`BasicConv2d` (with batch norm).
 
     Output channels: ``ch1x1 + ch3x3 + ch5x5 + pool_proj``; height and width are kept.
+
+    With ``recompute = True`` (set by ``GoogLeNet(recompute_blocks=True)``) each branch runs
+    through :func:`minigrad.recompute`: the block keeps only its input, and its branches'
+    activations are made again during backward. Per branch rather than the whole block, so
+    the block input's gradient is summed over the branches (and an aux head reading the
+    same tensor) exactly as in the plain graph: bit-identical gradients.
     """
+
+    #: recompute the branches in backward instead of keeping their activations
+    recompute: bool = False
 
     def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
                  ch5x5: int, pool_proj: int, conv_block: Callable[..., nn.Module] = PlainConv2d,
@@ -173,11 +183,16 @@ class Inception(nn.Module):
         self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
 
     def forward(self, x: Tensor) -> Tensor:  # x: (N, C_in, H, W)
-        b1 = self.branch1(x)  # (N, ch1x1, H, W)
-        b2 = self.branch2(x)  # (N, ch3x3, H, W)
-        b3 = self.branch3(x)  # (N, ch5x5, H, W)
-        b4 = self.branch4(x)  # (N, pool_proj, H, W)
+        run = mg.recompute if self.recompute else _call
+        b1 = run(self.branch1, x)  # (N, ch1x1, H, W)
+        b2 = run(self.branch2, x)  # (N, ch3x3, H, W)
+        b3 = run(self.branch3, x)  # (N, ch5x5, H, W)
+        b4 = run(self.branch4, x)  # (N, pool_proj, H, W)
         return F.cat([b1, b2, b3, b4], dim=1)  # (N, out_channels, H, W)
+
+
+def _call(fn: Callable[..., Tensor], x: Tensor) -> Tensor:
+    return fn(x)
 
 
 class InceptionAux(nn.Module):
@@ -302,6 +317,9 @@ class GoogLeNet(nn.Module):
             (torchvision's: truncated normal std 0.01). Under batch norm, He's 2.4x larger
             weights lower the effective learning rate (slower learning at the same lr); without
             batch norm PyTorch's default fades the signal through the 22 layers.
+        recompute_blocks: keep only each Inception block's input and recompute its branches'
+            activations in backward (:func:`minigrad.recompute`): less activation memory for
+            a second forward of the blocks, bit-identical gradients (``--recompute``).
 
     ``forward`` returns :class:`GoogLeNetOutputs` ``(logits, aux1, aux2)`` in training mode
     when the aux heads exist, and the logits alone otherwise (eval mode).
@@ -324,6 +342,7 @@ class GoogLeNet(nn.Module):
         aux_dropout: float = 0.7,
         blocks: tuple[Callable[..., nn.Module], ...] | None = None,
         init: str = "auto",
+        recompute_blocks: bool = False,
     ) -> None:
         super().__init__()
         resolve_init(init, batch_norm)  # an unknown name fails before anything is built
@@ -394,6 +413,10 @@ class GoogLeNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(table["5b"].out_channels, num_classes)
         self.init = init  # as asked ("auto" too): what the run config records
+        self.recompute_blocks = bool(recompute_blocks)
+        for m in self.modules():
+            if isinstance(m, Inception):
+                m.recompute = self.recompute_blocks
         has_bn = any(isinstance(m, nn.BatchNorm2d) for m in self.modules())
         init_weights(self, resolve_init(init, has_bn))
 
@@ -494,6 +517,9 @@ def add_model_arguments(group: argparse._ArgumentGroup) -> None:
                        )  # fmt: skip
     group.add_argument("--aux", dest="aux_logits", action=argparse.BooleanOptionalAction,
                        help="the two auxiliary classifiers (default on)")  # fmt: skip
+    group.add_argument("--recompute", action="store_true", default=None,
+                       help="recompute each Inception block's activations in backward "
+                       "(less memory, a second forward of the blocks; same gradients)")  # fmt: skip
     group.add_argument("--aux-weight", type=cli.non_negative_float,
                        help=f"weight of each aux loss, >= 0 (default {AUX_WEIGHT}; 0 = main "
                        "loss only, the heads stay; --no-aux removes them)")  # fmt: skip
@@ -510,7 +536,8 @@ def build_model(config: dict[str, Any]) -> GoogLeNet:
     c = config
     return GoogLeNet(int(c["num_classes"]), int(c.get("in_channels", 3)), c.get("stem") or "cifar",
                      bool(c.get("aux_logits", True)), bool(c.get("batch_norm", True)), c.get("lrn"),
-                     float(c.get("width", 1)), init=c.get("init") or "auto")  # fmt: skip
+                     float(c.get("width", 1)), init=c.get("init") or "auto",
+                     recompute_blocks=bool(c.get("recompute")))  # fmt: skip
 
 
 def _configure(config: dict[str, Any], info: Any) -> None:

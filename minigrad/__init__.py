@@ -17,6 +17,7 @@ from minigrad import functional
 from minigrad.backend import cuda_available, default_device, manual_seed
 from minigrad.functional import cat, split
 from minigrad.higher_order import grad, hvp
+from minigrad.remat import recompute
 from minigrad.runtime import reference_ops
 from minigrad.tensor import (
     RemovableHandle,
@@ -68,6 +69,7 @@ __all__ = [
     "ones",
     "rand",
     "randn",
+    "recompute",
     "reference_ops",
     "split",
     "tensor",

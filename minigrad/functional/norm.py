@@ -16,6 +16,7 @@ from minigrad.functional._layout import channel_major, from_channel_major
 from minigrad.functional._threads import for_blocks
 from minigrad.functional.reduce import mean, sum
 from minigrad.functional.shape import permute, reshape
+from minigrad.remat import is_recomputing
 from minigrad.tensor import Tensor
 
 __all__ = ["batch_norm", "local_response_norm"]
@@ -160,8 +161,9 @@ class BatchNorm(Function):
         return (wb[0] if self.has_weight else None), (wb[-1] if self.has_bias else None)
 
     def _update_running(self, mean: Any, var: Any, M: int) -> None:
-        """running = (1 - m) running + m batch_stat, with the unbiased variance."""
-        if self.running_mean is None:
+        """running = (1 - m) running + m batch_stat, with the unbiased variance (not while
+        :func:`minigrad.remat.recompute` replays the forward: once per step)."""
+        if self.running_mean is None or is_recomputing():
             return
         m = self.momentum
         self.running_mean[...] = (1 - m) * self.running_mean + m * mean
