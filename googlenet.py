@@ -318,8 +318,9 @@ class GoogLeNet(nn.Module):
             weights lower the effective learning rate (slower learning at the same lr); without
             batch norm PyTorch's default fades the signal through the 22 layers.
         recompute_blocks: keep only each Inception block's input and recompute its branches'
-            activations in backward (:func:`minigrad.recompute`): less activation memory for
-            a second forward of the blocks, bit-identical gradients (``--recompute``).
+            activations in backward (:func:`minigrad.recompute`), and likewise the ImageNet
+            stem's two stages (conv1..conv2, conv3..maxpool2): less activation memory for a
+            second forward of them, bit-identical gradients (``--recompute``).
 
     ``forward`` returns :class:`GoogLeNetOutputs` ``(logits, aux1, aux2)`` in training mode
     when the aux heads exist, and the logits alone otherwise (eval mode).
@@ -425,16 +426,11 @@ class GoogLeNet(nn.Module):
             raise ValueError(
                 f"GoogLeNet: expected input (N, {self.in_channels}, H, W), got shape {x.shape}"
             )
-        if self.stem == "imagenet":
-            x = self.conv1(x)  # (N, 64, 112, 112) for a 224x224 input
-            x = self.maxpool1(x)  # (N, 64, 56, 56)
-            if self.lrn:
-                x = self.lrn1(x)
-            x = self.conv2(x)  # (N, 64, 56, 56)
-            x = self.conv3(x)  # (N, 192, 56, 56)
-            if self.lrn:
-                x = self.lrn2(x)
-            x = self.maxpool2(x)  # (N, 192, 28, 28)
+        if self.stem == "imagenet" and self.recompute_blocks:  # the stem as two blocks
+            x = mg.recompute(self._stem1, x, params=self._stem_params(self.conv1, self.conv2))
+            x = mg.recompute(self._stem2, x, params=self._stem_params(self.conv3))
+        elif self.stem == "imagenet":
+            x = self._stem2(self._stem1(x))  # (N, 192, 28, 28) for a 224x224 input
         else:
             x = self.conv1(x)  # (N, 192, 32, 32) for a 32x32 input
         x = self.inception3a(x)  # (N, 256, 28, 28) | (N, 256, 32, 32)
@@ -458,6 +454,23 @@ class GoogLeNet(nn.Module):
         if with_aux:
             return GoogLeNetOutputs(logits, aux1, aux2)
         return logits
+
+    def _stem1(self, x: Tensor) -> Tensor:  # the ImageNet stem up to conv2
+        x = self.conv1(x)  # (N, 64, 112, 112) for a 224x224 input
+        x = self.maxpool1(x)  # (N, 64, 56, 56)
+        if self.lrn:
+            x = self.lrn1(x)
+        return self.conv2(x)  # (N, 64, 56, 56)
+
+    def _stem2(self, x: Tensor) -> Tensor:  # the rest of the ImageNet stem
+        x = self.conv3(x)  # (N, 192, 56, 56)
+        if self.lrn:
+            x = self.lrn2(x)
+        return self.maxpool2(x)  # (N, 192, 28, 28)
+
+    @staticmethod
+    def _stem_params(*modules: nn.Module) -> list[Tensor]:
+        return [p for m in modules for p in m.parameters()]
 
 
 # ---------------------------------------------------------------------------- the loss

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from minigrad import backend
@@ -108,7 +108,9 @@ class Recompute(Function):
         return tuple(grads)
 
 
-def recompute(fn: Callable[..., Any], *inputs: Tensor) -> Any:
+def recompute(
+    fn: Callable[..., Any], *inputs: Tensor, params: Sequence[Tensor] | None = None
+) -> Any:
     """``fn(*inputs)``, with ``fn``'s activations recomputed in backward instead of kept.
 
     Args:
@@ -116,10 +118,13 @@ def recompute(fn: Callable[..., Any], *inputs: Tensor) -> Any:
             Tensors. It must give the same result when run again on the same inputs
             (dropout and batch norm do: see the module docstring).
         inputs: Tensors.
+        params: the weights ``fn`` reads besides its inputs (default: ``fn.parameters()``
+            for a Module, else none). They become inputs of the recorded op, so their
+            gradients flow even when no input requires grad (a network's first stage).
 
     Returns:
-        What ``fn`` returns. Without grad mode, or when neither an input nor (for a Module
-        ``fn``) a parameter requires grad, this is simply ``fn(*inputs)``.
+        What ``fn`` returns. Without grad mode, or when no input and no parameter requires
+        grad, this is simply ``fn(*inputs)``.
 
     Raises:
         TypeError: an input that is not a Tensor, or ``fn`` returning something else.
@@ -127,7 +132,9 @@ def recompute(fn: Callable[..., Any], *inputs: Tensor) -> Any:
     for k, t in enumerate(inputs):
         if not isinstance(t, Tensor):
             raise TypeError(f"recompute: input {k} is {type(t).__name__}, not a Tensor")
-    params = [p for p in getattr(fn, "parameters", list)() if p.requires_grad]
+    if params is None:
+        params = list(getattr(fn, "parameters", list)())
+    params = [p for p in params if p.requires_grad]
     if not is_grad_enabled() or not any(t.requires_grad for t in (*inputs, *params)):
         return fn(*inputs)
     return Recompute(fn, len(inputs)).apply(*inputs, *params)

@@ -101,15 +101,19 @@ def _saved_peak(model, x, t):
     return after_forward - start, peak - start
 
 
-def test_googlenet_recompute_is_bit_identical_and_keeps_less():
-    """The digits-size GoogLeNet (BN, aux heads, dropout): the same loss, gradients and
-    buffers; what the forward leaves for backward is a fraction of the plain graph's."""
-    x = np.random.default_rng(0).standard_normal((8, 1, 16, 16)).astype(np.float32)
+@pytest.mark.parametrize(
+    "stem, size, bn", [("cifar", 16, True), ("imagenet", 64, True), ("imagenet", 64, False)]
+)
+def test_googlenet_recompute_is_bit_identical_and_keeps_less(stem, size, bn):
+    """Small GoogLeNets (BN or the paper's LRN, aux heads, dropout): the same loss,
+    gradients and buffers; what the forward leaves for backward is a fraction of the plain
+    graph's."""
+    x = np.random.default_rng(0).standard_normal((8, 1, size, size)).astype(np.float32)
     t = np.arange(8) % 10
     out = []
     for use in (False, True):
         mg.manual_seed(0)
-        model = GoogLeNet(10, 1, "cifar", batch_norm=True, width=0.125, recompute_blocks=use)
+        model = GoogLeNet(10, 1, stem, batch_norm=bn, width=0.125, recompute_blocks=use)
         mg.manual_seed(1)
         kept, peak = _saved_peak(model, x, t)
         grads = [p.grad.copy() for p in model.parameters()]
