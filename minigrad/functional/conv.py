@@ -185,7 +185,9 @@ def _conv_grad_weight(x: Any, gy: Any, w_shape: tuple[int, ...], stride: Any, pa
     C_out, _, KH, KW = w_shape
     gy2 = gy.swapaxes(0, 1).reshape(C_out, -1)  # (C_out, N*OH*OW)
     col = im2col(x, KH, KW, stride, padding)  # (C*KH*KW, N*OH*OW)
-    return (gy2 @ col.T).reshape(w_shape)  # (C_out, C, KH, KW)
+    # (col @ gy2^T)^T, not gy2 @ col^T: the same product, several times faster through
+    # OpenBLAS for these long, thin shapes
+    return (col @ gy2.T).T.reshape(w_shape)  # (C_out, C, KH, KW)
 
 
 class Conv2dGradInput(Function):
