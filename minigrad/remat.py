@@ -107,6 +107,19 @@ class Recompute(Function):
         grads += [next(found) if need else None for need in self.needs_input_grad[n:]]
         return tuple(grads)
 
+    def backward_graph(self, *gys: Tensor) -> tuple[Any, ...]:
+        """For ``create_graph``: replay fn on the op's own input Tensors (so the gradients
+        stay connected to them) and backpropagate with each op's ``backward_graph``."""
+        n = self.n_inputs
+        with _replaying(self.offset), enable_grad():
+            outs = _tensors("recompute", self.fn(*self.inputs[:n]))
+        pairs = [(o, g) for o, g in zip(outs, gys) if o.requires_grad]
+        needed = [t for t, need in zip(self.inputs, self.needs_input_grad) if need]
+        if not pairs or not needed:
+            return (None,) * len(self.inputs)
+        found = iter(walk([o for o, _ in pairs], [g for _, g in pairs], needed, True, True))
+        return tuple(next(found) if need else None for need in self.needs_input_grad)
+
 
 def recompute(
     fn: Callable[..., Any], *inputs: Tensor, params: Sequence[Tensor] | None = None
