@@ -530,12 +530,12 @@ def add_model_arguments(group: argparse._ArgumentGroup) -> None:
                        )  # fmt: skip
     group.add_argument("--aux", dest="aux_logits", action=argparse.BooleanOptionalAction,
                        help="the two auxiliary classifiers (default on)")  # fmt: skip
-    group.add_argument("--recompute", action="store_true", default=None,
-                       help="recompute each Inception block's activations in backward "
-                       "(less memory, a second forward of the blocks; same gradients)")  # fmt: skip
     group.add_argument("--aux-weight", type=cli.non_negative_float,
                        help=f"weight of each aux loss, >= 0 (default {AUX_WEIGHT}; 0 = main "
                        "loss only, the heads stay; --no-aux removes them)")  # fmt: skip
+    group.add_argument("--recompute", action="store_true", default=None,
+                       help="recompute each Inception block's activations in backward "
+                       "(less memory, a second forward of the blocks; same gradients)")  # fmt: skip
 
 
 #: the run-config keys that describe the architecture: build_model reads them, and fit
