@@ -71,7 +71,9 @@ def test_power_iteration_matches_the_explicit_hessian(tmp_path):
     t = np.array([0, 1, 2, 0])
     mg.backend.set_dropout_offset(0)
     buffers = [b.numpy() for b in model.buffers()]
-    report = block_curvature(model, x, t, terms, blocks=selector, iters=200, tol=1e-10)
+    report = block_curvature(
+        model, x, t, terms, blocks=selector, iters=200, tol=1e-10, branch_terms=("total", "main")
+    )
     assert [(g.block, g.branch) for g in report] == [("block", ""), ("block", "a"), ("block", "b")]
     for b, saved in zip(model.buffers(), buffers):  # BN statistics as they were
         np.testing.assert_array_equal(b.numpy(), saved)
@@ -84,3 +86,13 @@ def test_power_iteration_matches_the_explicit_hessian(tmp_path):
     table = format_curvature(report)
     assert "top eig total" in table and "(block)" in table
     assert plot_curvature(report, tmp_path / "c.png").stat().st_size > 0
+
+
+def test_branches_get_the_first_term_by_default():
+    mg.manual_seed(0)
+    model = Tiny().to(dtype="float64")
+    selector.block = model.block
+    x = mg.tensor(np.random.default_rng(0).standard_normal((4, 1, 5, 5)))
+    report = block_curvature(model, x, np.array([0, 1, 2, 0]), terms, blocks=selector, iters=3)
+    assert set(report[0].top) == {"total", "main"} and set(report[1].top) == {"total"}
+    assert "-" in format_curvature(report).splitlines()[-1]

@@ -60,8 +60,8 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
     p.add_argument("--curvature", action="store_true",
                    help="also the top Hessian eigenvalue per block and branch, with and "
                    "without the aux losses (curvature.json, study_curvature.png)")  # fmt: skip
-    p.add_argument("--curvature-iters", type=int, default=8,
-                   help="power iterations at most (default 8)")  # fmt: skip
+    p.add_argument("--curvature-iters", type=int, default=6,
+                   help="power iterations at most (default 6)")  # fmt: skip
     fresh = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in spec.study_defaults.items())
     about = f" (a fresh model here defaults to {fresh})" if fresh else ""
     spec.add_arguments(

@@ -75,9 +75,10 @@ def block_curvature(
     *,
     blocks: Callable[[Any], Sequence[str] | None],
     terms: Sequence[str] = ("total", "main"),
-    iters: int = 8,
-    tol: float = 1e-2,
+    iters: int = 6,
+    tol: float = 2e-2,
     seed: int = 0,
+    branch_terms: Sequence[str] | None = None,
 ) -> list[GroupCurvature]:
     """Top Hessian eigenvalue of each loss term per block and per branch (power iteration).
 
@@ -90,12 +91,16 @@ def block_curvature(
         iters: power iterations at most per term.
         tol: stop a group once its estimate moves by less than ``tol`` (relative).
         seed: seed of the start vectors.
+        branch_terms: the terms probed per branch (default: the first term only; each
+            group costs one double-backward pass per iteration, and the branches are most
+            of the groups). A block's row has every term.
 
     Returns:
         One :class:`GroupCurvature` per block and branch, in model order.
     """
-    groups = _groups(model, blocks)
-    results = [GroupCurvature(b, br, sum(p.data.size for p in ps)) for b, br, ps in groups]
+    all_groups = _groups(model, blocks)
+    results = [GroupCurvature(b, br, sum(p.data.size for p in ps)) for b, br, ps in all_groups]
+    branch_terms = tuple(terms[:1]) if branch_terms is None else tuple(branch_terms)
     was_training = model.training
     buffers = [(b, b.data.copy()) for b in model.buffers()]
     grads = [(p, p.grad) for p in model.parameters()]
@@ -105,6 +110,8 @@ def block_curvature(
     model.train()
     try:
         for term in terms:
+            keep = [k for k, g in enumerate(all_groups) if not g[1] or term in branch_terms]
+            groups = [all_groups[k] for k in keep]
             vs = []
             for _, _, ps in groups:
                 v = [rng.standard_normal(p.shape).astype(p.data.dtype) for p in ps]
@@ -141,14 +148,14 @@ def block_curvature(
                         continue
                     vs[k] = [h / norm for h in hv]
                     prev, est[k] = est[k], lam
-                    results[k].iterations[term] = it + 1
+                    results[keep[k]].iterations[term] = it + 1
                     if prev is not None and abs(lam - prev) <= tol * abs(lam):
                         done[k] = True
                 del loss, gs
                 if all(done):
                     break
             for k in range(len(groups)):
-                results[k].top[term] = float(est[k] or 0.0)
+                results[keep[k]].top[term] = float(est[k] or 0.0)
     finally:
         model.train(was_training)
         for b, saved in buffers:
@@ -161,7 +168,7 @@ def block_curvature(
 
 def format_curvature(report: Sequence[GroupCurvature]) -> str:
     """A table: one row per block and branch, one column per term, and their ratio."""
-    terms = list(report[0].top) if report else []
+    terms = list(dict.fromkeys(t for g in report for t in g.top))
     head = f"{'block':<14} {'branch':<9} {'weights':>8} " + " ".join(
         f"{'top eig ' + t:>14}" for t in terms
     )
@@ -170,8 +177,8 @@ def format_curvature(report: Sequence[GroupCurvature]) -> str:
     lines = [head, "-" * len(head)]
     for g in report:
         row = f"{g.block if not g.branch else '':<14} {g.branch or '(block)':<9} {g.params:>8} "
-        row += " ".join(f"{g.top[t]:>14.4g}" for t in terms)
-        if len(terms) == 2:
+        row += " ".join(f"{g.top[t]:>14.4g}" if t in g.top else f"{'-':>14}" for t in terms)
+        if len(terms) == 2 and all(t in g.top for t in terms):
             a, b = g.top[terms[0]], g.top[terms[1]]
             row += f" {a / b:>11.3f}" if b else f" {'-':>11}"
         lines.append(row)
@@ -189,7 +196,7 @@ def plot_curvature(
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     labels = labels or {}
-    terms = list(report[0].top)
+    terms = list(dict.fromkeys(t for g in report for t in g.top))
     whole = [g for g in report if not g.branch]
     parts = [g for g in report if g.branch]
     branches = list(dict.fromkeys(g.branch for g in parts))
@@ -206,8 +213,8 @@ def plot_curvature(
     t0 = terms[0]
     width_b = 0.8 / max(len(branches), 1)
     for j, b in enumerate(branches):
-        vals = [abs(next((g.top[t0] for g in parts if g.block == w.block and g.branch == b), 0))
-                for w in whole]  # fmt: skip
+        top = {(g.block, g.branch): g.top.get(t0, 0.0) for g in parts}
+        vals = [abs(top.get((w.block, b), 0.0)) for w in whole]
         axes[1].bar(xs + j * width_b, vals, width_b, label=labels.get(b, b))
     axes[1].set_xticks(xs + width_b * (len(branches) - 1) / 2)
     axes[1].set_xticklabels([g.block.replace("inception", "") for g in whole])
