@@ -311,3 +311,24 @@ def test_third_order_through_conv_and_pool(device, reference):
 
     with mg.reference_ops(reference):
         assert gradgradcheck(second, [x, w], mode="random")
+
+
+def test_a_self_consistent_but_wrong_backward_graph_is_caught(device, monkeypatch):
+    """Max pool's backward_graph with the window offsets transposed is a linear map whose
+    own finite differences agree with it; gradgradcheck still catches it by comparing with
+    the first-order backward."""
+    from minigrad.functional.pool import MaxPool2d
+
+    right = MaxPool2d.window_argmax
+
+    def transposed(self):
+        k = right(self)
+        KW = self.grid.kernel[1]
+        return (k % KW) * KW + k // KW
+
+    monkeypatch.setattr(MaxPool2d, "window_argmax", transposed)
+    x = t64(
+        np.random.default_rng(0).permutation(np.arange(2 * 6 * 6.0)).reshape(1, 2, 6, 6), device
+    )
+    with pytest.raises(AssertionError, match="differs from the first-order backward"):
+        gradgradcheck(lambda x: F.max_pool2d(x, 3, 2), [x])
