@@ -267,10 +267,10 @@ def grad(
             raise RuntimeError(f"grad: inputs[{k}] does not require grad")
     if grad_outputs is None:
         gos: tuple[Any, ...] = (None,) * len(outs)
-    else:
-        gos = (grad_outputs,) if isinstance(grad_outputs, Tensor) else tuple(grad_outputs)
-        if len(outs) == 1 and len(gos) != 1 and not isinstance(grad_outputs, (list, tuple)):
-            gos = (grad_outputs,)  # one array for the one output
+    elif isinstance(grad_outputs, (list, tuple)):
+        gos = tuple(grad_outputs)
+    else:  # one Tensor or array, for the one output
+        gos = (grad_outputs,)
     if len(gos) != len(outs):
         raise ValueError(f"grad: {len(outs)} output(s) but {len(gos)} grad_outputs")
     gs = [_grad_output(k, o, g, create_graph) for k, (o, g) in enumerate(zip(outs, gos))]

@@ -40,6 +40,9 @@ def test_grad_of_a_non_leaf_and_several_outputs(device):
     v = t64([1.0, 0.0, -1.0], device, grad=False)
     (gx,) = mg.grad(h, x, grad_outputs=v)  # a vector-Jacobian product
     np.testing.assert_allclose(to_host(gx), [2.0, 0.0, -6.0])
+    m = x.reshape(1, 3) * 2  # an array grad_output for a one-row output
+    (gx,) = mg.grad(m, x, grad_outputs=np.ones((1, 3)))
+    np.testing.assert_allclose(to_host(gx), [2.0, 2.0, 2.0])
 
 
 def test_allow_unused_and_the_errors(device):
