@@ -28,6 +28,7 @@ if __name__ == "__main__":
     # on one BLAS thread and the ops' chunks on all cores)
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
+import minigrad as mg
 import minigrad.functional as F
 from minigrad import (
     checkpoint,
@@ -155,7 +156,16 @@ class Inception(nn.Module):
             a bug kept for its weights' sake, pytorch/vision#906); padding keeps the size.
 
     Output channels: ``ch1x1 + ch3x3 + ch5x5 + pool_proj``; height and width are kept.
+
+    With ``recompute = True`` (set by ``GoogLeNet(recompute_blocks=True)``) each branch runs
+    through :func:`minigrad.recompute`: the block keeps only its input, and its branches'
+    activations are made again during backward. Per branch rather than the whole block, so
+    the block input's gradient is summed over the branches (and an aux head reading the
+    same tensor) exactly as in the plain graph: bit-identical gradients.
     """
+
+    #: recompute the branches in backward instead of keeping their activations
+    recompute: bool = False
 
     def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int,
                  ch5x5: int, pool_proj: int, conv_block: Callable[..., nn.Module] = PlainConv2d,
@@ -175,11 +185,16 @@ class Inception(nn.Module):
         self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_proj
 
     def forward(self, x: Tensor) -> Tensor:  # x: (N, C_in, H, W)
-        b1 = self.branch1(x)  # (N, ch1x1, H, W)
-        b2 = self.branch2(x)  # (N, ch3x3, H, W)
-        b3 = self.branch3(x)  # (N, ch5x5, H, W)
-        b4 = self.branch4(x)  # (N, pool_proj, H, W)
+        run = mg.recompute if self.recompute else _call
+        b1 = run(self.branch1, x)  # (N, ch1x1, H, W)
+        b2 = run(self.branch2, x)  # (N, ch3x3, H, W)
+        b3 = run(self.branch3, x)  # (N, ch5x5, H, W)
+        b4 = run(self.branch4, x)  # (N, pool_proj, H, W)
         return F.cat([b1, b2, b3, b4], dim=1)  # (N, out_channels, H, W)
+
+
+def _call(fn: Callable[..., Tensor], x: Tensor) -> Tensor:
+    return fn(x)
 
 
 class InceptionAux(nn.Module):
@@ -330,6 +345,10 @@ class GoogLeNet(nn.Module):
         transform_input: re-normalise ImageNet-normalised input to the [-1, 1] scaling of
             torchvision's pretrained weights (per channel ``x * std / 0.5 + (mean - 0.5) /
             0.5``), as ``torchvision.models.googlenet(transform_input=True)``.
+        recompute_blocks: keep only each Inception block's input and recompute its branches'
+            activations in backward (:func:`minigrad.recompute`), and likewise the ImageNet
+            stem's two stages (conv1..conv2, conv3..maxpool2): less activation memory for a
+            second forward of them, bit-identical gradients (``--recompute``).
 
     ``forward`` returns :class:`GoogLeNetOutputs` ``(logits, aux1, aux2)`` in training mode
     when the aux heads exist, and the logits alone otherwise (eval mode).
@@ -354,6 +373,7 @@ class GoogLeNet(nn.Module):
         init: str = "auto",
         variant: str = "paper",
         transform_input: bool = False,
+        recompute_blocks: bool = False,
     ) -> None:
         super().__init__()
         resolve_init(init, batch_norm)  # an unknown name fails before anything is built
@@ -441,6 +461,10 @@ class GoogLeNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(table["5b"].out_channels, num_classes)
         self.init = init  # as asked ("auto" too): what the run config records
+        self.recompute_blocks = bool(recompute_blocks)
+        for m in self.modules():
+            if isinstance(m, Inception):
+                m.recompute = self.recompute_blocks
         has_bn = any(isinstance(m, nn.BatchNorm2d) for m in self.modules())
         init_weights(self, resolve_init(init, has_bn))
 
@@ -480,16 +504,11 @@ class GoogLeNet(nn.Module):
             )
         if self.transform_input:
             x = self._transform_input(x)
-        if self.stem == "imagenet":
-            x = self.conv1(x)  # (N, 64, 112, 112) for a 224x224 input
-            x = self.maxpool1(x)  # (N, 64, 56, 56)
-            if self.lrn:
-                x = self.lrn1(x)
-            x = self.conv2(x)  # (N, 64, 56, 56)
-            x = self.conv3(x)  # (N, 192, 56, 56)
-            if self.lrn:
-                x = self.lrn2(x)
-            x = self.maxpool2(x)  # (N, 192, 28, 28)
+        if self.stem == "imagenet" and self.recompute_blocks:  # the stem as two blocks
+            x = mg.recompute(self._stem1, x, params=self._stem_params(self.conv1, self.conv2))
+            x = mg.recompute(self._stem2, x, params=self._stem_params(self.conv3))
+        elif self.stem == "imagenet":
+            x = self._stem2(self._stem1(x))  # (N, 192, 28, 28) for a 224x224 input
         else:
             x = self.conv1(x)  # (N, 192, 32, 32) for a 32x32 input
         x = self.inception3a(x)  # (N, 256, 28, 28) | (N, 256, 32, 32)
@@ -513,6 +532,23 @@ class GoogLeNet(nn.Module):
         if with_aux:
             return GoogLeNetOutputs(logits, aux1, aux2)
         return logits
+
+    def _stem1(self, x: Tensor) -> Tensor:  # the ImageNet stem up to conv2
+        x = self.conv1(x)  # (N, 64, 112, 112) for a 224x224 input
+        x = self.maxpool1(x)  # (N, 64, 56, 56)
+        if self.lrn:
+            x = self.lrn1(x)
+        return self.conv2(x)  # (N, 64, 56, 56)
+
+    def _stem2(self, x: Tensor) -> Tensor:  # the rest of the ImageNet stem
+        x = self.conv3(x)  # (N, 192, 56, 56)
+        if self.lrn:
+            x = self.lrn2(x)
+        return self.maxpool2(x)  # (N, 192, 28, 28)
+
+    @staticmethod
+    def _stem_params(*modules: nn.Module) -> list[Tensor]:
+        return [p for m in modules for p in m.parameters()]
 
 
 # ---------------------------------------------------------------------------- the loss
@@ -582,6 +618,9 @@ def add_model_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--transform-input", action=argparse.BooleanOptionalAction,
                        help="re-normalise input to [-1, 1] as torchvision's pretrained weights "
                        "expect (default: on with a torchvision .pth, else off)")  # fmt: skip
+    group.add_argument("--recompute", action="store_true", default=None,
+                       help="recompute each Inception block's activations in backward "
+                       "(less memory, a second forward of the blocks; same gradients)")  # fmt: skip
 
 
 #: the run-config keys that describe the architecture: build_model reads them, and fit
@@ -602,6 +641,7 @@ def build_model(config: dict[str, Any]) -> GoogLeNet:
                      bool(c.get("aux_logits", True)), bool(c.get("batch_norm", True)), c.get("lrn"),
                      float(c.get("width", 1)), init=c.get("init") or "auto",
                      transform_input=bool(c.get("transform_input")))  # fmt: skip
+                     recompute_blocks=bool(c.get("recompute")))  # fmt: skip
 
 
 def _configure(config: dict[str, Any], info: Any) -> None:

@@ -16,6 +16,8 @@ from typing import Any as _Any
 from minigrad import functional
 from minigrad.backend import cuda_available, default_device, manual_seed
 from minigrad.functional import cat, split
+from minigrad.higher_order import grad, hvp
+from minigrad.remat import recompute
 from minigrad.runtime import reference_ops
 from minigrad.tensor import (
     RemovableHandle,
@@ -59,12 +61,15 @@ __all__ = [
     "default_device",
     "enable_grad",
     "functional",
+    "grad",
+    "hvp",
     "is_grad_enabled",
     "manual_seed",
     "no_grad",
     "ones",
     "rand",
     "randn",
+    "recompute",
     "reference_ops",
     "split",
     "tensor",

@@ -352,6 +352,17 @@ def dropout_bits(shape: tuple[int, ...], device: str) -> Any:
         return _stream("dropout").bits(xp, math.prod(shape)).reshape(shape)
 
 
+def dropout_offset() -> int:
+    """The dropout stream's position (its Philox offset): what :func:`set_dropout_offset`
+    rewinds to, so a recomputed forward (``minigrad.recompute``) draws the same masks."""
+    return _stream("dropout").offset
+
+
+def set_dropout_offset(offset: int) -> None:
+    """Move the dropout stream to ``offset`` (from :func:`dropout_offset`)."""
+    _stream("dropout").offset = int(offset)
+
+
 def get_rng_state() -> dict[str, Any]:
     """Host-side snapshot of every generator (for checkpoints): the seed, the CPU generator's
     state, and the Philox seed with the offset of each stream (dropout and every GPU)."""

@@ -10,6 +10,12 @@ weighting ``L = sum_k <r_k, y_k>``, so one backward pass gives every input's gra
   directions over all inputs at once (one pair of forward passes each). For inputs too
   large for the full check (a whole Inception block, say).
 
+``gradgradcheck(fn, inputs)`` checks second derivatives the same way (PyTorch's
+``gradgradcheck``): it runs ``gradcheck`` on the function ``(inputs, v) -> the gradients
+of <v, fn(inputs)>``, computed by ``minigrad.grad(..., create_graph=True)``, with random
+``v`` that also require grad, so every op's ``backward_graph`` is checked against
+central differences of its first-order backward.
+
 ``fn`` must be deterministic (put dropout in eval mode, keep batch norm's statistics
 fixed or recompute them identically) and must not change its inputs in place. Every
 floating-point input and output must be float64: in float32 a step of 1e-6 is below the
@@ -24,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from minigrad import backend
-from minigrad.tensor import Tensor, no_grad
+from minigrad.higher_order import grad
+from minigrad.tensor import Tensor, enable_grad, no_grad
 
-__all__ = ["gradcheck"]
+__all__ = ["gradcheck", "gradgradcheck"]
 
 _F64_HINT = (
     "central differences need float64: pass x.double() (or mg.tensor(..., dtype='float64')) "
@@ -223,3 +230,106 @@ def gradcheck(
     else:
         _random(inputs, checked, analytic, loss_at, eps, atol, rtol, n_directions, rng, xp)
     return True
+
+
+def gradgradcheck(
+    fn: Callable[..., Any],
+    inputs: Sequence[Tensor],
+    grad_outputs: Sequence[Tensor] | None = None,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    mode: str = "full",
+    n_directions: int = 3,
+    seed: int = 0,
+) -> bool:
+    """Check ``fn``'s second derivatives against central differences; return True or raise.
+
+    The gradients ``g_i = d <v, fn(inputs)> / d inputs_i`` are computed with
+    ``minigrad.grad(create_graph=True)`` (each op's differentiable ``backward_graph``) and
+    checked with :func:`gradcheck` as a function of the inputs and of ``v``: so both the
+    second derivatives (through the inputs) and the first-order gradient's linearity in
+    ``v`` are compared with central differences of the first-order backward.
+
+    Args:
+        fn, inputs, eps, atol, rtol, mode, n_directions, seed: as :func:`gradcheck`.
+        grad_outputs: ``v``, one float64 Tensor per floating-point output of ``fn``
+            (default: seeded standard normals); they are made to require grad.
+
+    Returns:
+        True. The inputs' data and ``.grad`` are as they were before the call.
+
+    Raises:
+        AssertionError: as :func:`gradcheck`, where an "input" index past the inputs
+            names a grad_output.
+        RuntimeError: an op in ``fn`` without a differentiable backward (named).
+        TypeError / ValueError: as :func:`gradcheck`.
+    """
+    inputs = list(inputs)
+    checked = _check_inputs(inputs)
+    with no_grad():
+        outs = _outputs(fn, inputs)
+    _check_outputs(outs, backend.get_array_module(inputs[checked[0]].data))
+    floats = [k for k, o in enumerate(outs) if o.dtype.kind == "f"]
+    if grad_outputs is None:
+        rng = np.random.default_rng(seed + 1)
+        xp = backend.get_array_module(outs[floats[0]].data)
+        vs = [Tensor(xp.asarray(rng.standard_normal(outs[k].shape))) for k in floats]
+    else:
+        vs = [Tensor(v.data.copy()) for v in grad_outputs]
+        if len(vs) != len(floats):
+            raise ValueError(
+                f"gradgradcheck: fn has {len(floats)} floating-point output(s) but "
+                f"{len(vs)} grad_outputs were given"
+            )
+    for v in vs:
+        v.requires_grad_(True)
+    n = len(inputs)
+
+    def first_grads(*args: Tensor) -> tuple[Tensor, ...]:
+        with enable_grad():  # gradcheck evaluates under no_grad; the gradients need a graph
+            xs, gos = list(args[:n]), args[n:]
+            ys = _outputs(fn, xs)
+            pairs = [(ys[k], g) for k, g in zip(floats, gos) if ys[k].requires_grad]
+            wrt = [xs[i] for i in checked]
+            if not pairs:
+                return tuple(Tensor(x.data * 0) for x in wrt)
+            gs = grad(
+                [y for y, _ in pairs], wrt, [g for _, g in pairs], create_graph=True,
+                allow_unused=True,
+            )  # fmt: skip
+        return tuple(Tensor(x.data * 0) if g is None else g for g, x in zip(gs, wrt))
+
+    _same_as_first_order(fn, inputs, checked, floats, vs, first_grads, atol, rtol)
+    return gradcheck(first_grads, [*inputs, *vs], eps, atol, rtol, mode, n_directions, seed)
+
+
+def _same_as_first_order(
+    fn: Callable[..., Any],
+    inputs: list[Tensor],
+    checked: list[int],
+    floats: list[int],
+    vs: list[Tensor],
+    first_grads: Callable[..., tuple[Tensor, ...]],
+    atol: float,
+    rtol: float,
+) -> None:
+    """The differentiable gradients (``backward_graph``) must equal the first-order ones
+    (``backward``, checked by gradcheck): otherwise a self-consistent but wrong
+    ``backward_graph`` would pass the finite differences of its own output."""
+    graph = first_grads(*inputs, *vs)
+    with enable_grad():
+        ys = _outputs(fn, inputs)
+    pairs = [(ys[k], v.data) for k, v in zip(floats, vs) if ys[k].requires_grad]
+    wrt = [inputs[i] for i in checked]
+    plain = grad([y for y, _ in pairs], wrt, [g for _, g in pairs], allow_unused=True)
+    for i, g, p in zip(checked, graph, plain):
+        a, b = backend.as_numpy(g.data), (0.0 if p is None else backend.as_numpy(p.data))
+        err = np.abs(a - b) - (atol + rtol * np.abs(b))
+        if (err > 0).any():
+            worst = tuple(int(k) for k in np.unravel_index(int(err.argmax()), err.shape))
+            raise AssertionError(
+                f"gradgradcheck: the create_graph gradient of {_describe(i, inputs[i])} differs "
+                f"from the first-order backward's at index {worst}: "
+                f"{a[worst]:.8g} vs {np.broadcast_to(b, a.shape)[worst]:.8g}"
+            )

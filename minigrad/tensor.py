@@ -248,14 +248,25 @@ class Tensor:
             raise RuntimeError("retain_grad: tensor does not require grad")
         self._retain_grad = True
 
-    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+    def backward(
+        self, grad: Any = None, retain_graph: bool = False, create_graph: bool = False
+    ) -> None:
         """Accumulate d(self)/d(leaf) * grad into ``.grad`` of every leaf that requires grad.
 
         Args:
             grad: gradient w.r.t. this tensor (array or Tensor, same shape). May be
                 omitted only for a one-element tensor (then it is 1).
             retain_graph: keep the saved arrays so backward can run through the graph again.
+            create_graph: not supported here, since ``.grad`` is a plain array that cannot
+                carry a graph: True raises, pointing to ``minigrad.grad(...,
+                create_graph=True)``, which returns differentiable gradients.
         """
+        if create_graph:
+            raise RuntimeError(
+                "backward(create_graph=True): .grad is a plain array and cannot be "
+                "differentiated again; use minigrad.grad(outputs, inputs, create_graph=True), "
+                "which returns the gradients as Tensors that are part of the graph"
+            )
         if not self.requires_grad:
             raise RuntimeError("backward: tensor does not require grad and has no grad_fn")
         xp = backend.get_array_module(self.data)

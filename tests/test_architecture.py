@@ -31,6 +31,8 @@ LAYERS: dict[str, int] = {
     "minigrad.creation": 1,
     "minigrad.autograd": 1,
     "minigrad.gradcheck": 1,
+    "minigrad.higher_order": 1,  # grad (create_graph), hvp: the engine's walk, as values
+    "minigrad.remat": 1,  # recompute: activation checkpointing on the engine
     "minigrad.distributed": 2,  # arrays across processes (MPI, NCCL through backend)
     "minigrad.functional": 2,  # every differentiable op, and the array code under them
     "minigrad.nn": 3,

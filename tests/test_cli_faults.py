@@ -422,3 +422,24 @@ def test_memory_available_reads_the_hosts_memavailable() -> None:
     expected = int(line.split()[1]) * 1024
     assert abs(backend.memory_available("cpu") - expected) < 2**30  # moments apart
     assert memory.available_memory("cpu") > 0
+
+
+def test_the_memory_check_takes_recompute_into_account() -> None:
+    """With --recompute the probes measure the recomputed step; without it the advice says
+    how large a batch --recompute would allow (larger than without)."""
+    from minigrad.data import dataset_info
+
+    info = dataset_info("digits", image_size=16)
+    cfg = {**googlenet.MODEL_DEFAULTS, "num_classes": 10, "in_channels": 1, "stem": "cifar",
+           "batch_size": 4096, "optimizer": "sgd", "width": 1.0, "recompute": None}  # fmt: skip
+    budget = 2 * 10**9
+    with pytest.raises(ValueError, match="with --recompute") as plain:
+        memory.check_fits(googlenet.APP, cfg, info, available=budget)
+    batch = int(re.search(r"largest batch that fits is (\d+)", str(plain.value)).group(1))
+    with_rc = int(re.search(r"with --recompute .* (\d+) would fit", str(plain.value)).group(1))
+    assert with_rc > 1.3 * batch
+    with pytest.raises(ValueError) as rc:
+        memory.check_fits(googlenet.APP, {**cfg, "recompute": True}, info, available=budget)
+    assert "with --recompute" not in str(rc.value)
+    batch_rc = int(re.search(r"largest batch that fits is (\d+)", str(rc.value)).group(1))
+    assert batch_rc == pytest.approx(with_rc, rel=0.1)

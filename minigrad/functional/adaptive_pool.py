@@ -70,6 +70,29 @@ class AdaptiveAvgPool2d(Function):
         gx[...] = g[:, :, :, None, :, None]
         return gx.reshape(N, C, H, W)
 
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        """gx = :class:`AdaptiveAvgPoolGrad` of gy (linear; its backward is this pool)."""
+        return AdaptiveAvgPoolGrad(self).apply(gy)
+
+
+class AdaptiveAvgPoolGrad(Function):
+    """gx = adaptive_avg_pool2d's backward of gy; ggy = adaptive_avg_pool2d(ggx)."""
+
+    def __init__(self, pool: AdaptiveAvgPool2d) -> None:
+        self.pool = AdaptiveAvgPool2d(pool.output_size)  # a copy of what backward reads
+        self.pool.x_shape, self.pool.mode = pool.x_shape, pool.mode
+        if pool.mode == "matrix":
+            self.pool.Ph, self.pool.Pw = pool.Ph, pool.Pw
+
+    def forward(self, gy: Any) -> Any:
+        return self.pool.backward(gy)
+
+    def backward(self, ggx: Any) -> Any:
+        return AdaptiveAvgPool2d(self.pool.output_size).forward(ggx)
+
+    def backward_graph(self, ggx: Tensor) -> Tensor:
+        return AdaptiveAvgPool2d(self.pool.output_size).apply(ggx)
+
 
 def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int, int]) -> Tensor:
     """Average pooling to a fixed output size, as ``torch.nn.functional.adaptive_avg_pool2d``.

@@ -10,6 +10,7 @@ from minigrad.functional import _checks, _cuda
 from minigrad.functional._im2col import col2im, conv_output_size, im2col
 from minigrad.functional._layout import channel_major, from_channel_major
 from minigrad.functional._threads import for_blocks, gemm_threads
+from minigrad.functional.reduce import sum
 from minigrad.tensor import Tensor
 
 __all__ = ["conv2d"]
@@ -61,6 +62,17 @@ class Conv2d(Function):
         gx = col2im(gcol, self.x_shape, KH, KW, self.stride, self.padding)  # (N, C, H, W)
         gb = gy2.sum(axis=1)  # (C_out,)
         return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
+
+    def backward_graph(self, gy: Tensor) -> tuple[Any, ...]:
+        """The same gradients as ops: gx = :class:`Conv2dGradInput`, gw =
+        :class:`Conv2dGradWeight` (whose own backwards are conv2d again), gb = sum of gy."""
+        x, w = self.inputs[:2]
+        need = self.needs_input_grad
+        gx = Conv2dGradInput(self.stride, self.padding, x.shape).apply(gy, w) if need[0] else None
+        gw = Conv2dGradWeight(self.stride, self.padding, w.shape).apply(x, gy) if need[1] else None
+        if len(need) == 2:
+            return gx, gw
+        return gx, gw, (sum(gy, (0, 2, 3)) if need[2] else None)
 
     # ------------------------------------------------------------ fast paths
     def forward_chunked(self, x: Any, w: Any, b: Any = None) -> Any:
@@ -143,6 +155,95 @@ class Conv2d(Function):
         gx = from_channel_major(gxc) if need_x else None
         gw = gw.reshape(self.w_shape) if need_w else None
         return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
+
+
+# ---------------------------------------------------------------- conv2d's gradients as ops
+# Reference array code only (for second derivatives, not for a training step): each is
+# conv2d's backward for one input, and linear in each of its two inputs, so its own
+# backward is conv2d or the other gradient op.
+def _conv(x: Any, w: Any, stride: tuple[int, int], padding: tuple[int, int]) -> Any:
+    """conv2d's forward without bias: (N, C, H, W), (C_out, C, KH, KW) -> (N, C_out, OH, OW)."""
+    N = x.shape[0]
+    C_out, _, KH, KW = w.shape
+    OH = conv_output_size(x.shape[2], KH, stride[0], padding[0])
+    OW = conv_output_size(x.shape[3], KW, stride[1], padding[1])
+    col = im2col(x, KH, KW, stride, padding)  # (C*KH*KW, N*OH*OW)
+    y2 = w.reshape(C_out, -1) @ col  # (C_out, N*OH*OW)
+    return y2.reshape(C_out, N, OH, OW).swapaxes(0, 1)  # (N, C_out, OH, OW)
+
+
+def _conv_grad_input(gy: Any, w: Any, x_shape: tuple[int, ...], stride: Any, padding: Any) -> Any:
+    """gx = col2im(w2^T @ gy2): the adjoint of :func:`_conv` in x."""
+    C_out, _, KH, KW = w.shape
+    gy2 = gy.swapaxes(0, 1).reshape(C_out, -1)  # (C_out, N*OH*OW)
+    gcol = w.reshape(C_out, -1).T @ gy2  # (C*KH*KW, N*OH*OW)
+    return col2im(gcol, x_shape, KH, KW, stride, padding)  # (N, C, H, W)
+
+
+def _conv_grad_weight(x: Any, gy: Any, w_shape: tuple[int, ...], stride: Any, padding: Any) -> Any:
+    """gw = gy2 @ im2col(x)^T: the adjoint of :func:`_conv` in w."""
+    C_out, _, KH, KW = w_shape
+    gy2 = gy.swapaxes(0, 1).reshape(C_out, -1)  # (C_out, N*OH*OW)
+    col = im2col(x, KH, KW, stride, padding)  # (C*KH*KW, N*OH*OW)
+    # (col @ gy2^T)^T, not gy2 @ col^T: the same product, several times faster through
+    # OpenBLAS for these long, thin shapes
+    return (col @ gy2.T).T.reshape(w_shape)  # (C_out, C, KH, KW)
+
+
+class Conv2dGradInput(Function):
+    """gx = conv2d's input gradient of (gy, w) (a transposed convolution);
+    ggy = conv2d(ggx, w), gw = Conv2dGradWeight(ggx, gy)."""
+
+    def __init__(self, stride: tuple[int, int], padding: tuple[int, int], x_shape: Any) -> None:
+        self.stride, self.padding, self.x_shape = stride, padding, tuple(x_shape)
+
+    def forward(self, gy: Any, w: Any) -> Any:
+        self.gy, self.w = gy, w
+        return _conv_grad_input(gy, w, self.x_shape, self.stride, self.padding)
+
+    def backward(self, ggx: Any) -> tuple[Any, Any]:
+        s, p = self.stride, self.padding
+        ggy = _conv(ggx, self.w, s, p) if self.needs_input_grad[0] else None
+        gw = (
+            _conv_grad_weight(ggx, self.gy, self.w.shape, s, p)
+            if self.needs_input_grad[1]
+            else None
+        )
+        return ggy, gw
+
+    def backward_graph(self, ggx: Tensor) -> tuple[Any, Any]:
+        gy, w = self.inputs
+        s, p = self.stride, self.padding
+        ggy = Conv2d(s, p).apply(ggx, w) if self.needs_input_grad[0] else None
+        gw = Conv2dGradWeight(s, p, w.shape).apply(ggx, gy) if self.needs_input_grad[1] else None
+        return ggy, gw
+
+
+class Conv2dGradWeight(Function):
+    """gw = conv2d's weight gradient of (x, gy); gx = Conv2dGradInput(gy, ggw),
+    ggy = conv2d(x, ggw)."""
+
+    def __init__(self, stride: tuple[int, int], padding: tuple[int, int], w_shape: Any) -> None:
+        self.stride, self.padding, self.w_shape = stride, padding, tuple(w_shape)
+
+    def forward(self, x: Any, gy: Any) -> Any:
+        self.x, self.gy = x, gy
+        return _conv_grad_weight(x, gy, self.w_shape, self.stride, self.padding)
+
+    def backward(self, ggw: Any) -> tuple[Any, Any]:
+        s, p = self.stride, self.padding
+        gx = (
+            _conv_grad_input(self.gy, ggw, self.x.shape, s, p) if self.needs_input_grad[0] else None
+        )
+        ggy = _conv(self.x, ggw, s, p) if self.needs_input_grad[1] else None
+        return gx, ggy
+
+    def backward_graph(self, ggw: Tensor) -> tuple[Any, Any]:
+        x, gy = self.inputs
+        s, p = self.stride, self.padding
+        gx = Conv2dGradInput(s, p, x.shape).apply(gy, ggw) if self.needs_input_grad[0] else None
+        ggy = Conv2d(s, p).apply(x, ggw) if self.needs_input_grad[1] else None
+        return gx, ggy
 
 
 def conv2d(

@@ -35,6 +35,9 @@ class Dropout(Function):
     def backward(self, gy: Any) -> Any:
         return gy * self.mask
 
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return gy * Tensor(self.mask)  # the same mask, a constant
+
 
 def _keep(shape: tuple[int, ...], p: float, device: str) -> Any:
     """Bernoulli(1 - p) booleans: a random 32-bit word is kept when it is >= p * 2**32.

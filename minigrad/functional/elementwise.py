@@ -8,6 +8,7 @@ from typing import Any
 from minigrad import backend
 from minigrad.autograd import Function
 from minigrad.backend import device_context, get_array_module
+from minigrad.functional.reduce import sum_to
 from minigrad.tensor import Tensor
 
 __all__ = [
@@ -78,6 +79,9 @@ class Add(Function):
     def backward(self, gy: Any) -> tuple[Any, Any]:
         return unbroadcast(gy, self.a_shape), unbroadcast(gy, self.b_shape)
 
+    def backward_graph(self, gy: Tensor) -> tuple[Tensor, Tensor]:
+        return sum_to(gy, self.a_shape), sum_to(gy, self.b_shape)
+
 
 class Sub(Function):
     """y = a - b; ga = gy, gb = -gy (each unbroadcast)."""
@@ -90,6 +94,10 @@ class Sub(Function):
         gb = -unbroadcast(gy, self.b_shape) if self.needs_input_grad[1] else None
         return unbroadcast(gy, self.a_shape), gb
 
+    def backward_graph(self, gy: Tensor) -> tuple[Any, Any]:
+        gb = -sum_to(gy, self.b_shape) if self.needs_input_grad[1] else None
+        return sum_to(gy, self.a_shape), gb
+
 
 class Mul(Function):
     """y = a * b; ga = gy * b, gb = gy * a (each unbroadcast)."""
@@ -101,6 +109,12 @@ class Mul(Function):
     def backward(self, gy: Any) -> tuple[Any, Any]:
         ga = unbroadcast(gy * self.b, self.a.shape) if self.needs_input_grad[0] else None
         gb = unbroadcast(gy * self.a, self.b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
+
+    def backward_graph(self, gy: Tensor) -> tuple[Any, Any]:
+        a, b = self.inputs
+        ga = sum_to(gy * b, a.shape) if self.needs_input_grad[0] else None
+        gb = sum_to(gy * a, b.shape) if self.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -118,6 +132,12 @@ class Div(Function):
             gb = unbroadcast(-gy * self.a / (self.b * self.b), self.b.shape)
         return ga, gb
 
+    def backward_graph(self, gy: Tensor) -> tuple[Any, Any]:
+        a, b = self.inputs
+        ga = sum_to(gy / b, a.shape) if self.needs_input_grad[0] else None
+        gb = sum_to(-gy * a / (b * b), b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
+
 
 class Neg(Function):
     """y = -x; gx = -gy."""
@@ -126,6 +146,9 @@ class Neg(Function):
         return -x
 
     def backward(self, gy: Any) -> Any:
+        return -gy
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
         return -gy
 
 
@@ -144,6 +167,12 @@ class Pow(Function):
             return get_array_module(gy).zeros_like(gy)
         return gy * (self.c * self.x ** (self.c - 1))
 
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        if self.c == 0:
+            return gy * 0.0
+        (x,) = self.inputs
+        return gy * (Pow(self.c - 1).apply(x) * self.c) if self.c != 1 else gy * 1.0
+
 
 class Exp(Function):
     """y = exp(x); gx = gy * y."""
@@ -154,6 +183,9 @@ class Exp(Function):
 
     def backward(self, gy: Any) -> Any:
         return gy * self.y
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return gy * Exp().apply(self.inputs[0])
 
 
 class Log(Function):
@@ -166,6 +198,9 @@ class Log(Function):
     def backward(self, gy: Any) -> Any:
         return gy / self.x
 
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return gy / self.inputs[0]
+
 
 class Sqrt(Function):
     """y = sqrt(x); gx = gy / (2 y)."""
@@ -176,6 +211,9 @@ class Sqrt(Function):
 
     def backward(self, gy: Any) -> Any:
         return gy / (2 * self.y)
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return gy / (Sqrt().apply(self.inputs[0]) * 2.0)
 
 
 class Tanh(Function):
@@ -188,6 +226,10 @@ class Tanh(Function):
     def backward(self, gy: Any) -> Any:
         return gy * (1 - self.y * self.y)
 
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        y = Tanh().apply(self.inputs[0])
+        return gy * (1.0 - y * y)
+
 
 class Sigmoid(Function):
     """y = 1 / (1 + exp(-x)) computed as (1 + tanh(x/2)) / 2 (no overflow); gx = gy y (1 - y)."""
@@ -199,6 +241,10 @@ class Sigmoid(Function):
 
     def backward(self, gy: Any) -> Any:
         return gy * self.y * (1 - self.y)
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        y = Sigmoid().apply(self.inputs[0])
+        return gy * y * (1.0 - y)
 
 
 class ReLU(Function):
@@ -217,6 +263,9 @@ class ReLU(Function):
 
     def backward(self, gy: Any) -> Any:
         return gy * self.mask
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return gy * Tensor(self.mask.astype(gy.dtype))  # the mask is a constant
 
 
 def _binary(cls: type[Function], a: Any, b: Any, like: Tensor | None) -> Tensor:

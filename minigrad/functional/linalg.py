@@ -6,7 +6,8 @@ from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.functional.elementwise import unbroadcast
-from minigrad.functional.shape import reshape
+from minigrad.functional.reduce import sum, sum_to
+from minigrad.functional.shape import reshape, transpose
 from minigrad.tensor import Tensor
 
 __all__ = ["matmul", "linear"]
@@ -27,6 +28,15 @@ class MatMul(Function):
             gb = unbroadcast(self.a.swapaxes(-1, -2) @ gy, self.b.shape)
         return ga, gb
 
+    def backward_graph(self, gy: Tensor) -> tuple[Any, Any]:
+        a, b = self.inputs
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = sum_to(MatMul().apply(gy, transpose(b, -1, -2)), a.shape)
+        if self.needs_input_grad[1]:
+            gb = sum_to(MatMul().apply(transpose(a, -1, -2), gy), b.shape)
+        return ga, gb
+
 
 class Linear(Function):
     """y = x w^T + b, x (*, in), w (out, in); gx = gy w, gw = gy^T x, gb = sum of gy."""
@@ -45,6 +55,16 @@ class Linear(Function):
         if len(self.needs_input_grad) == 2:
             return gx, gw
         return gx, gw, gy2.sum(axis=0)
+
+    def backward_graph(self, gy: Tensor) -> tuple[Any, ...]:
+        x, w = self.inputs[:2]
+        gx = MatMul().apply(gy, w) if self.needs_input_grad[0] else None
+        gy2 = reshape(gy, (-1, gy.shape[-1]))  # (M, out)
+        x2 = reshape(x, (-1, x.shape[-1]))  # (M, in)
+        gw = MatMul().apply(transpose(gy2, 0, 1), x2) if self.needs_input_grad[1] else None
+        if len(self.needs_input_grad) == 2:
+            return gx, gw
+        return gx, gw, sum(gy2, 0)
 
 
 def _same_kind(op: str, *ts: Tensor) -> None:

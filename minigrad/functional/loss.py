@@ -15,6 +15,9 @@ import numpy as np
 from minigrad.autograd import Function
 from minigrad.backend import device_context, device_of, get_array_module, is_cupy_array
 from minigrad.functional import _checks, _cuda
+from minigrad.functional.elementwise import exp
+from minigrad.functional.reduce import sum
+from minigrad.functional.shape import reshape
 from minigrad.tensor import Tensor
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "nll_loss"]
@@ -39,6 +42,10 @@ class Softmax(Function):
         gx -= self.y * gx.sum(axis=self.dim, keepdims=True)
         return gx
 
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        y = Softmax(self.dim).apply(self.inputs[0])
+        return y * (gy - sum(gy * y, self.dim, keepdim=True))
+
 
 class LogSoftmax(Function):
     """y = x - max - log(sum(exp(x - max))) along dim; gx = gy - exp(y) * sum(gy)."""
@@ -56,6 +63,10 @@ class LogSoftmax(Function):
     def backward(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         return gy - xp.exp(self.y) * gy.sum(axis=self.dim, keepdims=True)
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        p = exp(LogSoftmax(self.dim).apply(self.inputs[0]))
+        return gy - p * sum(gy, self.dim, keepdim=True)
 
 
 def softmax(x: Tensor, dim: int) -> Tensor:
@@ -90,6 +101,21 @@ def _row_scale(xp: Any, keep: Any, gy: Any, reduction: str, count: int) -> Any:
         return (gy * keep)[:, None]
     scale = gy / count if reduction == "mean" and count else gy
     return (keep * scale)[:, None]
+
+
+def _row_scale_graph(keep: Any, gy: Tensor, reduction: str, count: int) -> Tensor:
+    """:func:`_row_scale` on a Tensor ``gy`` (differentiable in ``gy``): (N, 1)."""
+    if reduction == "none":
+        return reshape(gy * Tensor(keep), (-1, 1))
+    k = keep / count if reduction == "mean" and count else keep
+    return reshape(gy, (1, 1)) * Tensor(k.reshape(-1, 1))
+
+
+def _target_matrix(xp: Any, target: Any, shape: tuple[int, int], dtype: Any, on: float) -> Any:
+    """(N, C) zeros with ``on`` at each row's target column (a constant for backward_graph)."""
+    m = xp.zeros(shape, dtype=dtype)
+    m[xp.arange(shape[0]), target] = on
+    return m
 
 
 class CrossEntropy(Function):
@@ -133,6 +159,17 @@ class CrossEntropy(Function):
         gx *= scale
         return gx
 
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        """(softmax(x) - q) * scale, with softmax recomputed as an op of x."""
+        (x,) = self.inputs
+        xp = get_array_module(x.data)
+        N, C = x.shape
+        q = _target_matrix(xp, self.target, (N, C), x.dtype, 1 - self.smoothing)
+        if self.smoothing:
+            q += self.smoothing / C
+        p = Softmax(1).apply(x)
+        return (p - Tensor(q)) * _row_scale_graph(self.keep, gy, self.reduction, self.count)
+
     def forward_cuda(self, x: Any) -> Any:
         xp = get_array_module(x)
         x = xp.ascontiguousarray(x)
@@ -165,6 +202,13 @@ class NLLLoss(Function):
             :, 0
         ]
         return gx
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        """-onehot(target) * scale: linear in gy, the one-hot a constant."""
+        onehot = _target_matrix(
+            get_array_module(gy.data), self.target, self.x_shape, gy.dtype, -1.0
+        )
+        return Tensor(onehot) * _row_scale_graph(self.keep, gy, self.reduction, self.count)
 
 
 def _reduce(xp: Any, loss: Any, reduction: str, count: int) -> Any:

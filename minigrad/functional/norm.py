@@ -14,6 +14,9 @@ from minigrad.backend import device_of, get_array_module, tf32_enabled
 from minigrad.functional import _cuda
 from minigrad.functional._layout import channel_major, from_channel_major
 from minigrad.functional._threads import for_blocks
+from minigrad.functional.reduce import mean, sum
+from minigrad.functional.shape import permute, reshape
+from minigrad.remat import is_recomputing
 from minigrad.tensor import Tensor
 
 __all__ = ["batch_norm", "local_response_norm"]
@@ -103,6 +106,42 @@ class BatchNorm(Function):
         gx = from_channel_major(gx.reshape(C, self.x_shape[0], *self.x_shape[2:]))
         return self._grads_out(gx, gw, gb)
 
+    def backward_graph(self, gy: Tensor) -> tuple[Any, ...]:
+        """The reference's gradients written with ops on Tensors: the batch statistics are
+        recomputed from x as ops (so gx depends on x through them), the running
+        statistics (eval) and the ReLU mask are constants."""
+        if type(self)._batch_grad_sums is not BatchNorm._batch_grad_sums:
+            raise RuntimeError(
+                f"grad(create_graph=True): {self.name} (statistics across ranks) has no "
+                "differentiable backward; use batch_norm on one process for second derivatives"
+            )
+        x, *wb = self.inputs
+        w = wb[0] if self.has_weight else None
+        C = x.shape[1]
+        x2 = _rows(x)  # (C, M)
+        gy2 = _rows(gy)  # (C, M)
+        if self.relu:
+            gy2 = gy2 * Tensor(self.mask.reshape(gy2.shape).astype(gy.dtype))  # a constant
+        if self.training:
+            xc = x2 - mean(x2, 1, keepdim=True)
+            inv_std = (mean(xc * xc, 1, keepdim=True) + self.eps) ** -0.5  # (C, 1)
+        else:
+            xp = get_array_module(x.data)
+            var = self.running_var.astype(x.dtype).reshape(C, 1)
+            xc = x2 - Tensor(self.running_mean.astype(x.dtype).reshape(C, 1))
+            inv_std = Tensor(1 / xp.sqrt(var + self.eps))  # (C, 1), a constant
+        xhat = xc * inv_std  # (C, M)
+        gb = sum(gy2, 1)  # (C,)
+        gw = sum(gy2 * xhat, 1)  # (C,)
+        k = inv_std if w is None else inv_std * reshape(w, (C, 1))  # (C, 1): w / sigma
+        if self.training:
+            g = gy2 - mean(gy2, 1, keepdim=True) - xhat * mean(gy2 * xhat, 1, keepdim=True)
+            gx2 = k * g
+        else:
+            gx2 = k * gy2
+        gx = permute(reshape(gx2, (C, x.shape[0], *x.shape[2:])), _swap01(x.ndim))
+        return self._grads_out(gx, gw, gb)
+
     # ------------------------------------------------------------ what "the batch" is
     # The reference's statistics and gradient sums cover this array's batch; SyncBatchNorm
     # (minigrad.nn) overrides these two to cover every rank's batch.
@@ -122,8 +161,9 @@ class BatchNorm(Function):
         return (wb[0] if self.has_weight else None), (wb[-1] if self.has_bias else None)
 
     def _update_running(self, mean: Any, var: Any, M: int) -> None:
-        """running = (1 - m) running + m batch_stat, with the unbiased variance."""
-        if self.running_mean is None:
+        """running = (1 - m) running + m batch_stat, with the unbiased variance (not while
+        :func:`minigrad.remat.recompute` replays the forward: once per step)."""
+        if self.running_mean is None or is_recomputing():
             return
         m = self.momentum
         self.running_mean[...] = (1 - m) * self.running_mean + m * mean
@@ -271,6 +311,15 @@ class BatchNorm(Function):
         return from_channel_major(g2.reshape(g2.shape[0], self.x_shape[0], *self.x_shape[2:]))
 
 
+def _swap01(ndim: int) -> tuple[int, ...]:
+    return (1, 0, *range(2, ndim))
+
+
+def _rows(t: Tensor) -> Tensor:
+    """(N, C, *S) -> the channel rows (C, N*prod(S)) as ops (differentiable)."""
+    return reshape(permute(t, _swap01(t.ndim)), (t.shape[1], -1))
+
+
 class BatchNormReLU(BatchNorm):
     """y = max(batch_norm(x), 0); gy is masked by y > 0, then as :class:`BatchNorm`."""
 
@@ -394,6 +443,33 @@ class LocalResponseNorm(Function):
         t *= -2 * self.alpha * self.beta / self.size
         t += gy * self.d_pow
         return t
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        """The same formula with ops: d recomputed from x, the window sums as
+        :class:`ChannelWindowSum` (whose backward is the mirrored window sum)."""
+        (x,) = self.inputs
+        n, before, after = self.size, self.size // 2, (self.size - 1) // 2
+        d = ChannelWindowSum(before, after).apply(x * x) * (self.alpha / n) + self.k
+        d_pow = d ** (-self.beta)
+        t = ChannelWindowSum(after, before).apply(gy * x * d_pow / d)
+        return gy * d_pow - x * t * (2 * self.alpha * self.beta / n)
+
+
+class ChannelWindowSum(Function):
+    """y[:, c] = sum of x[:, c - before : c + after + 1]; gx = the window sum with
+    ``before`` and ``after`` swapped (its adjoint). LRN's window as an op."""
+
+    def __init__(self, before: int, after: int) -> None:
+        self.before, self.after = before, after
+
+    def forward(self, x: Any) -> Any:
+        return _window_sum(x, self.before, self.after)
+
+    def backward(self, gy: Any) -> Any:
+        return _window_sum(gy, self.after, self.before)
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return ChannelWindowSum(self.after, self.before).apply(gy)
 
 
 def local_response_norm(

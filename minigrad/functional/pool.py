@@ -130,6 +130,10 @@ class _PlanePool(Function):
         a4 = a3.reshape(*self.grid.x_shape[:2], *a3.shape[1:])
         return a4.swapaxes(0, 1) if self.swap else a4
 
+    def input_grid(self) -> WindowGrid:
+        """The grid on the (N, C, H, W) input, whichever plane order a fast path used."""
+        return self.grid.swapped() if getattr(self, "swap", False) else self.grid
+
 
 class MaxPool2d(_PlanePool):
     """y = max over each window; dL/dx gets dL/dy at the window's first maximum only.
@@ -163,6 +167,29 @@ class MaxPool2d(_PlanePool):
         ks = xp.arange(KH * KW).reshape(-1, 1, 1, 1, 1)
         gwin = gy * (self.argmax == ks)  # (KH*KW, N, C, OH, OW): gy at the argmax only
         return unwindows(gwin, self.x_shape, self.grid)  # (N, C, H, W)
+
+    # ------------------------------------------------------------ differentiable form
+    def window_argmax(self) -> Any:
+        """k = i*KW + j of each window's first maximum, (N, C, OH, OW), from whichever
+        path's saved state (the reference's argmax, the kernel's offsets, or the chunked
+        path's row and column winners)."""
+        if self.path == "reference":
+            return self.argmax
+        if self.path == "cuda":
+            return self.unplanes(self.arg)
+        xp = get_array_module(self.row_arg)
+        g = self.grid
+        (OH, OW), sh, KW = g.out_size, g.stride[0], g.kernel[1]
+        q = xp.arange(g.planes).reshape(-1, 1, 1)
+        pos = (q * g.Hq + xp.arange(OH).reshape(1, -1, 1)) * g.Wq + xp.arange(OW)  # (P, OH, OW)
+        i = self.row_arg[pos].astype(xp.int64)  # the kernel row that won each window
+        j = self.col_arg[i % sh, pos + (i // sh) * g.Wq].astype(xp.int64)  # and its column
+        return self.unplanes(i * KW + j)
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        """gx = gy routed to each window's first maximum (:class:`MaxPoolRoute`, linear in
+        gy; the argmax is a constant)."""
+        return MaxPoolRoute(self.input_grid(), self.window_argmax()).apply(gy)
 
     # ------------------------------------------------------------ fast paths
     def forward_cuda(self, x: Any) -> Any:
@@ -289,6 +316,10 @@ class AvgPool2d(_PlanePool):
         gwin = xp.broadcast_to(share, (KH * KW, *share.shape))  # (KH*KW, N, C, OH, OW)
         return unwindows(gwin, self.x_shape, self.grid)  # (N, C, H, W)
 
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        """gx = :class:`AvgPoolGrad` of gy (linear; its own backward is this pool again)."""
+        return AvgPoolGrad(self).apply(gy)
+
     # ------------------------------------------------------------ fast path
     def forward_chunked(self, x: Any) -> Any:
         xp = get_array_module(x)
@@ -328,6 +359,79 @@ class AvgPool2d(_PlanePool):
 
         for_blocks(chunk, g.planes, g.size, gy)
         return self.unplanes(gx3)
+
+
+# ---------------------------------------------------------------- backward as ops
+# The pools' backwards are linear in gy; as ops (reference array code) they make the
+# pools twice differentiable. Each pair of adjoint maps is one op's forward and backward.
+def _route_max(gy: Any, k: Any, grid: WindowGrid) -> Any:
+    """gy (N, C, OH, OW) to the window offsets k -> gx (N, C, H, W)."""
+    xp = get_array_module(gy)
+    KH, KW = grid.kernel
+    gwin = gy * (k == xp.arange(KH * KW).reshape(-1, 1, 1, 1, 1))  # (KH*KW, N, C, OH, OW)
+    return unwindows(gwin, grid.x_shape, grid)
+
+
+def _gather_max(gx: Any, k: Any, grid: WindowGrid) -> Any:
+    """The adjoint of :func:`_route_max`: gx (N, C, H, W) read at each window's offset k."""
+    xp = get_array_module(gx)
+    win = windows(gx, grid, 0.0)  # (KH*KW, N, C, OH, OW)
+    return xp.take_along_axis(win, k[None].astype(xp.int64), axis=0)[0]
+
+
+class MaxPoolRoute(Function):
+    """gx = gy routed to each window's first maximum (offsets k, a constant);
+    ggy = ggx read at those maxima (:class:`MaxPoolGather`)."""
+
+    def __init__(self, grid: WindowGrid, k: Any) -> None:
+        self.grid, self.k = grid, k
+
+    def forward(self, gy: Any) -> Any:
+        return _route_max(gy, self.k, self.grid)
+
+    def backward(self, ggx: Any) -> Any:
+        return _gather_max(ggx, self.k, self.grid)
+
+    def backward_graph(self, ggx: Tensor) -> Tensor:
+        return MaxPoolGather(self.grid, self.k).apply(ggx)
+
+
+class MaxPoolGather(Function):
+    """y = x read at each window's first maximum (offsets k); gx = :class:`MaxPoolRoute`."""
+
+    def __init__(self, grid: WindowGrid, k: Any) -> None:
+        self.grid, self.k = grid, k
+
+    def forward(self, x: Any) -> Any:
+        return _gather_max(x, self.k, self.grid)
+
+    def backward(self, gy: Any) -> Any:
+        return _route_max(gy, self.k, self.grid)
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return MaxPoolRoute(self.grid, self.k).apply(gy)
+
+
+class AvgPoolGrad(Function):
+    """gx = gy / divisor spread over each window (avg_pool2d's backward);
+    ggy = avg_pool2d(ggx) (the same pool)."""
+
+    def __init__(self, pool: AvgPool2d) -> None:
+        self.grid, self.kernel = pool.input_grid(), pool.kernel
+        self.count_include_pad, self.divisor = pool.count_include_pad, pool.divisor
+
+    def forward(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        share = gy / self.divisor  # (N, C, OH, OW)
+        KH, KW = self.kernel
+        gwin = xp.broadcast_to(share, (KH * KW, *share.shape))  # (KH*KW, N, C, OH, OW)
+        return unwindows(gwin, self.grid.x_shape, self.grid)  # (N, C, H, W)
+
+    def backward(self, ggx: Any) -> Any:
+        return windows(ggx, self.grid, 0.0).sum(axis=0) / self.divisor  # (N, C, OH, OW)
+
+    def backward_graph(self, ggx: Tensor) -> Tensor:
+        return AvgPool2d(self.grid, self.kernel, False, self.count_include_pad).apply(ggx)
 
 
 # ---------------------------------------------------------------- argument checks

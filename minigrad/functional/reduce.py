@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
+from minigrad.functional.shape import reshape
 from minigrad.tensor import Tensor
 
 __all__ = ["sum", "mean", "max", "MaxResult"]
@@ -44,6 +45,9 @@ class Sum(Function):
             gy = gy.reshape([1 if i in self.dims else s for i, s in enumerate(self.x_shape)])
         return xp.broadcast_to(gy, self.x_shape).copy()
 
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return broadcast_to(_keep_dims(gy, self.dims, self.keepdim, self.x_shape), self.x_shape)
+
 
 class Mean(Function):
     """y = mean of x over ``dims``; gx = gy / count broadcast back to x's shape."""
@@ -63,6 +67,11 @@ class Mean(Function):
         if not self.keepdim:
             gy = gy.reshape([1 if i in self.dims else s for i, s in enumerate(self.x_shape)])
         return xp.broadcast_to(gy / count, self.x_shape).astype(gy.dtype, copy=True)
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        count = math.prod(self.x_shape[d] for d in self.dims)
+        g = _keep_dims(gy, self.dims, self.keepdim, self.x_shape)
+        return broadcast_to(g * (1.0 / count), self.x_shape)
 
 
 class Max(Function):
@@ -94,6 +103,69 @@ class Max(Function):
         hit = positions == xp.expand_dims(self.argmax, d)  # one-hot along dim
         g = gy if self.keepdim else xp.expand_dims(gy, d)
         return (hit * g).astype(gy.dtype, copy=False)
+
+    def backward_graph(self, gy: Tensor, _gidx: Tensor) -> Tensor:
+        """gx = one-hot(argmax) * gy broadcast back: linear in gy, the one-hot a constant."""
+        xp = get_array_module(gy.data)
+        if self.dim is None:
+            hit = (xp.arange(math.prod(self.x_shape)) == self.argmax).reshape(self.x_shape)
+            return broadcast_to(reshape(gy, (1,) * len(self.x_shape)), self.x_shape) * Tensor(
+                hit.astype(gy.dtype)
+            )
+        d = self.dim
+        positions = xp.arange(self.x_shape[d]).reshape([-1] + [1] * (len(self.x_shape) - d - 1))
+        hit = positions == xp.expand_dims(self.argmax, d)
+        g = _keep_dims(gy, (d,), self.keepdim, self.x_shape)
+        return broadcast_to(g, self.x_shape) * Tensor(hit.astype(gy.dtype))
+
+
+def _keep_dims(g: Tensor, dims: tuple[int, ...], keepdim: bool, x_shape: tuple[int, ...]) -> Tensor:
+    """A reduction's gradient with its reduced dims back as size 1 (a view, differentiable)."""
+    if keepdim:
+        return g
+    return reshape(g, tuple(1 if i in dims else s for i, s in enumerate(x_shape)))
+
+
+class BroadcastTo(Function):
+    """y = x broadcast to ``shape`` (NumPy's rules); gx = gy summed over the broadcast axes.
+
+    Not public: the differentiable backward of the reductions (and :func:`sum_to` is its
+    own backward's differentiable form).
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = tuple(shape)
+
+    def forward(self, x: Any) -> Any:
+        self.x_shape = x.shape
+        return get_array_module(x).broadcast_to(x, self.shape).copy()
+
+    def backward(self, gy: Any) -> Any:
+        lead = gy.ndim - len(self.x_shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, s in enumerate(self.x_shape) if s == 1 and gy.shape[lead + i] != 1
+        )
+        return gy.sum(axis=axes, keepdims=True).reshape(self.x_shape) if axes else gy
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return sum_to(gy, self.x_shape)
+
+
+def broadcast_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """x broadcast to ``shape`` (a copy; differentiable, its gradient sums back)."""
+    return x if x.shape == tuple(shape) else BroadcastTo(tuple(shape)).apply(x)
+
+
+def sum_to(g: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """g summed over the axes broadcasting added to ``shape`` (``unbroadcast`` on Tensors)."""
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1
+    )
+    return reshape(sum(g, axes, keepdim=True), shape)
 
 
 class MaxResult(NamedTuple):

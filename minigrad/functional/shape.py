@@ -32,6 +32,9 @@ class Reshape(Function):
     def backward(self, gy: Any) -> Any:
         return gy.reshape(self.x_shape)
 
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return Reshape(self.x_shape).apply(gy)
+
 
 class Permute(Function):
     """y = x with axes reordered by ``dims``; gx = gy with the inverse order."""
@@ -45,6 +48,10 @@ class Permute(Function):
     def backward(self, gy: Any) -> Any:
         inverse = sorted(range(len(self.dims)), key=self.dims.__getitem__)
         return gy.transpose(tuple(inverse))
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        inverse = sorted(range(len(self.dims)), key=self.dims.__getitem__)
+        return Permute(tuple(inverse)).apply(gy)
 
 
 class GetItem(Function):
@@ -71,6 +78,28 @@ class GetItem(Function):
         gx[self.key] = gy  # basic slicing never repeats an element
         return gx
 
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return IndexScatter(self.key, self.x_shape).apply(gy)
+
+
+class IndexScatter(Function):
+    """y = zeros(x_shape) with g scattered to ``[key]`` (summed where fancy indices repeat);
+    gg = gy[key]. ``GetItem``'s backward as an op (its adjoint), for second derivatives."""
+
+    def __init__(self, key: Any, x_shape: tuple[int, ...]) -> None:
+        self.key, self.x_shape = key, x_shape
+
+    def forward(self, g: Any) -> Any:
+        op = GetItem(self.key)
+        op.x_shape, op.x_dtype = self.x_shape, g.dtype
+        return op.backward(g)
+
+    def backward(self, gy: Any) -> Any:
+        return gy[self.key]
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return GetItem(self.key).apply(gy)
+
 
 class Cat(Function):
     """y = concatenation of the inputs along ``dim``; each gx is its slice of gy.
@@ -94,6 +123,9 @@ class Cat(Function):
         xp = get_array_module(gy)
         bounds = list(itertools.accumulate(self.sizes))[:-1]
         return tuple(xp.split(gy, bounds, axis=self.dim))  # views of gy
+
+    def backward_graph(self, gy: Tensor) -> tuple[Tensor, ...]:
+        return Split(self.sizes, self.dim).apply(gy)
 
     def forward_chunked(self, *xs: Any) -> Any:
         if self.dim != 1 or not all(is_channel_major(x) for x in xs):
@@ -127,6 +159,9 @@ class Split(Function):
     def backward(self, *gys: Any) -> Any:
         return get_array_module(gys[0]).concatenate(gys, axis=self.dim)
 
+    def backward_graph(self, *gys: Tensor) -> Tensor:
+        return Cat(self.dim).apply(*gys)
+
 
 class Cast(Function):
     """y = x cast to ``dtype``; gx = gy cast back to x's dtype."""
@@ -141,6 +176,9 @@ class Cast(Function):
     def backward(self, gy: Any) -> Any:
         return gy.astype(self.x_dtype)
 
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return Cast(self.x_dtype).apply(gy)
+
 
 class ToDevice(Function):
     """y = x copied to ``device``; gx = gy copied back."""
@@ -154,6 +192,9 @@ class ToDevice(Function):
 
     def backward(self, gy: Any) -> Any:
         return backend.to_device(gy, self.x_device)
+
+    def backward_graph(self, gy: Tensor) -> Tensor:
+        return ToDevice(self.x_device).apply(gy)
 
 
 def _dim(op: str, dim: int, ndim: int) -> int:

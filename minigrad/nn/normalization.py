@@ -10,6 +10,7 @@ import minigrad.functional as F
 from minigrad.nn import init
 from minigrad.nn.layers import make_parameter
 from minigrad.nn.module import Module
+from minigrad.remat import is_recomputing
 from minigrad.tensor import Tensor, ones, zeros
 
 __all__ = ["BatchNorm2d", "BatchNormReLU2d", "LocalResponseNorm"]
@@ -86,8 +87,8 @@ class BatchNorm2d(Module):
     def _normalize(self, x: Tensor, relu: bool) -> Tensor:
         """``bn(x)``, or ``relu(bn(x))`` as one fused op when ``relu``."""
         momentum = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.data += 1
+        if self.training and self.track_running_stats and not is_recomputing():
+            self.num_batches_tracked.data += 1  # once per step, not again in a replay
             if self.momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         # batch statistics in training, and always when no running statistics are kept

@@ -62,6 +62,11 @@ def build_parser(spec: ModelSpec) -> argparse.ArgumentParser:
                    "differs")  # fmt: skip
     p.add_argument("--no-branches", action="store_true", help="hide branch rows in the table")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG files")
+    p.add_argument("--curvature", action="store_true",
+                   help="also the top Hessian eigenvalue per block and branch, with and "
+                   "without the aux losses (curvature.json, study_curvature.png)")  # fmt: skip
+    p.add_argument("--curvature-iters", type=int, default=6,
+                   help="power iterations at most (default 6)")  # fmt: skip
     fresh = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in spec.study_defaults.items())
     about = f" (a fresh model here defaults to {fresh})" if fresh else ""
     spec.add_arguments(
@@ -171,5 +176,34 @@ def main(argv: list[str] | None, spec: ModelSpec) -> int:
         if report.blocks:
             path = out / "study_branch_shares.png"
             written.append(plot_branch_shares(report, path, dict(spec.branch_labels)))
+    if args.curvature:
+        written += _curvature(args, spec, cfg, model, x_t, y_t, out)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _curvature(
+    args: argparse.Namespace, spec: ModelSpec, cfg: dict, model: Any, x: Any, y: Any, out: Path
+) -> list[Path]:
+    """The curvature study (:mod:`minigrad.study.curvature`): table, JSON and plot."""
+    import json  # noqa: PLC0415
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from minigrad.study.curvature import (  # noqa: PLC0415 - loaded when asked for
+        block_curvature,
+        format_curvature,
+        plot_curvature,
+    )
+
+    report = block_curvature(model, x, y, spec.loss(cfg), blocks=spec.blocks,
+                             iters=args.curvature_iters, seed=args.seed)  # fmt: skip
+    print(format_curvature(report))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "curvature.json"
+    path.write_text(json.dumps([asdict(g) for g in report], indent=1))
+    written = [path]
+    if not args.no_plots and report:
+        written.append(
+            plot_curvature(report, out / "study_curvature.png", dict(spec.branch_labels))
+        )
+    return written

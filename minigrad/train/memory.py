@@ -302,6 +302,7 @@ def check_fits(
         f"{format_bytes(total)} (estimated before allocating) but {format_bytes(available)} "
         f"of memory is available on {device}; at --batch-size {batch} the largest {flag} "
         f"that fits is about {lo:.3g}, and {at_size}{sides}"
+        + _recompute_advice(spec, config, key, info, free, value, side)
     )
 
 
@@ -351,3 +352,25 @@ def estimated_parameters(spec: Any, config: dict[str, Any]) -> float | None:
     (a, b, c), _ = _probe(spec, config, key)
     s = float(config[key])
     return max(a * s * s + b * s + c, 0.0)
+
+
+def _recompute_advice(
+    spec: Any, config: dict[str, Any], key: str, info: Any, room: float, value: float,
+    side: int,
+) -> str:  # fmt: skip
+    """For a model with a ``recompute`` option that is off: the largest batch that would
+    fit with it on (its probe measures the recomputed step, as the run would take it)."""
+    if "recompute" not in config or config["recompute"]:
+        return ""  # no such option, or the estimate above already recomputes
+    slots = 2 if config.get("optimizer") in ("adam", "adamw") else 1
+    probe_side = min(side, PROBE_IMAGE_SIZE)
+    rng = backend.get_rng_state()
+    try:
+        model = spec.build_model({**config, key: _SIZE_PROBES[1], "recompute": True})
+        shape = (info.in_channels, probe_side, probe_side)
+        act = estimate_memory(model, shape, 1, optimizer_slots=slots)
+    finally:
+        backend.set_rng_state(rng)
+    per_image = act.per_image * value / _SIZE_PROBES[1] * (side / probe_side) ** 2
+    fits = int(room // per_image) if per_image > 0 and room > 0 else 0
+    return f"; with --recompute (activations recomputed in backward) {fits} would fit"
