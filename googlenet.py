@@ -471,7 +471,8 @@ class GoogLeNet(nn.Module):
     @classmethod
     def torchvision(cls, num_classes: int = 1000, aux_logits: bool = True,
                     transform_input: bool = False, *, width: float = 1.0, dropout: float = 0.2,
-                    aux_dropout: float = 0.7, init: str = "trunc_normal") -> GoogLeNet:  # fmt: skip
+                    aux_dropout: float = 0.7, init: str = "trunc_normal",
+                    recompute_blocks: bool = False) -> GoogLeNet:  # fmt: skip
         """torchvision's GoogLeNet (``torchvision.models.googlenet``), whose ``state_dict``
         names and shapes are torchvision's (``conv1.bn.num_batches_tracked`` included), so
         ``model.load_state_dict(mg.io.load_pth("googlenet-1378be20.pth"))`` loads strictly.
@@ -486,7 +487,8 @@ class GoogLeNet(nn.Module):
         """
         return cls(num_classes, 3, "imagenet", aux_logits, batch_norm=True, lrn=False,
                    width=width, dropout=dropout, aux_dropout=aux_dropout, init=init,
-                   variant="torchvision", transform_input=transform_input)  # fmt: skip
+                   variant="torchvision", transform_input=transform_input,
+                   recompute_blocks=recompute_blocks)  # fmt: skip
 
     def _transform_input(self, x: Tensor) -> Tensor:
         """torchvision's re-normalisation (see ``transform_input``), one affine per channel."""
@@ -636,11 +638,12 @@ def build_model(config: dict[str, Any]) -> GoogLeNet:
     if (c.get("variant") or "paper") == "torchvision":
         return GoogLeNet.torchvision(int(c["num_classes"]), bool(c.get("aux_logits", True)),
                                      bool(c.get("transform_input")), width=float(c.get("width", 1)),
-                                     init=c.get("init") or "auto")  # fmt: skip
+                                     init=c.get("init") or "auto",
+                                     recompute_blocks=bool(c.get("recompute")))  # fmt: skip
     return GoogLeNet(int(c["num_classes"]), int(c.get("in_channels", 3)), c.get("stem") or "cifar",
                      bool(c.get("aux_logits", True)), bool(c.get("batch_norm", True)), c.get("lrn"),
                      float(c.get("width", 1)), init=c.get("init") or "auto",
-                     transform_input=bool(c.get("transform_input")))  # fmt: skip
+                     transform_input=bool(c.get("transform_input")),
                      recompute_blocks=bool(c.get("recompute")))  # fmt: skip
 
 
