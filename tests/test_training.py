@@ -442,8 +442,7 @@ def test_the_model_flags_come_from_the_application_not_the_trainer() -> None:
     (group,) = [g for g in train._action_groups if g.title == "model"]
     assert [a.dest for a in group._group_actions] == [
         "width", "stem", "batch_norm", "init", "aux_logits", "aux_weight", "variant",
-        "transform_input",
-        "width", "stem", "batch_norm", "init", "aux_logits", "aux_weight", "recompute",
+        "transform_input", "recompute",
     ]  # fmt: skip
 
 
