@@ -23,6 +23,7 @@ module only reads the setting).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,6 +38,8 @@ CHUNK_ELEMENTS = 1 << 18
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _inside = threading.local()  # .busy: this thread is running a task of for_blocks
+#: seconds spent in parallel sections (wall clock) and seconds host threads sat idle in them
+_stats = {"parallel_s": 0.0, "idle_s": 0.0, "sections": 0}
 
 
 def gemm_threads() -> int:
@@ -92,6 +95,24 @@ def _do(task: Callable[[slice], Any], chunks: list[slice]) -> Any:
     return total
 
 
+def _do_timed(task: Callable[[slice], Any], chunks: list[slice]) -> tuple[Any, float]:
+    """:func:`_do` and the seconds it took."""
+    t0 = time.perf_counter()
+    total = _do(task, chunks)
+    return total, time.perf_counter() - t0
+
+
+def idle_stats(reset: bool = False) -> dict[str, float]:
+    """Since the last reset: ``parallel_s``, the wall time of the sections that ran on more
+    than one host thread; ``idle_s``, the time host threads sat idle in them (each run's
+    wait for the slowest one, summed over runs: lock waits and a late worker); and
+    ``sections``, their number. For benchmarks (``bench_train.py``)."""
+    out = dict(_stats)
+    if reset:
+        _stats.update(parallel_s=0.0, idle_s=0.0, sections=0)
+    return out
+
+
 def run(task: Callable[[slice], Any], runs: list[list[slice]]) -> list[Any]:
     """``task(chunk)`` for every chunk: the first run on the calling thread, the others on
     the pool; wait for all (exceptions propagate). Returns each run's summed results."""
@@ -101,12 +122,17 @@ def run(task: Callable[[slice], Any], runs: list[list[slice]]) -> list[Any]:
     if _pool is None or _pool_size < len(runs) - 1:
         _pool_size = len(runs) - 1
         _pool = ThreadPoolExecutor(max_workers=_pool_size, thread_name_prefix="minigrad-host")
-    futures = [_pool.submit(_do, task, chunks) for chunks in runs[1:]]
+    t0 = time.perf_counter()
+    futures = [_pool.submit(_do_timed, task, chunks) for chunks in runs[1:]]
     try:
-        first = _do(task, runs[0])
+        first = _do_timed(task, runs[0])
     finally:
         rest = [future.result() for future in futures]
-    return [first, *rest]
+    wall = time.perf_counter() - t0
+    _stats["parallel_s"] += wall
+    _stats["idle_s"] += sum(wall - busy for _, busy in [first, *rest])
+    _stats["sections"] += 1
+    return [first[0], *(total for total, _ in rest)]
 
 
 def for_blocks(
