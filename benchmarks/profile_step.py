@@ -8,6 +8,7 @@ function itself, not in what it calls), so NumPy kernels show up under their own
     python benchmarks/profile_step.py                       # CIFAR stem, width 1.0, batch 32
     python benchmarks/profile_step.py --width 0.25 --batch 64 --top 30
     python benchmarks/profile_step.py --sort cumulative
+    python benchmarks/profile_step.py --stem imagenet --batch 8 --no-batch-norm  # 224 px, paper
     python benchmarks/profile_step.py --threads 1 --clock cpu   # one core, CPU time
 
 With more than one host thread, cProfile sees the calling thread only: the chunks other
@@ -33,6 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--stem", default="cifar", choices=["cifar", "imagenet"])
+    parser.add_argument(
+        "--batch-norm",
+        default=True,
+        action=argparse.BooleanOptionalAction,
+        help="the BN model (default) or, with --no-batch-norm, the paper's (bias, ReLU, LRN)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
@@ -45,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
         runtime.configure_cpu_training(args.threads or None)
     base = CPU_CONFIGS[0]
     size, classes = (32, 10) if args.stem == "cifar" else (224, 1000)
-    cfg = Config("profile", args.stem, args.width, args.batch, size, classes, base.target)
+    cfg = Config(
+        "profile", args.stem, args.width, args.batch, size, classes, base.target, args.batch_norm
+    )
     dev = Device(args.device)
     step, _, _ = make_step(cfg, dev)
     step()  # warm-up

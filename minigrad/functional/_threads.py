@@ -62,11 +62,14 @@ def blocks(
         return [[]]
     if is_cupy_array(a) or n == 1 or getattr(_inside, "busy", False):
         return [[slice(0, n)]]  # nested in a task: its chunk is already cache-sized
-    per = max(1, chunk_elements * n // max(size, 1))  # rows per chunk
-    chunks = [slice(i, min(i + per, n)) for i in range(0, n, per)]
     k = runtime.host_threads() if threads is None else threads
     if size < PARALLEL_MIN_SIZE:
         k = 1
+    # as many chunks as the size asks for, rounded up to a multiple of the threads (no
+    # core waits for a last, lone chunk), at most one per row; equal rows per chunk
+    count = -(-size // max(chunk_elements, 1))  # ceil
+    count = min(n, max(1, -(-count // k) * k))
+    chunks = [slice(n * i // count, n * (i + 1) // count) for i in range(count)]
     k = max(1, min(k, len(chunks)))
     bounds = [len(chunks) * i // k for i in range(k + 1)]
     return [chunks[lo:hi] for lo, hi in zip(bounds, bounds[1:])]

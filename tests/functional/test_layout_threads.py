@@ -165,10 +165,14 @@ def test_batch_norm_relu_gradcheck_and_name():
 
 # ---------------------------------------------------------------- chunks and threads
 def test_blocks_cover_the_rows_once_in_order_and_share_them_out():
+    # 5 chunks of 200_000 asked for, rounded up to 6 (a multiple of the 3 threads)
     parts = _threads.blocks(10, 10**6, np.zeros(1), chunk_elements=200_000, threads=3)
     chunks = [c for run in parts for c in run]
-    assert [(c.start, c.stop) for c in chunks] == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
-    assert len(parts) == 3 and all(parts)  # three threads, each with a run of chunks
+    assert [(c.start, c.stop) for c in chunks] == [(0, 1), (1, 3), (3, 5), (5, 6), (6, 8), (8, 10)]
+    assert [len(run) for run in parts] == [2, 2, 2]  # three threads, equal runs
+    # a layer smaller than one chunk still goes to both threads, in equal halves
+    halves = _threads.blocks(8, 600_000, np.zeros(1), chunk_elements=1 << 20, threads=2)
+    assert halves == [[slice(0, 4)], [slice(4, 8)]]
     small = _threads.blocks(10, 1000, np.zeros(1), chunk_elements=200, threads=3)
     assert len(small) == 1  # under PARALLEL_MIN_SIZE: the calling thread only
     assert _threads.blocks(0, 0, np.zeros(1)) == [[]]
