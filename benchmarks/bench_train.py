@@ -44,7 +44,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # googlenet.py
+# googlenet.py and minigrad from this checkout, or from the tree --baseline names
+sys.path.insert(0, os.environ.get("BENCH_TREE") or str(Path(__file__).resolve().parent.parent))
 
 from _common import (
     Device,
@@ -163,9 +164,10 @@ def serve(cfg: Config, device: str, gemm_n: int, mode: str, threads: int) -> Non
     for line in sys.stdin:
         if line.strip() != "step":
             break
-        _threads.idle_stats(reset=True)
+        stats = getattr(_threads, "idle_stats", lambda reset=False: {})  # older trees: none
+        stats(reset=True)
         times.append(timed(step, dev.sync))
-        stats = _threads.idle_stats()
+        stats = {"idle_s": float("nan"), "parallel_s": float("nan"), **stats()}
         idle.append(stats["idle_s"])
         parallel.append(stats["parallel_s"])
         ceiling.sample(2)
@@ -234,22 +236,32 @@ def run_config(cfg: Config, args: argparse.Namespace, env: dict[str, str]) -> di
     cmd += ["--gemm", str(args.gemm), "--clock", args.clock, "--threads", str(args.threads)]
     cmd += ["--mode", args.mode]
     children = [_Child(cfg.name, cmd, env)]
+    if args.baseline:  # the same script, importing minigrad and googlenet from that tree
+        base_env = {**env, "BENCH_TREE": str(Path(args.baseline).resolve())}
+        children.append(_Child(f"{cfg.name} (baseline)", cmd, base_env))
     if args.peer:
         peer = [args.peer, str(Path(__file__).with_name("torch_peer.py"))]
+        if args.peer_omp_wait != "default":
+            env = {**env, "OMP_WAIT_POLICY": args.peer_omp_wait.upper()}
         children.append(
             _Child("torch peer", [*peer, json.dumps(asdict(cfg)), str(args.threads)], env)
         )
     for child in children:
         child.wait_ready()
-    peer_times = []
-    for i in range(args.steps):
-        for child in children if i % 2 == 0 else children[::-1]:
-            t = float(child.ask("step"))
-            if child is not children[0]:
-                peer_times.append(t)
+    times: dict[str, list[float]] = {child.name: [] for child in children}
+    for i in range(args.steps):  # rotate who goes first
+        k = i % len(children)
+        for child in children[k:] + children[:k]:
+            times[child.name].append(float(child.ask("step")))
     row = children[0].finish()
+    if args.baseline:
+        base = children[1].finish()
+        row["baseline"] = base
+        pairs = zip(base["step_times"], row["step_times"])
+        row["vs_baseline"] = statistics.median(b / m for b, m in pairs)
     if args.peer:
-        summary = children[1].finish()
+        summary = children[-1].finish()
+        peer_times = times[children[-1].name]
         row["peer"] = {**summary, "step_s": statistics.median(peer_times), "step_times": peer_times}
         # speed-up per pair of neighbouring steps (same load), then the median
         pairs = zip(peer_times, row["step_times"])
@@ -265,6 +277,9 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
         f"{'GFLOP/s':>7} {'GEMM GFLOP/s':>12} {'ratio':>6} {'idle s':>6} {'serial s':>8} "
         f"{'peak mem':>9}"
     )
+    base = any("baseline" in r for r in rows)
+    if base:
+        head += f" {'base s':>7} {'vs base':>7}"
     if peer:
         head += f" {'torch s':>7} {'vs torch':>8} {'torch mem':>9}"
     head += "  target"
@@ -278,6 +293,9 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
             f"{r['gemm_gflops']:>12.1f} {r['ratio']:>6.1%} {r['idle_s']:>6.3f} "
             f"{r['serial_s']:>8.3f} {fmt_bytes(r['peak_bytes']):>9}"
         )
+        if base:
+            b = r.get("baseline")
+            line += f" {b['step_s']:>7.3f} {r['vs_baseline']:>6.2f}x" if b else " " * 16
         if peer:
             p = r.get("peer")
             line += (
@@ -298,6 +316,10 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
             f"  {name:<18} {len(rs)} runs  step {statistics.median(r['step_s'] for r in rs):.3f} s"
             f"  GEMM share {statistics.median(r['ratio'] for r in rs):.1%}"
         )
+        if all("vs_baseline" in r for r in rs):
+            ratios = ", ".join(f"{r['vs_baseline']:.2f}" for r in rs)
+            med = statistics.median(r["vs_baseline"] for r in rs)
+            line += f"  vs baseline {med:.2f}x ({ratios})"
         if all("vs_peer" in r for r in rs):
             ratios = ", ".join(f"{r['vs_peer']:.2f}" for r in rs)
             line += f"  vs torch {statistics.median(r['vs_peer'] for r in rs):.2f}x ({ratios})"
@@ -325,6 +347,19 @@ def main(argv: list[str] | None = None) -> None:
         help="a Python interpreter with PyTorch: run benchmarks/torch_peer.py's same step "
         "under it, alternating with minigrad's steps (CPU only; 'vs torch' = torch's step "
         "time / minigrad's, median over pairs of neighbouring steps)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="a checkout of another commit (git archive | tar -x): run its minigrad step "
+        "too, alternating with this one's ('vs base' = its step time / this one's)",
+    )
+    parser.add_argument(
+        "--peer-omp-wait",
+        default="passive",
+        choices=["passive", "active", "default"],
+        help="OMP_WAIT_POLICY of the peer (default passive: on a shared machine, torch's "
+        "OpenMP threads spinning for a descheduled partner made its steps 2-4x slower)",
     )
     add_clock_and_mode(parser, "wall time (default) or process CPU time (with --threads 1)")
     parser.add_argument("--json", default="", help="also write the rows to this file")
