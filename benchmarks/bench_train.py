@@ -14,13 +14,33 @@ input gradient, weight gradient: the same products again twice).
 The ceiling is one n x n @ n x n float32 product (n = 2048 on the CPU, 8192 on the GPU),
 timed once after every training step so both see the same load; its median is the
 "GEMM" rate. Each configuration runs in a fresh interpreter so peak memory is its own.
+Two more columns say where a step's time went on the host threads
+(:func:`minigrad.functional._threads.idle_stats`): *idle s*, the time host threads sat
+waiting inside the sections that ran on several threads (a late worker, lock waits), and
+*serial s*, the time outside such sections (one host thread working: small or unchunked
+ops, the engine, the optimizer); both medians over the steps.
+
+Configs: the CIFAR stem (width 1 and 0.25) and, at 224 px with the ImageNet stem, the
+paper's model (``-paper``: conv + bias + ReLU, LRN, no batch norm) and the BN model
+(``-bn``), each at batch 8 and 32 (issue 22's fine-tuning workload).
+
+``--peer PYTHON`` runs the same step in PyTorch (``benchmarks/torch_peer.py``, under an
+interpreter that has torch; PyTorch is never a dependency of minigrad or of its tests) in a
+second process, and the parent alternates the two processes' steps so that both see the
+same load; *vs torch* = torch's step time / minigrad's, the median over pairs of
+neighbouring steps. ``--baseline DIR`` does the same with the minigrad of another checkout
+(``git archive <commit> | tar -x -C DIR``): *vs base* = its step time / this one's.
+``--runs R`` repeats each config in R fresh sets of processes and prints the medians.
 
     python benchmarks/bench_train.py                         # CPU: both CIFAR configs
+    python benchmarks/bench_train.py --configs imagenet      # CPU: the four 224-px configs
     python benchmarks/bench_train.py --configs w1 --steps 3  # names or prefixes
     python benchmarks/bench_train.py --configs w1 --batch 128 --steps 1   # memory check
     python benchmarks/bench_train.py --threads 1 --clock cpu  # one core (shared machine)
     python benchmarks/bench_train.py --mode plain            # without the CLI's settings
     python benchmarks/bench_train.py --device cuda --precision float32,tf32
+    python benchmarks/bench_train.py --configs imagenet --runs 3 \\
+        --peer /work/wt/torchvenv/bin/python --baseline /tmp/old   # 224 px vs PyTorch
 
 The steps run with the training CLI's process settings (``--mode tuned``:
 ``minigrad.runtime.configure_cpu_training``: malloc keeps freed memory, each product on
@@ -269,41 +289,40 @@ def run_config(cfg: Config, args: argparse.Namespace, env: dict[str, str]) -> di
     return row
 
 
-def print_table(rows: list[dict[str, Any]], title: str) -> None:
-    print(title)
-    peer = any("peer" in r for r in rows)
+def _columns(base: bool, peer: bool) -> str:
     head = (
         f"{'config':<18} {'batch':>5} {'step s':>7} {'img/s':>6} {'GFLOP/img':>9} "
         f"{'GFLOP/s':>7} {'GEMM GFLOP/s':>12} {'ratio':>6} {'idle s':>6} {'serial s':>8} "
         f"{'peak mem':>9}"
     )
-    base = any("baseline" in r for r in rows)
     if base:
         head += f" {'base s':>7} {'vs base':>7}"
     if peer:
         head += f" {'torch s':>7} {'vs torch':>8} {'torch mem':>9}"
-    head += "  target"
+    return head + "  target"
+
+
+def print_head(title: str, base: bool, peer: bool) -> None:
+    head = _columns(base, peer)
+    print(title)
     print(head)
-    print("-" * len(head))
-    for r in rows:
-        c = r["config"]
-        line = (
-            f"{c['name']:<18} {c['batch']:>5} {r['step_s']:>7.3f} {r['images_per_s']:>6.1f} "
-            f"{r['train_gflop_per_image']:>9.3f} {r['achieved_gflops']:>7.1f} "
-            f"{r['gemm_gflops']:>12.1f} {r['ratio']:>6.1%} {r['idle_s']:>6.3f} "
-            f"{r['serial_s']:>8.3f} {fmt_bytes(r['peak_bytes']):>9}"
-        )
-        if base:
-            b = r.get("baseline")
-            line += f" {b['step_s']:>7.3f} {r['vs_baseline']:>6.2f}x" if b else " " * 16
-        if peer:
-            p = r.get("peer")
-            line += (
-                f" {p['step_s']:>7.3f} {r['vs_peer']:>7.2f}x {fmt_bytes(p['peak_bytes']):>9}"
-                if p
-                else " " * 27
-            )
-        print(f"{line}  {c['target']}", flush=True)
+    print("-" * len(head), flush=True)
+
+
+def print_row(r: dict[str, Any], base: bool, peer: bool) -> None:
+    c = r["config"]
+    line = (
+        f"{c['name']:<18} {c['batch']:>5} {r['step_s']:>7.3f} {r['images_per_s']:>6.1f} "
+        f"{r['train_gflop_per_image']:>9.3f} {r['achieved_gflops']:>7.1f} "
+        f"{r['gemm_gflops']:>12.1f} {r['ratio']:>6.1%} {r['idle_s']:>6.3f} "
+        f"{r['serial_s']:>8.3f} {fmt_bytes(r['peak_bytes']):>9}"
+    )
+    if base:
+        line += f" {r['baseline']['step_s']:>7.3f} {r['vs_baseline']:>6.2f}x"
+    if peer:
+        p = r["peer"]
+        line += f" {p['step_s']:>7.3f} {r['vs_peer']:>7.2f}x {fmt_bytes(p['peak_bytes']):>9}"
+    print(f"{line}  {c['target']}", flush=True)
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
@@ -384,6 +403,8 @@ def main(argv: list[str] | None = None) -> None:
         if not cuda_available():
             parser.error(f"--device {args.device}: CuPy or a CUDA device is not available here")
     configs = CPU_CONFIGS if is_cpu else GPU_CONFIGS
+    if not args.configs and is_cpu:  # the 224-px configs take minutes: --configs imagenet
+        configs = [c for c in configs if c.stem == "cifar"]
     if args.configs:
         wanted = [s.strip() for s in args.configs.split(",") if s.strip()]
         configs = [c for c in configs if any(c.name.startswith(w) for w in wanted)]
@@ -410,12 +431,13 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.clock} clock, median of {args.steps} steps"
         )
         prows = []
+        print_head(title, bool(args.baseline), bool(args.peer))
         for cfg in configs:
             for _ in range(args.runs):
                 row = run_config(cfg, args, env)
                 row["precision"] = precision
                 prows.append(row)
-        print_table(prows, title)
+                print_row(row, bool(args.baseline), bool(args.peer))
         if args.runs > 1:
             print_summary(prows)
         print()
