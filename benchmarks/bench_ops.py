@@ -1,5 +1,6 @@
-"""conv2d forward+backward on every distinct conv shape of GoogLeNet (CIFAR stem), against
-a matrix-product ceiling measured in the same run.
+"""conv2d forward+backward on every distinct conv shape of GoogLeNet (CIFAR stem, or the
+224-px ImageNet stem with ``--stem imagenet``), against a matrix-product ceiling measured
+in the same run.
 
 For each layer: the median time of ``y = F.conv2d(x, w, b); y.backward(gy)`` (gradients for
 x, w and b), its FLOPs (3 products of ``2*N*C_out*OH*OW*C_in*KH*KW`` each: forward, gw and
@@ -12,6 +13,14 @@ target is a median ratio <= 2.0 on the CPU.
     python benchmarks/bench_ops.py --layers 3a,4e.3x3   # names or prefixes
     python benchmarks/bench_ops.py --device cuda --batch 128
     MINIGRAD_NUM_THREADS=1 python benchmarks/bench_ops.py --clock cpu  # one core, CPU time
+    python benchmarks/bench_ops.py --stem imagenet --batch 8          # the 224-px layers
+    python benchmarks/bench_ops.py --streams --batch 8                # memory-bound ops
+
+``--streams`` times the memory-bound passes of the 224-px stem instead (issue 22): the
+7x7/2 conv's im2col and col2im and the 3x3/2 max pools forward and backward, each against
+a copy of the same traffic (``np.copyto`` of (bytes read + bytes written) / 2: im2col's
+output, col2im's input, a pool's input and output, forward and backward) measured in the
+same run; ``x memcpy`` is the op's time over the copy's.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import minigrad as mg
 import minigrad.functional as F
 
 # name: (in, 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj), map size with the CIFAR stem
+# (the ImageNet stem at 224 px: 28 for 3a/3b, 14 for 4a-4e, 7 for 5a/5b)
 INCEPTION = {
     "3a": (192, 64, 96, 128, 16, 32, 32, 32),
     "3b": (256, 128, 128, 192, 32, 96, 64, 32),
@@ -48,19 +58,30 @@ class Layer:
     C_out: int
     K: int
     size: int
+    stride: int = 1
 
     @property
     def padding(self) -> int:
         return self.K // 2
 
-    def shape_key(self) -> tuple[int, int, int, int]:
-        return (self.C_in, self.C_out, self.K, self.size)
+    @property
+    def out_size(self) -> int:
+        return (self.size + 2 * self.padding - self.K) // self.stride + 1
+
+    def shape_key(self) -> tuple[int, int, int, int, int]:
+        return (self.C_in, self.C_out, self.K, self.size, self.stride)
 
 
-def googlenet_layers() -> list[Layer]:
-    """Every distinct (C_in, C_out, K, map size) conv of GoogLeNet with the CIFAR stem."""
-    layers = [Layer("stem", 3, 192, 3, 32)]
+def googlenet_layers(stem: str = "cifar") -> list[Layer]:
+    """Every distinct (C_in, C_out, K, map size, stride) conv of GoogLeNet with ``stem``."""
+    if stem == "cifar":
+        layers = [Layer("stem", 3, 192, 3, 32)]
+    else:  # 224 px: 7x7/2 conv, 3x3/2 pool, 1x1 conv, 3x3 conv, 3x3/2 pool
+        layers = [Layer("conv1", 3, 64, 7, 224, 2), Layer("conv2", 64, 64, 1, 56)]
+        layers += [Layer("conv3", 64, 192, 3, 56)]
+    scale = {32: 28, 16: 14, 8: 7} if stem == "imagenet" else {}
     for name, (cin, c1, c3r, c3, c5r, c5, pp, s) in INCEPTION.items():
+        s = scale.get(s, s)
         layers += [
             Layer(f"{name}.1x1", cin, c1, 1, s),
             Layer(f"{name}.3x3red", cin, c3r, 1, s),
@@ -96,17 +117,18 @@ def bench_layer(
     w = arr(Co, C, K, K) * np.float32(1.0 / (C * K * K) ** 0.5)
     w = mg.tensor(w, device=dev.name, requires_grad=True)
     b = mg.tensor(arr(Co), device=dev.name, requires_grad=True)
-    gy = arr(Co, N, S, S).swapaxes(0, 1)  # padding K // 2, stride 1: same size out
+    So = layer.out_size
+    gy = arr(Co, N, So, So).swapaxes(0, 1)  # padding K // 2
 
     def step() -> None:
         x.grad = w.grad = b.grad = None
-        F.conv2d(x, w, b, stride=1, padding=layer.padding).backward(gy)
+        F.conv2d(x, w, b, stride=layer.stride, padding=layer.padding).backward(gy)
 
     t_conv = median_time(step, repeats, sync)
     x = w = b = gy = None  # free before the ceiling's arrays are made
 
     # the ceiling: the same three products on plain contiguous float32 arrays
-    Kc, M = C * K * K, N * S * S
+    Kc, M = C * K * K, N * So * So
     a_w, a_col, a_gy = arr(Co, Kc), arr(Kc, M), arr(Co, M)
     a_colT, a_wT = arr(M, Kc), arr(Kc, Co)
 
@@ -125,8 +147,65 @@ def bench_layer(
     finally:
         if before is not None:
             runtime.set_blas_threads(before)
-    flops = 3 * 2 * N * Co * S * S * C * K * K
+    flops = 3 * 2 * N * Co * So * So * C * K * K
     return {"t_conv": t_conv, "t_ceiling": t_ceiling, "flops": flops}
+
+
+def bench_streams(batch: int, repeats: int, device: str) -> list[tuple[str, int, float, float]]:
+    """(name, bytes written, op seconds, memcpy seconds) for the 224-px stem's memory-bound
+    passes: the 7x7/2 conv's im2col (the conv's chunks: one image at a time) and col2im,
+    and the 3x3/2 ceil-mode max pools (forward, backward) after conv1 and conv3."""
+    from minigrad.functional._im2col import col2im, im2col
+    from minigrad.functional._threads import for_blocks
+
+    dev = Device(device)
+    rng = np.random.default_rng(0)
+    xp, sync = dev.xp, dev.sync
+    rows = []
+
+    def against_copy(name: str, fn: Any, out_bytes: int) -> None:
+        src = xp.empty(out_bytes // 4, dtype=np.float32)
+        src[...] = 1.0
+        dst = xp.empty_like(src)
+        t_op = median_time(fn, repeats, sync)
+        t_copy = median_time(lambda: xp.copyto(dst, src), repeats, sync)
+        rows.append((name, out_bytes, t_op, t_copy))
+
+    x = dev.randn(rng, 3, batch, 224, 224).swapaxes(0, 1)  # channel-major, as in the net
+    col_shape = (3 * 49, batch * 112 * 112)
+
+    def unfold() -> None:  # as the conv's chunks do it: im2col of a few images at a time
+        for_blocks(lambda ns: im2col(x[ns], 7, 7, 2, 3), batch, 147 * batch * 112 * 112, x, 1 << 20)
+
+    against_copy("conv1 im2col 7x7/2", unfold, 4 * col_shape[0] * col_shape[1])
+    col = dev.randn(rng, *col_shape)
+    gx = xp.empty((3, batch, 224, 224), dtype=np.float32)
+
+    def fold() -> None:
+        def chunk(ns: slice) -> None:
+            cols = slice(ns.start * 112 * 112, ns.stop * 112 * 112)
+            col2im(col[:, cols], (ns.stop - ns.start, 3, 224, 224), 7, 7, 2, 3, out=gx[:, ns])
+
+        for_blocks(chunk, batch, col.size, col, 1 << 20)
+
+    against_copy("conv1 col2im 7x7/2", fold, 4 * col.size)
+    col = gx = None
+    for name, C, S in (("maxpool1 3x3/2", 64, 112), ("maxpool2 3x3/2", 192, 56)):
+        xt = mg.tensor(dev.randn(rng, C, batch, S, S).swapaxes(0, 1), requires_grad=True)
+        y = F.max_pool2d(xt, 3, 2, ceil_mode=True)
+        gy = dev.randn(rng, *y.shape)
+
+        def forward(xt: Any = xt) -> None:
+            F.max_pool2d(xt, 3, 2, ceil_mode=True)
+
+        def backward(xt: Any = xt, gy: Any = gy) -> None:
+            xt.grad = None
+            F.max_pool2d(xt, 3, 2, ceil_mode=True).backward(gy)
+
+        # bytes copied = (read + written) / 2: a copy reads and writes each byte
+        against_copy(f"{name} fwd", forward, 4 * (xt.numel() + y.numel()) // 2)
+        against_copy(f"{name} fwd+bwd", backward, 4 * (xt.numel() + y.numel()))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,6 +216,10 @@ def main(argv: list[str] | None = None) -> None:
         "--layers", default="", help="comma-separated names or prefixes (e.g. 3a,4e.3x3,stem)"
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--stem", default="cifar", choices=["cifar", "imagenet"])
+    parser.add_argument(
+        "--streams", action="store_true", help="the 224-px stem's im2col/col2im/pools vs memcpy"
+    )
     add_clock_and_mode(parser, "wall time (default) or process CPU time (MINIGRAD_NUM_THREADS=1)")
     args = parser.parse_args(argv)
     set_clock(args.clock)
@@ -147,7 +230,22 @@ def main(argv: list[str] | None = None) -> None:
 
         runtime.configure_cpu_training()
         threads = runtime.host_threads()
-    layers = googlenet_layers()
+    if args.streams:
+        print(
+            f"memory-bound passes of the 224-px stem, batch {args.batch}, float32, {device}, "
+            f"{args.mode} mode, {args.clock} clock, median of {args.repeats}"
+        )
+        head = f"{'op':<24} {'MiB copy':>8} {'op ms':>8} {'memcpy ms':>9} {'x memcpy':>8}"
+        print(head)
+        print("-" * len(head))
+        for name, nbytes, t_op, t_copy in bench_streams(args.batch, args.repeats, device):
+            print(
+                f"{name:<24} {nbytes / 2**20:>8.1f} {t_op * 1e3:>8.2f} {t_copy * 1e3:>9.2f} "
+                f"{t_op / t_copy:>8.2f}",
+                flush=True,
+            )
+        return
+    layers = googlenet_layers(args.stem)
     if args.layers:
         wanted = [s.strip() for s in args.layers.split(",") if s.strip()]
         layers = [ly for ly in layers if any(ly.name.startswith(p) for p in wanted)]
@@ -155,8 +253,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--layers {args.layers!r} matches none of the layer names")
 
     print(
-        f"conv2d fwd+bwd, batch {args.batch}, float32, {device}, {args.mode} mode, "
-        f"{args.clock} clock, median of {args.repeats}"
+        f"conv2d fwd+bwd, {args.stem} stem, batch {args.batch}, float32, {device}, "
+        f"{args.mode} mode, {args.clock} clock, median of {args.repeats}"
     )
     head = (
         f"{'layer':<10} {'C_in->C_out':>11} {'k':>3} {'map':>5} {'GFLOP':>7} "
@@ -171,7 +269,8 @@ def main(argv: list[str] | None = None) -> None:
         ratios.append(ratio)
         gf = r["flops"] / 1e9
         print(
-            f"{layer.name:<10} {f'{layer.C_in}->{layer.C_out}':>11} {layer.K:>3} "
+            f"{layer.name:<10} {f'{layer.C_in}->{layer.C_out}':>11} "
+            f"{f'{layer.K}/{layer.stride}' if layer.stride > 1 else layer.K:>3} "
             f"{f'{layer.size}x{layer.size}':>5} {gf:>7.2f} {r['t_conv'] * 1e3:>8.1f} "
             f"{gf / r['t_conv']:>8.1f} {r['t_ceiling'] * 1e3:>8.1f} "
             f"{gf / r['t_ceiling']:>8.1f} {ratio:>6.2f}",

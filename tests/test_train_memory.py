@@ -43,11 +43,16 @@ def _actual_step_bytes(model, n: int) -> int:
 
 
 @pytest.mark.parametrize("n", [16, 64])
-def test_estimate_is_within_a_factor_of_1_5_of_a_real_step(n) -> None:
+def test_estimate_is_at_most_1_5x_below_and_2x_above_a_real_step(n) -> None:
+    """Above by up to 2x: the probes (batch 2 and 4) hold their whole batch's im2col, which
+    the estimate extrapolates linearly, while a real step's conv chunks (equal parts, their
+    number a multiple of the host threads) hold a few images' at a time; at batch 64 the
+    estimate is 1.6-1.7x the real peak (1.46x with the unequal chunks before issue 22).
+    Too high is the safe side for the memory check; too low is held to 1.5x."""
     model = _model()
     est = estimate_memory(model, (3, 32, 32), n, optimizer_slots=1, loss_fn=_loss, num_classes=10)
     actual = _actual_step_bytes(model, n)
-    assert actual / 1.5 <= est.total <= actual * 1.5, (str(est), actual)
+    assert actual / 1.5 <= est.total <= actual * 2.0, (str(est), actual)
     assert est.params == est.grads + sum(b.data.nbytes for b in model.buffers())
     assert est.optimizer == est.grads and est.per_image > 0
 

@@ -9,20 +9,23 @@ of memory or of columns) and calls :func:`for_blocks`. Two things then happen:
   an add...) works on temporaries that stay in the core's cache: memory sees each input
   read once and each output written once, instead of once per NumPy call;
 - **threads**: NumPy releases the GIL inside its loops and BLAS calls, so the chunks are
-  shared out among the host threads (contiguous runs of chunks, one run per thread).
+  shared out among the host threads. The chunks are of equal size and their number is a
+  multiple of the threads; each thread takes the next chunk from a shared queue when it
+  is done with one, so no core waits while chunks are left.
 
 Every chunk writes only its own elements, so the result is bit-for-bit the serial one;
-what a task returns is summed (a convolution's partial weight gradients), in chunk order
-within each thread's run, then over the runs. Small arrays stay on the calling thread
-(handing work to another thread costs ~0.1 ms), a GPU array is one chunk on the calling
-thread, and work nested in a task (im2col inside a convolution's chunk) is one chunk on
-the task's thread. How many host threads: :func:`minigrad.runtime.host_threads` (this
-module only reads the setting).
+what a task returns is summed (a convolution's partial weight gradients) in chunk order,
+whichever thread ran the chunk, so the sum does not depend on the timing. Small arrays
+stay on the calling thread (handing work to another thread costs ~0.1 ms), a GPU array is
+one chunk on the calling thread, and work nested in a task (im2col inside a convolution's
+chunk) is one chunk on the task's thread. How many host threads:
+:func:`minigrad.runtime.host_threads` (this module only reads the setting).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -37,6 +40,8 @@ CHUNK_ELEMENTS = 1 << 18
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _inside = threading.local()  # .busy: this thread is running a task of for_blocks
+#: seconds spent in parallel sections (wall clock) and seconds host threads sat idle in them
+_stats = {"parallel_s": 0.0, "idle_s": 0.0, "sections": 0}
 
 
 def gemm_threads() -> int:
@@ -59,11 +64,14 @@ def blocks(
         return [[]]
     if is_cupy_array(a) or n == 1 or getattr(_inside, "busy", False):
         return [[slice(0, n)]]  # nested in a task: its chunk is already cache-sized
-    per = max(1, chunk_elements * n // max(size, 1))  # rows per chunk
-    chunks = [slice(i, min(i + per, n)) for i in range(0, n, per)]
     k = runtime.host_threads() if threads is None else threads
     if size < PARALLEL_MIN_SIZE:
         k = 1
+    # as many chunks as the size asks for, rounded up to a multiple of the threads (no
+    # core waits for a last, lone chunk), at most one per row; equal rows per chunk
+    count = -(-size // max(chunk_elements, 1))  # ceil
+    count = min(n, max(1, -(-count // k) * k))
+    chunks = [slice(n * i // count, n * (i + 1) // count) for i in range(count)]
     k = max(1, min(k, len(chunks)))
     bounds = [len(chunks) * i // k for i in range(k + 1)]
     return [chunks[lo:hi] for lo, hi in zip(bounds, bounds[1:])]
@@ -92,21 +100,68 @@ def _do(task: Callable[[slice], Any], chunks: list[slice]) -> Any:
     return total
 
 
+def idle_stats(reset: bool = False) -> dict[str, float]:
+    """Since the last reset: ``parallel_s``, the wall time of the sections that ran on more
+    than one host thread; ``idle_s``, the time host threads sat idle in them (each
+    thread's wait for the last chunk to finish, summed over the threads); and
+    ``sections``, their number. For benchmarks (``bench_train.py``)."""
+    out = dict(_stats)
+    if reset:
+        _stats.update(parallel_s=0.0, idle_s=0.0, sections=0)
+    return out
+
+
 def run(task: Callable[[slice], Any], runs: list[list[slice]]) -> list[Any]:
-    """``task(chunk)`` for every chunk: the first run on the calling thread, the others on
-    the pool; wait for all (exceptions propagate). Returns each run's summed results."""
+    """``task(chunk)`` for every chunk of ``runs`` on ``len(runs)`` threads (the calling
+    thread and the pool's); wait for all (exceptions propagate). Returns what ``task``
+    returned, one entry per chunk in chunk order.
+
+    The threads take the chunks from one shared queue, in order, one at a time: a thread
+    that is ahead (its chunks were cheaper, or the other thread lost its core to another
+    process) takes the next chunk instead of waiting at the end. Results are stored by
+    chunk index, so their sum does not depend on which thread ran what.
+    """
     global _pool, _pool_size
+    chunks = [chunk for chunks in runs for chunk in chunks]
     if len(runs) == 1:
-        return [_do(task, runs[0])]
+        return [_do(task, [chunk]) for chunk in chunks]
     if _pool is None or _pool_size < len(runs) - 1:
         _pool_size = len(runs) - 1
         _pool = ThreadPoolExecutor(max_workers=_pool_size, thread_name_prefix="minigrad-host")
-    futures = [_pool.submit(_do, task, chunks) for chunks in runs[1:]]
+    results: list[Any] = [None] * len(chunks)
+    taken = iter(range(len(chunks)))
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def work() -> float:  # take chunks until none is left; the seconds spent working
+        t0 = time.perf_counter()
+        busy, _inside.busy = getattr(_inside, "busy", False), True
+        try:
+            while not failed.is_set():
+                with lock:
+                    i = next(taken, None)
+                if i is None:
+                    break
+                results[i] = task(chunks[i])
+        except BaseException:
+            failed.set()  # the other threads stop after their current chunk
+            raise
+        finally:
+            _inside.busy = busy
+        return time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    futures = [_pool.submit(work) for _ in runs[1:]]
+    busy: list[float] = []
     try:
-        first = _do(task, runs[0])
+        busy.append(work())
     finally:
-        rest = [future.result() for future in futures]
-    return [first, *rest]
+        busy += [future.result() for future in futures]
+    wall = time.perf_counter() - t0
+    _stats["parallel_s"] += wall
+    _stats["idle_s"] += sum(wall - b for b in busy)
+    _stats["sections"] += 1
+    return results
 
 
 def for_blocks(
@@ -119,8 +174,8 @@ def for_blocks(
 ) -> Any:
     """``task(rows)`` over ``range(n)`` in cache-sized chunks on the host threads; ``size``
     is the number of elements the rows hold, ``a`` any array of the op (its device).
-    Returns the sum of what ``task`` returned (per run in chunk order, then over the runs;
-    None when it returned nothing)."""
+    Returns the sum of what ``task`` returned, added up in chunk order (None when it
+    returned nothing)."""
     total = None
     for part in run(task, blocks(n, size, a, chunk_elements, threads)):
         total = add_parts(total, part)

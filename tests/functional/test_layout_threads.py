@@ -165,21 +165,30 @@ def test_batch_norm_relu_gradcheck_and_name():
 
 # ---------------------------------------------------------------- chunks and threads
 def test_blocks_cover_the_rows_once_in_order_and_share_them_out():
+    # 5 chunks of 200_000 asked for, rounded up to 6 (a multiple of the 3 threads)
     parts = _threads.blocks(10, 10**6, np.zeros(1), chunk_elements=200_000, threads=3)
     chunks = [c for run in parts for c in run]
-    assert [(c.start, c.stop) for c in chunks] == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
-    assert len(parts) == 3 and all(parts)  # three threads, each with a run of chunks
+    assert [(c.start, c.stop) for c in chunks] == [(0, 1), (1, 3), (3, 5), (5, 6), (6, 8), (8, 10)]
+    assert [len(run) for run in parts] == [2, 2, 2]  # three threads, equal runs
+    # a layer smaller than one chunk still goes to both threads, in equal halves
+    halves = _threads.blocks(8, 600_000, np.zeros(1), chunk_elements=1 << 20, threads=2)
+    assert halves == [[slice(0, 4)], [slice(4, 8)]]
     small = _threads.blocks(10, 1000, np.zeros(1), chunk_elements=200, threads=3)
     assert len(small) == 1  # under PARALLEL_MIN_SIZE: the calling thread only
     assert _threads.blocks(0, 0, np.zeros(1)) == [[]]
     assert _threads.blocks(1, 10**9, np.zeros(1)) == [[slice(0, 1)]]
 
 
-def test_for_blocks_sums_results_per_run_and_reraises_worker_errors(monkeypatch):
+def test_for_blocks_sums_results_in_chunk_order_and_reraises_worker_errors(monkeypatch):
     monkeypatch.setattr(_threads, "PARALLEL_MIN_SIZE", 0)
     runs = _threads.blocks(9, 9, np.zeros(1), 1, threads=2)
-    out = _threads.run(lambda s: s.stop - s.start, runs)
-    assert sum(out) == 9 and len(out) == 2  # one sum per thread's run
+    out = _threads.run(lambda s: s.start, runs)
+    assert out == list(range(9))  # one result per chunk, in chunk order, whoever ran it
+    # float sums in chunk order: the same bits as a one-thread loop over the same chunks
+    parts = [np.float32(1e8), np.float32(1.0), np.float32(-1e8), np.float32(0.5)] * 2
+    total = _threads.for_blocks(lambda s: parts[s.start], 8, 8, np.zeros(1), 1, threads=2)
+    assert total == ((((((parts[0] + parts[1]) + parts[2]) + parts[3]) + parts[4]) + parts[5])
+                     + parts[6]) + parts[7]  # fmt: skip
     assert _threads.for_blocks(lambda s: s.stop - s.start, 9, 9, np.zeros(1), 1, threads=2) == 9
     pairs = _threads.for_blocks(lambda s: (1, None), 4, 4, np.zeros(1), 1, threads=1)
     assert pairs == (4, None)
@@ -190,6 +199,33 @@ def test_for_blocks_sums_results_per_run_and_reraises_worker_errors(monkeypatch)
 
     with pytest.raises(RuntimeError, match="chunk 3 failed"):
         _threads.for_blocks(fail, 4, 4, np.zeros(1), 1, threads=2)
+
+
+def test_a_thread_that_is_ahead_takes_the_remaining_chunks(monkeypatch):
+    """No core waits while chunks are left: with one thread held up on its first chunk,
+    the other runs all the rest (a static share would have left it half of them)."""
+    import threading
+
+    monkeypatch.setattr(_threads, "PARALLEL_MIN_SIZE", 0)
+    first_taken, rest_done = threading.Event(), threading.Event()
+    ran_by: dict[int, str] = {}
+
+    def task(s):
+        ran_by[s.start] = threading.current_thread().name
+        if s.start == 0:  # the slow chunk: waits until every other chunk has run
+            first_taken.set()
+            assert rest_done.wait(10)
+        else:
+            assert first_taken.wait(10)
+            if len(ran_by) == 8:
+                rest_done.set()
+
+    _threads.for_blocks(task, 8, 8, np.zeros(1), 1, threads=2)
+    assert len(ran_by) == 8
+    others = {ran_by[i] for i in range(1, 8)}
+    assert len(others) == 1 and ran_by[0] not in others  # one thread ran chunks 1..7
+    stats = _threads.idle_stats()
+    assert stats["sections"] >= 1 and stats["idle_s"] >= 0.0
 
 
 def test_work_nested_in_a_task_runs_as_one_chunk_on_the_tasks_thread(monkeypatch):
