@@ -544,8 +544,8 @@ def _run(command: Callable[[], int]) -> int:
             return command()
     except NonFiniteLossError:
         return 3  # fit said what happened and which checkpoint is the last good one
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, or another rank's (PeerInterrupt)
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

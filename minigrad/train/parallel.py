@@ -20,14 +20,14 @@ single-process world, so a run without ``mpiexec`` behaves exactly as before.
 * :func:`eval_shard`: rank ``r`` evaluates samples ``r, r + R, ...`` (no padding), and
   ``evaluate(..., sharded=True)`` sums the counts, so each image counts exactly once.
 * :func:`for_this_rank`: a checkpoint (written by rank 0 of any world) adjusted for this rank.
-* :func:`end_together`: a rank that stops with a non-zero exit code aborts the whole job.
+* :func:`end_together`: a rank that stops with a non-zero exit code ends the whole job
+  (an interrupted rank lets rank 0 save its checkpoint first).
 """
 
 from __future__ import annotations
 
 import io
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -210,18 +210,25 @@ def quiet_stream(w: World) -> TextIO | None:
 
 
 def end_together(code: int) -> int:
-    """Return ``code``; but on N ranks, a non-zero code (other than 130, Ctrl-C, which
-    ``mpiexec`` delivers to every rank) aborts the whole job with it, so the other ranks
-    do not wait in their next collective until the timeout."""
+    """Return ``code``; but on N ranks a non-zero code ends the whole job with it, so that
+    no rank waits in its next collective for a peer that has stopped.
+
+    An error (1, 2, 3) aborts every rank at once (``MPI_Abort``). An interrupt (130: Ctrl-C,
+    SIGINT or SIGTERM sent to this rank alone or to ``mpiexec``) on a rank other than 0
+    first tells the others, so that rank 0's next collective stops it as Ctrl-C would: it
+    saves ``last.npz`` at its last completed step and then ends the job with 130.
+    See :func:`minigrad.distributed.stop_job`.
+    """
     from minigrad import distributed as dist  # noqa: PLC0415
 
-    if code in (0, 130) or not dist.is_initialized() or dist.world_size() == 1:
+    if code == 0 or not dist.is_initialized() or dist.world_size() == 1:
         return code
     sys.stdout.flush()
-    sys.stderr.write(f"[rank {dist.rank()}] exit code {code}: aborting all ranks\n")
+    if code == 130 and dist.rank() != 0:
+        why = "interrupted: rank 0 saves last.npz and ends the job"
+    else:
+        why = f"exit code {code}: aborting all ranks"
+    sys.stderr.write(f"[rank {dist.rank()}] {why}\n")
     sys.stderr.flush()
-    # MPI_Abort kills the job at once: give mpiexec's output forwarding a moment to pass on
-    # what this rank just wrote (seen lost under load without it)
-    time.sleep(0.5)
-    dist.world_comm().Abort(code)
+    dist.stop_job(code)
     return code  # not reached under MPI
