@@ -151,7 +151,8 @@ def _add_data_flags(p: argparse.ArgumentParser, evaluating: bool = False) -> Non
                    help="loader threads (default 0; imagenette 4)")  # fmt: skip
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: best available)")
     p.add_argument("--threads", type=positive_int,
-                   help="CPU threads for the ops (default: all cores)")  # fmt: skip
+                   help="CPU threads for the ops (default: the available cores; under "
+                   "mpiexec divided among the ranks on each machine)")  # fmt: skip
     limit = ("score only N test images (default: the whole split)" if evaluating
              else "use only N images of each split (quick trials)")  # fmt: skip
     p.add_argument("--limit", type=positive_int, help=limit)
@@ -366,7 +367,10 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
         ckpt = load_checkpoint(path)
         args.out = args.out or str(path.parent)
     cfg = resolve_config(args, spec, ckpt["config"] if ckpt else None)
-    device = _device(parallel.rank_device(cfg["device"], world), cfg["precision"], cfg["threads"])
+    threads, oversubscribed = parallel.rank_threads(cfg["threads"], world)
+    if oversubscribed and world.is_main:
+        print(oversubscribed, file=sys.stderr)
+    device = _device(parallel.rank_device(cfg["device"], world), cfg["precision"], threads)
     out = run_folder_path(args.out, cfg["dataset"]) if world.is_main else None  # rank 0 writes
     if ckpt is not None and int(ckpt["epoch"]) >= cfg["epochs"]:
         done = int(ckpt["epoch"])
@@ -413,10 +417,11 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     n_params = sum(int(p.data.size) for p in model.parameters())
     about = f" ({spec.describe(cfg)})" if spec.describe is not None else ""
     ranks = f"; {world.size} ranks x {local_batch} images per step" if world.size > 1 else ""
+    cpu = f" ({parallel.threads_note(threads, world)})" if device == "cpu" else ""
     if world.is_main:
         print(f"{cfg['dataset']}: {len(train_set)} train / {len(test_set)} test images "
               f"{info.in_channels}x{info.image_size}x{info.image_size}; model {n_params} "
-              f"parameters{about}; device {device}{ranks}; run folder {out}",
+              f"parameters{about}; device {device}{cpu}{ranks}; run folder {out}",
               flush=True)  # fmt: skip
     start = time.perf_counter()
     try:

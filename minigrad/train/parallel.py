@@ -15,6 +15,9 @@ single-process world, so a run without ``mpiexec`` behaves exactly as before.
   ``G / R`` step ``b`` then covers positions ``[b G, (b + 1) G)`` of the SAME order that one
   process shuffles with the same seed, so the data of every step (and a mid-epoch position)
   is independent of the number of ranks.
+* :func:`rank_threads`: the ops' host threads default to the available cores (the affinity
+  mask) divided by the ranks on this machine; an explicit ``--threads`` wins, with a
+  warning when it oversubscribes them.
 * :func:`rank_seed`: augmentation and dropout draw from a per-rank seed (rank 0 keeps the
   run's seed), so ranks do not repeat each other's crops and masks.
 * :func:`eval_shard`: rank ``r`` evaluates samples ``r, r + R, ...`` (no padding), and
@@ -39,11 +42,14 @@ __all__ = [
     "eval_shard",
     "for_this_rank",
     "local_rank",
+    "local_ranks",
     "per_rank_batch",
     "quiet_stream",
     "rank_device",
     "rank_seed",
+    "rank_threads",
     "reseed",
+    "threads_note",
     "train_sampler",
     "unwrap",
     "world",
@@ -90,23 +96,79 @@ def per_rank_batch(global_batch: int, w: World) -> int:
     return global_batch // w.size
 
 
-def local_rank() -> int:
-    """This rank's index among the ranks on its machine (0 in a single process).
+_LOCAL: list[tuple[int, int]] = []  # (local rank, local size), found once per process
 
-    A collective (``MPI_Comm_split_type``): every rank must call it.
+
+def local_ranks() -> tuple[int, int]:
+    """(this rank's index among the ranks on its machine, how many ranks that machine runs);
+    ``(0, 1)`` in a single process.
+
+    A collective the first time (``MPI_Comm_split_type(COMM_TYPE_SHARED)``): every rank
+    must call it; the answer is kept for the process.
     """
+    if _LOCAL:
+        return _LOCAL[0]
     from minigrad import distributed as dist  # noqa: PLC0415
 
     comm = dist.world_comm()
     if comm is None:
-        return 0
+        return (0, 1)
     from mpi4py import MPI  # noqa: PLC0415 - present when there is a world communicator
 
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
-        return int(node.Get_rank())
+        _LOCAL.append((int(node.Get_rank()), int(node.Get_size())))
     finally:
         node.Free()
+    return _LOCAL[0]
+
+
+def local_rank() -> int:
+    """This rank's index among the ranks on its machine (0 in a single process); see
+    :func:`local_ranks`."""
+    return local_ranks()[0]
+
+
+def rank_threads(requested: int | None, w: World) -> tuple[int, str | None]:
+    """The host threads of this rank's ops, and a warning (or None).
+
+    The default is the available cores divided among the ranks on this machine
+    (``runtime.available_cores() // local size``, at least 1), so N ranks on one machine do not
+    oversubscribe it. ``requested`` (``--threads``, else ``MINIGRAD_NUM_THREADS``) wins;
+    the warning says when it oversubscribes the cores. Calls :func:`local_ranks` on N ranks
+    (a collective the first time).
+    """
+    from minigrad import runtime  # noqa: PLC0415
+
+    cores = runtime.available_cores()
+    per_host = local_ranks()[1] if w.size > 1 else 1
+    default = max(cores // per_host, 1)
+    if requested is None:
+        requested = runtime.ENV_NUM_THREADS
+    if requested is None:
+        return default, None
+    if requested * per_host > cores:
+        ranks = f" x {per_host} ranks on this machine" if per_host > 1 else ""
+        return requested, (
+            f"warning: --threads {requested}{ranks} = {requested * per_host} threads on "
+            f"{cores} available cores oversubscribes them (the default would be {default})"
+        )
+    return requested, None
+
+
+def threads_note(threads: int, w: World) -> str:
+    """What the start line says about the threads: ``2 threads`` in one process, ``1 thread
+    per rank (2 cores / 2 ranks on this machine)`` on N ranks."""
+    plural = "s" * (threads != 1)
+    if w.size == 1:
+        return f"{threads} thread{plural}"
+    per_host = local_ranks()[1]
+    from minigrad import runtime  # noqa: PLC0415
+
+    return (
+        f"{threads} thread{plural} per rank ({runtime.available_cores()} cores / {per_host} "
+        f"rank{'s' * (per_host != 1)} on this machine)"
+    )
 
 
 def rank_device(requested: str | None, w: World) -> str | None:
