@@ -32,6 +32,9 @@ LAYERS: dict[str, int] = {
     "minigrad.autograd": 1,
     "minigrad.gradcheck": 1,
     "minigrad.distributed": 2,  # arrays across processes (MPI, NCCL through backend)
+    # the launcher: a command-line tool over the training command (restarts from its run
+    # folder's checkpoint), not part of the library layer it is named after
+    "minigrad.distributed.run": 4,
     "minigrad.functional": 2,  # every differentiable op, and the array code under them
     "minigrad.nn": 3,
     "minigrad.optim": 3,

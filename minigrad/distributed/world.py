@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import socket
 import sys
 import time
 import traceback
@@ -49,6 +50,9 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 300.0
+#: set by the launcher (``python -m minigrad.distributed.run``): a folder where each rank
+#: records its pid and host, and the first rank to stop the job records why
+RUN_STATE_ENV = "MINIGRAD_RUN_STATE"
 
 #: environment variables that MPI launchers (MPICH/Hydra, Open MPI, PMIx, Slurm's PMI) set
 _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
@@ -146,10 +150,27 @@ def init(timeout: float | None = None, abort_on_exception: bool = True) -> None:
         return
     _world.MPI, _world.comm = MPI, MPI.COMM_WORLD
     _world.rank, _world.size = _world.comm.Get_rank(), _world.comm.Get_size()
+    _record("rank-{rank}.json", {"pid": os.getpid(), "host": socket.gethostname()})
     if _world.size > 1:
         _listen_for_stop_notices()
     if abort_on_exception and _world.size > 1:
         sys.excepthook = _abort_hook
+
+
+def _record(name: str, fields: dict[str, Any], exclusive: bool = False) -> None:
+    """Write ``fields`` (and this rank) as JSON to ``name`` in the launcher's state folder
+    (nothing without a launcher; ``exclusive``: only if no such file exists yet)."""
+    folder = os.environ.get(RUN_STATE_ENV)
+    if not folder:
+        return
+    import json  # noqa: PLC0415
+
+    path = os.path.join(folder, name.format(rank=_world.rank))
+    try:
+        with open(path, "x" if exclusive else "w") as f:
+            json.dump({"rank": _world.rank, **fields}, f)
+    except OSError:  # another rank recorded first, or the folder is not on this host
+        pass
 
 
 def _listen_for_stop_notices() -> None:
@@ -196,6 +217,8 @@ def stop_job(code: int, grace: float | None = None) -> None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
+    if _world.stopping is None:  # the first rank to stop: the launcher reports it
+        _record("failure.json", {"code": code}, exclusive=True)
     if code == 130 and _world.rank != 0:
         import numpy as np  # noqa: PLC0415
 

@@ -27,6 +27,7 @@ import numpy as np
 from minigrad import backend
 from minigrad.checkpoint import find_checkpoint, load_checkpoint, load_for_inference
 from minigrad.train import parallel
+from minigrad.train.restart import record_run_folder, restart_args
 from minigrad.train.run_folder import claim_run_folder, run_folder_path, write_config
 from minigrad.train.spec import ModelSpec
 
@@ -361,6 +362,7 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     from minigrad.train.loop import evaluate  # noqa: PLC0415
 
     world = parallel.world()  # the MPI world under mpiexec, else one process
+    args = restart_args(args)  # a launcher's restart continues the run it was training
     ckpt = None
     if args.resume:
         path = find_checkpoint(args.resume, ("last.npz",))
@@ -380,6 +382,7 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
         return 0
     if world.is_main:
         claim_run_folder(out, fresh=ckpt is None, overwrite=args.overwrite)
+        record_run_folder(out)  # for the launcher's restarts (nothing without it)
     info, train_set, test_set = _datasets(cfg)
     _fit_batch(cfg, len(train_set), fresh=ckpt is None)
     local_batch = parallel.per_rank_batch(cfg["batch_size"], world)
