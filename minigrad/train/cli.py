@@ -354,6 +354,11 @@ def _fit_batch(cfg: dict[str, Any], n_train: int, fresh: bool) -> None:
     cfg["batch_size"] = n_train
 
 
+def _read_resume(given: str) -> tuple[Path, dict[str, Any]]:
+    path = find_checkpoint(given, ("last.npz",))
+    return path, load_checkpoint(path)
+
+
 def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     """``train``: build everything from the config, run ``fit``, report the final accuracy."""
     from minigrad import optim  # noqa: PLC0415
@@ -364,9 +369,8 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     world = parallel.world()  # the MPI world under mpiexec, else one process
     args = restart_args(args)  # a launcher's restart continues the run it was training
     ckpt = None
-    if args.resume:
-        path = find_checkpoint(args.resume, ("last.npz",))
-        ckpt = load_checkpoint(path)
+    if args.resume:  # rank 0 reads it and sends it to the others: no shared disk needed
+        path, ckpt = parallel.from_rank_0(lambda: _read_resume(args.resume), world)
         args.out = args.out or str(path.parent)
     cfg = resolve_config(args, spec, ckpt["config"] if ckpt else None)
     threads, oversubscribed = parallel.rank_threads(cfg["threads"], world)

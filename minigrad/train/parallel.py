@@ -22,6 +22,8 @@ single-process world, so a run without ``mpiexec`` behaves exactly as before.
   run's seed), so ranks do not repeat each other's crops and masks.
 * :func:`eval_shard`: rank ``r`` evaluates samples ``r, r + R, ...`` (no padding), and
   ``evaluate(..., sharded=True)`` sums the counts, so each image counts exactly once.
+* :func:`from_rank_0`: rank 0 reads the checkpoint to resume and sends it to the others,
+  so only rank 0's machine needs the run folder.
 * :func:`for_this_rank`: a checkpoint (written by rank 0 of any world) adjusted for this rank.
 * :func:`end_together`: a rank that stops with a non-zero exit code ends the whole job
   (an interrupted rank lets rank 0 save its checkpoint first).
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import io
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -41,6 +44,7 @@ __all__ = [
     "end_together",
     "eval_shard",
     "for_this_rank",
+    "from_rank_0",
     "local_rank",
     "local_ranks",
     "per_rank_batch",
@@ -228,6 +232,30 @@ def eval_shard(dataset: Any, w: World) -> Any:
     from minigrad.data import Subset  # noqa: PLC0415
 
     return Subset(dataset, np.arange(w.rank, len(dataset), w.size))
+
+
+def from_rank_0(read: Callable[[], Any], w: World) -> Any:
+    """``read()`` on rank 0, its result sent to every rank (pickled, once): so that only rank
+    0's host needs the file (a checkpoint to resume, on machines without a shared disk).
+
+    Raises:
+        the exception ``read`` raised on rank 0 (re-raised on every rank, so that all of
+        them stop with the same one-line error).
+    """
+    if w.size == 1:
+        return read()
+    from minigrad import distributed as dist  # noqa: PLC0415
+
+    result: tuple[bool, Any] = (True, None)
+    if w.rank == 0:
+        try:
+            result = (True, read())
+        except Exception as e:  # sent, then raised on every rank
+            result = (False, e)
+    ok, value = dist.world_comm().bcast(result if w.rank == 0 else None, root=0)
+    if not ok:
+        raise value
+    return value
 
 
 def for_this_rank(ckpt: dict[str, Any] | None, seed: int, w: World) -> dict[str, Any] | None:
