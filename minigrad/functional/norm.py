@@ -282,7 +282,11 @@ class BatchNorm(Function):
             gx[cs] *= self.scale[cs, None]
 
         if self.syncs:  # step 1 on every chunk, the batch's sums (the hook), step 2
-            for_blocks(lambda cs: self._sums(cs, gy2, gw, gb), C, gy2.size, gy2)
+
+            def sums(cs: slice) -> None:  # (returns nothing: for_blocks adds up returns)
+                self._sums(cs, gy2, gw, gb)
+
+            for_blocks(sums, C, gy2.size, gy2)
             sum_gy, sum_gyx = self._batch_grad_sums(gb, gw)
 
             def again(cs: slice) -> None:  # the chunk's masked gy and x - mean, redone
