@@ -67,12 +67,14 @@ def child(
     mg.manual_seed(0)
     rng = np.random.default_rng(dist.rank())
     model = GoogLeNet(cfg.num_classes, stem=cfg.stem, batch_norm=True, width=cfg.width)
+    model.train()
+    x = mg.tensor(dev.randn(rng, cfg.batch, 3, cfg.size, cfg.size))
+    # per image; before SyncBN (whose forward is a collective: rank 0 alone would hang)
+    train_flops = 3 * count_forward_flops(model, x[:2])
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.train()
     ddp = nn.DistributedDataParallel(model) if R > 1 else model
     opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = mg.tensor(dev.randn(rng, cfg.batch, 3, cfg.size, cfg.size))
     y = mg.tensor(rng.integers(0, cfg.num_classes, size=cfg.batch).astype(np.int64))
 
     def step() -> None:
@@ -94,7 +96,6 @@ def child(
     if not dist.is_main():
         return
     t = statistics.median(times)
-    train_flops = 3 * count_forward_flops(model, x[:2])  # per image
     achieved = train_flops * cfg.batch * R / t
     row = {
         "config": asdict(cfg),
