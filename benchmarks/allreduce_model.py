@@ -51,7 +51,8 @@ def child(reps: int, config: str) -> None:
     width = {"cifar-w1": 1.0, "cifar-w0.25": 0.25}[config]
     mg.manual_seed(0)
     ddp = nn.DistributedDataParallel(GoogLeNet(10, stem="cifar", batch_norm=True, width=width))
-    buckets = [int(b.nbytes) for b in ddp._buckets]
+    sizes_of = [p.data.nbytes for p in ddp._params]
+    buckets = [int(sum(sizes_of[i] for i in b.params)) for b in ddp._buckets]
 
     def timed(n_bytes: int) -> float:
         x = np.ones(n_bytes // 4, dtype=np.float32)
@@ -91,8 +92,9 @@ def predict(buckets: list[int], R: int, alpha: float, bandwidth: float) -> float
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="cifar-w1", choices=("cifar-w1", "cifar-w0.25"))
-    p.add_argument("--step-s", type=float, default=5.5,
-                   help="compute seconds of one rank's step (bench_ddp: 1 rank)")  # fmt: skip
+    p.add_argument("--step-s", type=float, action="append",
+                   help="compute seconds of one rank's step (repeatable; default 5.5: "
+                   "bench_ddp's 1-rank row)")  # fmt: skip
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--hostfile", help="mpiexec -f FILE")
     p.add_argument("--mpiexec-arg", action="append", default=[], metavar="ARG")
@@ -115,8 +117,13 @@ def main(argv: list[str] | None = None) -> None:
     row = json.loads(out.stdout.strip().splitlines()[-1])
     n = np.array([float(k) for k in row["sizes"]])
     t = np.array(list(row["sizes"].values()))
-    b, a = np.polyfit(n, t, 1)  # t = a + b n on 2 ranks
-    alpha, bandwidth = max(a, 1e-9) / 2, 1 / b
+    # t = a + b n on 2 ranks: a from the smallest message (latency-bound), b from the
+    # messages of 1 MiB and more (bandwidth-bound; a least-squares line through all sizes
+    # is dominated by the large ones and can give a negative a)
+    a = float(t[0])
+    big = n >= 2**20
+    b = float(np.polyfit(n[big], t[big], 1)[0])
+    alpha, bandwidth = a / 2, 1 / b
     buckets = row["buckets"]
     model = predict(buckets, 2, alpha, bandwidth)
     print(f"2 ranks, {args.config}: {len(buckets)} buckets, {sum(buckets) / 2**20:.1f} MiB of "
@@ -129,16 +136,17 @@ def main(argv: list[str] | None = None) -> None:
         name, values = spec.split("=")
         bw, lat = (float(v) for v in values.split(","))
         links.append((name, bw, lat))
-    T = args.step_s
-    print(f"predicted scaling with a {T:g} s step (T / step time; none hidden .. all hidden):")
-    print(f"{'link':<10} {'GB/s':>6} {'alpha us':>8} " + " ".join(f"{f'R={R}':>15}" for R in
-          (2, 8, 64, 512)))  # fmt: skip
-    for name, bw, lat in links:
-        cells = []
-        for R in (2, 8, 64, 512):
-            C = predict(buckets, R, lat, bw)
-            cells.append(f"{T / (T + C):>6.1%} .. {T / max(T, C):>6.1%}")
-        print(f"{name:<10} {bw / 1e9:>6.2f} {lat * 1e6:>8.1f} " + " ".join(cells))
+    for T in args.step_s or [5.5]:
+        print(f"predicted scaling with a {T:g} s step (T / step time; none hidden .. all "
+              "hidden):")  # fmt: skip
+        print(f"{'link':<10} {'GB/s':>6} {'alpha us':>8} "
+              + " ".join(f"{f'R={R}':>16}" for R in (2, 8, 64, 512)))  # fmt: skip
+        for name, bw, lat in links:
+            cells = []
+            for R in (2, 8, 64, 512):
+                C = predict(buckets, R, lat, bw)
+                cells.append(f"{T / (T + C):>6.1%} .. {T / max(T, C):>6.1%}")
+            print(f"{name:<10} {bw / 1e9:>6.2f} {lat * 1e6:>8.1f} " + " ".join(cells))
 
 
 if __name__ == "__main__":
