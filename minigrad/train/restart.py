@@ -67,10 +67,10 @@ def record_run_folder(out: Path) -> None:
 
 def restart_args(args: argparse.Namespace) -> argparse.Namespace:
     """``train``'s arguments on a launcher's restart: the recorded run folder is continued
-    (``--resume`` it when it holds ``last.npz``; else start afresh in it, replacing what the
-    failed attempt left). Unchanged on the first start, without a launcher, or when the
-    user passed ``--resume``."""
-    if restart_count() == 0 or args.resume:
+    (``--resume`` it when it holds ``last.npz``, whatever the command line resumed from at
+    first; else start afresh in it, replacing what the failed attempt left). Unchanged on
+    the first start, without a launcher, or when the failed attempt recorded no folder."""
+    if restart_count() == 0:
         return args
     folder = _state_folder()
     run = read_state(folder, "run.json") if folder is not None else None
@@ -79,4 +79,6 @@ def restart_args(args: argparse.Namespace) -> argparse.Namespace:
     out = Path(run["out"])
     if (out / "last.npz").exists():
         return argparse.Namespace(**{**vars(args), "resume": str(out), "out": str(out)})
+    if args.resume:  # it had not written a checkpoint of its own yet: resume as it did
+        return args
     return argparse.Namespace(**{**vars(args), "out": str(out), "overwrite": True})

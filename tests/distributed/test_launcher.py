@@ -95,3 +95,23 @@ def test_describe_failure_names_the_rank_and_why(tmp_path):
         "rank 1 stopped with exit code 130 (interrupted by Ctrl-C or SIGTERM)"
     )
     assert run.NO_RESTART == (0, 2, 3)
+
+
+def test_a_restarted_train_continues_the_recorded_run_folder(tmp_path, monkeypatch):
+    import argparse
+
+    from minigrad.train import restart
+
+    monkeypatch.setenv(restart.RUN_STATE_ENV, str(tmp_path))
+    args = argparse.Namespace(resume=None, out=None, overwrite=False)
+    monkeypatch.setenv(restart.RESTART_ENV, "0")
+    restart.record_run_folder(tmp_path / "run")  # rank 0, first attempt
+    assert restart.restart_args(args) is args  # the first attempt: as given
+    monkeypatch.setenv(restart.RESTART_ENV, "1")
+    again = restart.restart_args(args)  # killed before its first checkpoint: afresh, there
+    assert (again.out, again.overwrite, again.resume) == (str(tmp_path / "run"), True, None)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.npz").write_bytes(b"")
+    given = argparse.Namespace(resume="old/last.npz", out="run", overwrite=False)
+    again = restart.restart_args(given)  # its own checkpoint, not the one it started from
+    assert (again.resume, again.out) == (str(tmp_path / "run"), str(tmp_path / "run"))
