@@ -248,19 +248,17 @@ class BatchNorm(Function):
         return self._rows_out(y)
 
     def _sums(self, cs: slice, gy2: Any, gw: Any, gb: Any) -> tuple[Any, Any]:
-        """Channels cs: gb = sum(gy), gw = sum(gy * xhat) (as far as wanted; not at all
-        when they are None); returns the masked gy and x - mean of the chunk."""
+        """Channels cs: gb = sum(gy), gw = sum(gy * xhat) (as far as wanted); returns the
+        masked gy and x - mean of the chunk."""
         xp = get_array_module(gy2)
         need_x = self.needs_input_grad[0]
         gys = gy2[cs] if self.mask is None else gy2[cs] * self.mask[cs]  # (c, M)
-        want_b = (self.has_bias and self.needs_input_grad[-1]) or (need_x and self.training)
-        if want_b and gb is not None:
+        if (self.has_bias and self.needs_input_grad[-1]) or (need_x and self.training):
             gb[cs] = gys.sum(axis=1)
         xc = None
         if (self.has_weight and self.needs_input_grad[1]) or (need_x and self.training):
             xc = xp.subtract(self.x2[cs], self.mean[cs, None])  # (c, M)
-            if gw is not None:
-                gw[cs] = _row_dot(gys, xc) * self.inv_std[cs]
+            gw[cs] = _row_dot(gys, xc) * self.inv_std[cs]
         return gys, xc
 
     def backward_chunked(self, gy: Any) -> tuple[Any, ...]:
@@ -274,6 +272,15 @@ class BatchNorm(Function):
             for_blocks(lambda cs: self._eval_grads(cs, gy2, gw, gb, gx), C, gy2.size, gy2)
             return self._grads_out(self._unrows(gx), gw, gb)
 
+        def sums(cs: slice) -> tuple[Any, Any]:
+            # step 1: the chunk's masked gy (into gx: no temporary) and x - mean, the sums
+            gys = gy2[cs] if self.mask is None else xp.multiply(gy2[cs], self.mask[cs],
+                                                                 out=gx[cs])  # fmt: skip
+            gb[cs] = gys.sum(axis=1)
+            xc = xp.subtract(self.x2[cs], self.mean[cs, None])  # (c, M)
+            gw[cs] = _row_dot(gys, xc) * self.inv_std[cs]
+            return gys, xc
+
         def grads(cs: slice, gys: Any, xc: Any, sum_gy: Any, sum_gyx: Any) -> None:
             # step 2: k * (gy - sum_gy/M - xhat * sum_gyx/M), xhat = xc * inv_std
             xc *= (self.inv_std[cs] * sum_gyx / self.M)[:, None]
@@ -283,21 +290,22 @@ class BatchNorm(Function):
 
         if self.syncs:  # step 1 on every chunk, the batch's sums (the hook), step 2
 
-            def sums(cs: slice) -> None:  # (returns nothing: for_blocks adds up returns)
-                self._sums(cs, gy2, gw, gb)
+            def step1(cs: slice) -> None:  # (returns nothing: for_blocks adds up returns)
+                sums(cs)
 
-            for_blocks(sums, C, gy2.size, gy2)
+            for_blocks(step1, C, gy2.size, gy2)
             sum_gy, sum_gyx = self._batch_grad_sums(gb, gw)
 
-            def again(cs: slice) -> None:  # the chunk's masked gy and x - mean, redone
-                gys, xc = self._sums(cs, gy2, None, None)
+            def step2(cs: slice) -> None:  # x - mean redone (not kept: a full-size array)
+                gys = gy2[cs] if self.mask is None else gx[cs]  # the masked gy of step 1
+                xc = xp.subtract(self.x2[cs], self.mean[cs, None])  # (c, M)
                 grads(cs, gys, xc, sum_gy[cs], sum_gyx[cs])
 
-            for_blocks(again, C, gy2.size, gy2)
+            for_blocks(step2, C, gy2.size, gy2)
         else:  # the hook is the identity: both steps of a chunk while it is in the cache
 
             def both(cs: slice) -> None:
-                gys, xc = self._sums(cs, gy2, gw, gb)
+                gys, xc = sums(cs)
                 grads(cs, gys, xc, *self._batch_grad_sums(gb[cs], gw[cs]))
 
             for_blocks(both, C, gy2.size, gy2)
