@@ -15,8 +15,13 @@ while the other ranks wait in a barrier) and their ratio. For the N-rank run als
 scaling efficiency (N-rank images/s over N x the 1-rank images/s) and the seconds per step
 spent waiting for the all-reduces at the end of backward (what the overlap did not hide).
 
+``--sync-bn`` adds a row per configuration: the N-rank run with ``SyncBatchNorm`` (the
+batch statistics all-reduced in every batch norm's forward and backward), and its step time
+over the plain N-rank run's ("sync/plain").
+
     python benchmarks/bench_ddp.py                     # -n 2, both CIFAR configs
     python benchmarks/bench_ddp.py --ranks 2 --configs w1 --steps 3
+    python benchmarks/bench_ddp.py --sync-bn           # also N ranks with SyncBatchNorm
 
 Needs the ``dist`` extra (mpi4py and MPICH's ``mpiexec`` in the venv).
 """
@@ -45,7 +50,9 @@ from bench_train import CPU_CONFIGS, Config, count_forward_flops
 from minigrad.runtime import BLAS_ENV_DEFAULTS
 
 
-def child(cfg: Config, steps: int, gemm_n: int, threads: int, gemm_threads: int) -> None:
+def child(
+    cfg: Config, steps: int, gemm_n: int, threads: int, gemm_threads: int, sync_bn: bool = False
+) -> None:
     """One rank (or the single process): time ``steps`` steps, rank 0 prints a JSON row."""
     import minigrad as mg
     from googlenet import GoogLeNet, loss_terms
@@ -61,9 +68,13 @@ def child(cfg: Config, steps: int, gemm_n: int, threads: int, gemm_threads: int)
     rng = np.random.default_rng(dist.rank())
     model = GoogLeNet(cfg.num_classes, stem=cfg.stem, batch_norm=True, width=cfg.width)
     model.train()
+    x = mg.tensor(dev.randn(rng, cfg.batch, 3, cfg.size, cfg.size))
+    # per image; before SyncBN (whose forward is a collective: rank 0 alone would hang)
+    train_flops = 3 * count_forward_flops(model, x[:2])
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ddp = nn.DistributedDataParallel(model) if R > 1 else model
     opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x = mg.tensor(dev.randn(rng, cfg.batch, 3, cfg.size, cfg.size))
     y = mg.tensor(rng.integers(0, cfg.num_classes, size=cfg.batch).astype(np.int64))
 
     def step() -> None:
@@ -85,7 +96,6 @@ def child(cfg: Config, steps: int, gemm_n: int, threads: int, gemm_threads: int)
     if not dist.is_main():
         return
     t = statistics.median(times)
-    train_flops = 3 * count_forward_flops(model, x[:2])  # per image
     achieved = train_flops * cfg.batch * R / t
     row = {
         "config": asdict(cfg),
@@ -98,6 +108,8 @@ def child(cfg: Config, steps: int, gemm_n: int, threads: int, gemm_threads: int)
         "ratio": achieved / ceiling.rate(),
         "allreduce_wait_s": statistics.median(waits),
         "buckets": ddp.last_sync.get("buckets", 0) if R > 1 else 0,
+        "allreduce_bytes": ddp.last_sync.get("bytes", 0) if R > 1 else 0,
+        "sync_bn": sync_bn,
     }
     print(json.dumps(row), flush=True)
 
@@ -117,12 +129,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gemm", type=int, default=2048, help="ceiling size n (default 2048)")
     parser.add_argument("--json", default="", help="also write the rows to this file")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--sync-bn", action="store_true",
+                        help="add an N-rank row with SyncBatchNorm")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     N = args.ranks
     if args.child:
         cfg = Config(**json.loads(args.child))
-        child(cfg, args.steps, args.gemm, args.threads, gemm_threads=N)
+        child(cfg, args.steps, args.gemm, args.threads, gemm_threads=N, sync_bn=args.sync_bn)
         return
     mpiexec = Path(sys.executable).parent / "mpiexec"
     mpiexec = str(mpiexec) if mpiexec.exists() else shutil.which("mpiexec")
@@ -158,12 +172,15 @@ def main(argv: list[str] | None = None) -> None:
                 [mpiexec, "-n", str(N), *base, "--child", json.dumps(asdict(cfg))],
             ),
         ]
-        one = None
+        if args.sync_bn:
+            runs.append((f"{N} SyncBN", cfg, [*runs[-1][2], "--sync-bn"]))
+        one = plain = None
         for name, c, cmd in runs:
             start = time.perf_counter()
             row = launch(cmd, env)
             row["run"], row["wall_s"] = name, time.perf_counter() - start
             one = row if name == "1 rank" else one
+            plain = row if name == f"{N} ranks" else plain
             scaling = row["images_per_s"] / (row["ranks"] * one["images_per_s"])
             row["scaling"] = scaling if row["ranks"] > 1 else None
             batch = f"{N}x{c.batch}" if row["ranks"] > 1 else str(c.batch)
@@ -175,6 +192,10 @@ def main(argv: list[str] | None = None) -> None:
                 f"{row['allreduce_wait_s'] if row['ranks'] > 1 else '':>11.3}",
                 flush=True,
             )
+            if row["sync_bn"]:
+                row["sync_over_plain"] = row["step_s"] / plain["step_s"]
+                print(f"{'':<12} SyncBN step / plain BN step at {N} ranks: "
+                      f"{row['sync_over_plain']:.3f}", flush=True)  # fmt: skip
             rows.append(row)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

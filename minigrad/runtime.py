@@ -9,7 +9,8 @@ Which implementation of an op runs (see :class:`minigrad.autograd.Function`):
   kernels off; the CuPy arrays then take the generic array code.
 
 How many host threads the ops' chunks run on: :func:`set_host_threads`, else
-``MINIGRAD_NUM_THREADS``, else the CPU count (:func:`host_threads`). Every environment
+``MINIGRAD_NUM_THREADS``, else the cores of the process's affinity mask divided among the
+ranks an MPI launcher started on this machine (:func:`host_threads`). Every environment
 variable here is read ONCE, when this module is imported.
 
 Importing minigrad changes none of the settings below: the training CLI (the application's) and the
@@ -124,12 +125,42 @@ def set_cuda_kernels(enabled: bool | None) -> None:
 
 
 # ---------------------------------------------------------------- host threads
+def available_cores() -> int:
+    """The cores this process may run on: its affinity mask (``taskset``, a container's or
+    a batch scheduler's CPU set), else the machine's CPU count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+#: what MPI launchers tell each process about the ranks on its machine (MPICH's Hydra,
+#: Open MPI); read when asked, not at import
+_LOCAL_SIZE_VARS = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
+
+
+def launcher_local_size() -> int:
+    """How many ranks an MPI launcher started on this machine (1 when not launched)."""
+    for name in _LOCAL_SIZE_VARS:
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def default_host_threads() -> int:
+    """The available cores divided among the ranks on this machine (at least 1), so that
+    ``mpiexec -n N`` on one machine does not oversubscribe it."""
+    return max(available_cores() // launcher_local_size(), 1)
+
+
 def host_threads() -> int:
     """Host threads for the ops' array passes: :func:`set_host_threads`'s value, else
-    ``MINIGRAD_NUM_THREADS`` (read at import), else the CPU count."""
+    ``MINIGRAD_NUM_THREADS`` (read at import), else :func:`default_host_threads` (the
+    affinity cores divided among the ranks an MPI launcher started on this machine)."""
     if _settings["host_threads"] is not None:
         return _settings["host_threads"]
-    return ENV_NUM_THREADS or os.cpu_count() or 1
+    return ENV_NUM_THREADS or default_host_threads()
 
 
 def set_host_threads(n: int | None) -> None:

@@ -34,6 +34,9 @@ LAYERS: dict[str, int] = {
     "minigrad.higher_order": 1,  # grad (create_graph), hvp: the engine's walk, as values
     "minigrad.remat": 1,  # recompute: activation checkpointing on the engine
     "minigrad.distributed": 2,  # arrays across processes (MPI, NCCL through backend)
+    # the launcher: a command-line tool over the training command (restarts from its run
+    # folder's checkpoint), not part of the library layer it is named after
+    "minigrad.distributed.run": 4,
     "minigrad.functional": 2,  # every differentiable op, and the array code under them
     "minigrad.nn": 3,
     "minigrad.optim": 3,

@@ -20,16 +20,19 @@ from minigrad.distributed.collectives import (
 )
 from minigrad.distributed.world import (
     DistributedTimeoutError,
+    PeerInterrupt,
     get_timeout,
     init,
     is_initialized,
     is_main,
     rank,
+    stop_job,
     world_size,
 )
 
 __all__ = [
     "DistributedTimeoutError",
+    "PeerInterrupt",
     "Work",
     "all_gather",
     "all_reduce",
@@ -41,6 +44,7 @@ __all__ = [
     "is_initialized",
     "is_main",
     "rank",
+    "stop_job",
     "world_comm",
     "world_size",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad.distributed.world import DistributedTimeoutError, _world
+from minigrad.distributed.world import DistributedTimeoutError, _world, check_peers
 
 #: spin (yielding the CPU to the other ranks) this long before sleeping between polls:
 #: MPICH moves a large message in chunks, one per progress call, so sleeping too early
@@ -31,8 +31,12 @@ def test(request: Any) -> bool:
 def wait(request: Any, name: str) -> None:
     """Wait for ``request`` until the timeout, then raise naming ``name`` and the rank.
 
+    Each poll also checks for another rank's stop notice (see
+    :func:`~minigrad.distributed.world.stop_job`).
+
     Raises:
         DistributedTimeoutError: a peer did not join the collective in time.
+        PeerInterrupt: another rank was interrupted (this rank then stops as after Ctrl-C).
     """
     if request.Test():
         return
@@ -40,6 +44,7 @@ def wait(request: Any, name: str) -> None:
     deadline = start + _world.timeout
     pause = 0.0
     while not request.Test():
+        check_peers()
         now = time.monotonic()
         if now > deadline:
             raise DistributedTimeoutError(

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from minigrad import backend
-from minigrad.distributed.world import DistributedTimeoutError, _world
+from minigrad.distributed.world import DistributedTimeoutError, _world, check_peers
 
 _NCCL_DTYPES = {
     "float16": "NCCL_FLOAT16",
@@ -88,6 +88,7 @@ class NcclGroup:
         """Poll ``event`` (recorded after the NCCL call) until the timeout, then abort."""
         deadline = time.monotonic() + _world.timeout
         while not event.done:
+            check_peers()  # another rank's stop notice (raises PeerInterrupt)
             if time.monotonic() > deadline:
                 self.comm.abort()
                 raise DistributedTimeoutError(

@@ -43,16 +43,22 @@ class BatchNorm(Function):
     Shapes: x (N, C, *S) -> y like x; w, b, mean, var (C,). All paths work on the
     channel-major rows ``x2 (C, M)``, ``M = N*prod(S)`` (a view of a channel-major input,
     see :mod:`~minigrad.functional._layout`). ``forward``/``backward`` are the reference.
-    ``forward_chunked``: each channel is independent, so all the passes of a chunk of
-    channels run one after another while it is in the cache, on the host threads
-    (:mod:`~minigrad.functional._threads`); ``x - mean`` is not kept (backward redoes it)
-    and the ReLU keeps a 1-byte mask. ``forward_cuda``: the statistics by reductions, then
-    one kernel pass each way.
+    Every path works in two steps with a hook between them (:meth:`_sync_stats`, and
+    :meth:`_batch_grad_sums` in backward), which ``SyncBatchNorm`` overrides to cover all
+    ranks: the statistics of this array (in backward: the two gradient sums), then applying
+    them. ``forward_chunked``: each step runs chunks of channels on the host threads
+    (:mod:`~minigrad.functional._threads`), all the passes of a chunk while it is in the
+    cache; ``x - mean`` is not kept (backward redoes it) and the ReLU keeps a 1-byte mask.
+    ``forward_cuda``: the statistics by reductions, then one kernel pass each way.
     """
 
     #: the fused ReLU (:class:`BatchNormReLU`); a class attribute, so the op's name
     #: survives ``release`` (the "already freed" error names it)
     relu: bool = False
+    #: the hooks between the two steps communicate (``SyncBatchNorm``): the chunked path
+    #: then ends step 1 on every channel before the hook; with the identity hooks here it
+    #: runs both steps of a chunk of channels while the chunk is in the cache
+    syncs: bool = False
 
     def __init__(
         self,
@@ -74,7 +80,9 @@ class BatchNorm(Function):
         C = x.shape[1]
         x2 = channel_major(x).reshape(C, -1)  # (C, M)
         if self.training:
-            mean, var, self.M = self._batch_stats(x2)  # (C,), (C,) biased, values per channel
+            mean = x2.mean(axis=1)  # (C,)
+            var = ((x2 - mean[:, None]) ** 2).mean(axis=1)  # biased
+            mean, var, self.M = self._sync_stats(mean, var, x2.shape[1])
             self._update_running(mean, var, self.M)
         else:
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
@@ -143,16 +151,18 @@ class BatchNorm(Function):
         return self._grads_out(gx, gw, gb)
 
     # ------------------------------------------------------------ what "the batch" is
-    # The reference's statistics and gradient sums cover this array's batch; SyncBatchNorm
-    # (minigrad.nn) overrides these two to cover every rank's batch.
-    def _batch_stats(self, x2: Any) -> tuple[Any, Any, int]:
-        """(mean, biased var, values per channel) of the channel rows x2 (C, M)."""
-        mean = x2.mean(axis=1)  # (C,)
-        var = ((x2 - mean[:, None]) ** 2).mean(axis=1)
-        return mean, var, x2.shape[1]
+    # Every path (reference, chunked, CUDA) splits training batch norm into two steps: the
+    # statistics of this array's batch (in backward: the two gradient sums), then applying
+    # them. Between the two it calls these hooks, which say what "the batch" is: this
+    # array's here; SyncBatchNorm (minigrad.nn) overrides them to cover every rank's batch.
+    def _sync_stats(self, mean: Any, var: Any, M: int) -> tuple[Any, Any, int]:
+        """(mean, biased var, values per channel) of the batch, from this array's (C,)
+        mean and biased var over its M values per channel."""
+        return mean, var, M
 
     def _batch_grad_sums(self, gb: Any, gw: Any) -> tuple[Any, Any]:
-        """(sum gy, sum gy * xhat) over the batch the statistics came from."""
+        """(sum gy, sum gy * xhat) over the batch the statistics came from, from this
+        array's sums."""
         return gb, gw
 
     # ------------------------------------------------------------ shared by every path
@@ -180,77 +190,102 @@ class BatchNorm(Function):
 
     # ------------------------------------------------------------ fast paths
     def _setup(self, x: Any, wb: tuple[Any, ...]) -> tuple[Any, ...]:
-        """What both fast forwards start from: x2 (C, M), y (C, M), w, b and the (C,)
-        arrays mean, var, inv_std, scale (filled by :meth:`_stats`)."""
+        """What both fast forwards start from: x2 (C, M), y (C, M), w, b, and the (C,)
+        arrays ``self.mean``/``self.var`` (the running statistics in eval mode; filled by
+        :meth:`_local_stats` when training), ``self.inv_std``, ``self.scale``."""
         xp = get_array_module(x)
         C = x.shape[1]
         M = x.size // C if C else 0  # values per channel
         x2 = channel_major(x).reshape(C, M)  # (C, M)
         w, b = self._affine(wb)
         y = xp.empty_like(x2)  # (C, M)
-        mean = self.running_mean.astype(x.dtype) if not self.training else xp.empty(C, x.dtype)
-        var = self.running_var.astype(x.dtype) if not self.training else xp.empty(C, x.dtype)
-        inv_std, scale = xp.empty(C, x.dtype), xp.empty(C, x.dtype)
-        self.x2, self.mean, self.inv_std, self.scale = x2, mean, inv_std, scale
-        self.x_shape = x.shape
-        return x2, y, w, b, mean, var
+        if self.training:
+            self.mean, self.var = xp.empty(C, x.dtype), xp.empty(C, x.dtype)
+        else:
+            self.mean = self.running_mean.astype(x.dtype)
+            self.var = self.running_var.astype(x.dtype)
+        self.inv_std, self.scale = xp.empty(C, x.dtype), xp.empty(C, x.dtype)
+        self.x2, self.x_shape, self.M, self.w = x2, x.shape, M, w
+        return x2, y, w, b
 
-    def _stats(self, cs: slice, x2: Any, y: Any, w: Any, b: Any, var: Any) -> Any:
-        """Channels cs: mean, var, 1/sigma, scale; y[cs] = x - mean when training. Returns
-        what is added after the scaling (None: nothing)."""
-        xp = get_array_module(x2)
-        mean, inv_std, scale = self.mean, self.inv_std, self.scale
-        if self.training:
-            M = x2.shape[1]
-            mean[cs] = x2[cs].sum(axis=1) / M
-            xp.subtract(x2[cs], mean[cs, None], out=y[cs])
-            var[cs] = _row_dot(y[cs], y[cs]) / M  # biased, used to normalize
-        inv_std[cs] = 1 / xp.sqrt(var[cs] + self.eps)
-        scale[cs] = inv_std[cs] if w is None else inv_std[cs] * w[cs]
-        if self.training:
-            return None if b is None else b[cs]
-        return -mean[cs] * scale[cs] if b is None else b[cs] - mean[cs] * scale[cs]
+    def _local_stats(self, cs: slice, x2: Any, y: Any) -> None:
+        """Step 1, channels cs: this array's mean and biased var (``y[cs]`` is scratch)."""
+        M = x2.shape[1]
+        self.mean[cs] = x2[cs].sum(axis=1) / M
+        xc = get_array_module(x2).subtract(x2[cs], self.mean[cs, None], out=y[cs])
+        self.var[cs] = _row_dot(xc, xc) / M
 
-    def _finish_forward(self, y: Any, var: Any) -> Any:
-        C, M = y.shape
+    def _scale(self, cs: slice) -> None:
+        """Channels cs: ``inv_std`` = 1 / sigma and ``scale`` = w / sigma."""
+        xp = get_array_module(self.var)
+        self.inv_std[cs] = 1 / xp.sqrt(self.var[cs] + self.eps)
+        self.scale[cs] = self.inv_std[cs] if self.w is None else self.inv_std[cs] * self.w[cs]
+
+    def _batch_stats(self) -> None:
+        """Between the steps, every channel: the batch's statistics (:meth:`_sync_stats`),
+        the running statistics updated, ``inv_std`` and ``scale``."""
         if self.training:
-            self._update_running(self.mean, var, M)
+            mean, var, self.M = self._sync_stats(self.mean, self.var, self.M)
+            self.mean[...], self.var[...] = mean, var
+            self._update_running(self.mean, self.var, self.M)
+        self._scale(slice(None))
+
+    def _rows_out(self, y: Any) -> Any:
+        C = y.shape[0]
         return from_channel_major(y.reshape(C, self.x_shape[0], *self.x_shape[2:]))
 
     def forward_chunked(self, x: Any, *wb: Any) -> Any:
         xp = get_array_module(x)
-        x2, y, w, b, mean, var = self._setup(x, wb)
+        x2, y, w, b = self._setup(x, wb)
+        C = x2.shape[0]
         keep_mask = self.relu and self.requires_grad
         mask = xp.empty(x2.shape, dtype=bool) if keep_mask else None
 
-        def normalize(cs: slice) -> None:  # channels cs, independent of all others
-            shift, ys = self._stats(cs, x2, y, w, b, var), y[cs]
-            if self.training:
-                ys *= self.scale[cs, None]
-            else:
-                xp.multiply(x2[cs], self.scale[cs, None], out=ys)
-            if shift is not None:
-                ys += shift[:, None]
+        def normalize(cs: slice, centred: bool = False) -> None:
+            # step 2: y = (x - mean) * w / sigma + b (centred: y already holds x - mean)
+            ys = y[cs] if centred else xp.subtract(x2[cs], self.mean[cs, None], out=y[cs])
+            ys *= self.scale[cs, None]
+            if b is not None:
+                ys += b[cs, None]
             if self.relu:
                 if mask is not None:
                     xp.greater(ys, 0, out=mask[cs])
                 xp.maximum(ys, 0, out=ys)
 
-        for_blocks(normalize, x2.shape[0], x2.size, x2)
+        if self.training and self.syncs:  # step 1 on every chunk, the hook, step 2
+            for_blocks(lambda cs: self._local_stats(cs, x2, y), C, x2.size, x2)
+            self._batch_stats()
+            for_blocks(normalize, C, x2.size, x2)
+        else:  # the hook is the identity: both steps of a chunk while it is in the cache
+
+            def both(cs: slice) -> None:
+                if self.training:
+                    self._local_stats(cs, x2, y)  # leaves y[cs] = x - mean
+                self._scale(cs)
+                normalize(cs, centred=self.training)
+
+            for_blocks(both, C, x2.size, x2)
+            if self.training:
+                self._update_running(self.mean, self.var, self.M)
         self.mask = mask
-        return self._finish_forward(y, var)
+        return self._rows_out(y)
 
     def forward_cuda(self, x: Any, *wb: Any) -> Any:
         xp = get_array_module(x)
-        x2, y, w, b, mean, var = self._setup(x, wb)
+        x2, y, w, b = self._setup(x, wb)
         C = x2.shape[0]
-        shift = self._stats(slice(0, C), x2, y, w, b, var)  # the statistics by reductions
-        shift = xp.zeros(C, dtype=x.dtype) if shift is None else shift
+        if self.training:  # step 1: the statistics by reductions
+            self._local_stats(slice(0, C), x2, y)
+        self._batch_stats()
+        if self.training:  # the kernel: (x - mean) * scale + shift
+            shift = xp.zeros(C, dtype=x.dtype) if b is None else b
+        else:  # the kernel: x * scale + shift
+            shift = -self.mean * self.scale if b is None else b - self.mean * self.scale
         keep_mask = self.relu and self.requires_grad
         self.mask = _cuda.bn_forward(
-            x2, mean, self.scale, shift, self.training, self.relu, keep_mask, y
-        )  # one pass into y
-        return self._finish_forward(y, var)
+            x2, self.mean, self.scale, shift, self.training, self.relu, keep_mask, y
+        )  # step 2: one pass into y
+        return self._rows_out(y)
 
     def _sums(self, cs: slice, gy2: Any, gw: Any, gb: Any) -> tuple[Any, Any]:
         """Channels cs: gb = sum(gy), gw = sum(gy * xhat) (as far as wanted); returns the
@@ -273,33 +308,67 @@ class BatchNorm(Function):
         need_x = self.needs_input_grad[0]
         gb, gw = xp.empty(C, gy.dtype), xp.empty(C, gy.dtype)  # sum(gy), sum(gy * xhat)
         gx = xp.empty_like(gy2) if need_x else None
+        if not need_x or not self.training:  # no batch sums in gx: one pass
+            for_blocks(lambda cs: self._eval_grads(cs, gy2, gw, gb, gx), C, gy2.size, gy2)
+            return self._grads_out(self._unrows(gx), gw, gb)
 
-        def grads(cs: slice) -> None:  # channels cs, independent of all others
-            gys, xc = self._sums(cs, gy2, gw, gb)
-            if not need_x:
-                return
-            k = self.scale[cs, None]  # (c, 1): w / sigma
-            if self.training:  # k * (gy - gb/M - xhat * gw/M), xhat = xc * inv_std
-                xc *= (self.inv_std[cs] * gw[cs] / M)[:, None]
-                xp.subtract(gys, (gb[cs] / M)[:, None], out=gx[cs])
-                gx[cs] -= xc
-                gx[cs] *= k
-            else:
-                xp.multiply(gys, k, out=gx[cs])
+        def sums(cs: slice) -> tuple[Any, Any]:
+            # step 1: the chunk's masked gy (into gx: no temporary) and x - mean, the sums
+            gys = gy2[cs] if self.mask is None else xp.multiply(gy2[cs], self.mask[cs],
+                                                                 out=gx[cs])  # fmt: skip
+            gb[cs] = gys.sum(axis=1)
+            xc = xp.subtract(self.x2[cs], self.mean[cs, None])  # (c, M)
+            gw[cs] = _row_dot(gys, xc) * self.inv_std[cs]
+            return gys, xc
 
-        for_blocks(grads, C, gy2.size, gy2)
+        def grads(cs: slice, gys: Any, xc: Any, sum_gy: Any, sum_gyx: Any) -> None:
+            # step 2: k * (gy - sum_gy/M - xhat * sum_gyx/M), xhat = xc * inv_std
+            xc *= (self.inv_std[cs] * sum_gyx / self.M)[:, None]
+            xp.subtract(gys, (sum_gy / self.M)[:, None], out=gx[cs])
+            gx[cs] -= xc
+            gx[cs] *= self.scale[cs, None]
+
+        if self.syncs:  # step 1 on every chunk, the batch's sums (the hook), step 2
+
+            def step1(cs: slice) -> None:  # (returns nothing: for_blocks adds up returns)
+                sums(cs)
+
+            for_blocks(step1, C, gy2.size, gy2)
+            sum_gy, sum_gyx = self._batch_grad_sums(gb, gw)
+
+            def step2(cs: slice) -> None:  # x - mean redone (not kept: a full-size array)
+                gys = gy2[cs] if self.mask is None else gx[cs]  # the masked gy of step 1
+                xc = xp.subtract(self.x2[cs], self.mean[cs, None])  # (c, M)
+                grads(cs, gys, xc, sum_gy[cs], sum_gyx[cs])
+
+            for_blocks(step2, C, gy2.size, gy2)
+        else:  # the hook is the identity: both steps of a chunk while it is in the cache
+
+            def both(cs: slice) -> None:
+                gys, xc = sums(cs)
+                grads(cs, gys, xc, *self._batch_grad_sums(gb[cs], gw[cs]))
+
+            for_blocks(both, C, gy2.size, gy2)
         return self._grads_out(self._unrows(gx), gw, gb)
+
+    def _eval_grads(self, cs: slice, gy2: Any, gw: Any, gb: Any, gx: Any) -> None:
+        """Channels cs without the batch sums in gx: gx = gy * w / sigma (eval mode) or no
+        gx at all; the wanted weight sums."""
+        gys, _ = self._sums(cs, gy2, gw, gb)
+        if gx is not None:
+            get_array_module(gy2).multiply(gys, self.scale[cs, None], out=gx[cs])
 
     def backward_cuda(self, gy: Any) -> tuple[Any, ...]:
         xp = get_array_module(gy)
         C, M = self.x2.shape
         gy2 = channel_major(gy).reshape(C, M)  # (C, M)
         gb, gw = xp.empty(C, gy.dtype), xp.empty(C, gy.dtype)
-        self._sums(slice(0, C), gy2, gw, gb)  # the sums by reductions
+        self._sums(slice(0, C), gy2, gw, gb)  # step 1: the sums by reductions
         gx = None
-        if self.needs_input_grad[0]:  # gx in one pass
+        if self.needs_input_grad[0]:  # step 2: gx in one pass
             gx = xp.empty_like(gy2)
-            c1, c2 = gb / M, self.inv_std * gw / M
+            sum_gy, sum_gyx = self._batch_grad_sums(gb, gw) if self.training else (gb, gw)
+            c1, c2 = sum_gy / self.M, self.inv_std * sum_gyx / self.M
             args = (self.mask, self.x2, self.mean, self.scale, c1, c2, self.training, gx)
             _cuda.bn_backward(gy2, *args)
         return self._grads_out(self._unrows(gx), gw, gb)

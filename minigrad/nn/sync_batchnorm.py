@@ -25,19 +25,25 @@ __all__ = ["SyncBatchNorm", "sync_batch_norm"]
 
 
 class SyncBatchNormFunction(BatchNorm):
-    """Training-mode batch norm whose statistics cover every rank's batch: the reference
-    :class:`~minigrad.functional.norm.BatchNorm` with its two batch reductions all-reduced.
+    """Training-mode batch norm whose statistics cover every rank's batch: any path of
+    :class:`~minigrad.functional.norm.BatchNorm` (reference, chunked, CUDA) with the two
+    hooks between its steps all-reduced.
 
     mean and (biased) var over all ranks, M the global count per channel;
     gx = (w/sigma) * (gy - sum_all(gy)/M - xhat * sum_all(gy * xhat)/M); gw = sum(gy * xhat),
     gb = sum(gy) over the local batch (DDP averages them). With ``relu``: y = max(y, 0) and
     gy is first masked by y > 0.
 
-    Forward all-reduces one (2C + 1,) vector [sum x, sum x^2, count] (accumulated in float64);
-    backward one (2C,) vector [sum gy, sum gy * xhat]. Because each rank's loss is the mean
-    over its own shard and DDP averages gradients, ``gx`` uses the sums over all ranks: the
-    averaged weight gradients are then those of the mean loss over the global batch.
+    Forward all-reduces one (2C + 1,) float64 vector [sum (x - K), sum (x - K)^2, count],
+    made from this rank's mean and variance, with K the running mean (the same on every
+    rank; 0 without running statistics), so that the variance loses no precision to a
+    mean far from 0; backward one (2C,) vector [sum gy, sum gy * xhat]. Because each rank's
+    loss is the mean over its own shard and DDP averages gradients, ``gx`` uses the sums
+    over all ranks: the averaged weight gradients are then those of the mean loss over the
+    global batch.
     """
+
+    syncs = True  # the hooks all-reduce: the chunked path ends step 1 before them
 
     def __init__(
         self, running_mean: Any, running_var: Any, has_weight: bool, has_bias: bool,
@@ -46,29 +52,23 @@ class SyncBatchNormFunction(BatchNorm):
         super().__init__(running_mean, running_var, has_weight, has_bias, True, momentum, eps)
         self.relu = relu
 
-    def choose_path(self, xs: tuple[Any, ...]) -> str:
-        """Always the reference: its two batch reductions are the ones synchronised here."""
-        return "reference"
-
-    def _batch_stats(self, x2: Any) -> tuple[Any, Any, int]:
-        xp = get_array_module(x2)
-        C = x2.shape[0]
+    def _sync_stats(self, mean: Any, var: Any, M: int) -> tuple[Any, Any, int]:
+        xp = get_array_module(mean)
+        C = mean.shape[0]
+        K = 0.0 if self.running_mean is None else self.running_mean.astype(xp.float64)
+        d = mean.astype(xp.float64) - K  # (C,): this rank's mean - K
         local = xp.concatenate(
-            [
-                x2.sum(axis=1, dtype=xp.float64),
-                xp.square(x2).sum(axis=1, dtype=xp.float64),
-                xp.full(1, x2.shape[1], dtype=xp.float64),
-            ]
+            [M * d, M * (var.astype(xp.float64) + d * d), xp.full(1, M, dtype=xp.float64)]
         )  # (2C + 1,)
         total = dist.all_reduce(local)
-        M = int(total[2 * C])  # values per channel over all ranks
-        if M <= 1:
+        M_all = int(total[2 * C])  # values per channel over all ranks
+        if M_all <= 1:
             raise ValueError(
-                f"SyncBatchNorm: expected more than 1 value per channel over all ranks, got {M}"
+                f"SyncBatchNorm: expected more than 1 value per channel over all ranks, got {M_all}"
             )
-        mean = total[:C] / M
-        var = xp.maximum(total[C : 2 * C] / M - mean * mean, 0.0)  # biased
-        return mean.astype(x2.dtype), var.astype(x2.dtype), M
+        d_all = total[:C] / M_all  # the global mean - K
+        var_all = xp.maximum(total[C : 2 * C] / M_all - d_all * d_all, 0.0)  # biased
+        return (d_all + K).astype(mean.dtype), var_all.astype(var.dtype), M_all
 
     def _batch_grad_sums(self, gb: Any, gw: Any) -> tuple[Any, Any]:
         xp = get_array_module(gb)

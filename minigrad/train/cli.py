@@ -43,6 +43,7 @@ from minigrad.train.run_folder import (
     run_folder_path,
     write_config,
 )
+from minigrad.train.restart import record_run_folder, restart_args
 from minigrad.train.spec import ModelSpec
 
 __all__ = [
@@ -168,7 +169,8 @@ def _add_data_flags(p: argparse.ArgumentParser, evaluating: bool = False) -> Non
                    help="loader threads (default 0; imagenette 4)")  # fmt: skip
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: best available)")
     p.add_argument("--threads", type=positive_int,
-                   help="CPU threads for the ops (default: all cores)")  # fmt: skip
+                   help="CPU threads for the ops (default: the available cores; under "
+                   "mpiexec divided among the ranks on each machine)")  # fmt: skip
     limit = ("score only N test images (default: the whole split)" if evaluating
              else "use only N images of each split (quick trials)")  # fmt: skip
     p.add_argument("--limit", type=positive_int, help=limit)
@@ -450,16 +452,24 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     model is built (:func:`check_model_config`).
     """
     world = parallel.world()  # the MPI world under mpiexec, else one process
-    ckpt, saved, path = _start(args, say=world.is_main)
+    args = restart_args(args)  # a launcher's restart continues the run it was training
+    # rank 0 reads what a resume continues and sends it to the others: no shared disk needed
+    ckpt, saved, path = parallel.from_rank_0(lambda: _start(args, say=True), world)
+    if args.resume:
+        args.out = args.out or str(path.parent if path is not None else Path(args.resume))
     if saved is not None:
         check_program(saved, spec, path or Path(args.resume) / "config.json")
-        _note_data_dir(saved, args)
+        if world.is_main:
+            _note_data_dir(saved, args)
     if ckpt is not None:
         _check_resumable(ckpt, path, spec)
     cfg = resolve_config(args, spec, saved)
     if saved is not None:  # what the file describes is checked before it is built
         check_model_config(cfg, spec, path or Path(args.resume) / "config.json")
-    device = _device(parallel.rank_device(cfg["device"], world), cfg["precision"], cfg["threads"])
+    threads, oversubscribed = parallel.rank_threads(cfg["threads"], world)
+    if oversubscribed and world.is_main:
+        print(oversubscribed, file=sys.stderr)
+    device = _device(parallel.rank_device(cfg["device"], world), cfg["precision"], threads)
     out = run_folder_path(args.out, cfg["dataset"]) if world.is_main else None  # rank 0 writes
     if ckpt is not None and int(ckpt["epoch"]) >= cfg["epochs"]:
         done = int(ckpt["epoch"])
@@ -472,6 +482,7 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
             lock = claim_run_folder(out, fresh=ckpt is None, overwrite=args.overwrite,
                                     run_id=cfg.get("run_id"), resumed_from=path)  # fmt: skip
             stack.callback(lock.release)
+            record_run_folder(out)  # for the launcher's restarts (nothing without it)
         return _train(args, spec, world, cfg, ckpt, device, out)
 
 
@@ -542,10 +553,11 @@ def _train(
     n_params = sum(int(p.data.size) for p in model.parameters())
     about = f" ({spec.describe(cfg)})" if spec.describe is not None else ""
     ranks = f"; {world.size} ranks x {local_batch} images per step" if world.size > 1 else ""
+    cpu = f" ({parallel.threads_note(threads, world)})" if device == "cpu" else ""
     if world.is_main:
         print(f"{cfg['dataset']}: {len(train_set)} train / {len(test_set)} test images "
               f"{info.in_channels}x{info.image_size}x{info.image_size}; model {n_params} "
-              f"parameters{about}; device {device}{ranks}; run folder {out}",
+              f"parameters{about}; device {device}{cpu}{ranks}; run folder {out}",
               flush=True)  # fmt: skip
     start = time.perf_counter()
     try:
@@ -748,9 +760,11 @@ def _run(command: Callable[[], int]) -> int:
             return command()
     except NonFiniteLossError:
         return 3  # fit said what happened and which checkpoint is the last good one
-    except KeyboardInterrupt as e:
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, or another rank's (PeerInterrupt)
         saved = getattr(e, "saved", None)  # fit's InterruptedRun says what was saved
-        print("interrupted" + (f"; resume with --resume {saved}" if saved else ""),
+        peer = e.__cause__ if hasattr(e, "saved") else e  # whose stop it was, if another's
+        why = f": {peer}" if peer is not None and str(peer) else ""
+        print("interrupted" + why + (f"; resume with --resume {saved}" if saved else ""),
               file=sys.stderr)  # fmt: skip
         return 130
     except (ValueError, TypeError, OSError) as e:

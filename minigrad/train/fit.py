@@ -462,7 +462,7 @@ def _fit(
     except KeyboardInterrupt as e:
         if isinstance(e, InterruptedRun):  # already saved (an interrupt inside a callback)
             raise
-        raise on_interrupt(state, model, folder, checkpoint, stream) from None
+        raise on_interrupt(state, model, folder, checkpoint, stream) from e  # e: whose stop
     finally:
         _end_callbacks(callbacks)
     return state.history

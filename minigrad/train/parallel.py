@@ -15,19 +15,25 @@ single-process world, so a run without ``mpiexec`` behaves exactly as before.
   ``G / R`` step ``b`` then covers positions ``[b G, (b + 1) G)`` of the SAME order that one
   process shuffles with the same seed, so the data of every step (and a mid-epoch position)
   is independent of the number of ranks.
+* :func:`rank_threads`: the ops' host threads default to the available cores (the affinity
+  mask) divided by the ranks on this machine; an explicit ``--threads`` wins, with a
+  warning when it oversubscribes them.
 * :func:`rank_seed`: augmentation and dropout draw from a per-rank seed (rank 0 keeps the
   run's seed), so ranks do not repeat each other's crops and masks.
 * :func:`eval_shard`: rank ``r`` evaluates samples ``r, r + R, ...`` (no padding), and
   ``evaluate(..., sharded=True)`` sums the counts, so each image counts exactly once.
+* :func:`from_rank_0`: rank 0 reads the checkpoint to resume and sends it to the others,
+  so only rank 0's machine needs the run folder.
 * :func:`for_this_rank`: a checkpoint (written by rank 0 of any world) adjusted for this rank.
-* :func:`end_together`: a rank that stops with a non-zero exit code aborts the whole job.
+* :func:`end_together`: a rank that stops with a non-zero exit code ends the whole job
+  (an interrupted rank lets rank 0 save its checkpoint first).
 """
 
 from __future__ import annotations
 
 import io
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -38,12 +44,16 @@ __all__ = [
     "end_together",
     "eval_shard",
     "for_this_rank",
+    "from_rank_0",
     "local_rank",
+    "local_ranks",
     "per_rank_batch",
     "quiet_stream",
     "rank_device",
     "rank_seed",
+    "rank_threads",
     "reseed",
+    "threads_note",
     "train_sampler",
     "unwrap",
     "world",
@@ -90,23 +100,79 @@ def per_rank_batch(global_batch: int, w: World) -> int:
     return global_batch // w.size
 
 
-def local_rank() -> int:
-    """This rank's index among the ranks on its machine (0 in a single process).
+_LOCAL: list[tuple[int, int]] = []  # (local rank, local size), found once per process
 
-    A collective (``MPI_Comm_split_type``): every rank must call it.
+
+def local_ranks() -> tuple[int, int]:
+    """(this rank's index among the ranks on its machine, how many ranks that machine runs);
+    ``(0, 1)`` in a single process.
+
+    A collective the first time (``MPI_Comm_split_type(COMM_TYPE_SHARED)``): every rank
+    must call it; the answer is kept for the process.
     """
+    if _LOCAL:
+        return _LOCAL[0]
     from minigrad import distributed as dist  # noqa: PLC0415
 
     comm = dist.world_comm()
     if comm is None:
-        return 0
+        return (0, 1)
     from mpi4py import MPI  # noqa: PLC0415 - present when there is a world communicator
 
     node = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
-        return int(node.Get_rank())
+        _LOCAL.append((int(node.Get_rank()), int(node.Get_size())))
     finally:
         node.Free()
+    return _LOCAL[0]
+
+
+def local_rank() -> int:
+    """This rank's index among the ranks on its machine (0 in a single process); see
+    :func:`local_ranks`."""
+    return local_ranks()[0]
+
+
+def rank_threads(requested: int | None, w: World) -> tuple[int, str | None]:
+    """The host threads of this rank's ops, and a warning (or None).
+
+    The default is the available cores divided among the ranks on this machine
+    (``runtime.available_cores() // local size``, at least 1), so N ranks on one machine do not
+    oversubscribe it. ``requested`` (``--threads``, else ``MINIGRAD_NUM_THREADS``) wins;
+    the warning says when it oversubscribes the cores. Calls :func:`local_ranks` on N ranks
+    (a collective the first time).
+    """
+    from minigrad import runtime  # noqa: PLC0415
+
+    cores = runtime.available_cores()
+    per_host = local_ranks()[1] if w.size > 1 else 1
+    default = max(cores // per_host, 1)
+    if requested is None:
+        requested = runtime.ENV_NUM_THREADS
+    if requested is None:
+        return default, None
+    if requested * per_host > cores:
+        ranks = f" x {per_host} ranks on this machine" if per_host > 1 else ""
+        return requested, (
+            f"warning: --threads {requested}{ranks} = {requested * per_host} threads on "
+            f"{cores} available cores oversubscribes them (the default would be {default})"
+        )
+    return requested, None
+
+
+def threads_note(threads: int, w: World) -> str:
+    """What the start line says about the threads: ``2 threads`` in one process, ``1 thread
+    per rank (2 cores / 2 ranks on this machine)`` on N ranks."""
+    plural = "s" * (threads != 1)
+    if w.size == 1:
+        return f"{threads} thread{plural}"
+    per_host = local_ranks()[1]
+    from minigrad import runtime  # noqa: PLC0415
+
+    return (
+        f"{threads} thread{plural} per rank ({runtime.available_cores()} cores / {per_host} "
+        f"rank{'s' * (per_host != 1)} on this machine)"
+    )
 
 
 def rank_device(requested: str | None, w: World) -> str | None:
@@ -168,6 +234,30 @@ def eval_shard(dataset: Any, w: World) -> Any:
     return Subset(dataset, np.arange(w.rank, len(dataset), w.size))
 
 
+def from_rank_0(read: Callable[[], Any], w: World) -> Any:
+    """``read()`` on rank 0, its result sent to every rank (pickled, once): so that only rank
+    0's host needs the file (a checkpoint to resume, on machines without a shared disk).
+
+    Raises:
+        the exception ``read`` raised on rank 0 (re-raised on every rank, so that all of
+        them stop with the same one-line error).
+    """
+    if w.size == 1:
+        return read()
+    from minigrad import distributed as dist  # noqa: PLC0415
+
+    result: tuple[bool, Any] = (True, None)
+    if w.rank == 0:
+        try:
+            result = (True, read())
+        except Exception as e:  # sent, then raised on every rank
+            result = (False, e)
+    ok, value = dist.world_comm().bcast(result if w.rank == 0 else None, root=0)
+    if not ok:
+        raise value
+    return value
+
+
 def for_this_rank(ckpt: dict[str, Any] | None, seed: int, w: World) -> dict[str, Any] | None:
     """Rank 0's checkpoint (of a run on any number of ranks), made this rank's.
 
@@ -210,18 +300,25 @@ def quiet_stream(w: World) -> TextIO | None:
 
 
 def end_together(code: int) -> int:
-    """Return ``code``; but on N ranks, a non-zero code (other than 130, Ctrl-C, which
-    ``mpiexec`` delivers to every rank) aborts the whole job with it, so the other ranks
-    do not wait in their next collective until the timeout."""
+    """Return ``code``; but on N ranks a non-zero code ends the whole job with it, so that
+    no rank waits in its next collective for a peer that has stopped.
+
+    An error (1, 2, 3) aborts every rank at once (``MPI_Abort``). An interrupt (130: Ctrl-C,
+    SIGINT or SIGTERM sent to this rank alone or to ``mpiexec``) on a rank other than 0
+    first tells the others, so that rank 0's next collective stops it as Ctrl-C would: it
+    saves ``last.npz`` at its last completed step and then ends the job with 130.
+    See :func:`minigrad.distributed.stop_job`.
+    """
     from minigrad import distributed as dist  # noqa: PLC0415
 
-    if code in (0, 130) or not dist.is_initialized() or dist.world_size() == 1:
+    if code == 0 or not dist.is_initialized() or dist.world_size() == 1:
         return code
     sys.stdout.flush()
-    sys.stderr.write(f"[rank {dist.rank()}] exit code {code}: aborting all ranks\n")
+    if code == 130 and dist.rank() != 0:
+        why = "interrupted: rank 0 saves last.npz and ends the job"
+    else:
+        why = f"exit code {code}: aborting all ranks"
+    sys.stderr.write(f"[rank {dist.rank()}] {why}\n")
     sys.stderr.flush()
-    # MPI_Abort kills the job at once: give mpiexec's output forwarding a moment to pass on
-    # what this rank just wrote (seen lost under load without it)
-    time.sleep(0.5)
-    dist.world_comm().Abort(code)
+    dist.stop_job(code)
     return code  # not reached under MPI

@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _mpiexec() -> str | None:
+def mpiexec_path() -> str | None:
+    """The venv's mpiexec (the mpich wheel puts it beside python), else the one on PATH."""
     beside = Path(sys.executable).parent / "mpiexec"  # the mpich wheel puts it in the venv
     return str(beside) if beside.exists() else shutil.which("mpiexec")
 
@@ -25,7 +26,7 @@ def mpirun(tmp_path):
 
     The script runs with warnings as errors and the repository on ``sys.path``.
     """
-    exe = _mpiexec()
+    exe = mpiexec_path()
     try:
         import mpi4py  # noqa: F401
     except ImportError:

@@ -62,3 +62,38 @@ def test_one_value_per_channel_is_an_error():
     layer = nn.SyncBatchNorm(2)
     with pytest.raises(ValueError, match="SyncBatchNorm: expected more than 1 value per channel"):
         layer(mg.Tensor(np.ones((1, 2), dtype=np.float32)))
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_takes_the_fast_path_and_equals_its_reference(relu, device, monkeypatch):
+    # the fast paths (chunked on NumPy, the kernels on CuPy) sync through the same hooks as
+    # the reference; a mean far from 0 checks the variance keeps its precision
+    from minigrad.functional import _threads, norm
+
+    def small_chunks(task, n, size, a):  # chunks of 3 and 2 of the 5 channels
+        return _threads.for_blocks(task, n, size, a, chunk_elements=3 * size // n, threads=2)
+
+    monkeypatch.setattr(norm, "for_blocks", small_chunks)
+    rng = np.random.default_rng(2)
+    x0 = rng.standard_normal((6, 5, 4, 3)) * 0.5 + 300.0
+    gy = to_device(rng.standard_normal(x0.shape), device)
+    out = {}
+    for path in ("fast", "reference"):
+        layer = (nn.SyncBatchNormReLU2d if relu else nn.SyncBatchNorm)(5, dtype="float64")
+        layer.to(device)
+        layer.running_mean.data[...] = 290.0  # the shift K of the sums
+        x = mg.tensor(x0, device=device, requires_grad=True)
+        with mg.reference_ops(path == "reference"):
+            y = layer(x)
+        want = "reference" if path == "reference" else ("cuda" if device != "cpu" else "chunked")
+        assert y.grad_fn.path == want
+        y.backward(gy)
+        out[path] = [y.data, x.grad, layer.weight.grad, layer.bias.grad, layer.running_var.data]
+    for a, b in zip(out["fast"], out["reference"], strict=True):
+        np.testing.assert_allclose(as_numpy(a), as_numpy(b), rtol=1e-9, atol=1e-10)
+    # and equal to plain batch norm of the same batch (one process: the batch is all ranks')
+    bn = (nn.BatchNormReLU2d if relu else nn.BatchNorm2d)(5, dtype="float64").to(device)
+    np.testing.assert_allclose(
+        as_numpy(bn(mg.tensor(x0, device=device)).data), as_numpy(out["fast"][0]),
+        rtol=1e-9, atol=1e-9,
+    )  # fmt: skip

@@ -196,3 +196,55 @@ def test_on_n_ranks_cuda_means_the_local_ranks_gpu(monkeypatch):
     assert parallel.rank_device(None, two) == "cuda:1"
     monkeypatch.setattr(backend, "default_device", lambda: "cpu")
     assert parallel.rank_device(None, two) is None
+
+
+def test_threads_default_to_the_cores_divided_among_the_ranks_on_the_machine(monkeypatch):
+    from minigrad import runtime
+
+    monkeypatch.setattr(runtime, "available_cores", lambda: 8)
+    monkeypatch.setattr(runtime, "ENV_NUM_THREADS", None)
+    monkeypatch.setattr(parallel, "_LOCAL", [(1, 4)])  # 4 ranks on this machine
+    four = parallel.World(1, 4)
+    assert parallel.rank_threads(None, four) == (2, None)
+    assert parallel.rank_threads(2, four) == (2, None)  # explicit, fits: no warning
+    threads, warning = parallel.rank_threads(3, four)  # explicit wins, with a warning
+    assert threads == 3
+    assert warning == ("warning: --threads 3 x 4 ranks on this machine = 12 threads on 8 "
+                       "available cores oversubscribes them (the default would be 2)")  # fmt: skip
+    monkeypatch.setattr(runtime, "ENV_NUM_THREADS", 4)  # MINIGRAD_NUM_THREADS counts as asked
+    assert parallel.rank_threads(None, four)[0] == 4
+    monkeypatch.setattr(runtime, "ENV_NUM_THREADS", None)
+    monkeypatch.setattr(parallel, "_LOCAL", [(0, 9)])  # more ranks than cores: still 1
+    assert parallel.rank_threads(None, parallel.World(0, 9)) == (1, None)
+    assert parallel.rank_threads(None, parallel.World(0, 1)) == (8, None)  # one process
+    assert parallel.threads_note(8, parallel.World(0, 1)) == "8 threads"
+    # a library script under mpiexec: the launcher's local size divides the cores too
+    monkeypatch.setenv("MPI_LOCALNRANKS", "2")
+    monkeypatch.setattr(runtime, "_settings", {**runtime._settings, "host_threads": None})
+    assert runtime.launcher_local_size() == 2 and runtime.host_threads() == 4
+    monkeypatch.delenv("MPI_LOCALNRANKS")
+    assert runtime.host_threads() == 8
+
+
+def test_two_ranks_print_their_threads_once_and_warn_when_oversubscribing(mpirun):
+    res = mpirun(
+        APP
+        + """
+import os
+from minigrad import runtime
+cores = runtime.available_cores()
+train("--epochs", "1", "--out", "a")
+assert runtime.host_threads() == max(cores // 2, 1), runtime.host_threads()
+train("--epochs", "1", "--out", "b", "--threads", str(cores))
+assert runtime.host_threads() == cores
+print("cores", cores, flush=True)
+""",
+        env={"MINIGRAD_NUM_THREADS": ""},
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    cores = int(re.search(r"cores (\d+)", res.stdout).group(1))
+    default = max(cores // 2, 1)
+    note = f"({default} thread{'s' * (default != 1)} per rank ({cores} cores / 2 ranks on this"
+    assert res.stdout.count(note) == 1  # rank 0 only, the first run
+    warn = f"warning: --threads {cores} x 2 ranks on this machine = {2 * cores} threads"
+    assert res.stderr.count(warn) == 1
