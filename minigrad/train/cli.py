@@ -27,6 +27,7 @@ import numpy as np
 from minigrad import backend
 from minigrad.checkpoint import find_checkpoint, load_checkpoint, load_for_inference
 from minigrad.train import finetune, parallel
+from minigrad.train.restart import record_run_folder, restart_args
 from minigrad.train.run_config import (
     FROM_FLAGS_ONLY,
     check_model_config,
@@ -43,7 +44,6 @@ from minigrad.train.run_folder import (
     run_folder_path,
     write_config,
 )
-from minigrad.train.restart import record_run_folder, restart_args
 from minigrad.train.spec import ModelSpec
 
 __all__ = [
@@ -483,7 +483,7 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
                                     run_id=cfg.get("run_id"), resumed_from=path)  # fmt: skip
             stack.callback(lock.release)
             record_run_folder(out)  # for the launcher's restarts (nothing without it)
-        return _train(args, spec, world, cfg, ckpt, device, out)
+        return _train(args, spec, world, cfg, ckpt, device, out, threads)
 
 
 def _note_data_dir(saved: dict[str, Any], args: argparse.Namespace) -> None:
@@ -504,6 +504,7 @@ def _train(
     ckpt: dict[str, Any] | None,
     device: str,
     out: Path | None,
+    threads: int,
 ) -> int:
     """:func:`train` once the run folder is claimed: data, model, ``fit``, the final score."""
     from minigrad import optim  # noqa: PLC0415
