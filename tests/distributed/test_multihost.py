@@ -113,8 +113,10 @@ def test_two_hosts_train_as_two_ranks_on_one_host(mpirun, two_hosts, tmp_path):
         train("--epochs", "3", "--resume", "run", "--sync-bn")  # only host A has the folder
         with open("/proc/self/net/dev") as f:  # this host's network devices
             devices = sorted(line.split(":")[0].strip() for line in f if ":" in line)
-        print("rank", parallel.world().rank, "local", parallel.local_ranks(), "in",
-              os.path.basename(os.getcwd()), "devices", devices, flush=True)
+        line = (f"rank {parallel.world().rank} local {parallel.local_ranks()} in "
+                f"{os.path.basename(os.getcwd())} devices {devices}\n")
+        sys.stdout.flush()
+        os.write(1, line.encode())  # one write: the two ranks' lines cannot interleave
         """
     )
     two = _run_on_two_hosts(tmp_path, two_hosts, job)
