@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minigrad.functional as F
-from minigrad import backend, nn, optim
+from minigrad import nn, optim, random
 from minigrad.tensor import tensor
 from minigrad.train.memory import estimate_memory, format_bytes, parameter_bytes
 
@@ -56,13 +56,13 @@ def test_probe_leaves_the_model_and_rng_as_they_were() -> None:
     model = _model()
     model.eval()
     before = {k: v.copy() for k, v in model.state_dict().items()}
-    rng = backend.get_rng_state()
+    rng = random.get_rng_state()
     estimate_memory(model, (3, 32, 32), 8)
     assert not model.training
     assert all(p.grad is None for p in model.parameters())
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k])  # BN running statistics included
-    assert backend.get_rng_state() == rng  # the dropout draws of the run are unchanged
+    assert random.get_rng_state() == rng  # the dropout draws of the run are unchanged
 
 
 def test_max_batch_size_and_the_summary_line() -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, random
 from minigrad.checkpoint import find_checkpoint, load_for_inference
 from minigrad.tensor import tensor
 from minigrad.train.run_config import checked_builder
@@ -98,7 +98,7 @@ def _load_model(args: argparse.Namespace, spec: ModelSpec, device: str) -> tuple
         model, saved = load_for_inference(str(path), build, device)  # run is one line
     cfg, info = _config(args, spec, saved)
     if model is None:
-        backend.manual_seed(args.seed)
+        random.manual_seed(args.seed)
         model = spec.build_model(cfg)
     in_channels = cfg.get("in_channels", info.in_channels)
     if in_channels != info.in_channels:

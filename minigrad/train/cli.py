@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, random
 from minigrad.checkpoint import find_checkpoint, load_checkpoint, load_for_inference
 from minigrad.train import parallel
 from minigrad.train.run_config import (
@@ -496,7 +496,7 @@ def _train(
         write_config(out, cfg)
     elif world.is_main and not (out / "config.json").exists():
         write_config(out, cfg)  # a resume into an empty folder: the copy gets its config
-    backend.manual_seed(cfg["seed"])
+    random.manual_seed(cfg["seed"])
     model = spec.build_model(cfg).to(device)
     model = parallel.wrap_model(model, world, bool(cfg.get("sync_bn")))
     parallel.reseed(cfg["seed"], world)  # dropout: a stream of each rank's own

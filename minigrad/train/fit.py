@@ -6,7 +6,7 @@
 A run folder gets, after every epoch: ``last.npz`` (everything needed to continue),
 ``best.npz`` (same content, at the best validation top-1), ``metrics.csv``/``metrics.json``
 and ``curves.png``. A checkpoint holds the model, optimizer, schedule and EMA states, the
-epoch/step position, the RNG state (``minigrad.backend.get_rng_state``), the DataLoader's
+epoch/step position, the RNG state (``minigrad.random.get_rng_state``), the DataLoader's
 ``state_dict``, the metrics so far and the run config, so ``fit(..., resume="last.npz")``
 continues with exactly the batches, dropout masks and updates of an uninterrupted run.
 
@@ -42,7 +42,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
-from minigrad import backend
+from minigrad import random
 from minigrad.checkpoint import load_checkpoint
 from minigrad.tensor import Tensor
 from minigrad.train.loop import (
@@ -89,7 +89,7 @@ def make_checkpoint(
         "epoch": state.epoch,
         "step": state.step,
         "best": state.best,
-        "rng": backend.get_rng_state(),
+        "rng": random.get_rng_state(),
         "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
         "metrics": list(state.history),
         "epoch_sums": dict(state.sums),
@@ -127,7 +127,7 @@ def restore_checkpoint(
     if loader is not None and ckpt.get("loader") is not None:
         loader.load_state_dict(ckpt["loader"])
     if ckpt.get("rng") is not None:
-        backend.set_rng_state(ckpt["rng"])
+        random.set_rng_state(ckpt["rng"])
     return RunState(
         epoch=int(ckpt["epoch"]),
         step=int(ckpt.get("step", 0)),

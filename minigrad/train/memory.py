@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, random
 from minigrad.tensor import Tensor, tensor
 
 __all__ = [
@@ -166,7 +166,7 @@ def estimate_memory(
     was_training = model.training
     grads = [p.grad for p in params]
     buffers = [(b, b.data.copy()) for b in model.buffers()]
-    rng = backend.get_rng_state()
+    rng = random.get_rng_state()
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start()
@@ -186,7 +186,7 @@ def estimate_memory(
             p.grad = g
         for b, saved in buffers:
             b.copy_(saved)
-        backend.set_rng_state(rng)
+        random.set_rng_state(rng)
     (n1, n2), (p1, p2) = _PROBES, peaks
     per_image = max(0, (p2 - p1) // (n2 - n1))
     fixed = max(0, p1 - per_image * n1 - trainable)  # the grads are in the probe's peak
@@ -311,7 +311,7 @@ def _probe(
     """Parameter-count coefficients ``(a, b, c)`` of ``a*s^2 + b*s + c`` from probe models at
     :data:`_SIZE_PROBES`, and (given an image ``shape``) the middle probe's estimate."""
     slots = 2 if config.get("optimizer") in ("adam", "adamw") else 1
-    rng = backend.get_rng_state()  # building the probes draws initial weights
+    rng = random.get_rng_state()  # building the probes draws initial weights
     try:
         counts, act = [], None
         for s in _SIZE_PROBES:
@@ -320,7 +320,7 @@ def _probe(
             if shape is not None and s == _SIZE_PROBES[1]:
                 act = estimate_memory(model, shape, 1, optimizer_slots=slots)
     finally:
-        backend.set_rng_state(rng)
+        random.set_rng_state(rng)
     return np.polyfit(np.array(_SIZE_PROBES), np.array(counts, dtype=np.float64), 2), act
 
 
