@@ -502,12 +502,6 @@ def _train(
     parallel.reseed(cfg["seed"], world)  # dropout: a stream of each rank's own
     ckpt = parallel.for_this_rank(ckpt, cfg["seed"], world)
     opt, sched = _optimizer(cfg, model)
-    if ckpt is not None and ckpt["config"]["epochs"] != cfg["epochs"] and ckpt["schedule"]:
-        # a run extended with --epochs: the schedule is recomputed for the new length, at
-        # the saved epoch (so 1 epoch + resume to 2 equals 2 epochs straight)
-        sched.last_epoch = int(ckpt["schedule"]["last_epoch"]) - 1
-        sched.step()
-        ckpt["schedule"] = sched.state_dict()
     ema = optim.EMA(parallel.unwrap(model), decay=cfg["ema"], warmup=True) if cfg["ema"] else None
     sampler = parallel.train_sampler(train_set, cfg["seed"], world)
     train_loader = DataLoader(train_set, local_batch, shuffle=sampler is None, sampler=sampler,
