@@ -89,3 +89,20 @@ def test_estimate_argument_errors() -> None:
         estimate_memory(model, (32, 32), 4)
     with pytest.raises(ValueError, match="optimizer_slots must be >= 0"):
         estimate_memory(model, (3, 32, 32), 4, optimizer_slots=-1)
+
+
+def test_check_fits_checks_the_per_rank_batch_under_mpiexec() -> None:
+    """Each rank holds its share of the global batch: 1000 images of 3x32x32 float32 (12.3
+    MB) do not fit in 8 MB, 500 per rank (6.1 MB) do; the error names both batches."""
+    from types import SimpleNamespace
+
+    from minigrad.train.memory import check_fits
+
+    spec = SimpleNamespace(size_option=None)
+    info = SimpleNamespace(image_size=32, in_channels=3, name="toy")
+    cfg = {"batch_size": 1000}
+    with pytest.raises(ValueError, match=r"--batch-size 1000: the images alone"):
+        check_fits(spec, cfg, info, available=8_000_000)
+    check_fits(spec, cfg, info, available=8_000_000, batch_size=500)
+    with pytest.raises(ValueError, match=r"--batch-size 1000 \(800 per rank\)"):
+        check_fits(spec, cfg, info, available=8_000_000, batch_size=800)

@@ -487,7 +487,8 @@ def _train(
 
     info = _info(cfg)  # every flag that scales memory is checked before anything is loaded
     size = dataset_bytes(cfg, info.image_size, info.in_channels)
-    check_fits(spec, cfg, info, device=device, dataset_bytes=size)
+    check_fits(spec, cfg, info, device=device, dataset_bytes=size,
+               batch_size=parallel.per_rank_batch(cfg["batch_size"], world))  # fmt: skip
     info, train_set, test_set = _datasets(cfg)
     _check_splits(cfg, train_set, test_set)
     _fit_batch(cfg, len(train_set), fresh=ckpt is None)

@@ -228,6 +228,7 @@ def check_fits(
     available: int | None = None,
     device: str = "cpu",
     dataset_bytes: int = 0,
+    batch_size: int | None = None,
 ) -> None:
     """Refuse, before anything large is allocated, a run whose data or training step cannot fit.
 
@@ -250,6 +251,8 @@ def check_fits(
         device: where the training step runs.
         dataset_bytes: host memory the dataset takes at ``info.image_size`` (it scales
             with the image area).
+        batch_size: the batch one process runs (default ``config["batch_size"]``); under
+            ``mpiexec`` the per-rank batch, since each rank holds only its share.
 
     Raises:
         ValueError: the estimate exceeds what is available, naming the flags, the figures
@@ -259,7 +262,10 @@ def check_fits(
     if available is None:
         return
     host = available if device == "cpu" else available_memory("cpu")
-    side, batch = info.image_size, int(config["batch_size"])
+    side = info.image_size
+    batch = int(config["batch_size"] if batch_size is None else batch_size)
+    per_rank = "" if batch == int(config["batch_size"]) else f" ({batch} per rank)"
+    batch_flag = f"--batch-size {config['batch_size']}{per_rank}"
     if dataset_bytes and host is not None and dataset_bytes > host:
         fits = _largest(lambda t: dataset_bytes * t * t <= host, 1.0) * side
         raise ValueError(
@@ -274,7 +280,7 @@ def check_fits(
         need_input = on_device + batch * info.in_channels * side * side * 4
         if need_input > available:
             raise ValueError(
-                f"--image-size {side} --batch-size {batch}: the images alone need about "
+                f"--image-size {side} {batch_flag}: the images alone need about "
                 f"{format_bytes(need_input)} but {format_bytes(available)} of memory is "
                 f"available on {device}"
             )
@@ -287,9 +293,12 @@ def check_fits(
     room = available - on_device
     flag = "--" + key.replace("_", "-")
     lo = _largest(lambda s: need(s, batch, side) <= room, value)
-    per_image = need(value, 1, side) - need(value, 0, side)
-    free = room - need(value, 0, side)
-    fits = int(free // per_image) if per_image > 0 and free > 0 else 0
+    fixed = need(value, 0, side)
+    step = MemoryEstimate(
+        params=0, grads=0, optimizer=0, activations=int(total - on_device),
+        per_image=int(need(value, 1, side) - fixed), batch_size=batch,
+    )  # fmt: skip
+    fits = step.max_batch_size(int(room))
     at_size = (f"at {flag} {value:g} the largest batch that fits is {fits}" if fits >= 1
                else f"at {flag} {value:g} not even a batch of 1 fits")  # fmt: skip
     sides = ""
@@ -298,7 +307,7 @@ def check_fits(
         sides = f"; at {flag} {value:g} --batch-size {batch} the largest --image-size is {top}"
     image = f" --image-size {side}" if side > PROBE_IMAGE_SIZE else ""
     raise ValueError(
-        f"{flag} {value:g} --batch-size {batch}{image}: a training step needs about "
+        f"{flag} {value:g} {batch_flag}{image}: a training step needs about "
         f"{format_bytes(total)} (estimated before allocating) but {format_bytes(available)} "
         f"of memory is available on {device}; at --batch-size {batch} the largest {flag} "
         f"that fits is about {lo:.3g}, and {at_size}{sides}"
