@@ -70,7 +70,7 @@ def _config(
     args: argparse.Namespace, spec: ModelSpec, saved: dict[str, Any]
 ) -> tuple[dict[str, Any], Any]:
     """The run config: a checkpoint's, else a fresh model's defaults; given model flags win."""
-    from minigrad.data import dataset_info  # noqa: PLC0415 - loaded when the command runs
+    from minigrad.data import SIZED_DATASETS, dataset_info  # noqa: PLC0415 - loaded on use
 
     given = {k: v for k, v in vars(args).items() if k in spec.defaults and v is not None}
     name = args.dataset or saved.get("dataset") or "digits"
@@ -80,7 +80,7 @@ def _config(
         cfg = {**spec.defaults, **spec.dataset_defaults.get(name, {}), **spec.study_defaults}
         cfg.update(given)
     size = args.image_size or cfg.get("image_size")
-    info = dataset_info(name, image_size=size if name in ("digits", "imagenette") else None)
+    info = dataset_info(name, image_size=size if name in SIZED_DATASETS else None)
     if not saved:
         cfg.update(dataset=info.name, num_classes=info.num_classes, in_channels=info.in_channels,
                    image_size=info.image_size)  # fmt: skip
@@ -112,7 +112,7 @@ def _load_model(args: argparse.Namespace, spec: ModelSpec, device: str) -> tuple
 def _batch(args: argparse.Namespace, info: Any) -> tuple[np.ndarray, np.ndarray]:
     from minigrad.data import get_dataset  # noqa: PLC0415 - loaded when the command runs
 
-    size = info.image_size if info.name in ("digits", "imagenette") else None
+    size = info.image_size if info.size_can_be_set else None
     ds = get_dataset(info.name, root=args.data_dir, train=True, image_size=size)
     if args.batch_size < 1:
         raise ValueError(f"study: --batch-size must be >= 1, got {args.batch_size}")

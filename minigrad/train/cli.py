@@ -77,7 +77,6 @@ EXIT_CODES: dict[int, str] = {
     130: "interrupted by Ctrl-C or SIGTERM (the last line says whether a resumable last.npz "
     "was saved)",
 }
-SIZED = ("digits", "imagenette")  # the datasets whose image size can be chosen
 # flags that may change when a run is resumed; the others must match the checkpoint
 RESUMABLE = {"epochs", "device", "num_workers", "grad_norms", "precision", "data_dir", "download",
              "threads", "sync_bn"}  # fmt: skip
@@ -319,9 +318,9 @@ def _check_resumable(ckpt: dict[str, Any], path: Any, spec: ModelSpec) -> None:
 
 
 def _info(cfg: dict[str, Any]) -> Any:
-    from minigrad.data import dataset_info  # noqa: PLC0415
+    from minigrad.data import SIZED_DATASETS, dataset_info  # noqa: PLC0415
 
-    size = cfg.get("image_size") if cfg["dataset"] in SIZED else None
+    size = cfg.get("image_size") if cfg["dataset"] in SIZED_DATASETS else None
     return dataset_info(cfg["dataset"], image_size=size)
 
 
@@ -345,7 +344,7 @@ def _datasets(cfg: dict[str, Any], train: bool = True) -> tuple[Any, Any, Any]:
 
     info = _info(cfg)
     kw = {"root": cfg.get("data_dir"), "download": bool(cfg.get("download"))}
-    if cfg["dataset"] in SIZED:
+    if info.size_can_be_set:
         kw["image_size"] = info.image_size
     splits = [
         get_dataset(cfg["dataset"], train=s, **kw) for s in ((True, False) if train else (False,))
