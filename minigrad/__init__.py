@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from minigrad import functional
-from minigrad.backend import cuda_available, default_device, manual_seed
+from minigrad.backend import cuda_available, default_device
 from minigrad.functional import cat, split
 from minigrad.higher_order import grad, hvp
+from minigrad.random import manual_seed
 from minigrad.remat import recompute
 from minigrad.runtime import reference_ops
 from minigrad.tensor import (

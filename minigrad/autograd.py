@@ -11,14 +11,23 @@ An op may add fast paths beside it, under fixed names:
 - ``forward_cuda`` / ``backward_cuda``: hand-written CUDA kernels (float32/float64 CuPy
   arrays, :mod:`minigrad.functional._cuda`).
 
+Fast paths come in pairs, checked when the class is defined (``__init_subclass__``): a
+``forward_X`` without its ``backward_X`` is a TypeError at import, unless the class
+declares that the path's forward saves what another path's backward reads, in
+``shared_backward`` (``{"chunked": "reference"}``: ``forward_chunked`` is followed by
+``backward``). A ``backward_X`` without its ``forward_X`` is a TypeError too.
+
 ``apply`` chooses the path ONCE, at forward time (:meth:`Function.choose_path`: the CUDA
-kernels when they apply, else the chunked path, else the reference; always the reference
+kernels when they apply, else the chunked path, else the reference; a fast path an op
+declines for these inputs (:meth:`Function.path_applies`) is skipped; always the reference
 inside :func:`minigrad.runtime.reference_ops`), keeps it in ``self.path``, and the engine's
-call of :meth:`Function.call_backward` runs the same path's backward (``backward_<path>``
-if the op has one, else ``backward``), since forward and backward share saved state. No
-op decides its own path. ``apply`` also unwraps the input tensors, checks that they share
-a device and a floating dtype and, when a gradient is needed, links the outputs to the op.
-Nothing in this module is op-specific.
+call of :meth:`Function.call_backward` runs that path's backward (``backward_<path>``, or
+the one ``shared_backward`` declares), since forward and backward share saved state. So
+``path`` always names the forward that ran. No op decides its own path.
+
+``apply`` also unwraps the input tensors, checks that they share a device and a floating
+dtype and, when a gradient is needed, links the outputs to the op. Nothing in this module
+is op-specific.
 """
 
 from __future__ import annotations
@@ -32,6 +41,53 @@ from minigrad.tensor import Tensor, is_grad_enabled
 
 #: the paths an op can take, fastest first (see the module docstring)
 PATHS = ("cuda", "chunked", "reference")
+#: the paths beside the reference, each a ``forward_<path>``/``backward_<path>`` pair
+FAST_PATHS = PATHS[:-1]
+
+
+def _method(path: str, direction: str) -> str:
+    """The method that runs ``direction`` ("forward"/"backward") on ``path``."""
+    return direction if path == "reference" else f"{direction}_{path}"
+
+
+def check_path_pairs(cls: type) -> None:
+    """Refuse an op class whose fast paths do not come in pairs (see the module docstring).
+
+    Raises:
+        TypeError: a ``forward_X`` without ``backward_X`` and no ``shared_backward`` entry
+            for X, a ``backward_X`` without ``forward_X``, an entry that names an unknown
+            path or a path without a backward, or both a ``backward_X`` and an entry.
+    """
+    shared = getattr(cls, "shared_backward", {})
+    name = cls.__name__
+    for path in shared:
+        if path not in FAST_PATHS or shared[path] not in PATHS or shared[path] == path:
+            raise TypeError(
+                f"{name}.shared_backward: {path!r} -> {shared[path]!r} is not a fast path "
+                f"({', '.join(FAST_PATHS)}) followed by another path ({', '.join(PATHS)})"
+            )
+    for path in FAST_PATHS:
+        fwd = callable(getattr(cls, _method(path, "forward"), None))
+        bwd = callable(getattr(cls, _method(path, "backward"), None))
+        if path in shared:
+            target = shared[path]
+            if not fwd or bwd:
+                raise TypeError(
+                    f"{name}.shared_backward declares {path!r} -> {target!r}, but the class "
+                    f"has {'no forward_' + path if not fwd else 'its own backward_' + path}"
+                )
+            if target != "reference" and not callable(getattr(cls, f"backward_{target}", None)):
+                raise TypeError(
+                    f"{name}.shared_backward: {path!r} -> {target!r}, no backward_{target}"
+                )
+        elif fwd and not bwd:
+            raise TypeError(
+                f"{name}: forward_{path} has no backward_{path}; write it, or declare that "
+                f"forward_{path} saves what another path's backward reads, e.g. "
+                f'shared_backward = {{"{path}": "reference"}}'
+            )
+        elif bwd and not fwd:
+            raise TypeError(f"{name}: backward_{path} has no forward_{path}")
 
 
 class _ApplyOnClassOrInstance:
@@ -75,6 +131,13 @@ class Function:
     keeps_inputs: bool = True
     #: set by ``apply``: the implementation this op's forward ran, and its backward runs
     path: str = "reference"
+    #: fast paths whose forward is followed by another path's backward, declared (see the
+    #: module docstring): ``{"chunked": "reference"}``; checked when the class is defined
+    shared_backward: dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_path_pairs(cls)
 
     @property
     def name(self) -> str:
@@ -95,27 +158,34 @@ class Function:
         if runtime.is_reference_ops():
             return "reference"
         cls = type(self)
-        if hasattr(cls, "forward_cuda") and backend.use_cuda_kernels(*xs):
+        if (
+            hasattr(cls, "forward_cuda")
+            and backend.use_cuda_kernels(*xs)
+            and self.path_applies("cuda", xs)
+        ):
             return "cuda"
-        if hasattr(cls, "forward_chunked"):
+        if hasattr(cls, "forward_chunked") and self.path_applies("chunked", xs):
             return "chunked"
         return "reference"
+
+    def path_applies(self, path: str, xs: tuple[Any, ...]) -> bool:
+        """Whether the op's fast ``path`` handles these input arrays (default: always); an op
+        whose fast path covers only some inputs says so here, so that :meth:`choose_path`
+        takes the reference for the others and ``path`` names what runs."""
+        return True
 
     def call_forward(self, *xs: Any) -> Any:
         """Run the forward of the path :meth:`choose_path` picks, and remember the path."""
         self.path = self.choose_path(xs)
-        if self.path == "reference":
-            return self.forward(*xs)
-        return getattr(self, f"forward_{self.path}")(*xs)
+        return getattr(self, _method(self.path, "forward"))(*xs)
 
     def call_backward(self, *gys: Any) -> Any:
-        """Run the backward of the path the forward took (``backward`` when that path has
-        no backward of its own); what the engine calls. Checks first that nothing it saved
-        was written in place since (:meth:`check_saved_versions`)."""
+        """Run the backward of the path the forward took (``backward_<path>``, or the one
+        its ``shared_backward`` entry names); what the engine calls. Checks first that
+        nothing it saved was written in place since (:meth:`check_saved_versions`)."""
         self.check_saved_versions()
-        if self.path == "reference":
-            return self.backward(*gys)
-        return getattr(self, f"backward_{self.path}", self.backward)(*gys)
+        path = self.shared_backward.get(self.path, self.path)
+        return getattr(self, _method(path, "backward"))(*gys)
 
     @_ApplyOnClassOrInstance
     def apply(self, *inputs: Tensor) -> Any:

@@ -1,8 +1,9 @@
 """The one module that knows CuPy exists.
 
 Everything device-related lives here: the optional CuPy import, ``get_array_module``,
-device strings (``"cpu"``, ``"cuda"``, ``"cuda:N"``), host/device copies, the random
-generators behind ``manual_seed``, and the few places where NumPy and CuPy APIs differ.
+device strings (``"cpu"``, ``"cuda"``, ``"cuda:N"``), host/device copies, and the few
+places where NumPy and CuPy APIs differ. The random generators behind ``manual_seed``
+live in :mod:`minigrad.random`.
 Ops call ``xp = get_array_module(x)`` and then only ``xp.*`` and the shims below.
 
 The dtype rules live here too: what a Python number becomes (:func:`as_array`,
@@ -14,14 +15,12 @@ argument is read (:func:`to_dtype`), and what ``x.to(...)`` means (:func:`parse_
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from typing import Any
 
 import numpy as np
 
 from minigrad import runtime
-from minigrad._philox import CounterGenerator
 
 _cupy: Any = None
 _cupy_tried = False
@@ -190,7 +189,12 @@ def device_of(a: Any) -> str:
     return "cpu"
 
 
-def _require_cuda(device: str) -> Any:
+def require_cuda(device: str) -> Any:
+    """CuPy, once ``device`` ("cuda:N") is known to exist.
+
+    Raises:
+        ValueError: no CUDA, or no device N.
+    """
     cp = _import_cupy()
     if cp is None or not cuda_available():
         raise ValueError(
@@ -209,7 +213,7 @@ def to_device(a: Any, device: str) -> Any:
     device = normalize_device(device)
     if device == "cpu":
         return as_numpy(a)
-    cp = _require_cuda(device)
+    cp = require_cuda(device)
     with cp.cuda.Device(int(device.split(":")[1])):
         return cp.asarray(a)
 
@@ -220,7 +224,7 @@ def memory_available(device: str = "cpu") -> int | None:
     the CPU or a device that cannot say; None when nothing is known."""
     device = normalize_device(device)
     if device != "cpu":
-        cp = _require_cuda(device)
+        cp = require_cuda(device)
         try:
             return int(cp.cuda.Device(int(device.split(":")[1])).mem_info[0])
         except AttributeError:  # a stand-in without mem_info keeps its arrays on the host
@@ -252,7 +256,7 @@ def device_context(device: str) -> Any:
     device = normalize_device(device)
     if device == "cpu":
         return contextlib.nullcontext()
-    return _require_cuda(device).cuda.Device(int(device.split(":")[1]))
+    return require_cuda(device).cuda.Device(int(device.split(":")[1]))
 
 
 _tf32 = False
@@ -285,107 +289,6 @@ def set_tf32(enabled: bool) -> None:
         linalg.set_compute_type(np.float32, mode)  # takes effect at once
     except (ImportError, AttributeError):  # another CuPy layout: the variable above decides
         pass
-
-
-# ---------------------------------------------------------------- randomness
-# The CPU's generator is NumPy's PCG64 (initial weights, shuffling, augmentation on the host);
-# everything drawn on a GPU, and every dropout mask on any device, comes from counter-based
-# Philox streams whose whole state is (seed, offset) (see minigrad._philox), so a checkpoint
-# holds the exact position of every stream. One dropout stream serves all devices: the same
-# masks come out on the CPU and on any GPU, and a run resumed on another device continues it.
-_seed: int | None = None
-_key: int | None = None  # the Philox seed: _seed, or entropy drawn once when unseeded
-_generators: dict[str, Any] = {}
-_streams: dict[str, CounterGenerator] = {}  # "dropout" and "cuda:N" -> their (seed, offset)
-_STREAM_IDS = {"dropout": 0}  # every GPU's draws stream: id 1 (one seed, like torch.cuda)
-
-
-def manual_seed(seed: int) -> None:
-    """Seed every random op (dropout, init, shuffling) on every device."""
-    global _seed, _key
-    _seed = _key = int(seed)
-    _generators.clear()
-    _streams.clear()
-
-
-def _stream(name: str) -> CounterGenerator:
-    global _key
-    if _key is None:
-        _key = int(np.random.SeedSequence().entropy) % 2**64
-    if name not in _streams:
-        _streams[name] = CounterGenerator(_key, stream=_STREAM_IDS.get(name, 1))
-    return _streams[name]
-
-
-class _DeviceGenerator:
-    """The draws of a GPU (``generator("cuda:N")``), made on that device: NumPy's method names."""
-
-    def __init__(self, device: str) -> None:
-        self.device, self.xp = device, _require_cuda(device)
-
-    def random(self, size: Any = None, dtype: Any = np.float64) -> Any:
-        with device_context(self.device):
-            return _stream(self.device).random(self.xp, size, dtype)
-
-    def standard_normal(self, size: Any = None, dtype: Any = np.float64) -> Any:
-        with device_context(self.device):
-            return _stream(self.device).standard_normal(self.xp, size, dtype)
-
-
-def generator(device: str = "cpu") -> Any:
-    """The random generator of ``device``: ``numpy.random.Generator`` on the CPU, on a GPU an
-    object with its ``random`` and ``standard_normal`` over a Philox stream (``(seed, offset)``)."""
-    device = normalize_device(device)
-    g = _generators.get(device)
-    if g is None:
-        g = np.random.default_rng(_seed) if device == "cpu" else _DeviceGenerator(device)
-        _generators[device] = g
-    return g
-
-
-def dropout_bits(shape: tuple[int, ...], device: str) -> Any:
-    """Random uint32 words of ``shape`` on ``device`` from the one dropout stream: the words
-    depend on the seed and the stream's offset only, never on the device."""
-    device = normalize_device(device)
-    xp = np if device == "cpu" else _require_cuda(device)
-    with device_context(device):
-        return _stream("dropout").bits(xp, math.prod(shape)).reshape(shape)
-
-
-def dropout_offset() -> int:
-    """The dropout stream's position (its Philox offset): what :func:`set_dropout_offset`
-    rewinds to, so a recomputed forward (``minigrad.recompute``) draws the same masks."""
-    return _stream("dropout").offset
-
-
-def set_dropout_offset(offset: int) -> None:
-    """Move the dropout stream to ``offset`` (from :func:`dropout_offset`)."""
-    _stream("dropout").offset = int(offset)
-
-
-def get_rng_state() -> dict[str, Any]:
-    """Host-side snapshot of every generator (for checkpoints): the seed, the CPU generator's
-    state, and the Philox seed with the offset of each stream (dropout and every GPU)."""
-    _stream("dropout")  # makes sure the Philox seed exists
-    return {
-        "seed": _seed,
-        "cpu": generator("cpu").bit_generator.state,
-        "philox": {"seed": _key, "offsets": {n: g.offset for n, g in _streams.items()}},
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`get_rng_state` returned (a state without ``"philox"``, from before
-    the counter streams, restarts them at offset 0)."""
-    global _key
-    manual_seed(state["seed"]) if state.get("seed") is not None else _generators.clear()
-    generator("cpu").bit_generator.state = state["cpu"]
-    _streams.clear()
-    philox = state.get("philox")
-    if philox is not None:
-        _key = int(philox["seed"])
-        for name, offset in philox["offsets"].items():
-            _stream(name).offset = int(offset)
 
 
 # ---------------------------------------------------------------- API shims

@@ -2,7 +2,7 @@
 
     save_checkpoint("runs/c10/last.npz", model=model.state_dict(), optimizer=opt.state_dict(),
                     schedule=sched.state_dict(), ema=ema.state_dict(), epoch=7,
-                    rng=mg.backend.get_rng_state(), metrics={"val_acc": 0.91})
+                    rng=mg.random.get_rng_state(), metrics={"val_acc": 0.91})
     ckpt = load_checkpoint("runs/c10/last.npz")
     model.load_state_dict(ckpt["model"])
 

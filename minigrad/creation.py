@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, random
 from minigrad.tensor import Tensor
 
 __all__ = ["ones", "rand", "randn", "tensor", "zeros"]
@@ -101,7 +101,7 @@ def _factory(name: str, fill: Fill, doc: str, float_only: bool = False) -> Calla
         if float_only and dt.kind != "f":
             raise TypeError(f"{name}: dtype must be floating point, got {dt}")
         device = backend.normalize_device(device)
-        xp = np if device == "cpu" else backend._require_cuda(device)
+        xp = np if device == "cpu" else backend.require_cuda(device)
         with backend.device_context(device):
             arr = fill(xp, tuple(int(s) for s in shape), dt)
         return Tensor(arr, requires_grad=requires_grad)
@@ -114,7 +114,7 @@ def _factory(name: str, fill: Fill, doc: str, float_only: bool = False) -> Calla
 def _random_fill(method: str) -> Fill:
     def fill(xp: Any, shape: tuple[int, ...], dt: np.dtype) -> Any:
         dev = "cpu" if xp is np else f"cuda:{xp.cuda.Device().id}"
-        g = backend.generator(dev)
+        g = random.generator(dev)
         a = g.standard_normal(shape) if method == "randn" else g.random(shape)
         return a.astype(dt, copy=False)
 

@@ -13,7 +13,7 @@ The gradients are the plain ones, bit for bit:
 
 - the recomputed forward takes the same op paths on the same arrays;
 - dropout masks come from a counter-based stream: the stream is rewound to where the
-  first forward started (:func:`minigrad.backend.set_dropout_offset`) and put back after,
+  first forward started (:func:`minigrad.random.set_dropout_offset`) and put back after,
   so the replay draws the same masks and later draws are unchanged;
 - batch norm's running statistics are updated in the first forward only
   (:func:`is_recomputing` is True during the replay and ``BatchNorm`` skips the update);
@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from minigrad import backend
+from minigrad import random
 from minigrad.autograd import Function
 from minigrad.engine import enable_grad, is_grad_enabled, no_grad
 from minigrad.higher_order import walk
@@ -51,14 +51,14 @@ def is_recomputing() -> bool:
 
 @contextlib.contextmanager
 def _replaying(offset: int) -> Iterator[None]:
-    now = backend.dropout_offset()
-    backend.set_dropout_offset(offset)
+    now = random.dropout_offset()
+    random.set_dropout_offset(offset)
     _state.depth = getattr(_state, "depth", 0) + 1
     try:
         yield
     finally:
         _state.depth -= 1
-        backend.set_dropout_offset(now)
+        random.set_dropout_offset(now)
 
 
 def _tensors(op: str, out: Any) -> tuple[Tensor, ...]:
@@ -78,7 +78,7 @@ class Recompute(Function):
         self.fn, self.n_inputs = fn, n_inputs
 
     def forward(self, *xs: Any) -> Any:
-        self.offset = backend.dropout_offset()  # where fn's dropout masks start
+        self.offset = random.dropout_offset()  # where fn's dropout masks start
         with no_grad():
             outs = _tensors("recompute", self.fn(*(Tensor(x) for x in xs[: self.n_inputs])))
         self.multi = isinstance(outs, tuple) and len(outs) > 1

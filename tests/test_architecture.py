@@ -24,6 +24,7 @@ ROOT = PACKAGE.parent
 # (module prefix, layer); the longest matching prefix wins. Lower layers never import higher.
 LAYERS: dict[str, int] = {
     "minigrad.backend": 0,  # the only module that knows CuPy; dtype and device rules
+    "minigrad.random": 0,  # the random-number streams, their seeding and checkpoint state
     "minigrad.runtime": 0,  # process-wide settings (op paths, threads, malloc, BLAS)
     "minigrad._philox": 0,  # counter-based random streams (plain integer array code)
     "minigrad.engine": 1,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import backend, nn, optim
+from minigrad import nn, optim, random
 from minigrad.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -61,7 +61,7 @@ def test_round_trip_restores_the_nesting_exactly(tmp_path, device):
         schedule=sched.state_dict(),
         ema=ema.state_dict(),
         epoch=7,
-        rng=backend.get_rng_state(),
+        rng=random.get_rng_state(),
         metrics={
             "val_acc": [0.5, 0.75],
             "best": None,
@@ -97,7 +97,7 @@ def test_resume_from_a_checkpoint_continues_identically(tmp_path, device):
         optimizer=opt.state_dict(),
         schedule=sched.state_dict(),
         ema=ema.state_dict(),
-        rng=backend.get_rng_state(),
+        rng=random.get_rng_state(),
     )
     x = mg.randn(5, 3, device=device)  # draws from the RNG, as the next epoch would
 
@@ -110,7 +110,7 @@ def test_resume_from_a_checkpoint_continues_identically(tmp_path, device):
 
     one_step(model, opt, sched, ema, x)
     ck = load_checkpoint(tmp_path / "c.npz")
-    backend.set_rng_state(ck["rng"])
+    random.set_rng_state(ck["rng"])
     x2 = mg.randn(5, 3, device=device)
     np.testing.assert_array_equal(x2.numpy(), x.numpy())
     m2 = _net().to(device)

@@ -54,7 +54,7 @@ def explicit_top(model, x, t, params, term):
             k += p.data.size
 
         def f(*ps):
-            mg.backend.set_dropout_offset(0)
+            mg.random.set_dropout_offset(0)
             return terms(model(x), t)[term]
 
         _, hv = mg.hvp(f, params, vs)
@@ -69,7 +69,7 @@ def test_power_iteration_matches_the_explicit_hessian(tmp_path):
     selector.block = model.block
     x = mg.tensor(np.random.default_rng(0).standard_normal((4, 1, 5, 5)))
     t = np.array([0, 1, 2, 0])
-    mg.backend.set_dropout_offset(0)
+    mg.random.set_dropout_offset(0)
     buffers = [b.numpy() for b in model.buffers()]
     report = block_curvature(
         model, x, t, terms, blocks=selector, iters=200, tol=1e-10, branch_terms=("total", "main")

@@ -1,6 +1,6 @@
 """The counter-based generator (Philox-4x32-10) behind dropout and GPU draws, and its state.
 
-Its state is ``(seed, offset)`` per stream, so ``backend.get_rng_state`` is plain integers
+Its state is ``(seed, offset)`` per stream, so ``random.get_rng_state`` is plain integers
 that a checkpoint holds and ``set_rng_state`` puts back exactly, on any device.
 """
 
@@ -12,7 +12,7 @@ from _host import to_host
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import backend
+from minigrad import random
 from minigrad._philox import CounterGenerator, philox4x32
 from minigrad.checkpoint import load_checkpoint, save_checkpoint
 
@@ -78,11 +78,11 @@ def test_rng_state_through_a_checkpoint_restores_masks_and_draws(tmp_path, devic
     x = mg.ones(50, 20, device=device)
     F.dropout(x, 0.5)  # move the streams away from 0
     mg.randn(7, device=device)
-    save_checkpoint(tmp_path / "c.npz", rng=backend.get_rng_state())
+    save_checkpoint(tmp_path / "c.npz", rng=random.get_rng_state())
     expected = [to_host(F.dropout(x, 0.5)), to_host(mg.randn(7, device=device))]
     mg.manual_seed(99)  # anything in between
     F.dropout(x, 0.5)
-    backend.set_rng_state(load_checkpoint(tmp_path / "c.npz")["rng"])
+    random.set_rng_state(load_checkpoint(tmp_path / "c.npz")["rng"])
     got = [to_host(F.dropout(x, 0.5)), to_host(mg.randn(7, device=device))]
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[1])
@@ -90,12 +90,12 @@ def test_rng_state_through_a_checkpoint_restores_masks_and_draws(tmp_path, devic
 
 def test_an_unseeded_run_also_resumes_exactly(device, monkeypatch):
     for name, fresh in (("_seed", None), ("_key", None), ("_generators", {}), ("_streams", {})):
-        monkeypatch.setattr(backend, name, fresh)  # a fresh process without manual_seed
+        monkeypatch.setattr(random, name, fresh)  # a fresh process without manual_seed
     x = mg.ones(100, device=device)
-    state = backend.get_rng_state()
+    state = random.get_rng_state()
     assert state["seed"] is None and isinstance(state["philox"]["seed"], int)
     first = to_host(F.dropout(x, 0.5))
-    backend.set_rng_state(state)
+    random.set_rng_state(state)
     np.testing.assert_array_equal(to_host(F.dropout(x, 0.5)), first)
 
 
@@ -104,6 +104,6 @@ def test_a_state_from_before_the_counter_streams_restarts_them(device):
     x = mg.ones(100, device=device)
     first = to_host(F.dropout(x, 0.5))
     F.dropout(x, 0.5)
-    old = {k: v for k, v in backend.get_rng_state().items() if k != "philox"}
-    backend.set_rng_state(old)
+    old = {k: v for k, v in random.get_rng_state().items() if k != "philox"}
+    random.set_rng_state(old)
     np.testing.assert_array_equal(to_host(F.dropout(x, 0.5)), first)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minigrad.functional as F
-from minigrad import backend, nn, optim
+from minigrad import nn, optim, random
 from minigrad.tensor import tensor
 from minigrad.train.memory import estimate_memory, format_bytes, parameter_bytes
 
@@ -61,13 +61,13 @@ def test_probe_leaves_the_model_and_rng_as_they_were() -> None:
     model = _model()
     model.eval()
     before = {k: v.copy() for k, v in model.state_dict().items()}
-    rng = backend.get_rng_state()
+    rng = random.get_rng_state()
     estimate_memory(model, (3, 32, 32), 8)
     assert not model.training
     assert all(p.grad is None for p in model.parameters())
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k])  # BN running statistics included
-    assert backend.get_rng_state() == rng  # the dropout draws of the run are unchanged
+    assert random.get_rng_state() == rng  # the dropout draws of the run are unchanged
 
 
 def test_max_batch_size_and_the_summary_line() -> None:
@@ -94,3 +94,20 @@ def test_estimate_argument_errors() -> None:
         estimate_memory(model, (32, 32), 4)
     with pytest.raises(ValueError, match="optimizer_slots must be >= 0"):
         estimate_memory(model, (3, 32, 32), 4, optimizer_slots=-1)
+
+
+def test_check_fits_checks_the_per_rank_batch_under_mpiexec() -> None:
+    """Each rank holds its share of the global batch: 1000 images of 3x32x32 float32 (12.3
+    MB) do not fit in 8 MB, 500 per rank (6.1 MB) do; the error names both batches."""
+    from types import SimpleNamespace
+
+    from minigrad.train.memory import check_fits
+
+    spec = SimpleNamespace(size_option=None)
+    info = SimpleNamespace(image_size=32, in_channels=3, name="toy")
+    cfg = {"batch_size": 1000}
+    with pytest.raises(ValueError, match=r"--batch-size 1000: the images alone"):
+        check_fits(spec, cfg, info, available=8_000_000)
+    check_fits(spec, cfg, info, available=8_000_000, batch_size=500)
+    with pytest.raises(ValueError, match=r"--batch-size 1000 \(800 per rank\)"):
+        check_fits(spec, cfg, info, available=8_000_000, batch_size=800)

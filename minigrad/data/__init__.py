@@ -29,12 +29,19 @@ from minigrad.data.download import (
 from minigrad.data.imagenette import Imagenette
 from minigrad.data.loader import DataLoader
 from minigrad.data.mnist import MNIST, FashionMNIST
-from minigrad.data.registry import DATASET_NAMES, DatasetInfo, dataset_info, get_dataset
+from minigrad.data.registry import (
+    DATASET_NAMES,
+    SIZED_DATASETS,
+    DatasetInfo,
+    dataset_info,
+    get_dataset,
+)
 
 __all__ = [
     "CIFAR10",
     "CIFAR100",
     "DATASET_NAMES",
+    "SIZED_DATASETS",
     "MNIST",
     "ArrayDataset",
     "ChecksumWarning",

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import random
 from minigrad.data import _resample
 
 
@@ -59,7 +59,7 @@ def _float_batch(x: Any, where: str) -> tuple[np.ndarray, bool]:
 
 
 def _rng(rng: np.random.Generator | None) -> np.random.Generator:
-    return backend.generator("cpu") if rng is None else rng
+    return random.generator("cpu") if rng is None else rng
 
 
 class Transform:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, random
 
 Transform = Callable[..., Any]
 
@@ -35,7 +35,7 @@ class Dataset:
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        return self.get(index, backend.generator("cpu"))
+        return self.get(index, random.generator("cpu"))
 
     def get(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         """The sample at ``index``, random transforms drawn from ``rng``.
@@ -131,7 +131,7 @@ class ArrayDataset(Dataset):
         return self._to_float(self.data[i]), int(self.targets[i])
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        return self.get(index, backend.generator("cpu"))
+        return self.get(index, random.generator("cpu"))
 
     def get_batch(
         self, indices: np.ndarray, rng: np.random.Generator
@@ -180,7 +180,7 @@ class Subset(Dataset):
         return self.dataset.get(int(self.indices[i]), rng)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        return self.get(index, backend.generator("cpu"))
+        return self.get(index, random.generator("cpu"))
 
     def get_batch(
         self, indices: np.ndarray, rng: np.random.Generator
@@ -216,7 +216,7 @@ def random_split(
                 f"random_split: lengths {list(lengths)} must be >= 0 and sum to the dataset "
                 f"size {n} (or be fractions summing to 1)"
             )
-    rng = np.random.default_rng(seed) if seed is not None else backend.generator("cpu")
+    rng = np.random.default_rng(seed) if seed is not None else random.generator("cpu")
     perm = rng.permutation(n)
     bounds = np.cumsum([0, *sizes])
     return [Subset(dataset, perm[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]

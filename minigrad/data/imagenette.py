@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import random
 from minigrad.data.checksums import register_known
 from minigrad.data.dataset import Dataset, check_index
 from minigrad.data.download import default_root, describe_missing, download_url, extract_archive
@@ -150,7 +150,7 @@ class Imagenette(Dataset):
         return _to_float(img), label
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        return self.get(index, backend.generator("cpu"))
+        return self.get(index, random.generator("cpu"))
 
     def __repr__(self) -> str:
         root = str(self.root)

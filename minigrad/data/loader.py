@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import random
 from minigrad.data.dataset import Dataset, collate
 from minigrad.data.transforms import Transform
 
@@ -48,7 +48,7 @@ class DataLoader:
         transform: applied to each whole batch as ``transform(images, rng)`` (vectorized
             transforms such as ``RandomCrop``, ``Normalize``); plain callables get ``(images)``.
         seed: the seed of shuffling and augmentation; None draws one from
-            ``minigrad.backend.generator("cpu")`` (so ``minigrad.manual_seed`` fixes it).
+            ``minigrad.random.generator("cpu")`` (so ``minigrad.manual_seed`` fixes it).
         prefetch: batches prepared ahead in the background; 0 = no threads at all.
         sampler: where the indices of an epoch come from instead of ``shuffle``, e.g. a
             :class:`~minigrad.data.DistributedSampler` (the loader calls its ``set_epoch``
@@ -88,7 +88,7 @@ class DataLoader:
             raise ValueError("DataLoader: pass shuffle or a sampler (which shuffles), not both")
         self.sampler = sampler
         if seed is None:
-            seed = int(backend.generator("cpu").integers(0, 2**63 - 1))
+            seed = int(random.generator("cpu").integers(0, 2**63 - 1))
         self.seed = int(seed)
         self.epoch = 0  # the epoch the next iteration runs
         self._start_batch = 0  # where the next iteration starts (for mid-epoch resume)

@@ -40,9 +40,12 @@ from minigrad.data.transforms import (
     Transform,
 )
 
-__all__ = ["DATASET_NAMES", "DatasetInfo", "dataset_info", "get_dataset"]
+__all__ = ["DATASET_NAMES", "SIZED_DATASETS", "DatasetInfo", "dataset_info", "get_dataset"]
 
 DATASET_NAMES = ("digits", "cifar10", "cifar100", "imagenette", "mnist", "fashion-mnist")
+#: the datasets whose image size can be chosen (``image_size``, ``--image-size``); the one
+#: list, read through :attr:`DatasetInfo.size_can_be_set` where an info is at hand
+SIZED_DATASETS = ("digits", "imagenette")
 _ALIASES = {"cifar-10": "cifar10", "cifar-100": "cifar100", "fashionmnist": "fashion-mnist"}
 
 
@@ -80,6 +83,12 @@ class DatasetInfo:
     native_size: int | None = None
     stem: str = "cifar"
     light_on_dark: bool = False
+
+    @property
+    def size_can_be_set(self) -> bool:
+        """Whether :func:`dataset_info` and :func:`get_dataset` take an ``image_size`` for
+        this dataset (:data:`SIZED_DATASETS`); the others have a fixed size."""
+        return self.name in SIZED_DATASETS
 
     def preprocess(self, image: Any) -> np.ndarray:
         """An image file or Pillow image as the model sees it in eval: (C, H, W) float32
@@ -153,7 +162,7 @@ def dataset_info(
         ValueError: an unknown name, or an ``image_size`` the dataset cannot take.
     """
     key = _canonical(name)
-    if image_size is not None and key not in ("digits", "imagenette"):
+    if image_size is not None and key not in SIZED_DATASETS:
         raise ValueError(f"dataset_info: {key} has a fixed image size of 32, got {image_size}")
     if image_size is not None and image_size < 8:
         raise ValueError(f"dataset_info: image_size must be >= 8, got {image_size}")

@@ -1,7 +1,7 @@
 """Image transforms: batch-vectorized on arrays, per image on Pillow images.
 
 Every transform is called as ``t(x, rng=None)`` and draws its randomness from ``rng`` (a
-``numpy.random.Generator``; None = ``minigrad.backend.generator("cpu")``), so the loader can
+``numpy.random.Generator``; None = ``minigrad.random.generator("cpu")``), so the loader can
 make augmentation a pure function of (seed, epoch, batch).
 
 Arrays are one image ``(C, H, W)`` or a batch ``(N, C, H, W)``; a batch is transformed with a

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from minigrad import backend
+from minigrad import random
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
 from minigrad.functional import _checks
@@ -42,10 +42,10 @@ class Dropout(Function):
 def _keep(shape: tuple[int, ...], p: float, device: str) -> Any:
     """Bernoulli(1 - p) booleans: a random 32-bit word is kept when it is >= p * 2**32.
 
-    The words come from the dropout stream (``backend.dropout_bits``), so a mask depends on the
+    The words come from the dropout stream (``random.dropout_bits``), so a mask depends on the
     seed and the stream's offset only: the same on every device, and restored by a checkpoint.
     """
-    bits = backend.dropout_bits(shape, device)
+    bits = random.dropout_bits(shape, device)
     xp = get_array_module(bits)
     return bits >= xp.uint32(min(round(p * 2**32), 2**32 - 1))
 
@@ -56,7 +56,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     Same semantics as ``F.dropout`` (inverted dropout): the expected value of every element is
     unchanged, so evaluation needs no rescaling. The mask comes from a counter-based
     stream (Philox, like PyTorch's CUDA dropout) seeded by ``minigrad.manual_seed``: the same
-    masks on the CPU and on a GPU, and its position is part of ``backend.get_rng_state``, so a
+    masks on the CPU and on a GPU, and its position is part of ``random.get_rng_state``, so a
     resumed run draws exactly the masks of an uninterrupted one. Backward multiplies by the
     very same mask.
 

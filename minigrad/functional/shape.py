@@ -104,13 +104,15 @@ class IndexScatter(Function):
 class Cat(Function):
     """y = concatenation of the inputs along ``dim``; each gx is its slice of gy.
 
-    ``forward`` is the reference (``xp.concatenate``). ``forward_chunked``: channel-major
-    inputs (:mod:`~minigrad.functional._layout`) concatenated along channels give a
-    channel-major output, copied as contiguous blocks on the host threads; each gradient
-    is then a contiguous block of ``gy`` (a view).
+    ``forward`` is the reference (``xp.concatenate``). ``forward_chunked``, for channel-major
+    inputs (:mod:`~minigrad.functional._layout`) concatenated along channels only
+    (:meth:`path_applies`): a channel-major output, copied as contiguous blocks on the host
+    threads. Its backward is the reference's (``shared_backward``): each gradient is a
+    slice of ``gy`` (a view), a contiguous block when ``gy`` is channel-major.
     """
 
     keeps_inputs = False  # backward needs the sizes only, not the concatenated arrays
+    shared_backward = {"chunked": "reference"}  # forward_chunked saves self.sizes too
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
@@ -127,9 +129,10 @@ class Cat(Function):
     def backward_graph(self, gy: Tensor) -> tuple[Tensor, ...]:
         return Split(self.sizes, self.dim).apply(gy)
 
+    def path_applies(self, path: str, xs: tuple[Any, ...]) -> bool:
+        return self.dim == 1 and all(is_channel_major(x) for x in xs)
+
     def forward_chunked(self, *xs: Any) -> Any:
-        if self.dim != 1 or not all(is_channel_major(x) for x in xs):
-            return self.forward(*xs)
         xp = get_array_module(xs[0])
         self.sizes = [x.shape[1] for x in xs]
         bounds = [0, *itertools.accumulate(self.sizes)]

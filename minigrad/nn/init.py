@@ -1,7 +1,7 @@
 """Weight initialisation, in place, with PyTorch's names, formulas and defaults.
 
 Every function fills ``tensor.data`` in place with samples from
-``minigrad.backend.generator(tensor.device)``, so ``mg.manual_seed(s)`` makes a model's
+``minigrad.random.generator(tensor.device)``, so ``mg.manual_seed(s)`` makes a model's
 initial weights reproducible, and returns the tensor. Samples are drawn in float64 and cast
 once to the tensor's dtype.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, random
 from minigrad.tensor import Tensor
 
 __all__ = [
@@ -39,7 +39,7 @@ def _fill(fn: str, tensor: Tensor, values: Any) -> Tensor:
 
 
 def _gen(tensor: Tensor) -> Any:
-    return backend.generator(tensor.device)
+    return random.generator(tensor.device)
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:

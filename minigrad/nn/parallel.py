@@ -168,7 +168,7 @@ class DistributedDataParallel(Module):
 
     def _grad_ready(self, i: int) -> None:
         if not self._active:
-            self._active, self._next = True, 0
+            self._active, self._next, self._polled = True, 0, 0
             for bucket in self._buckets:
                 bucket.ready, bucket.work = 0, None
             engine.queue_callback(self._finish)
@@ -180,8 +180,10 @@ class DistributedDataParallel(Module):
             if bucket.ready < len(bucket.params):
                 break
             self._launch(bucket)
-        for bucket in self._buckets[: self._next]:
-            bucket.work.test()  # lets MPI progress the transfers already started
+        # poll the oldest started bucket still in flight (a poll lets MPI progress every
+        # transfer started); one poll per hook plus one per bucket done, not every bucket
+        while self._polled < self._next and self._buckets[self._polled].work.test():
+            self._polled += 1
 
     def _launch(self, bucket: _Bucket) -> None:
         params = [self._params[i] for i in bucket.params]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, random
 from minigrad.checkpoint import find_checkpoint, load_for_inference
 from minigrad.tensor import tensor
 from minigrad.train.run_config import checked_builder
@@ -82,7 +82,7 @@ def _config(
     implied: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """The run config: a checkpoint's, else a fresh model's defaults; given model flags win."""
-    from minigrad.data import dataset_info  # noqa: PLC0415 - loaded when the command runs
+    from minigrad.data import SIZED_DATASETS, dataset_info  # noqa: PLC0415 - loaded on use
 
     given = {k: v for k, v in vars(args).items() if k in spec.defaults and v is not None}
     name = args.dataset or saved.get("dataset") or "digits"
@@ -93,7 +93,7 @@ def _config(
         cfg.update(implied or {})  # a --weights file's options (its width, variant...)
         cfg.update(given)
     size = args.image_size or cfg.get("image_size")
-    info = dataset_info(name, image_size=size if name in ("digits", "imagenette") else None)
+    info = dataset_info(name, image_size=size if name in SIZED_DATASETS else None)
     if not saved:
         cfg.update(dataset=info.name, num_classes=info.num_classes, in_channels=info.in_channels,
                    image_size=info.image_size)  # fmt: skip
@@ -119,7 +119,7 @@ def _load_model(args: argparse.Namespace, spec: ModelSpec, device: str) -> tuple
         implied.pop("num_classes", None)  # the dataset's: a fresh head if it differs
     cfg, info = _config(args, spec, saved, implied)
     if model is None:
-        backend.manual_seed(args.seed)
+        random.manual_seed(args.seed)
         model = spec.build_model(cfg)
     if weights is not None:
         head = finetune.load_pretrained(model, weights, int(cfg["num_classes"]))
@@ -137,7 +137,7 @@ def _load_model(args: argparse.Namespace, spec: ModelSpec, device: str) -> tuple
 def _batch(args: argparse.Namespace, info: Any) -> tuple[np.ndarray, np.ndarray]:
     from minigrad.data import get_dataset  # noqa: PLC0415 - loaded when the command runs
 
-    size = info.image_size if info.name in ("digits", "imagenette") else None
+    size = info.image_size if info.size_can_be_set else None
     ds = get_dataset(info.name, root=args.data_dir, train=True, image_size=size)
     if args.batch_size < 1:
         raise ValueError(f"study: --batch-size must be >= 1, got {args.batch_size}")

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, random
 from minigrad.higher_order import grad
 from minigrad.tensor import Tensor
 
@@ -104,8 +104,8 @@ def block_curvature(
     was_training = model.training
     buffers = [(b, b.data.copy()) for b in model.buffers()]
     grads = [(p, p.grad) for p in model.parameters()]
-    rng_state = backend.get_rng_state()
-    offset = backend.dropout_offset()
+    rng_state = random.get_rng_state()
+    offset = random.dropout_offset()
     rng = np.random.default_rng(seed)
     model.train()
     try:
@@ -121,7 +121,7 @@ def block_curvature(
             est: list[float | None] = [None] * len(groups)
             done = [False] * len(groups)
             for it in range(iters):
-                backend.set_dropout_offset(offset)  # the same masks every iteration
+                random.set_dropout_offset(offset)  # the same masks every iteration
                 loss = loss_terms(model(x), target)[term]
                 wanted = [p for k, (_, _, ps) in enumerate(groups) if not done[k] for p in ps]
                 unique = list({id(p): p for p in wanted}.values())
@@ -162,7 +162,7 @@ def block_curvature(
             b.data[...] = saved
         for p, g in grads:
             p.grad = g
-        backend.set_rng_state(rng_state)
+        random.set_rng_state(rng_state)
     return results
 
 

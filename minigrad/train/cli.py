@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, random
 from minigrad.checkpoint import find_checkpoint, load_checkpoint, load_for_inference
 from minigrad.train import finetune, parallel
 from minigrad.train.restart import record_run_folder, restart_args
@@ -78,7 +78,6 @@ EXIT_CODES: dict[int, str] = {
     130: "interrupted by Ctrl-C or SIGTERM (the last line says whether a resumable last.npz "
     "was saved)",
 }
-SIZED = ("digits", "imagenette")  # the datasets whose image size can be chosen
 # flags that may change when a run is resumed; the others must match the checkpoint
 RESUMABLE = {"epochs", "device", "num_workers", "grad_norms", "precision", "data_dir", "download",
              "threads", "sync_bn"}  # fmt: skip
@@ -335,9 +334,9 @@ def _check_resumable(ckpt: dict[str, Any], path: Any, spec: ModelSpec) -> None:
 
 
 def _info(cfg: dict[str, Any]) -> Any:
-    from minigrad.data import dataset_info  # noqa: PLC0415
+    from minigrad.data import SIZED_DATASETS, dataset_info  # noqa: PLC0415
 
-    size = cfg.get("image_size") if cfg["dataset"] in SIZED else None
+    size = cfg.get("image_size") if cfg["dataset"] in SIZED_DATASETS else None
     return dataset_info(cfg["dataset"], image_size=size)
 
 
@@ -361,7 +360,7 @@ def _datasets(cfg: dict[str, Any], train: bool = True) -> tuple[Any, Any, Any]:
 
     info = _info(cfg)
     kw = {"root": cfg.get("data_dir"), "download": bool(cfg.get("download"))}
-    if cfg["dataset"] in SIZED:
+    if info.size_can_be_set:
         kw["image_size"] = info.image_size
     splits = [
         get_dataset(cfg["dataset"], train=s, **kw) for s in ((True, False) if train else (False,))
@@ -515,7 +514,8 @@ def _train(
 
     info = _info(cfg)  # every flag that scales memory is checked before anything is loaded
     size = dataset_bytes(cfg, info.image_size, info.in_channels)
-    check_fits(spec, cfg, info, device=device, dataset_bytes=size)
+    check_fits(spec, cfg, info, device=device, dataset_bytes=size,
+               batch_size=parallel.per_rank_batch(cfg["batch_size"], world))  # fmt: skip
     info, train_set, test_set = _datasets(cfg)
     _check_splits(cfg, train_set, test_set)
     _fit_batch(cfg, len(train_set), fresh=ckpt is None)
@@ -524,19 +524,13 @@ def _train(
         write_config(out, cfg)
     elif world.is_main and not (out / "config.json").exists():
         write_config(out, cfg)  # a resume into an empty folder: the copy gets its config
-    backend.manual_seed(cfg["seed"])
+    random.manual_seed(cfg["seed"])
     model = spec.build_model(cfg).to(device)
     finetune.prepare(model, cfg, fresh=ckpt is None, stream=parallel.quiet_stream(world))
     model = parallel.wrap_model(model, world, bool(cfg.get("sync_bn")))
     parallel.reseed(cfg["seed"], world)  # dropout: a stream of each rank's own
     ckpt = parallel.for_this_rank(ckpt, cfg["seed"], world)
     opt, sched = _optimizer(cfg, model)
-    if ckpt is not None and ckpt["config"]["epochs"] != cfg["epochs"] and ckpt["schedule"]:
-        # a run extended with --epochs: the schedule is recomputed for the new length, at
-        # the saved epoch (so 1 epoch + resume to 2 equals 2 epochs straight)
-        sched.last_epoch = int(ckpt["schedule"]["last_epoch"]) - 1
-        sched.step()
-        ckpt["schedule"] = sched.state_dict()
     ema = optim.EMA(parallel.unwrap(model), decay=cfg["ema"], warmup=True) if cfg["ema"] else None
     sampler = parallel.train_sampler(train_set, cfg["seed"], world)
     train_loader = DataLoader(train_set, local_batch, shuffle=sampler is None, sampler=sampler,

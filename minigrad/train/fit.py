@@ -6,7 +6,7 @@
 A run folder gets, after every epoch: ``last.npz`` (everything needed to continue),
 ``best.npz`` (same content, at the best validation top-1), ``metrics.csv``/``metrics.json``
 and ``curves.png``. A checkpoint holds the model, optimizer, schedule and EMA states, the
-epoch/step position, the RNG state (``minigrad.backend.get_rng_state``), the DataLoader's
+epoch/step position, the RNG state (``minigrad.random.get_rng_state``), the DataLoader's
 ``state_dict``, the metrics so far and the run config, so ``fit(..., resume="last.npz")``
 continues with exactly the batches, dropout masks and updates of an uninterrupted run.
 
@@ -42,7 +42,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
-from minigrad import backend
+from minigrad import random
 from minigrad.checkpoint import load_checkpoint
 from minigrad.tensor import Tensor
 from minigrad.train.loop import (
@@ -79,8 +79,10 @@ def make_checkpoint(
     loader: Any = None,
     config: dict[str, Any] | None = None,
     interrupted: bool = False,
+    epochs: int | None = None,
 ) -> dict[str, Any]:
-    """Everything a checkpoint holds, as the nesting ``save_checkpoint`` writes."""
+    """Everything a checkpoint holds, as the nesting ``save_checkpoint`` writes (``epochs``:
+    the length of the run, which a resume with another length re-plans its schedule for)."""
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -89,12 +91,13 @@ def make_checkpoint(
         "epoch": state.epoch,
         "step": state.step,
         "best": state.best,
-        "rng": backend.get_rng_state(),
+        "rng": random.get_rng_state(),
         "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
         "metrics": list(state.history),
         "epoch_sums": dict(state.sums),
         "config": dict(config or {}),
         "interrupted": interrupted,
+        "epochs": epochs,
     }
 
 
@@ -127,7 +130,7 @@ def restore_checkpoint(
     if loader is not None and ckpt.get("loader") is not None:
         loader.load_state_dict(ckpt["loader"])
     if ckpt.get("rng") is not None:
-        backend.set_rng_state(ckpt["rng"])
+        random.set_rng_state(ckpt["rng"])
     return RunState(
         epoch=int(ckpt["epoch"]),
         step=int(ckpt.get("step", 0)),
@@ -164,13 +167,27 @@ def resume_run(
     ema: Any = None,
     loader: Any = None,
     stream: TextIO | None = None,
+    epochs: int | None = None,
 ) -> RunState:
     """The :class:`RunState` to start from: the checkpoint's (restored into the objects and
-    announced), or a fresh one at epoch 0 (the loader's shuffling set to epoch 0)."""
+    announced), or a fresh one at epoch 0 (the loader's shuffling set to epoch 0).
+
+    A run resumed with another length than it was saved with (``epochs``, say 2 after 1)
+    keeps the caller's ``schedule`` as built for the new length (a cosine over 2 epochs)
+    and takes only its position from the checkpoint, so 1 epoch and a resume to 2 equal 2
+    epochs straight."""
     if resume is None:
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(0)
         return RunState()
+    if not isinstance(resume, dict):
+        resume = load_checkpoint(resume)
+    saved_epochs = resume.get("epochs") or (resume.get("config") or {}).get("epochs")
+    if schedule is not None and resume.get("schedule") and epochs is not None:
+        if saved_epochs is not None and int(saved_epochs) != int(epochs):
+            schedule.last_epoch = int(resume["schedule"]["last_epoch"]) - 1
+            schedule.step()  # the new length's schedule, at the saved epoch
+            resume = {**resume, "schedule": schedule.state_dict()}
     state = restore_checkpoint(resume, model, optimizer, schedule=schedule, ema=ema, loader=loader)
     _say(stream, f"resumed at epoch {state.epoch + 1} (step {state.step})")
     return state
@@ -379,8 +396,9 @@ def fit(
         ValueError: ``out_dir`` is in use by another process (:class:`RunLock`).
     """
     state = resume_run(
-        resume, model, optimizer, schedule=schedule, ema=ema, loader=train_loader, stream=stream
-    )
+        resume, model, optimizer, schedule=schedule, ema=ema, loader=train_loader, stream=stream,
+        epochs=epochs,
+    )  # fmt: skip
     lock = RunLock.acquire(out_dir, flag="fit: out_dir") if out_dir is not None else None
     try:
         return _fit(state, model, train_loader, optimizer, loss_fn, epochs=epochs,
@@ -422,7 +440,7 @@ def _fit(
         state.best = -1.0  # the recorded best must name a file: the next epoch writes one
     checkpoint = functools.partial(
         _run_checkpoint, model, optimizer, state, loader=train_loader, schedule=schedule,
-        ema=ema, config=config,
+        ema=ema, config=config, epochs=epochs,
     )  # fmt: skip
     evaluation = {"device": device, "loss_fn": loss_fn, "num_classes": num_classes,
                   "sharded": sharded_eval}  # fmt: skip

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, random
 from minigrad.tensor import Tensor, no_grad, tensor
 from minigrad.train.metrics import NonFiniteOutputWarning, confusion_matrix, topk_correct
 from minigrad.train.progress import Progress
@@ -113,7 +113,7 @@ class RunState:
         """Remember what a step changes before its update: the RNG (dropout) and the batch
         norm statistics (a few small arrays), so an interrupt can restore them."""
         buffers = {n: b.data.copy() for n, b in model.named_buffers()}
-        self.pending = (backend.get_rng_state(), buffers)
+        self.pending = (random.get_rng_state(), buffers)
 
     def undo_pending(self, model: Any) -> None:
         """Undo the forward of a step that was interrupted before its update."""
@@ -122,7 +122,7 @@ class RunState:
         rng, buffers = self.pending
         for n, b in model.named_buffers():
             b.copy_(buffers[n])
-        backend.set_rng_state(rng)
+        random.set_rng_state(rng)
         self.pending = None
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, random
 from minigrad.tensor import Tensor, tensor
 
 __all__ = [
@@ -166,7 +166,7 @@ def estimate_memory(
     was_training = model.training
     grads = [p.grad for p in params]
     buffers = [(b, b.data.copy()) for b in model.buffers()]
-    rng = backend.get_rng_state()
+    rng = random.get_rng_state()
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start()
@@ -186,7 +186,7 @@ def estimate_memory(
             p.grad = g
         for b, saved in buffers:
             b.copy_(saved)
-        backend.set_rng_state(rng)
+        random.set_rng_state(rng)
     (n1, n2), (p1, p2) = _PROBES, peaks
     per_image = max(0, (p2 - p1) // (n2 - n1))
     fixed = max(0, p1 - per_image * n1 - trainable)  # the grads are in the probe's peak
@@ -228,6 +228,7 @@ def check_fits(
     available: int | None = None,
     device: str = "cpu",
     dataset_bytes: int = 0,
+    batch_size: int | None = None,
 ) -> None:
     """Refuse, before anything large is allocated, a run whose data or training step cannot fit.
 
@@ -250,6 +251,8 @@ def check_fits(
         device: where the training step runs.
         dataset_bytes: host memory the dataset takes at ``info.image_size`` (it scales
             with the image area).
+        batch_size: the batch one process runs (default ``config["batch_size"]``); under
+            ``mpiexec`` the per-rank batch, since each rank holds only its share.
 
     Raises:
         ValueError: the estimate exceeds what is available, naming the flags, the figures
@@ -259,7 +262,10 @@ def check_fits(
     if available is None:
         return
     host = available if device == "cpu" else available_memory("cpu")
-    side, batch = info.image_size, int(config["batch_size"])
+    side = info.image_size
+    batch = int(config["batch_size"] if batch_size is None else batch_size)
+    per_rank = "" if batch == int(config["batch_size"]) else f" ({batch} per rank)"
+    batch_flag = f"--batch-size {config['batch_size']}{per_rank}"
     if dataset_bytes and host is not None and dataset_bytes > host:
         fits = _largest(lambda t: dataset_bytes * t * t <= host, 1.0) * side
         raise ValueError(
@@ -274,7 +280,7 @@ def check_fits(
         need_input = on_device + batch * info.in_channels * side * side * 4
         if need_input > available:
             raise ValueError(
-                f"--image-size {side} --batch-size {batch}: the images alone need about "
+                f"--image-size {side} {batch_flag}: the images alone need about "
                 f"{format_bytes(need_input)} but {format_bytes(available)} of memory is "
                 f"available on {device}"
             )
@@ -287,9 +293,12 @@ def check_fits(
     room = available - on_device
     flag = "--" + key.replace("_", "-")
     lo = _largest(lambda s: need(s, batch, side) <= room, value)
-    per_image = need(value, 1, side) - need(value, 0, side)
-    free = room - need(value, 0, side)
-    fits = int(free // per_image) if per_image > 0 and free > 0 else 0
+    fixed = need(value, 0, side)
+    step = MemoryEstimate(
+        params=0, grads=0, optimizer=0, activations=int(total - on_device),
+        per_image=int(need(value, 1, side) - fixed), batch_size=batch,
+    )  # fmt: skip
+    fits = step.max_batch_size(int(room))
     at_size = (f"at {flag} {value:g} the largest batch that fits is {fits}" if fits >= 1
                else f"at {flag} {value:g} not even a batch of 1 fits")  # fmt: skip
     sides = ""
@@ -298,11 +307,11 @@ def check_fits(
         sides = f"; at {flag} {value:g} --batch-size {batch} the largest --image-size is {top}"
     image = f" --image-size {side}" if side > PROBE_IMAGE_SIZE else ""
     raise ValueError(
-        f"{flag} {value:g} --batch-size {batch}{image}: a training step needs about "
+        f"{flag} {value:g} {batch_flag}{image}: a training step needs about "
         f"{format_bytes(total)} (estimated before allocating) but {format_bytes(available)} "
         f"of memory is available on {device}; at --batch-size {batch} the largest {flag} "
         f"that fits is about {lo:.3g}, and {at_size}{sides}"
-        + _recompute_advice(spec, config, key, info, free, value, side)
+        + _recompute_advice(spec, config, key, info, room - fixed, value, side)
     )
 
 
@@ -312,7 +321,7 @@ def _probe(
     """Parameter-count coefficients ``(a, b, c)`` of ``a*s^2 + b*s + c`` from probe models at
     :data:`_SIZE_PROBES`, and (given an image ``shape``) the middle probe's estimate."""
     slots = 2 if config.get("optimizer") in ("adam", "adamw") else 1
-    rng = backend.get_rng_state()  # building the probes draws initial weights
+    rng = random.get_rng_state()  # building the probes draws initial weights
     try:
         counts, act = [], None
         for s in _SIZE_PROBES:
@@ -321,7 +330,7 @@ def _probe(
             if shape is not None and s == _SIZE_PROBES[1]:
                 act = estimate_memory(model, shape, 1, optimizer_slots=slots)
     finally:
-        backend.set_rng_state(rng)
+        random.set_rng_state(rng)
     return np.polyfit(np.array(_SIZE_PROBES), np.array(counts, dtype=np.float64), 2), act
 
 
@@ -364,13 +373,13 @@ def _recompute_advice(
         return ""  # no such option, or the estimate above already recomputes
     slots = 2 if config.get("optimizer") in ("adam", "adamw") else 1
     probe_side = min(side, PROBE_IMAGE_SIZE)
-    rng = backend.get_rng_state()
+    rng = random.get_rng_state()
     try:
         model = spec.build_model({**config, key: _SIZE_PROBES[1], "recompute": True})
         shape = (info.in_channels, probe_side, probe_side)
         act = estimate_memory(model, shape, 1, optimizer_slots=slots)
     finally:
-        backend.set_rng_state(rng)
+        random.set_rng_state(rng)
     per_image = act.per_image * value / _SIZE_PROBES[1] * (side / probe_side) ** 2
     fits = int(room // per_image) if per_image > 0 and room > 0 else 0
     return f"; with --recompute (activations recomputed in backward) {fits} would fit"

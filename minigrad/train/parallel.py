@@ -281,10 +281,10 @@ def reseed(seed: int, w: World, step: int = 0) -> None:
     """Give ranks > 0 their own random stream (dropout) from ``(seed, rank, step)``."""
     if w.rank == 0:
         return
-    from minigrad import backend  # noqa: PLC0415
+    from minigrad import random  # noqa: PLC0415
 
     derived = np.random.SeedSequence([int(seed), w.rank, int(step)]).generate_state(1, np.uint64)
-    backend.manual_seed(int(derived[0] >> 1))
+    random.manual_seed(int(derived[0] >> 1))
 
 
 class _Silent(io.TextIOBase):

@@ -96,3 +96,19 @@ def test_command_line(capsys, tmp_path):
     assert "digits eval: 360 images of (1, 32, 32)" in capsys.readouterr().out
     assert main(["bench", "mnist", "--root", str(tmp_path)]) == 2
     assert "error: MNIST files" in capsys.readouterr().err
+
+
+def test_the_sized_datasets_are_one_list_read_by_the_info():
+    """SIZED_DATASETS is the one list of datasets whose image size can be set: dataset_info
+    takes an image_size exactly for those, and their infos say so."""
+    import pytest as _pytest
+
+    from minigrad.data import DATASET_NAMES, SIZED_DATASETS, dataset_info
+
+    for name in DATASET_NAMES:
+        assert dataset_info(name).size_can_be_set == (name in SIZED_DATASETS), name
+        if name in SIZED_DATASETS:
+            assert dataset_info(name, image_size=40).image_size == 40
+        else:
+            with _pytest.raises(ValueError, match="fixed image size"):
+                dataset_info(name, image_size=40)
