@@ -114,7 +114,7 @@ def test_two_hosts_train_as_two_ranks_on_one_host(mpirun, two_hosts, tmp_path):
         with open("/proc/self/net/dev") as f:  # this host's network devices
             devices = sorted(line.split(":")[0].strip() for line in f if ":" in line)
         line = (f"rank {parallel.world().rank} local {parallel.local_ranks()} in "
-                f"{os.path.basename(os.getcwd())} devices {devices}\n")
+                f"{os.path.basename(os.getcwd())} devices {devices}\\n")
         sys.stdout.flush()
         os.write(1, line.encode())  # one write: the two ranks' lines cannot interleave
         """
