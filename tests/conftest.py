@@ -64,3 +64,17 @@ def device(request: pytest.FixtureRequest) -> str:
 def xp(device: str):
     """numpy on the CPU, cupy on a GPU."""
     return np if device == "cpu" else backend._import_cupy()
+
+
+@pytest.fixture(autouse=True)
+def _process_settings_do_not_leak():
+    """A test that runs a command (which calls ``runtime.configure_cpu_training``: BLAS on one
+    thread, ``--threads``) gives the process settings back, so no later test's float32
+    rounding depends on which commands ran before it."""
+    from minigrad import runtime
+
+    host, blas = runtime._settings["host_threads"], runtime.blas_threads()
+    yield
+    runtime.set_host_threads(host)
+    if blas is not None and runtime.blas_threads() != blas:
+        runtime.set_blas_threads(blas)
