@@ -92,11 +92,12 @@ hook_ids = iter(range(1 << 62))
 
 
 # ---------------------------------------------------------------- backward
-def topological_order(root_fn: Any) -> list[Any]:
-    """Ops reachable from ``root_fn``, each after every op it consumes (iterative DFS)."""
+def topological_order(*root_fns: Any) -> list[Any]:
+    """Ops reachable from the ``root_fns``, each after every op it consumes (iterative DFS;
+    several roots, as ``mg.grad`` of several outputs has, are visited first to last)."""
     order: list[Any] = []
     visited: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(root_fn, False)]
+    stack: list[tuple[Any, bool]] = [(fn, False) for fn in reversed(root_fns)]
     while stack:
         fn, expanded = stack.pop()
         if expanded:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from minigrad import backend
-from minigrad.engine import _accumulate_grad, _apply_hooks, enable_grad
+from minigrad.engine import _accumulate_grad, _apply_hooks, enable_grad, topological_order
 from minigrad.tensor import Tensor
 
 __all__ = ["grad", "hvp", "walk"]
@@ -38,27 +38,6 @@ def _key(t: Any) -> tuple[Any, int]:
     """Identity of a tensor in the graph: a leaf by itself, an op's output by (op, index)
     (an op that does not keep its inputs holds a stand-in, not the tensor)."""
     return (id(t), -1) if t._ctx is None else (id(t._ctx), t._out_idx)
-
-
-def _order(roots: Sequence[Any]) -> list[Any]:
-    """Ops reachable from the roots' ops, each after every op it consumes (iterative DFS,
-    the same visiting order as :func:`minigrad.engine.topological_order` for one root)."""
-    order: list[Any] = []
-    visited: set[int] = set()
-    stack: list[tuple[Any, bool]] = [(r._ctx, False) for r in reversed(roots) if r._ctx]
-    while stack:
-        fn, expanded = stack.pop()
-        if expanded:
-            order.append(fn)
-            continue
-        if id(fn) in visited:
-            continue
-        visited.add(id(fn))
-        stack.append((fn, True))
-        for t in fn.inputs:
-            if t._ctx is not None and id(t._ctx) not in visited:
-                stack.append((t._ctx, False))
-    return order
 
 
 def _add(a: Any, b: Any) -> Any:
@@ -83,7 +62,7 @@ def walk(
     """
     want = {_key(t): k for k, t in enumerate(targets)}
     found: list[Any] = [None] * len(targets)
-    order = _order(roots)
+    order = topological_order(*[r._ctx for r in roots if r._ctx is not None])
     needed: set[int] = set()
     for fn in order:  # forward order: an op is needed when an input is a target or needed
         if accumulate or any(
