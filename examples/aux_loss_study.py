@@ -36,7 +36,7 @@ from googlenet import APP, AUX_WEIGHT, GoogLeNet, inception_branches, loss_terms
 from minigrad.data import DataLoader, dataset_info, get_dataset
 from minigrad.optim import SGD, CosineAnnealingLR
 from minigrad.study import GradNormRecorder, format_table, gradient_flow
-from minigrad.study.plots import plot_attribution, plot_branch_shares, plot_heatmap
+from minigrad.study.flow_plots import plot_attribution, plot_branch_shares, plot_heatmap
 
 LOWER = ("conv1", "inception3a", "inception3b", "inception4a")
 

@@ -250,7 +250,7 @@ def test_train_and_validation_loss_are_both_the_main_heads(run) -> None:
 
 def test_the_loss_plot_labels_which_loss_is_which(tmp_path, monkeypatch) -> None:
     pytest.importorskip("matplotlib")
-    from minigrad.train import plots
+    from minigrad.train import run_plots
 
     labels = []
     rows = [{"epoch": 1, "train_loss": 2.0, "train_total_loss": 2.6, "val_loss": 2.1}]
@@ -263,7 +263,7 @@ def test_the_loss_plot_labels_which_loss_is_which(tmp_path, monkeypatch) -> None
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
-    plots.plot_curves(rows, tmp_path / "c.png")
+    run_plots.plot_curves(rows, tmp_path / "c.png")
     assert labels == [
         "train loss (main head)",
         "validation loss (main head)",

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("matplotlib")
 import matplotlib.figure
 
-from minigrad.train.plots import loss_axis_top, plot_confusion_matrix, plot_curves
+from minigrad.train.run_plots import loss_axis_top, plot_confusion_matrix, plot_curves
 
 
 @pytest.fixture

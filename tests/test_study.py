@@ -14,16 +14,16 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
-import minigrad.study.cli
+import minigrad.study.command
 from googlenet import APP, BRANCHES, GoogLeNet, Inception, inception_branches, loss_terms
 from minigrad import nn
 from minigrad.study import GradNormRecorder, format_table, gradient_flow, report_to_dict
 from minigrad.study.flow import watched_layers
-from minigrad.study.plots import plot_branch_shares, plot_heatmap
+from minigrad.study.flow_plots import plot_branch_shares, plot_heatmap
 
 
 def study_main(argv: list[str]) -> int:
-    return minigrad.study.cli.main(argv, APP)
+    return minigrad.study.command.main(argv, APP)
 
 
 class TwoBlocks(nn.Module):
@@ -298,7 +298,7 @@ def test_cli_uses_the_checkpoints_model_and_config(
         calls.append((path, build, device))
         return model, {"dataset": "digits", "image_size": 16, "num_classes": 10}
 
-    monkeypatch.setattr(minigrad.study.cli, "load_for_inference", fake_load)
+    monkeypatch.setattr(minigrad.study.command, "load_for_inference", fake_load)
     ckpt = tmp_path / "best.npz"
     ckpt.write_bytes(b"")
     argv = ["--checkpoint", str(ckpt), "--batch-size", "4", "--out", str(tmp_path), "--no-plots"]

@@ -94,7 +94,7 @@ def _pump(src: TextIO, dst: TextIO, tail: deque) -> None:
 
 
 def _meaning(code: int) -> str:
-    from minigrad.train.cli import EXIT_CODES  # noqa: PLC0415
+    from minigrad.train.exit_codes import EXIT_CODES  # noqa: PLC0415
 
     if code in EXIT_CODES:
         return f"exit code {code} ({EXIT_CODES[code].split(' (')[0]})"

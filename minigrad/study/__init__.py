@@ -9,11 +9,11 @@
   input of every block that the block selector names (``flow.py``).
 * :func:`format_table`, :func:`save_report`: terminal tables and JSON (``report.py``).
 * :func:`plot_attribution`, :func:`plot_branch_shares`, :func:`plot_heatmap`: PNGs
-  (``plots.py``, matplotlib).
+  (``flow_plots.py``, matplotlib).
 * :class:`GradNormRecorder`: per-layer weight-gradient norms every N training steps, with
   a heatmap at the end (``recorder.py``).
 * ``python APP.py study``: the command line an application builds from its
-  :class:`~minigrad.train.spec.ModelSpec` (``cli.py``).
+  :class:`~minigrad.train.spec.ModelSpec` (``command.py``).
 """
 
 from minigrad.study.flow import BlockShares, FlowReport, LayerFlow, gradient_flow
@@ -23,9 +23,9 @@ from minigrad.study.report import format_table, report_to_dict, save_report
 
 def __getattr__(name: str):
     if name in ("plot_attribution", "plot_branch_shares", "plot_heatmap"):
-        from minigrad.study import plots  # noqa: PLC0415
+        from minigrad.study import flow_plots  # noqa: PLC0415
 
-        return getattr(plots, name)
+        return getattr(flow_plots, name)
     raise AttributeError(f"module 'minigrad.study' has no attribute {name!r}")
 
 

@@ -117,7 +117,7 @@ class GradNormRecorder:
         data = {"every": self.every, "layers": self.names, "rows": self.rows}
         paths["json"].write_text(json.dumps(data, indent=1) + "\n")
         if self.rows:
-            from minigrad.study.plots import plot_heatmap  # noqa: PLC0415 - matplotlib
+            from minigrad.study.flow_plots import plot_heatmap  # noqa: PLC0415 - matplotlib
 
             paths["png"] = plot_heatmap(
                 self.names,

@@ -12,8 +12,8 @@ from minigrad.train.metrics import (
     confusion_matrix,
     topk_correct,
 )
-from minigrad.train.plots import plot_confusion_matrix, plot_curves
 from minigrad.train.progress import Progress
+from minigrad.train.run_plots import plot_confusion_matrix, plot_curves
 
 __all__ = [
     "MemoryEstimate",

@@ -321,6 +321,6 @@ class RunFolder:
     def plot(self, history: list[dict[str, Any]]) -> None:
         """Redraw ``curves.png`` from the rows so far (when ``plots``)."""
         if self.path is not None and self.plots:
-            from minigrad.train.plots import plot_curves  # noqa: PLC0415 - matplotlib
+            from minigrad.train.run_plots import plot_curves  # noqa: PLC0415 - matplotlib
 
             plot_curves(history, self.path / "curves.png")

@@ -2,7 +2,7 @@
 
 The application (a top-level script) describes its model once and hands the description to
 :func:`minigrad.train.cli.main` (``train``/``eval``/``predict``) and
-:func:`minigrad.study.cli.main` (``study``); nothing under ``minigrad`` knows which model it
+:func:`minigrad.study.command.main` (``study``); nothing under ``minigrad`` knows which model it
 trains. A sketch (``examples/small_cnn_digits.py`` is a complete one)::
 
     def add_arguments(group):                       # the model's own flags

@@ -25,10 +25,12 @@ APP = f"""
 import dataclasses, sys
 sys.path.insert(0, {str(ROOT / "examples")!r})
 import small_cnn_digits as app
-from minigrad.train import cli
+from minigrad.train import cli, resolve
 
-info = cli._info
-cli._info = lambda cfg: dataclasses.replace(info(cfg), train_transform=info(cfg).eval_transform)
+info = resolve.dataset_info_for
+resolve.dataset_info_for = lambda cfg: dataclasses.replace(
+    info(cfg), train_transform=info(cfg).eval_transform
+)
 COMMON = ["--limit", "63", "--batch-size", "16", "--channels", "4", "--no-plots", "--lr", "0.1"]
 def train(*args):
     code = cli.main(["train", *COMMON, *args], app.SPEC)

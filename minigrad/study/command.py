@@ -20,9 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from minigrad import backend, random
+from minigrad import random
 from minigrad.checkpoint import find_checkpoint, load_for_inference
 from minigrad.tensor import tensor
+from minigrad.train import finetune
+from minigrad.train.resolve import (
+    DEFAULTS,
+    dataset_info_for,
+    fresh_config,
+    resolve_device,
+    weights_options,
+)
 from minigrad.train.run_config import checked_builder
 
 if TYPE_CHECKING:
@@ -81,25 +89,18 @@ def _config(
     saved: dict[str, Any],
     implied: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Any]:
-    """The run config: a checkpoint's, else a fresh model's defaults; given model flags win."""
-    from minigrad.data import SIZED_DATASETS, dataset_info  # noqa: PLC0415 - loaded on use
-
+    """The run config: a checkpoint's, else a fresh model's as ``train`` resolves it
+    (:func:`minigrad.train.resolve.fresh_config`, with ``spec.study_defaults`` on top of the
+    model's); given model flags win."""
     given = {k: v for k, v in vars(args).items() if k in spec.defaults and v is not None}
-    name = args.dataset or saved.get("dataset") or "digits"
-    if saved:
-        cfg = {**saved, **given}
-    else:
-        cfg = {**spec.defaults, **spec.dataset_defaults.get(name, {}), **spec.study_defaults}
-        cfg.update(implied or {})  # a --weights file's options (its width, variant...)
-        cfg.update(given)
-    size = args.image_size or cfg.get("image_size")
-    info = dataset_info(name, image_size=size if name in SIZED_DATASETS else None)
     if not saved:
-        cfg.update(dataset=info.name, num_classes=info.num_classes, in_channels=info.in_channels,
-                   image_size=info.image_size)  # fmt: skip
-        if spec.configure is not None:
-            spec.configure(cfg, info)
-    return cfg, info
+        flags = {"dataset": args.dataset, "image_size": args.image_size}
+        given.update({k: v for k, v in flags.items() if v is not None})
+        return fresh_config(spec, given, implied=implied, study=True)
+    cfg = {**saved, **given}
+    name = args.dataset or saved.get("dataset") or DEFAULTS["dataset"]
+    size = args.image_size or cfg.get("image_size")
+    return cfg, dataset_info_for({"dataset": name, "image_size": size})
 
 
 def _load_model(args: argparse.Namespace, spec: ModelSpec, device: str) -> tuple[Any, Any, dict]:
@@ -112,11 +113,8 @@ def _load_model(args: argparse.Namespace, spec: ModelSpec, device: str) -> tuple
         build = checked_builder(spec, path, device, need_dataset=False)  # another program's
         model, saved = load_for_inference(str(path), build, device)  # run is one line
     elif args.weights:
-        from minigrad.train import finetune  # noqa: PLC0415 - only with --weights
-
         weights = finetune.read_weights(finetune.resolve_weights_path(args.weights, spec))
-        implied = finetune.options_from_weights(spec, weights)
-        implied.pop("num_classes", None)  # the dataset's: a fresh head if it differs
+        implied = weights_options(spec, weights)  # the class count is the dataset's
     cfg, info = _config(args, spec, saved, implied)
     if model is None:
         random.manual_seed(args.seed)
@@ -154,7 +152,7 @@ def main(argv: list[str] | None, spec: ModelSpec) -> int:
     from minigrad.study.report import format_table, save_report  # noqa: PLC0415
 
     try:
-        device = backend.normalize_device(args.device or backend.default_device())
+        device = resolve_device(args.device)  # as train's, eval's and predict's
         model, info, cfg = _load_model(args, spec, device)
         x, y = _batch(args, info)
     except (ValueError, FileNotFoundError) as e:
@@ -167,7 +165,7 @@ def main(argv: list[str] | None, spec: ModelSpec) -> int:
     out = Path(args.out)
     written = [save_report(report, out / "flow.json")]
     if not args.no_plots:
-        from minigrad.study.plots import (  # noqa: PLC0415 - matplotlib, optional
+        from minigrad.study.flow_plots import (  # noqa: PLC0415 - matplotlib, optional
             plot_attribution,
             plot_branch_shares,
         )

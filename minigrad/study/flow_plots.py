@@ -1,7 +1,7 @@
 """Pictures of the gradient flow: per-layer bars by loss term, branch shares, a heatmap.
 
 matplotlib is imported lazily with the Agg backend (no display needed), through the same
-helper as :mod:`minigrad.train.plots`.
+helper as :mod:`minigrad.train.run_plots`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from minigrad.study.flow import FlowReport, branch_names
-from minigrad.train.plots import pyplot
+from minigrad.train.run_plots import pyplot
 
 __all__ = ["plot_attribution", "plot_branch_shares", "plot_heatmap"]
 
