@@ -13,6 +13,7 @@ longer occurs fails too, so that the list shrinks when the code is fixed.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,22 @@ ALLOWED_CIRCLES: dict[tuple[str, str], str] = {
     ("minigrad.engine", "minigrad.tensor"): "backward wraps gradients in Tensors: an import "
     "inside the function, tensor.py imports the engine",
 }
+# the rooms of the command line (docs/architecture.md, "The rooms of the command line"):
+# module -> its one job; each stays under CLI_MAX_LINES lines
+CLI_ROOMS: dict[str, str] = {
+    "minigrad.train.cli": "main(argv, spec): picks the command and runs it",
+    "minigrad.train.args": "the argparse types of numeric flags (one factory)",
+    "minigrad.train.parser": "build_parser: the flags of train, eval, predict",
+    "minigrad.train.resolve": "flags to run config, device, datasets (train's and study's)",
+    "minigrad.train.cmd_train": "the train command",
+    "minigrad.train.cmd_eval": "the eval command",
+    "minigrad.train.cmd_predict": "the predict command",
+    "minigrad.train.inference": "the model eval and predict run (checkpoint or --weights)",
+    "minigrad.train.console": "what rank 0 alone prints",
+    "minigrad.train.exit_codes": "an outcome as the exit status",
+    "minigrad.study.command": "the study command",
+}
+CLI_MAX_LINES = 400
 # top-level names of the checkout that are not part of the package (the application)
 APPLICATION = ("googlenet", "examples", "benchmarks", "tests")
 
@@ -255,3 +272,38 @@ def test_the_layer_check_would_catch_an_upward_import(tmp_path: Path) -> None:
         ("googlenet", True),
     ]
     assert layer("minigrad.train.spec") > layer("minigrad.nn.fake")
+
+
+def test_the_command_line_is_split_into_rooms_each_named_in_the_docs() -> None:
+    long = {
+        m: n for m in CLI_ROOMS if (n := len(MODULES[m].read_text().splitlines())) > CLI_MAX_LINES
+    }
+    assert not long, f"command-line modules over {CLI_MAX_LINES} lines (split them): {long}"
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    section = doc.split("## The rooms of the command line")[1].split("\n## ")[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    named = {f"minigrad.{p.replace('/', '.')}" for r in rows for p in re.findall(r"`(\S+)\.py`", r)}
+    assert named == set(CLI_ROOMS), "docs/architecture.md's rooms table and CLI_ROOMS differ"
+    # the commands share code through the rooms below them, never through each other
+    commands = {m for m in CLI_ROOMS if m.rsplit(".", 1)[1].startswith("cmd_")}
+    crossing = [
+        f"{i.src} imports {i.dst}" for i in IMPORTS if i.src in commands and i.dst in commands
+    ]
+    assert not crossing, crossing
+    # study resolves its config and device with train's code, not a copy of it
+    assert ("minigrad.study.command", "minigrad.train.resolve") in {(i.src, i.dst) for i in IMPORTS}
+
+
+def test_the_train_command_prints_only_through_its_console() -> None:
+    tree = ast.parse(MODULES["minigrad.train.cmd_train"].read_text())
+    prints = [
+        n.lineno
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"
+    ]
+    assert not prints, f"cmd_train.py prints outside Console (lines {prints})"
+    # the rank checks left decide work (which rank writes the run folder), not output
+    checks = [
+        n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "is_main"
+    ]
+    assert len(checks) <= 3, f"world.is_main checks in cmd_train.py: lines {checks}"
