@@ -120,18 +120,12 @@ def test_study_and_train_resolve_a_device_the_same_way(device, tmp_path, capsys)
     assert not (tmp_path / "t").exists() and not (tmp_path / "s").exists()
 
 
-def test_study_sets_up_the_cpu_as_the_other_commands_do(monkeypatch):
-    calls = []
+def test_study_sets_up_the_cpu_as_the_other_commands_do(monkeypatch, capsys):
     from minigrad import runtime
 
-    monkeypatch.setattr(
-        runtime, "configure_cpu_training", lambda threads=None: calls.append(threads)
-    )
-    assert resolve_device("cpu") == "cpu"
-    args = study_command.build_parser(googlenet.APP).parse_args(
-        ["--device", "cpu", "--batch-size", "0"]
-    )
-    monkeypatch.setattr(study_command, "build_parser", lambda spec: argparse.ArgumentParser())
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", lambda self, argv=None: args)
-    assert study_command.main([], googlenet.APP) == 2  # --batch-size 0: after the device
-    assert calls == [None, None]
+    calls = []
+    monkeypatch.setattr(runtime, "configure_cpu_training", lambda threads=None: calls.append(1))
+    argv = ["--device", "cpu", "--batch-size", "0"]  # refused after the device is set up
+    assert study_command.main(argv, small_cnn_digits.SPEC) == 2
+    assert "--batch-size must be >= 1" in capsys.readouterr().err
+    assert calls == [1]
