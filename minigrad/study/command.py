@@ -152,7 +152,7 @@ def main(argv: list[str] | None, spec: ModelSpec) -> int:
     from minigrad.study.report import format_table, save_report  # noqa: PLC0415
 
     try:
-        device = resolve_device(args.device)  # as train's, eval's and predict's
+        device = resolve_device(args.device, cpu_training=False)  # as train's (CPU untouched)
         model, info, cfg = _load_model(args, spec, device)
         x, y = _batch(args, info)
     except (ValueError, FileNotFoundError) as e:

@@ -125,11 +125,18 @@ def dataset_info_for(cfg: dict[str, Any]) -> Any:
 
 
 def resolve_device(
-    requested: str | None, precision: str = "float32", threads: int | None = None
+    requested: str | None,
+    precision: str = "float32",
+    threads: int | None = None,
+    *,
+    cpu_training: bool = True,
 ) -> str:
     """The device of ``--device`` (default: the best available), set up for the command:
-    TF32 matmuls for ``--precision tf32``, and on the CPU the training settings of
-    :func:`minigrad.runtime.configure_cpu_training` (``threads`` host threads).
+    TF32 matmuls for ``--precision tf32``, and on the CPU (with ``cpu_training``) the
+    settings of :func:`minigrad.runtime.configure_cpu_training` (``threads`` host threads).
+
+    ``study`` passes ``cpu_training=False``: it has always run with the process's own CPU
+    settings, and those settings change float32 rounding, so its tables would change.
 
     Raises:
         ValueError: an unknown device, tf32 on the CPU, or ``threads < 1``.
@@ -141,7 +148,7 @@ def resolve_device(
         backend.set_tf32(True)
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be positive, got {threads}")
-    if device == "cpu":  # malloc keeps freed pages, BLAS on 1 thread, chunks on all cores
+    if device == "cpu" and cpu_training:  # malloc keeps freed pages, BLAS on 1 thread, chunks
         from minigrad import runtime  # noqa: PLC0415
 
         runtime.configure_cpu_training(threads)
