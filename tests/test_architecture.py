@@ -40,6 +40,9 @@ LAYERS: dict[str, int] = {
     "minigrad.distributed.run": 4,
     "minigrad.functional": 2,  # every differentiable op, and the array code under them
     "minigrad.nn": 3,
+    # DistributedDataParallel: a Module over distributed's collectives (the wrapper only;
+    # what the trainer does on N ranks is train.data_parallel, one layer up)
+    "minigrad.nn.distributed_data_parallel": 3,
     "minigrad.optim": 3,
     "minigrad.data": 3,
     "minigrad.checkpoint": 3,
@@ -47,6 +50,7 @@ LAYERS: dict[str, int] = {
     "minigrad.viz": 3,
     "minigrad.testing": 3,
     "minigrad.train": 4,
+    "minigrad.train.data_parallel": 4,  # what `train` does on N ranks, on a RankContext value
     "minigrad.study": 4,
     "minigrad": 5,  # the package's facade (minigrad/__init__.py) re-exports from below
 }
@@ -73,6 +77,13 @@ ALLOWED_CIRCLES: dict[tuple[str, str], str] = {
     "(tensor, zeros, ...) at its bottom; creation builds Tensors",
     ("minigrad.engine", "minigrad.tensor"): "backward wraps gradients in Tensors: an import "
     "inside the function, tensor.py imports the engine",
+}
+# module names that more than one package uses, each for the same role in its package:
+# name -> reason. Any other name is one module's: one name per idea (issue 21)
+SHARED_MODULE_NAMES: dict[str, str] = {
+    "__init__": "a package",
+    "cli": "a package's command line (train's and study's)",
+    "plots": "a package's figures (train's curves, study's gradient-flow plots)",
 }
 # top-level names of the checkout that are not part of the package (the application)
 APPLICATION = ("googlenet", "examples", "benchmarks", "tests")
@@ -255,3 +266,19 @@ def test_the_layer_check_would_catch_an_upward_import(tmp_path: Path) -> None:
         ("googlenet", True),
     ]
     assert layer("minigrad.train.spec") > layer("minigrad.nn.fake")
+
+
+def test_each_module_name_names_one_idea() -> None:
+    # two modules called the same (nn/parallel.py and train/parallel.py were DDP and the
+    # trainer's rank setup) make a reader open the wrong one
+    by_name: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        by_name.setdefault(path.stem, []).append(module)
+    twins = {
+        name: sorted(mods)
+        for name, mods in by_name.items()
+        if len(mods) > 1 and name not in SHARED_MODULE_NAMES
+    }
+    assert not twins, f"module names used twice (rename one, or declare the role): {twins}"
+    unused = sorted(n for n in SHARED_MODULE_NAMES if len(by_name.get(n, [])) < 2)
+    assert not unused, f"declared shared names that no longer repeat (remove them): {unused}"

@@ -26,7 +26,7 @@ import numpy as np
 
 from minigrad import backend, random
 from minigrad.checkpoint import find_checkpoint, load_checkpoint, load_for_inference
-from minigrad.train import finetune, parallel
+from minigrad.train import data_parallel, finetune
 from minigrad.train.restart import record_run_folder, restart_args
 from minigrad.train.run_config import (
     FROM_FLAGS_ONLY,
@@ -375,7 +375,7 @@ def _optimizer(cfg: dict[str, Any], model: Any) -> tuple[Any, Any]:
     from minigrad import optim  # noqa: PLC0415
 
     # the trainable parameters; with --backbone-lr-scale, the loaded ones in their own group
-    params = finetune.param_groups(parallel.unwrap(model), cfg)
+    params = finetune.param_groups(data_parallel.unwrap(model), cfg)
     lr, wd = cfg["lr"], cfg["weight_decay"]
     if cfg["optimizer"] == "sgd":
         opt = optim.SGD(params, lr=lr, momentum=cfg["momentum"], weight_decay=wd,
@@ -450,10 +450,10 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     computed and released at the end; the config of a resumed run is checked before its
     model is built (:func:`check_model_config`).
     """
-    world = parallel.world()  # the MPI world under mpiexec, else one process
+    world = data_parallel.join_world()  # the MPI world under mpiexec, else one process
     args = restart_args(args)  # a launcher's restart continues the run it was training
     # rank 0 reads what a resume continues and sends it to the others: no shared disk needed
-    ckpt, saved, path = parallel.from_rank_0(lambda: _start(args, say=True), world)
+    ckpt, saved, path = data_parallel.from_rank_0(lambda: _start(args, say=True), world)
     if args.resume:
         args.out = args.out or str(path.parent if path is not None else Path(args.resume))
     if saved is not None:
@@ -465,10 +465,10 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     cfg = resolve_config(args, spec, saved)
     if saved is not None:  # what the file describes is checked before it is built
         check_model_config(cfg, spec, path or Path(args.resume) / "config.json")
-    threads, oversubscribed = parallel.rank_threads(cfg["threads"], world)
+    threads, oversubscribed = data_parallel.rank_threads(cfg["threads"], world)
     if oversubscribed and world.is_main:
         print(oversubscribed, file=sys.stderr)
-    device = _device(parallel.rank_device(cfg["device"], world), cfg["precision"], threads)
+    device = _device(data_parallel.rank_device(cfg["device"], world), cfg["precision"], threads)
     out = run_folder_path(args.out, cfg["dataset"]) if world.is_main else None  # rank 0 writes
     if ckpt is not None and int(ckpt["epoch"]) >= cfg["epochs"]:
         done = int(ckpt["epoch"])
@@ -515,40 +515,46 @@ def _train(
     info = _info(cfg)  # every flag that scales memory is checked before anything is loaded
     size = dataset_bytes(cfg, info.image_size, info.in_channels)
     check_fits(spec, cfg, info, device=device, dataset_bytes=size,
-               batch_size=parallel.per_rank_batch(cfg["batch_size"], world))  # fmt: skip
+               batch_size=data_parallel.per_rank_batch(cfg["batch_size"], world))  # fmt: skip
     info, train_set, test_set = _datasets(cfg)
     _check_splits(cfg, train_set, test_set)
     _fit_batch(cfg, len(train_set), fresh=ckpt is None)
-    local_batch = parallel.per_rank_batch(cfg["batch_size"], world)
+    local_batch = data_parallel.per_rank_batch(cfg["batch_size"], world)
     if ckpt is None and world.is_main:
         write_config(out, cfg)
     elif world.is_main and not (out / "config.json").exists():
         write_config(out, cfg)  # a resume into an empty folder: the copy gets its config
     random.manual_seed(cfg["seed"])
     model = spec.build_model(cfg).to(device)
-    finetune.prepare(model, cfg, fresh=ckpt is None, stream=parallel.quiet_stream(world))
-    model = parallel.wrap_model(model, world, bool(cfg.get("sync_bn")))
-    parallel.reseed(cfg["seed"], world)  # dropout: a stream of each rank's own
-    ckpt = parallel.for_this_rank(ckpt, cfg["seed"], world)
+    finetune.prepare(model, cfg, fresh=ckpt is None, stream=data_parallel.quiet_stream(world))
+    model = data_parallel.wrap_model(model, world, bool(cfg.get("sync_bn")))
+    data_parallel.reseed(cfg["seed"], world)  # dropout: a stream of each rank's own
+    ckpt = data_parallel.for_this_rank(ckpt, cfg["seed"], world)
     opt, sched = _optimizer(cfg, model)
-    ema = optim.EMA(parallel.unwrap(model), decay=cfg["ema"], warmup=True) if cfg["ema"] else None
-    sampler = parallel.train_sampler(train_set, cfg["seed"], world)
+    ema = (
+        optim.EMA(data_parallel.unwrap(model), decay=cfg["ema"], warmup=True)
+        if cfg["ema"]
+        else None
+    )
+    sampler = data_parallel.train_sampler(train_set, cfg["seed"], world)
     train_loader = DataLoader(train_set, local_batch, shuffle=sampler is None, sampler=sampler,
                               drop_last=True, num_workers=cfg["num_workers"],
                               transform=info.train_transform,
-                              seed=parallel.rank_seed(cfg["seed"], world))  # fmt: skip
-    test_loader = DataLoader(parallel.eval_shard(test_set, world), 256,
+                              seed=data_parallel.rank_seed(cfg["seed"], world))  # fmt: skip
+    test_loader = DataLoader(data_parallel.eval_shard(test_set, world), 256,
                              num_workers=cfg["num_workers"], transform=info.eval_transform,
                              seed=cfg["seed"])  # fmt: skip
     callbacks = []
     if cfg["grad_norms"] and world.is_main:
         from minigrad.study import GradNormRecorder  # noqa: PLC0415 - optional study tools
 
-        callbacks.append(GradNormRecorder(parallel.unwrap(model), out, every=cfg["grad_norms"]))
+        callbacks.append(
+            GradNormRecorder(data_parallel.unwrap(model), out, every=cfg["grad_norms"])
+        )
     n_params = sum(int(p.data.size) for p in model.parameters())
     about = f" ({spec.describe(cfg)})" if spec.describe is not None else ""
     ranks = f"; {world.size} ranks x {local_batch} images per step" if world.size > 1 else ""
-    cpu = f" ({parallel.threads_note(threads, world)})" if device == "cpu" else ""
+    cpu = f" ({data_parallel.threads_note(threads, world)})" if device == "cpu" else ""
     if world.is_main:
         print(f"{cfg['dataset']}: {len(train_set)} train / {len(test_set)} test images "
               f"{info.in_channels}x{info.image_size}x{info.image_size}; model {n_params} "
@@ -559,7 +565,7 @@ def _train(
         fit(model, train_loader, opt, spec.loss(cfg), epochs=cfg["epochs"],
             val_loader=test_loader, schedule=sched, ema=ema, device=device, out_dir=out,
             callbacks=callbacks, config=cfg, resume=ckpt, plots=not args.no_plots,
-            logits=spec.logits, stream=parallel.quiet_stream(world),
+            logits=spec.logits, stream=data_parallel.quiet_stream(world),
             bar=None if world.is_main else False, sharded_eval=world.size > 1)  # fmt: skip
     except FloatingPointError as e:
         if not world.is_main:  # its progress stream is silent: say why this rank stops
@@ -777,10 +783,10 @@ def main(argv: list[str] | None, spec: ModelSpec) -> int:
     status (:data:`EXIT_CODES`: 0 done, 1 internal error, 2 usage or input error, 3 stopped
     on a NaN/inf loss, 130 interrupted).
 
-    Under ``mpiexec -n N``, ``train`` trains data-parallel (see :mod:`minigrad.train.parallel`)
+    Under ``mpiexec -n N``, ``train`` trains data-parallel (see :mod:`minigrad.train.data_parallel`)
     and a rank that ends with a non-zero code (other than 130, Ctrl-C) aborts all ranks.
     """
-    return parallel.end_together(_main(argv, spec))
+    return data_parallel.end_together(_main(argv, spec))
 
 
 def _main(argv: list[str] | None, spec: ModelSpec) -> int:
