@@ -18,10 +18,9 @@ from typing import Any
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
 from minigrad.functional import _checks, _cuda
-from minigrad.functional._im2col import pool_output_size
 from minigrad.functional._layout import like_planes, plane_major
 from minigrad.functional._threads import for_blocks
-from minigrad.functional._windows import WindowGrid
+from minigrad.functional._windows import WindowGrid, pool_output_size
 from minigrad.tensor import Tensor
 
 __all__ = ["max_pool2d", "avg_pool2d"]
