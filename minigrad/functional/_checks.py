@@ -17,7 +17,7 @@ from minigrad.tensor import Tensor
 
 def _is_int(v: Any) -> bool:
     """An int (NumPy's integers too), but not a bool."""
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    return isinstance(v, (int, numbers.Integral)) and not isinstance(v, bool)  # int: fast
 
 
 def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
