@@ -329,7 +329,9 @@ class GoogLeNet(nn.Module):
         blocks: the types ``(conv_block, inception_block, aux_block)`` the network is built
             from, as torchvision's ``blocks=``; ``conv_block(in, out, kernel, stride=,
             padding=)``, ``inception_block(in, *row's six columns, conv_block=)``,
-            ``aux_block(in, num_classes, conv_block=, dropout=, width=)``.
+            ``aux_block(in, num_classes, conv_block=, dropout=, width=)``. ``init`` is applied
+            over the weights the blocks' layers were built with (see below), so a block that
+            sets its own keeps them where the scheme is PyTorch's default.
         lrn: local response normalisation in the ImageNet stem; None means "on when
             ``batch_norm`` is off" (the paper's network). The CIFAR stem has no LRN.
         width: multiplies every channel count c into ``max(1, round(c * width))``
