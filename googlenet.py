@@ -110,15 +110,15 @@ def scale_table(table: tuple[InceptionRow, ...], width: float) -> tuple[Inceptio
 class BasicConv2d(nn.Module):
     """conv (no bias) -> BatchNormReLU2d (eps 1e-3): torchvision's conv block.
 
-    Built alone, the conv weights are He-normal (fan in, ReLU gain); ``GoogLeNet``
-    re-initialises every layer with :func:`init_weights` (its ``init=``).
+    The block sets no weights of its own: its layers hold PyTorch's defaults from their
+    construction, and ``GoogLeNet`` initialises the whole network once, by its ``init=``
+    (:func:`init_weights`); a block built alone takes ``init_weights(block, scheme)``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0) -> None:  # fmt: skip
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
-        nn.init.kaiming_normal_(self.conv.weight, nonlinearity="relu")
         self.bn = nn.BatchNormReLU2d(out_channels, eps=1e-3)  # one pass, a 1-byte mask
 
     def forward(self, x: Tensor) -> Tensor:
@@ -128,17 +128,16 @@ class BasicConv2d(nn.Module):
 class PlainConv2d(nn.Module):
     """conv (with bias) -> ReLU: the paper's conv layer, without batch norm.
 
-    He-normal weights (fan in, ReLU gain) and zero biases: with PyTorch's default (gain
-    1/sqrt(3)) the signal fades over GoogLeNet's depth (measured: --no-batch-norm stuck at
-    chance).
+    Its weights are set as :class:`BasicConv2d`'s are: once, by ``GoogLeNet``'s ``init=``,
+    whose ``"auto"`` makes these He-normal (fan in, ReLU gain) with zero biases, since with
+    PyTorch's default (gain 1/sqrt(3)) the signal fades over GoogLeNet's depth (measured:
+    --no-batch-norm stuck at chance).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0) -> None:  # fmt: skip
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
-        nn.init.kaiming_normal_(self.conv.weight, nonlinearity="relu")
-        nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.conv(x))
@@ -260,7 +259,7 @@ def resolve_init(init: str, batch_norm: bool) -> str:
     return init
 
 
-def init_weights(model: nn.Module, scheme: str) -> nn.Module:
+def init_weights(model: nn.Module, scheme: str, reset: bool = True) -> nn.Module:
     """Re-initialise every Conv2d, Linear and BatchNorm2d of ``model`` in place, and return it.
 
     Schemes (``"auto"`` must be resolved first, see :func:`resolve_init`):
@@ -273,13 +272,17 @@ def init_weights(model: nn.Module, scheme: str) -> nn.Module:
       truncated to [-2, 2]; biases and batch norm as ``"pytorch"``.
 
     Draws follow ``model.modules()`` (the paper's order), so a seed gives the same weights.
+    ``reset=False`` skips putting each layer back to PyTorch's default first: for layers just
+    built, which hold it already (``GoogLeNet.__init__``: each weight is drawn once by its
+    layer, and once more only where the scheme replaces it).
     """
     if scheme not in INIT_SCHEMES[1:]:
         raise ValueError(f"init_weights: scheme must be one of {INIT_SCHEMES[1:]}, got {scheme!r}")
     for m in model.modules():
         if not isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
             continue
-        m.reset_parameters()
+        if reset:
+            m.reset_parameters()
         if scheme == "he" and isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             if m.bias is not None:
@@ -326,7 +329,9 @@ class GoogLeNet(nn.Module):
         blocks: the types ``(conv_block, inception_block, aux_block)`` the network is built
             from, as torchvision's ``blocks=``; ``conv_block(in, out, kernel, stride=,
             padding=)``, ``inception_block(in, *row's six columns, conv_block=)``,
-            ``aux_block(in, num_classes, conv_block=, dropout=, width=)``.
+            ``aux_block(in, num_classes, conv_block=, dropout=, width=)``. ``init`` is applied
+            over the weights the blocks' layers were built with (see below), so a block that
+            sets its own keeps them where the scheme is PyTorch's default.
         lrn: local response normalisation in the ImageNet stem; None means "on when
             ``batch_norm`` is off" (the paper's network). The CIFAR stem has no LRN.
         width: multiplies every channel count c into ``max(1, round(c * width))``
@@ -352,6 +357,11 @@ class GoogLeNet(nn.Module):
 
     ``forward`` returns :class:`GoogLeNetOutputs` ``(logits, aux1, aux2)`` in training mode
     when the aux heads exist, and the logits alone otherwise (eval mode).
+
+    Initialisation happens once, here, after every layer exists: each layer is built with
+    PyTorch's default, and :func:`init_weights` then replaces what the ``init`` scheme sets
+    differently (nothing for ``"pytorch"``), in the order of ``modules()`` (so a seed gives
+    the same weights). The blocks set no weights of their own.
 
     Raises:
         ValueError: a bad stem, lrn with the CIFAR stem, bad sizes or dropout probabilities,
@@ -466,7 +476,7 @@ class GoogLeNet(nn.Module):
             if isinstance(m, Inception):
                 m.recompute = self.recompute_blocks
         has_bn = any(isinstance(m, nn.BatchNorm2d) for m in self.modules())
-        init_weights(self, resolve_init(init, has_bn))
+        init_weights(self, resolve_init(init, has_bn), reset=False)  # the layers are new
 
     @classmethod
     def torchvision(cls, num_classes: int = 1000, aux_logits: bool = True,
@@ -485,10 +495,10 @@ class GoogLeNet(nn.Module):
         torchvision builds its pretrained model with ``transform_input=True``: the weights
         expect inputs scaled to [-1, 1], and that re-normalises ImageNet-normalised ones.
         """
-        return cls(num_classes, 3, "imagenet", aux_logits, batch_norm=True, lrn=False,
-                   width=width, dropout=dropout, aux_dropout=aux_dropout, init=init,
-                   variant="torchvision", transform_input=transform_input,
-                   recompute_blocks=recompute_blocks)  # fmt: skip
+        return cls(num_classes=num_classes, in_channels=3, stem="imagenet",
+                   aux_logits=aux_logits, batch_norm=True, lrn=False, width=width,
+                   dropout=dropout, aux_dropout=aux_dropout, init=init, variant="torchvision",
+                   transform_input=transform_input, recompute_blocks=recompute_blocks)  # fmt: skip
 
     def _transform_input(self, x: Tensor) -> Tensor:
         """torchvision's re-normalisation (see ``transform_input``), one affine per channel."""
@@ -588,11 +598,18 @@ def loss_terms(outputs: Any, target: Any, aux_weight: float = AUX_WEIGHT) -> dic
 
 
 # ---------------------------------------------------------------------------- its options
-# the model's flags (`train` and `study`), under their config keys; unset flags are None
-MODEL_DEFAULTS: dict[str, Any] = {
-    "width": 1.0, "stem": None, "batch_norm": True, "aux_logits": True,
-    "aux_weight": AUX_WEIGHT, "init": "auto", "variant": "paper", "transform_input": False,
+#: the architecture's options that have a flag (`train` and `study`), under their config keys
+#: (the keywords of GoogLeNet), with their defaults; stem None: by image size (_configure)
+ARCH_OPTIONS: dict[str, Any] = {
+    "width": 1.0, "stem": None, "batch_norm": True, "aux_logits": True, "init": "auto",
+    "variant": "paper", "transform_input": False,
 }  # fmt: skip
+#: the run-config keys that describe the architecture: the options, the dataset's classes and
+#: channels, and ``lrn`` (no flag; None: the paper's rule). build_model reads them, and fit
+#: records them from a model built through the library API
+ARCH_KEYS = ("num_classes", "in_channels", "lrn", *ARCH_OPTIONS)
+#: the model's flags, under their config keys; unset flags are None
+MODEL_DEFAULTS: dict[str, Any] = {**ARCH_OPTIONS, "aux_weight": AUX_WEIGHT}
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     # the README's first command: a few minutes on 2 CPU cores, >= 95% test accuracy
     "digits": {"epochs": 8, "batch_size": 64, "width": 0.125, "image_size": 16, "lr": 0.05},
@@ -625,26 +642,21 @@ def add_model_arguments(group: argparse._ArgumentGroup) -> None:
                        "(less memory, a second forward of the blocks; same gradients)")  # fmt: skip
 
 
-#: the run-config keys that describe the architecture: build_model reads them, and fit
-#: records them from a model built through the library API
-ARCH_KEYS = ("num_classes", "in_channels", "stem", "aux_logits", "batch_norm", "lrn", "width",
-             "init", "variant", "transform_input")  # fmt: skip
-
-
 def build_model(config: dict[str, Any]) -> GoogLeNet:
-    """The GoogLeNet a run config describes (the :data:`ARCH_KEYS`; runs from before the
-    torchvision variant have neither ``variant`` nor ``transform_input``: the paper's)."""
-    c = config
-    if (c.get("variant") or "paper") == "torchvision":
-        return GoogLeNet.torchvision(int(c["num_classes"]), bool(c.get("aux_logits", True)),
-                                     bool(c.get("transform_input")), width=float(c.get("width", 1)),
-                                     init=c.get("init") or "auto",
-                                     recompute_blocks=bool(c.get("recompute")))  # fmt: skip
-    return GoogLeNet(int(c["num_classes"]), int(c.get("in_channels", 3)), c.get("stem") or "cifar",
-                     bool(c.get("aux_logits", True)), bool(c.get("batch_norm", True)), c.get("lrn"),
-                     float(c.get("width", 1)), init=c.get("init") or "auto",
-                     transform_input=bool(c.get("transform_input")),
-                     recompute_blocks=bool(c.get("recompute")))  # fmt: skip
+    """The GoogLeNet a run config describes (its :data:`ARCH_KEYS`, and ``recompute``).
+
+    A key that is missing or None takes GoogLeNet's default, except ``stem`` (``"cifar"``)
+    and ``batch_norm`` (on): the defaults of runs from before those keys existed; such runs
+    have no ``variant`` either, and were the paper's network.
+    """
+    given = {k: config[k] for k in ARCH_KEYS if config.get(k) is not None}
+    arch = {**ARCH_OPTIONS, "stem": "cifar", "in_channels": 3, "lrn": None, **given}
+    arch["width"] = float(arch["width"])
+    recompute = bool(config.get("recompute"))
+    if arch["variant"] == "torchvision":  # its own stem, batch norm, no LRN and dropout
+        keep = ("num_classes", "aux_logits", "transform_input", "width", "init")
+        return GoogLeNet.torchvision(**{k: arch[k] for k in keep}, recompute_blocks=recompute)
+    return GoogLeNet(**arch, recompute_blocks=recompute)
 
 
 def _configure(config: dict[str, Any], info: Any) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.engine import _accumulate_grad, _apply_hooks, enable_grad, topological_order
-from minigrad.tensor import Tensor
+from minigrad.tensor import Tensor, initial_grad
 
 __all__ = ["grad", "hvp", "walk"]
 
@@ -168,34 +168,6 @@ def _run_op(fn: Any, gys: list[Any], create_graph: bool) -> tuple[Any, ...]:
     return gxs if isinstance(gxs, tuple) else (gxs,)
 
 
-def _grad_output(k: int, out: Tensor, g: Any, create_graph: bool) -> Any:
-    """The k-th grad_output as an array (or a Tensor under create_graph), checked."""
-    xp = backend.get_array_module(out.data)
-    if g is None:
-        if out.data.size != 1:
-            raise ValueError(
-                f"grad: grad_outputs[{k}] can be omitted only for a one-element output, got "
-                f"shape {out.shape}; pass a gradient of that shape"
-            )
-        with backend.device_context(out.device):
-            g = xp.ones_like(out.data)
-    if isinstance(g, Tensor):
-        if g.device != out.device:
-            raise ValueError(f"grad: grad_outputs[{k}] is on {g.device}, output on {out.device}")
-        if g.shape != out.shape:
-            raise ValueError(f"grad: grad_outputs[{k}] has shape {g.shape}, output {out.shape}")
-        if g.dtype != out.dtype:
-            g = g.to(dtype=out.dtype)
-        return g if create_graph else g.data
-    with backend.device_context(out.device):
-        arr = xp.asarray(g, dtype=out.dtype)
-    if tuple(arr.shape) != out.shape:
-        raise ValueError(
-            f"grad: grad_outputs[{k}] has shape {tuple(arr.shape)}, output {out.shape}"
-        )
-    return Tensor(arr) if create_graph else arr
-
-
 def grad(
     outputs: Tensor | Sequence[Tensor],
     inputs: Tensor | Sequence[Tensor],
@@ -252,7 +224,10 @@ def grad(
         gos = (grad_outputs,)
     if len(gos) != len(outs):
         raise ValueError(f"grad: {len(outs)} output(s) but {len(gos)} grad_outputs")
-    gs = [_grad_output(k, o, g, create_graph) for k, (o, g) in enumerate(zip(outs, gos))]
+    gs = [
+        initial_grad(o, g, f"grad: grad_outputs[{k}]", as_tensor=create_graph)
+        for k, (o, g) in enumerate(zip(outs, gos))
+    ]
     retain = create_graph if retain_graph is None else retain_graph
     found = walk(outs, gs, ins, retain, create_graph)
     result: list[Tensor | None] = []

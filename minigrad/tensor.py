@@ -269,29 +269,7 @@ class Tensor:
             )
         if not self.requires_grad:
             raise RuntimeError("backward: tensor does not require grad and has no grad_fn")
-        xp = backend.get_array_module(self.data)
-        if grad is None:
-            if self.data.size != 1:
-                raise ValueError(
-                    f"backward: grad can be omitted only for a one-element tensor, "
-                    f"got shape {self.shape}; pass grad= of that shape"
-                )
-            with backend.device_context(self.device):  # cuda:N: allocated on N
-                grad = xp.ones_like(self.data)
-        else:
-            if isinstance(grad, Tensor):
-                grad = grad.data
-            if hasattr(grad, "shape") and backend.device_of(grad) != self.device:
-                raise ValueError(
-                    f"backward: grad is on {backend.device_of(grad)}, tensor on {self.device}"
-                )
-            with backend.device_context(self.device):
-                grad = xp.asarray(grad, dtype=self.dtype)
-            if grad.shape != self.data.shape:
-                raise ValueError(
-                    f"backward: grad shape {tuple(grad.shape)} != tensor shape {self.shape}"
-                )
-        run_backward(self, grad, retain_graph)
+        run_backward(self, initial_grad(self, grad, "backward: grad"), retain_graph)
 
     # ------------------------------------------------------------ ops (bound below)
     def __getitem__(self, key: Any) -> Tensor:
@@ -420,6 +398,50 @@ class Tensor:
 
     def log_softmax(self, dim: int) -> Tensor:
         return F.log_softmax(self, dim)
+
+
+def initial_grad(t: Tensor, grad: Any, what: str, as_tensor: bool = False) -> Any:
+    """The gradient a backward pass starts from at ``t``, checked: ``Tensor.backward(grad)``
+    and ``minigrad.grad(..., grad_outputs)`` both take theirs from here.
+
+    ``grad`` is a Tensor on ``t``'s device, an array, a number or a nested list; it becomes
+    an array of ``t``'s shape and dtype on ``t``'s device (host data is copied there, a GPU
+    array must be on that GPU). ``None`` means ones, and only for a one-element ``t``
+    (PyTorch's rule). With ``as_tensor`` the result is a Tensor, a given one kept as it is
+    (cast to ``t``'s dtype), so that ``create_graph`` differentiates through it.
+
+    Args:
+        what: the argument as the messages name it (``"backward: grad"``).
+
+    Raises:
+        ValueError: ``grad`` omitted for a tensor of more than one element; on another
+            device; of another shape.
+    """
+    xp = backend.get_array_module(t.data)
+    if grad is None:
+        if t.data.size != 1:
+            raise ValueError(
+                f"{what} can be omitted only for a one-element tensor, got shape {t.shape}; "
+                "pass a gradient of that shape"
+            )
+        with backend.device_context(t.device):  # cuda:N: allocated on N
+            ones = xp.ones_like(t.data)
+        return Tensor(ones) if as_tensor else ones
+    if isinstance(grad, Tensor) or backend.is_cupy_array(grad):
+        device = grad.device if isinstance(grad, Tensor) else backend.device_of(grad)
+        if device != t.device:
+            raise ValueError(f"{what} is on {device}, tensor on {t.device}")
+    if isinstance(grad, Tensor):
+        if grad.shape != t.shape:
+            raise ValueError(f"{what} shape {grad.shape} != tensor shape {t.shape}")
+        if as_tensor:
+            return grad if grad.dtype == t.dtype else grad.to(dtype=t.dtype)
+        grad = grad.data
+    with backend.device_context(t.device):
+        arr = xp.asarray(grad, dtype=t.dtype)
+    if arr.shape != t.data.shape:
+        raise ValueError(f"{what} shape {tuple(arr.shape)} != tensor shape {t.shape}")
+    return Tensor(arr) if as_tensor else arr
 
 
 from minigrad import functional as F  # noqa: E402  (ops need Tensor defined first)

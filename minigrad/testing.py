@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from hypothesis import strategies as st
 
-from minigrad.functional._im2col import conv_output_size, pool_output_size
+from minigrad.functional._im2col import conv_output_size
+from minigrad.functional._windows import pool_output_size
 
 __all__ = [
     "ConvGeometry",

@@ -41,6 +41,9 @@ LAYERS: dict[str, int] = {
     "minigrad.distributed.run": 4,
     "minigrad.functional": 2,  # every differentiable op, and the array code under them
     "minigrad.nn": 3,
+    # DistributedDataParallel: a Module over distributed's collectives (the wrapper only;
+    # what the trainer does on N ranks is train.data_parallel, one layer up)
+    "minigrad.nn.distributed_data_parallel": 3,
     "minigrad.optim": 3,
     "minigrad.data": 3,
     "minigrad.checkpoint": 3,
@@ -48,6 +51,7 @@ LAYERS: dict[str, int] = {
     "minigrad.viz": 3,
     "minigrad.testing": 3,
     "minigrad.train": 4,
+    "minigrad.train.data_parallel": 4,  # what `train` does on N ranks, on a RankContext value
     "minigrad.study": 4,
     "minigrad": 5,  # the package's facade (minigrad/__init__.py) re-exports from below
 }
@@ -91,6 +95,11 @@ CLI_ROOMS: dict[str, str] = {
     "minigrad.study.command": "the study command",
 }
 CLI_MAX_LINES = 400
+# module names that more than one package uses, each for the same role in its package:
+# name -> reason. Any other name is one module's: one name per idea (issue 21)
+SHARED_MODULE_NAMES: dict[str, str] = {
+    "__init__": "a package",
+}
 # top-level names of the checkout that are not part of the package (the application)
 APPLICATION = ("googlenet", "examples", "benchmarks", "tests")
 
@@ -307,3 +316,19 @@ def test_the_train_command_prints_only_through_its_console() -> None:
         n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "is_main"
     ]
     assert len(checks) <= 3, f"world.is_main checks in cmd_train.py: lines {checks}"
+
+
+def test_each_module_name_names_one_idea() -> None:
+    # two modules called the same (nn/parallel.py and train/parallel.py were DDP and the
+    # trainer's rank setup) make a reader open the wrong one
+    by_name: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        by_name.setdefault(path.stem, []).append(module)
+    twins = {
+        name: sorted(mods)
+        for name, mods in by_name.items()
+        if len(mods) > 1 and name not in SHARED_MODULE_NAMES
+    }
+    assert not twins, f"module names used twice (rename one, or declare the role): {twins}"
+    unused = sorted(n for n in SHARED_MODULE_NAMES if len(by_name.get(n, [])) < 2)
+    assert not unused, f"declared shared names that no longer repeat (remove them): {unused}"

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
+import inspect
+
 import numpy as np
 import pytest
 
 import minigrad as mg
 import minigrad.functional as F
 from googlenet import (
+    ARCH_KEYS,
+    ARCH_OPTIONS,
     AUX_WEIGHT,
     INCEPTION_TABLE,
+    MODEL_DEFAULTS,
     BasicConv2d,
     GoogLeNet,
     GoogLeNetOutputs,
@@ -17,6 +23,8 @@ from googlenet import (
     InceptionAux,
     InceptionRow,
     PlainConv2d,
+    add_model_arguments,
+    build_model,
     check_table,
     init_weights,
     loss_terms,
@@ -337,11 +345,37 @@ def test_auto_init_is_pytorch_with_batch_norm_and_he_without(batch_norm: bool, s
         np.testing.assert_array_equal(a, b, err_msg=name)
 
 
+@pytest.mark.parametrize(("init", "scheme_draws"), [("auto", 0), ("he", 1), ("trunc_normal", 1)])
+def test_each_weight_is_drawn_by_its_layer_and_again_only_where_the_scheme_differs(
+    monkeypatch, init: str, scheme_draws: int
+) -> None:
+    # the blocks set no weights of their own, and GoogLeNet does not reset its new layers:
+    # "auto" under batch norm is PyTorch's default, which the layers drew when built
+    draws: dict[int, int] = {}
+
+    def counting(fn):
+        def draw(t, *args, **kwargs):
+            draws[id(t)] = draws.get(id(t), 0) + 1
+            return fn(t, *args, **kwargs)
+
+        return draw
+
+    for name in ("kaiming_uniform_", "kaiming_normal_", "trunc_normal_"):
+        monkeypatch.setattr(nn.init, name, counting(getattr(nn.init, name)))
+    model = GoogLeNet(10, 3, stem="cifar", batch_norm=True, width=1 / 16, init=init)
+    convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert {draws[id(w)] for w in convs} == {1 + scheme_draws}
+    assert draws[id(model.fc.weight)] == 1 + (init == "trunc_normal")
+
+
 def test_init_weights_redraws_in_place_and_rejects_unknown_names() -> None:
     mg.manual_seed(0)
-    block = Inception(16, 8, 8, 8, 4, 4, 4)  # built alone: He convs, zero biases
+    block = Inception(16, 8, 8, 8, 4, 4, 4)  # built alone: its layers' PyTorch defaults
     conv = block.branch2[1].conv  # fan in 8 * 9
+    assert np.abs(conv.weight.numpy()).max() <= 1 / np.sqrt(72)
+    assert init_weights(block, "he") is block  # He convs, zero biases
     assert conv.weight.numpy().std() == pytest.approx(np.sqrt(2 / 72), rel=0.15)
+    assert not conv.bias.numpy().any()
     assert init_weights(block, "pytorch") is block
     assert np.abs(conv.weight.numpy()).max() <= 1 / np.sqrt(72)
     assert np.abs(conv.bias.numpy()).max() > 0  # PyTorch's default bias, no longer zero
@@ -362,3 +396,21 @@ def test_pytorch_init_without_batch_norm_fades_the_signal_that_he_keeps() -> Non
     with mg.no_grad():
         model(images(8, 3, 32))
     assert np.sqrt((seen["out"] ** 2).mean()) < 0.1  # He: > 0.3 (the test above)
+
+
+def test_the_architecture_keys_are_one_list_that_flags_build_model_and_fit_share() -> None:
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser.add_argument_group("model"))
+    flags = {a.dest for a in parser._actions} - {"help"}
+    assert flags == {*MODEL_DEFAULTS, "recompute"}  # the flags are the defaults' keys
+    assert set(ARCH_OPTIONS) <= set(MODEL_DEFAULTS) and set(ARCH_OPTIONS) <= set(ARCH_KEYS)
+    assert set(ARCH_KEYS) <= set(inspect.signature(GoogLeNet).parameters)  # its keywords
+    mg.manual_seed(0)
+    model = GoogLeNet(7, 1, stem="imagenet", batch_norm=False, width=1 / 16, init="he")
+    config = {k: getattr(model, k) for k in ARCH_KEYS}  # what fit records
+    rebuilt = build_model(config)
+    assert {k: getattr(rebuilt, k) for k in ARCH_KEYS} == config
+    assert [n for n, _ in rebuilt.named_parameters()] == [n for n, _ in model.named_parameters()]
+    old = build_model({"num_classes": 3, "width": 1 / 16})  # a run from before stem/variant
+    assert (old.stem, old.batch_norm, old.variant, old.in_channels) == ("cifar", True, "paper", 3)
+    assert isinstance(build_model({"num_classes": 3, "width": 1}).width, float)

@@ -45,6 +45,31 @@ def test_grad_of_a_non_leaf_and_several_outputs(device):
     np.testing.assert_allclose(to_host(gx), [2.0, 2.0, 2.0])
 
 
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_grad_outputs_are_checked_by_the_same_function_as_backwards_grad(device, create_graph):
+    x = t64([1.0, 2.0], device)
+    y = x * 3
+    calls = [
+        ("backward: grad", lambda g: y.backward(g, retain_graph=True)),
+        (r"grad: grad_outputs\[0\]", lambda g: mg.grad(y, x, [g], True, create_graph)),
+    ]
+    for what, call in calls:
+        with pytest.raises(ValueError, match=rf"^{what} can be omitted only for a one-element "):
+            call(None)
+        with pytest.raises(ValueError, match=rf"^{what} shape \(3,\) != tensor shape \(2,\)$"):
+            call(np.ones(3))
+        with pytest.raises(ValueError, match=rf"^{what} shape \(1, 2\) != tensor shape \(2,\)$"):
+            call(t64([[1.0, 1.0]], device, grad=False))
+    # host data and a float32 Tensor are both taken, in the output's dtype and device
+    (gx,) = mg.grad(y, x, [[1.0, 2.0]], True, create_graph)
+    np.testing.assert_allclose(to_host(gx), [3.0, 6.0])
+    g32 = mg.tensor(np.array([1.0, 2.0], np.float32), device=device)
+    (gx,) = mg.grad(y, x, g32, True, create_graph)
+    assert gx.dtype == np.float64
+    y.backward(np.array([1.0, 2.0]), retain_graph=True)
+    np.testing.assert_allclose(to_host(x.grad), [3.0, 6.0])
+
+
 def test_allow_unused_and_the_errors(device):
     x, z = t64([1.0, 2.0], device), t64([3.0], device)
     y = (x * x).sum()
@@ -55,7 +80,9 @@ def test_allow_unused_and_the_errors(device):
     np.testing.assert_allclose(to_host(gx), [2.0, 4.0])
     with pytest.raises(RuntimeError, match="does not require grad"):
         mg.grad(y, [t64([1.0], device, grad=False)])
-    with pytest.raises(ValueError, match="one-element output"):
+    with pytest.raises(
+        ValueError, match=r"grad: grad_outputs\[0\] can be omitted only for a one-element"
+    ):
         mg.grad(x * 2, x)
     with pytest.raises(RuntimeError, match=r"minigrad.grad\(outputs, inputs, create_graph=True\)"):
         y.backward(create_graph=True)

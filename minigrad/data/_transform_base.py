@@ -9,6 +9,7 @@ import numpy as np
 
 from minigrad import random
 from minigrad.data import _resample
+from minigrad.functional import _checks
 
 
 def _is_pil(x: Any) -> bool:
@@ -26,17 +27,14 @@ def _pil_filter(fid: int) -> Any:
     }[fid]
 
 
-def _pair(size: int | Sequence[int], where: str) -> tuple[int, int]:
-    """(h, w) from an int or a pair, checked positive."""
-    if isinstance(size, (int, np.integer)):
-        hw = (int(size), int(size))
-    elif isinstance(size, Sequence) and len(size) == 2:
-        hw = (int(size[0]), int(size[1]))
-    else:
-        raise ValueError(f"{where}: size must be an int or (h, w), got {size!r}")
-    if min(hw) <= 0:
-        raise ValueError(f"{where}: size must be positive, got {size!r}")
-    return hw
+def _size_hw(size: int | Sequence[int], where: str) -> tuple[int, int]:
+    """(h, w) from an int or a pair of ints, both positive (the ops' checks, in
+    :mod:`minigrad.functional._checks`, with the transform's name in the message).
+
+    Raises:
+        TypeError: not an int or a pair of ints. ValueError: a size below 1.
+    """
+    return _checks.positive(where, "size", _checks.int_pair(where, "size", size))
 
 
 def _as_batch(x: Any, where: str) -> tuple[np.ndarray, bool]:

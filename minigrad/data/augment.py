@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from minigrad.data import _resample
-from minigrad.data._transform_base import Transform, _float_batch, _is_pil, _pair, _pil_filter, _rng
+from minigrad.data._transform_base import (
+    Transform,
+    _float_batch,
+    _is_pil,
+    _pil_filter,
+    _rng,
+    _size_hw,
+)
 
 __all__ = ["IMAGENET_EIGVAL", "IMAGENET_EIGVEC", "PhotometricDistortion", "RandomResizedCrop"]
 
@@ -47,7 +54,7 @@ class RandomResizedCrop(Transform):
         self.scale = tuple(scale)
         self.ratio = tuple(ratio)
         self.interpolation = interpolation
-        self._hw = _pair(size, "RandomResizedCrop")
+        self._hw = _size_hw(size, "RandomResizedCrop")
         if not 0 < self.scale[0] <= self.scale[1] <= 1:
             raise ValueError(f"RandomResizedCrop: scale must be 0 < lo <= hi <= 1, got {scale}")
         if not 0 < self.ratio[0] <= self.ratio[1]:

@@ -23,9 +23,9 @@ from minigrad.data._transform_base import (
     _as_batch,
     _float_batch,
     _is_pil,
-    _pair,
     _pil_filter,
     _rng,
+    _size_hw,
 )
 from minigrad.data.augment import (
     IMAGENET_EIGVAL,
@@ -145,7 +145,7 @@ class RandomCrop(Transform):
     def __init__(self, size: int | Sequence[int], padding: int = 0) -> None:
         self.size = size
         self.padding = int(padding)
-        self._hw = _pair(size, "RandomCrop")
+        self._hw = _size_hw(size, "RandomCrop")
         if self.padding < 0:
             raise ValueError(f"RandomCrop: padding must be >= 0, got {padding}")
 
@@ -194,7 +194,7 @@ def _resized_hw(size: int | Sequence[int], H: int, W: int, where: str) -> tuple[
         if H <= W:
             return int(size), int(size * W / H)
         return int(size * H / W), int(size)
-    return _pair(size, where)
+    return _size_hw(size, where)
 
 
 class Resize(Transform):
@@ -226,7 +226,7 @@ class CenterCrop(Transform):
 
     def __init__(self, size: int | Sequence[int]) -> None:
         self.size = size
-        self._hw = _pair(size, "CenterCrop")
+        self._hw = _size_hw(size, "CenterCrop")
 
     def __call__(self, x: Any, rng: np.random.Generator | None = None) -> Any:
         h, w = self._hw

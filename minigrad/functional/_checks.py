@@ -2,18 +2,22 @@
 
 Each check raises a ``TypeError`` (wrong kind of value) or ``ValueError`` (wrong value)
 whose message starts with the op's name and quotes the offending value, and returns the
-normalized value where there is one. Ops call these instead of writing their own.
+normalized value where there is one. Ops call these instead of writing their own; so do
+the layers above that take the same kinds of argument (``nn.Conv2d``'s ``kernel_size``,
+a transform's ``size``), with their own name in the message: one ``int_pair`` for all.
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from minigrad.tensor import Tensor
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    """An int (NumPy's integers too), but not a bool."""
+    return isinstance(v, (int, numbers.Integral)) and not isinstance(v, bool)  # int: fast
 
 
 def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -25,7 +29,8 @@ def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 
 
 def int_pair(op: str, name: str, value: Any) -> tuple[int, int]:
-    """``value`` as ``(h, w)``: an int means both; else exactly two ints.
+    """``value`` as ``(h, w)``: an int means both; else exactly two ints (a tuple or list).
+    ``op`` is whoever checks: an op (``conv2d``), a layer (``Conv2d``), a transform.
 
     Raises:
         TypeError: anything else (a float, a bool, a 1- or 3-sequence).

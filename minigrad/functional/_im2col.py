@@ -1,4 +1,4 @@
-"""Output-size arithmetic and im2col/col2im: plain array code, no autograd.
+"""A convolution's output size and im2col/col2im: plain array code, no autograd.
 
 Layout of the im2col matrix ("col"): rows are ``(c, i, j)`` (channel, kernel row, kernel
 column), columns are ``(n, oh, ow)`` (image, output row, output column)::
@@ -27,7 +27,6 @@ kernel launch each, and the same signatures.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from minigrad.backend import get_array_module
@@ -37,16 +36,6 @@ from minigrad.functional._checks import pair
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """floor((size + 2 padding - kernel) / stride) + 1, as in PyTorch's conv2d."""
     return (size + 2 * padding - kernel) // stride + 1
-
-
-def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
-    """PyTorch's pooling output size; with ceil_mode a last window that would start inside
-    the right padding is dropped."""
-    span = size + 2 * padding - kernel
-    out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (out - 1) * stride >= size + padding:
-        out -= 1
-    return out
 
 
 def im2col(

@@ -1,10 +1,23 @@
-"""Pooling windows as shifted flat views: plain array code for ``pool.py``, no autograd."""
+"""Pooling windows: their output size and the windows as shifted flat views; plain array
+code for ``pool.py``, no autograd. (A convolution's output size is beside its im2col, in
+:mod:`~minigrad.functional._im2col`: ceil_mode is pooling's alone.)"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from minigrad.backend import get_array_module
+
+
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output size; with ceil_mode a last window that would start inside
+    the right padding is dropped."""
+    span = size + 2 * padding - kernel
+    out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
 
 
 class WindowGrid:

@@ -18,10 +18,9 @@ from typing import Any
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
 from minigrad.functional import _checks, _cuda
-from minigrad.functional._im2col import pool_output_size
 from minigrad.functional._layout import like_planes, plane_major
 from minigrad.functional._threads import for_blocks
-from minigrad.functional._windows import WindowGrid
+from minigrad.functional._windows import WindowGrid, pool_output_size
 from minigrad.tensor import Tensor
 
 __all__ = ["max_pool2d", "avg_pool2d"]
@@ -284,11 +283,10 @@ class AvgPool2d(_PlanePool):
     (:func:`_avg_divisor`). Reference: the sum of the stacked windows (:func:`windows`,
     padding read as 0). ``forward_chunked``: each kernel offset one contiguous slice of a
     :class:`WindowGrid`, on cache-sized chunks of planes on the host threads.
+    ``ceil_mode`` lives in the grid (its ``out_size``; the divisor clips the last window).
     """
 
-    def __init__(
-        self, grid: WindowGrid, kernel: tuple[int, int], ceil_mode: bool, count_include_pad: bool
-    ) -> None:
+    def __init__(self, grid: WindowGrid, kernel: tuple[int, int], count_include_pad: bool) -> None:
         super().__init__(grid)
         self.kernel = kernel
         self.count_include_pad = count_include_pad
@@ -431,7 +429,7 @@ class AvgPoolGrad(Function):
         return windows(ggx, self.grid, 0.0).sum(axis=0) / self.divisor  # (N, C, OH, OW)
 
     def backward_graph(self, ggx: Tensor) -> Tensor:
-        return AvgPool2d(self.grid, self.kernel, False, self.count_include_pad).apply(ggx)
+        return AvgPool2d(self.grid, self.kernel, self.count_include_pad).apply(ggx)
 
 
 # ---------------------------------------------------------------- argument checks
@@ -521,4 +519,4 @@ def avg_pool2d(
         ValueError / TypeError: as :func:`max_pool2d`.
     """
     grid, k = _geometry("avg_pool2d", x, kernel_size, stride, padding, ceil_mode)
-    return AvgPool2d(grid, k, bool(ceil_mode), bool(count_include_pad)).apply(x)
+    return AvgPool2d(grid, k, bool(count_include_pad)).apply(x)

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import minigrad.functional as F
+from minigrad.functional import _checks
 from minigrad.nn import init
 from minigrad.nn.module import Module, Parameter
 from minigrad.tensor import Tensor, zeros
@@ -22,14 +23,6 @@ __all__ = ["Conv2d", "Dropout", "Flatten", "Identity", "Linear", "ReLU", "make_p
 def make_parameter(*shape: int, dtype: Any = "float32", device: Any = "cpu") -> Parameter:
     """A zero-filled Parameter of ``shape`` (fill it with ``nn.init``)."""
     return Parameter(zeros(*shape, dtype=dtype, device=device))
-
-
-def _pair(layer: str, name: str, v: Any) -> tuple[int, int]:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return (v, v)
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) for i in v):
-        return (int(v[0]), int(v[1]))
-    raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {v!r}")
 
 
 def _positive(layer: str, **values: int) -> None:
@@ -111,9 +104,9 @@ class Conv2d(Module):
         super().__init__()
         _positive("Conv2d", in_channels=in_channels, out_channels=out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair("Conv2d", "kernel_size", kernel_size)
-        self.stride = _pair("Conv2d", "stride", stride)
-        self.padding = _pair("Conv2d", "padding", padding)
+        self.kernel_size = _checks.int_pair("Conv2d", "kernel_size", kernel_size)
+        self.stride = _checks.int_pair("Conv2d", "stride", stride)
+        self.padding = _checks.int_pair("Conv2d", "padding", padding)
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
             raise ValueError(
                 f"Conv2d: need kernel_size >= 1, stride >= 1, padding >= 0; got "

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 
-from minigrad.train import parallel
+from minigrad.train import data_parallel
 from minigrad.train.args import (
     finite_float,
     non_negative_float,
@@ -57,10 +57,10 @@ def main(argv: list[str] | None, spec: ModelSpec) -> int:
     status (:data:`EXIT_CODES`: 0 done, 1 internal error, 2 usage or input error, 3 stopped
     on a NaN/inf loss, 130 interrupted).
 
-    Under ``mpiexec -n N``, ``train`` trains data-parallel (see :mod:`minigrad.train.parallel`)
+    Under ``mpiexec -n N``, ``train`` trains data-parallel (see :mod:`minigrad.train.data_parallel`)
     and a rank that ends with a non-zero code (other than 130, Ctrl-C) aborts all ranks.
     """
-    return parallel.end_together(_main(argv, spec))
+    return data_parallel.end_together(_main(argv, spec))
 
 
 def _main(argv: list[str] | None, spec: ModelSpec) -> int:

@@ -1,6 +1,6 @@
 """The ``train`` command: the run config, the run folder, the data, the model, ``fit``.
 
-Under ``mpiexec -n N`` it trains data-parallel (:mod:`minigrad.train.parallel`): every rank
+Under ``mpiexec -n N`` it trains data-parallel (:mod:`minigrad.train.data_parallel`): every rank
 runs this code; rank 0 alone prints (:class:`~minigrad.train.console.Console`) and alone
 writes the run folder (the three checks of ``world.is_main`` left here decide that work:
 the folder's claim, its config, the gradient-norm recorder).
@@ -16,7 +16,7 @@ from typing import Any
 
 from minigrad import random
 from minigrad.checkpoint import find_checkpoint, load_checkpoint
-from minigrad.train import finetune, parallel
+from minigrad.train import data_parallel, finetune
 from minigrad.train.console import Console
 from minigrad.train.resolve import (
     DEFAULTS,
@@ -52,11 +52,11 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     computed and released at the end; the config of a resumed run is checked before its
     model is built (:func:`check_model_config`).
     """
-    world = parallel.world()  # the MPI world under mpiexec, else one process
+    world = data_parallel.join_world()  # the MPI world under mpiexec, else one process
     console = Console(world)
     args = restart_args(args)  # a launcher's restart continues the run it was training
     # rank 0 reads what a resume continues and sends it to the others: no shared disk needed
-    ckpt, saved, path = parallel.from_rank_0(lambda: _start(args, console), world)
+    ckpt, saved, path = data_parallel.from_rank_0(lambda: _start(args, console), world)
     if args.resume:
         args.out = args.out or str(path.parent if path is not None else Path(args.resume))
     if saved is not None:
@@ -67,10 +67,12 @@ def train(args: argparse.Namespace, spec: ModelSpec) -> int:
     cfg = resolve_config(args, spec, saved)
     if saved is not None:  # what the file describes is checked before it is built
         check_model_config(cfg, spec, path or Path(args.resume) / "config.json")
-    threads, oversubscribed = parallel.rank_threads(cfg["threads"], world)
+    threads, oversubscribed = data_parallel.rank_threads(cfg["threads"], world)
     if oversubscribed:
         console.warn(oversubscribed)
-    device = resolve_device(parallel.rank_device(cfg["device"], world), cfg["precision"], threads)
+    device = resolve_device(
+        data_parallel.rank_device(cfg["device"], world), cfg["precision"], threads
+    )
     if ckpt is not None and int(ckpt["epoch"]) >= cfg["epochs"]:
         done = int(ckpt["epoch"])
         out = run_folder_path(args.out, cfg["dataset"])  # a resume's --out, on every rank
@@ -111,11 +113,11 @@ def _train(
     info = dataset_info_for(cfg)  # every flag that scales memory is checked before loading
     size = dataset_bytes(cfg, info.image_size, info.in_channels)
     check_fits(spec, cfg, info, device=device, dataset_bytes=size,
-               batch_size=parallel.per_rank_batch(cfg["batch_size"], world))  # fmt: skip
+               batch_size=data_parallel.per_rank_batch(cfg["batch_size"], world))  # fmt: skip
     info, train_set, test_set = load_datasets(cfg)
     check_splits(cfg, train_set, test_set)
     _fit_batch(cfg, len(train_set), fresh=ckpt is None, console=console)
-    local_batch = parallel.per_rank_batch(cfg["batch_size"], world)
+    local_batch = data_parallel.per_rank_batch(cfg["batch_size"], world)
     # work: rank 0 alone writes the config into its folder (a fresh run's; a resume's when
     # the folder is empty, a copy of the run)
     if world.is_main and (ckpt is None or not (out / "config.json").exists()):
@@ -123,28 +125,34 @@ def _train(
     random.manual_seed(cfg["seed"])
     model = spec.build_model(cfg).to(device)
     finetune.prepare(model, cfg, fresh=ckpt is None, stream=console.stream)
-    model = parallel.wrap_model(model, world, bool(cfg.get("sync_bn")))
-    parallel.reseed(cfg["seed"], world)  # dropout: a stream of each rank's own
-    ckpt = parallel.for_this_rank(ckpt, cfg["seed"], world)
+    model = data_parallel.wrap_model(model, world, bool(cfg.get("sync_bn")))
+    data_parallel.reseed(cfg["seed"], world)  # dropout: a stream of each rank's own
+    ckpt = data_parallel.for_this_rank(ckpt, cfg["seed"], world)
     opt, sched = build_optimizer(cfg, model)
-    ema = optim.EMA(parallel.unwrap(model), decay=cfg["ema"], warmup=True) if cfg["ema"] else None
-    sampler = parallel.train_sampler(train_set, cfg["seed"], world)
+    ema = (
+        optim.EMA(data_parallel.unwrap(model), decay=cfg["ema"], warmup=True)
+        if cfg["ema"]
+        else None
+    )
+    sampler = data_parallel.train_sampler(train_set, cfg["seed"], world)
     train_loader = DataLoader(train_set, local_batch, shuffle=sampler is None, sampler=sampler,
                               drop_last=True, num_workers=cfg["num_workers"],
                               transform=info.train_transform,
-                              seed=parallel.rank_seed(cfg["seed"], world))  # fmt: skip
-    test_loader = DataLoader(parallel.eval_shard(test_set, world), 256,
+                              seed=data_parallel.rank_seed(cfg["seed"], world))  # fmt: skip
+    test_loader = DataLoader(data_parallel.eval_shard(test_set, world), 256,
                              num_workers=cfg["num_workers"], transform=info.eval_transform,
                              seed=cfg["seed"])  # fmt: skip
     callbacks = []
     if cfg["grad_norms"] and world.is_main:  # work: rank 0 alone records (into its folder)
         from minigrad.study import GradNormRecorder  # noqa: PLC0415 - optional study tools
 
-        callbacks.append(GradNormRecorder(parallel.unwrap(model), out, every=cfg["grad_norms"]))
+        callbacks.append(
+            GradNormRecorder(data_parallel.unwrap(model), out, every=cfg["grad_norms"])
+        )
     n_params = sum(int(p.data.size) for p in model.parameters())
     about = f" ({spec.describe(cfg)})" if spec.describe is not None else ""
     ranks = f"; {world.size} ranks x {local_batch} images per step" if world.size > 1 else ""
-    cpu = f" ({parallel.threads_note(threads, world)})" if device == "cpu" else ""
+    cpu = f" ({data_parallel.threads_note(threads, world)})" if device == "cpu" else ""
     console.say(f"{cfg['dataset']}: {len(train_set)} train / {len(test_set)} test images "
                 f"{info.in_channels}x{info.image_size}x{info.image_size}; model {n_params} "
                 f"parameters{about}; device {device}{cpu}{ranks}; run folder {out}")  # fmt: skip
@@ -238,7 +246,7 @@ def build_optimizer(cfg: dict[str, Any], model: Any) -> tuple[Any, Any]:
     from minigrad import optim  # noqa: PLC0415
 
     # the trainable parameters; with --backbone-lr-scale, the loaded ones in their own group
-    params = finetune.param_groups(parallel.unwrap(model), cfg)
+    params = finetune.param_groups(data_parallel.unwrap(model), cfg)
     lr, wd = cfg["lr"], cfg["weight_decay"]
     if cfg["optimizer"] == "sgd":
         opt = optim.SGD(params, lr=lr, momentum=cfg["momentum"], weight_decay=wd,

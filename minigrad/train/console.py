@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from minigrad.train import parallel
+from minigrad.train import data_parallel
 
 __all__ = ["Console"]
 
@@ -19,7 +19,7 @@ class Console:
     """The output of one rank: :meth:`say` and :meth:`warn` print on rank 0 only.
 
     Args:
-        world: the process world (``parallel.world()``); one process is rank 0.
+        world: the process world (``data_parallel.join_world()``); one process is rank 0.
     """
 
     def __init__(self, world: Any) -> None:
@@ -46,7 +46,7 @@ class Console:
     @property
     def stream(self) -> TextIO | None:
         """Where progress lines go: None (stdout) on rank 0, nowhere on the others."""
-        return parallel.quiet_stream(self.world)
+        return data_parallel.quiet_stream(self.world)
 
     @property
     def bar(self) -> bool | None:

@@ -203,3 +203,18 @@ def test_compose_threads_rng_and_plain_callables():
 def test_array_transforms_refuse_pillow_images():
     with pytest.raises(TypeError, match="RandomCrop: expects an array"):
         T.RandomCrop(2)(Image.new("L", (4, 4)))
+
+
+@pytest.mark.parametrize("name", ["RandomCrop", "CenterCrop", "RandomResizedCrop"])
+def test_a_bad_size_is_one_line_naming_the_transform_and_the_value(name):
+    # the same pair check as the ops' and nn.Conv2d's (functional/_checks.int_pair)
+    make = getattr(T, name)
+    with pytest.raises(
+        TypeError, match=rf"^{name}: size must be an int or a pair of ints, got 2\.5$"
+    ):
+        make(2.5)
+    with pytest.raises(TypeError, match=rf"^{name}: size must be an int or a pair.*\(4, 4, 4\)$"):
+        make((4, 4, 4))
+    with pytest.raises(ValueError, match=rf"^{name}: size must be positive, got \(0, 4\)$"):
+        make((0, 4))
+    assert make(np.int64(4))._hw == (4, 4) and make([3, 5])._hw == (3, 5)

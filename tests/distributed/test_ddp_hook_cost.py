@@ -9,7 +9,7 @@ itself with fake transfers, so no second process is needed.
 from __future__ import annotations
 
 from minigrad.nn import Module
-from minigrad.nn.parallel import DistributedDataParallel, _Bucket
+from minigrad.nn.distributed_data_parallel import DistributedDataParallel, _Bucket
 
 
 class _Work:

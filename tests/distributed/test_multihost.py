@@ -108,12 +108,12 @@ def test_two_hosts_train_as_two_ranks_on_one_host(mpirun, two_hosts, tmp_path):
     job = APP + textwrap.dedent(
         """
         import socket
-        from minigrad.train import parallel
+        from minigrad.train import data_parallel
         train("--epochs", "2", "--out", "run", "--sync-bn")
         train("--epochs", "3", "--resume", "run", "--sync-bn")  # only host A has the folder
         with open("/proc/self/net/dev") as f:  # this host's network devices
             devices = sorted(line.split(":")[0].strip() for line in f if ":" in line)
-        line = (f"rank {parallel.world().rank} local {parallel.local_ranks()} in "
+        line = (f"rank {data_parallel.join_world().rank} local {data_parallel.local_ranks()} in "
                 f"{os.path.basename(os.getcwd())} devices {devices}\\n")
         sys.stdout.flush()
         os.write(1, line.encode())  # one write: the two ranks' lines cannot interleave

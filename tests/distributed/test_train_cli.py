@@ -15,7 +15,7 @@ import pytest
 from minigrad import nn
 from minigrad.checkpoint import load_checkpoint
 from minigrad.data import TensorDataset
-from minigrad.train import parallel
+from minigrad.train import data_parallel
 from tests.distributed.conftest import ROOT
 
 # The small CNN example (batch norm; --sync-bn makes 2 ranks x 8 images the same as 1 x 16)
@@ -101,8 +101,8 @@ def test_googlenet_two_ranks_sync_bn_writes_on_rank_0_only(mpirun, tmp_path):
                                "--batch-size", "16", "--sync-bn", "--no-plots", "--out", "run"])
         assert code == 0, code
         from minigrad import distributed as dist
-        from minigrad.train import parallel
-        print(f"rank {{dist.rank()}} is local rank {{parallel.local_rank()}}", flush=True)
+        from minigrad.train import data_parallel
+        print(f"rank {{dist.rank()}} is local rank {{data_parallel.local_rank()}}", flush=True)
         """,
         timeout=60,
     )
@@ -159,45 +159,45 @@ def test_a_failing_rank_ends_all_ranks_with_its_message(mpirun, action, message)
 
 
 def test_the_global_batch_must_divide_by_the_ranks():
-    assert parallel.per_rank_batch(64, parallel.World(1, 4)) == 16
+    assert data_parallel.per_rank_batch(64, data_parallel.RankContext(1, 4)) == 16
     with pytest.raises(ValueError, match=re.escape("--batch-size 30 is the global batch")):
-        parallel.per_rank_batch(30, parallel.World(0, 4))
+        data_parallel.per_rank_batch(30, data_parallel.RankContext(0, 4))
 
 
 def test_rank_seeds_differ_and_rank_0_keeps_the_run_seed():
-    seeds = [parallel.rank_seed(5, parallel.World(r, 4)) for r in range(4)]
+    seeds = [data_parallel.rank_seed(5, data_parallel.RankContext(r, 4)) for r in range(4)]
     assert seeds[0] == 5 and len(set(seeds)) == 4
-    assert seeds == [parallel.rank_seed(5, parallel.World(r, 4)) for r in range(4)]
+    assert seeds == [data_parallel.rank_seed(5, data_parallel.RankContext(r, 4)) for r in range(4)]
 
 
 def test_eval_shards_cover_the_split_exactly_once():
     data = TensorDataset(np.zeros((11, 1, 2, 2), np.float32), np.zeros(11, np.int64))
-    shards = [parallel.eval_shard(data, parallel.World(r, 3)) for r in range(3)]
+    shards = [data_parallel.eval_shard(data, data_parallel.RankContext(r, 3)) for r in range(3)]
     got = np.sort(np.concatenate([s.indices for s in shards]))
     np.testing.assert_array_equal(got, np.arange(11))
 
 
 def test_single_process_sync_bn_converts_and_does_not_wrap():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
-    wrapped = parallel.wrap_model(model, parallel.World(0, 1), sync_bn=True)
+    wrapped = data_parallel.wrap_model(model, data_parallel.RankContext(0, 1), sync_bn=True)
     assert wrapped is model and isinstance(model[1], nn.SyncBatchNorm)
-    assert parallel.unwrap(wrapped) is model
-    assert parallel.train_sampler(list(range(8)), 0, parallel.World(0, 1)) is None
+    assert data_parallel.unwrap(wrapped) is model
+    assert data_parallel.train_sampler(list(range(8)), 0, data_parallel.RankContext(0, 1)) is None
 
 
 def test_on_n_ranks_cuda_means_the_local_ranks_gpu(monkeypatch):
     from minigrad import backend
 
-    monkeypatch.setattr(parallel, "local_rank", lambda: 1)
-    two = parallel.World(1, 2)
-    assert parallel.rank_device("cuda", two) == "cuda:1"
-    assert parallel.rank_device("cuda:0", two) == "cuda:0"  # explicit: as given
-    assert parallel.rank_device("cpu", two) == "cpu"
-    assert parallel.rank_device("cuda", parallel.World(0, 1)) == "cuda"
+    monkeypatch.setattr(data_parallel, "local_rank", lambda: 1)
+    two = data_parallel.RankContext(1, 2)
+    assert data_parallel.rank_device("cuda", two) == "cuda:1"
+    assert data_parallel.rank_device("cuda:0", two) == "cuda:0"  # explicit: as given
+    assert data_parallel.rank_device("cpu", two) == "cpu"
+    assert data_parallel.rank_device("cuda", data_parallel.RankContext(0, 1)) == "cuda"
     monkeypatch.setattr(backend, "default_device", lambda: "cuda:0")
-    assert parallel.rank_device(None, two) == "cuda:1"
+    assert data_parallel.rank_device(None, two) == "cuda:1"
     monkeypatch.setattr(backend, "default_device", lambda: "cpu")
-    assert parallel.rank_device(None, two) is None
+    assert data_parallel.rank_device(None, two) is None
 
 
 def test_threads_default_to_the_cores_divided_among_the_ranks_on_the_machine(monkeypatch):
@@ -205,21 +205,24 @@ def test_threads_default_to_the_cores_divided_among_the_ranks_on_the_machine(mon
 
     monkeypatch.setattr(runtime, "available_cores", lambda: 8)
     monkeypatch.setattr(runtime, "ENV_NUM_THREADS", None)
-    monkeypatch.setattr(parallel, "_LOCAL", [(1, 4)])  # 4 ranks on this machine
-    four = parallel.World(1, 4)
-    assert parallel.rank_threads(None, four) == (2, None)
-    assert parallel.rank_threads(2, four) == (2, None)  # explicit, fits: no warning
-    threads, warning = parallel.rank_threads(3, four)  # explicit wins, with a warning
+    monkeypatch.setattr(data_parallel, "_LOCAL", [(1, 4)])  # 4 ranks on this machine
+    four = data_parallel.RankContext(1, 4)
+    assert data_parallel.rank_threads(None, four) == (2, None)
+    assert data_parallel.rank_threads(2, four) == (2, None)  # explicit, fits: no warning
+    threads, warning = data_parallel.rank_threads(3, four)  # explicit wins, with a warning
     assert threads == 3
     assert warning == ("warning: --threads 3 x 4 ranks on this machine = 12 threads on 8 "
                        "available cores oversubscribes them (the default would be 2)")  # fmt: skip
     monkeypatch.setattr(runtime, "ENV_NUM_THREADS", 4)  # MINIGRAD_NUM_THREADS counts as asked
-    assert parallel.rank_threads(None, four)[0] == 4
+    assert data_parallel.rank_threads(None, four)[0] == 4
     monkeypatch.setattr(runtime, "ENV_NUM_THREADS", None)
-    monkeypatch.setattr(parallel, "_LOCAL", [(0, 9)])  # more ranks than cores: still 1
-    assert parallel.rank_threads(None, parallel.World(0, 9)) == (1, None)
-    assert parallel.rank_threads(None, parallel.World(0, 1)) == (8, None)  # one process
-    assert parallel.threads_note(8, parallel.World(0, 1)) == "8 threads"
+    monkeypatch.setattr(data_parallel, "_LOCAL", [(0, 9)])  # more ranks than cores: still 1
+    assert data_parallel.rank_threads(None, data_parallel.RankContext(0, 9)) == (1, None)
+    assert data_parallel.rank_threads(None, data_parallel.RankContext(0, 1)) == (
+        8,
+        None,
+    )  # one process
+    assert data_parallel.threads_note(8, data_parallel.RankContext(0, 1)) == "8 threads"
     # a library script under mpiexec: the launcher's local size divides the cores too
     monkeypatch.setenv("MPI_LOCALNRANKS", "2")
     monkeypatch.setattr(runtime, "_settings", {**runtime._settings, "host_threads": None})

@@ -13,9 +13,9 @@ from minigrad.functional._im2col import (
     col2im,
     conv_output_size,
     im2col,
-    pool_output_size,
 )
 from minigrad.functional._layout import is_channel_major
+from minigrad.functional._windows import pool_output_size
 from minigrad.testing import conv_geometries, float_arrays
 
 # the device fixture is stateless, so reusing it across hypothesis examples is fine

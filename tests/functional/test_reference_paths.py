@@ -25,8 +25,9 @@ import minigrad.functional as F
 from minigrad import backend, runtime
 from minigrad.engine import topological_order
 from minigrad.functional import _cuda, _threads, conv
-from minigrad.functional._im2col import conv_output_size, pool_output_size
+from minigrad.functional._im2col import conv_output_size
 from minigrad.functional._layout import is_channel_major
+from minigrad.functional._windows import pool_output_size
 from minigrad.testing import float_arrays
 
 fixture_ok = settings(

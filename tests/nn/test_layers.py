@@ -112,6 +112,11 @@ def test_layer_argument_errors():
         nn.Conv2d(3, -1, 3)
     with pytest.raises(TypeError, match=r"Conv2d: kernel_size must be an int or a pair of ints"):
         nn.Conv2d(3, 4, (3, 3, 3))
+    with pytest.raises(
+        TypeError, match=r"Conv2d: stride must be an int or a pair of ints, got True"
+    ):
+        nn.Conv2d(3, 4, 3, stride=True)
+    assert nn.Conv2d(3, 4, np.int64(3)).kernel_size == (3, 3)  # NumPy ints count as ints
     with pytest.raises(ValueError, match=r"Conv2d: need kernel_size >= 1, stride >= 1, padding"):
         nn.Conv2d(3, 4, 3, padding=-1)
     with pytest.raises(ValueError, match="linear: input has 4 features"):

@@ -3,7 +3,7 @@
 The trainer calls these small functions; each is a no-op (or the identity) in a
 single-process world, so a run without ``mpiexec`` behaves exactly as before.
 
-* :func:`world` joins the MPI world (``minigrad.distributed.init``; no flag needed).
+* :func:`join_world` joins the MPI world (``minigrad.distributed.init``; no flag needed).
 * ``--batch-size`` is the global batch: :func:`per_rank_batch` splits it (it must divide).
 * :func:`wrap_model`: ``--sync-bn`` converts batch norm to ``SyncBatchNorm``; on N ranks the
   model is wrapped in ``DistributedDataParallel`` (rank 0's weights broadcast, gradients
@@ -40,11 +40,12 @@ from typing import Any, TextIO
 import numpy as np
 
 __all__ = [
-    "World",
+    "RankContext",
     "end_together",
     "eval_shard",
     "for_this_rank",
     "from_rank_0",
+    "join_world",
     "local_rank",
     "local_ranks",
     "per_rank_batch",
@@ -56,14 +57,17 @@ __all__ = [
     "threads_note",
     "train_sampler",
     "unwrap",
-    "world",
     "wrap_model",
 ]
 
 
 @dataclass(frozen=True)
-class World:
-    """This process's ``rank`` among ``size`` processes."""
+class RankContext:
+    """This process's ``rank`` among ``size`` processes, as the trainer's functions take it.
+
+    A plain value (a test builds ``RankContext(1, 4)`` without MPI); the process group it
+    was read from is :mod:`minigrad.distributed` (see :func:`join_world`).
+    """
 
     rank: int = 0
     size: int = 1
@@ -74,7 +78,7 @@ class World:
         return self.rank == 0
 
 
-def world() -> World:
+def join_world() -> RankContext:
     """Join the MPI world when launched by ``mpiexec`` (else a single process) and return it.
 
     Also installs the library's hook: an uncaught exception on one rank prints its traceback
@@ -83,10 +87,10 @@ def world() -> World:
     from minigrad import distributed as dist  # noqa: PLC0415 - mpi4py only when launched
 
     dist.init()
-    return World(dist.rank(), dist.world_size())
+    return RankContext(dist.rank(), dist.world_size())
 
 
-def per_rank_batch(global_batch: int, w: World) -> int:
+def per_rank_batch(global_batch: int, w: RankContext) -> int:
     """The images each rank takes per step: ``global_batch / size``.
 
     Raises:
@@ -133,7 +137,7 @@ def local_rank() -> int:
     return local_ranks()[0]
 
 
-def rank_threads(requested: int | None, w: World) -> tuple[int, str | None]:
+def rank_threads(requested: int | None, w: RankContext) -> tuple[int, str | None]:
     """The host threads of this rank's ops, and a warning (or None).
 
     The default is the available cores divided among the ranks on this machine
@@ -160,7 +164,7 @@ def rank_threads(requested: int | None, w: World) -> tuple[int, str | None]:
     return requested, None
 
 
-def threads_note(threads: int, w: World) -> str:
+def threads_note(threads: int, w: RankContext) -> str:
     """What the start line says about the threads: ``2 threads`` in one process, ``1 thread
     per rank (2 cores / 2 ranks on this machine)`` on N ranks."""
     plural = "s" * (threads != 1)
@@ -175,7 +179,7 @@ def threads_note(threads: int, w: World) -> str:
     )
 
 
-def rank_device(requested: str | None, w: World) -> str | None:
+def rank_device(requested: str | None, w: RankContext) -> str | None:
     """This rank's device: on N ranks, ``cuda`` (or no ``--device`` on a GPU machine) means
     ``cuda:<local rank>``, so the ranks of a machine use one GPU each; ``cpu`` and an
     explicit ``cuda:N`` stay as given (a local rank past the machine's GPUs then fails with
@@ -190,7 +194,7 @@ def rank_device(requested: str | None, w: World) -> str | None:
     return f"cuda:{local}" if requested.strip().lower() == "cuda" else requested
 
 
-def rank_seed(seed: int, w: World) -> int:
+def rank_seed(seed: int, w: RankContext) -> int:
     """The seed of this rank's augmentation and dropout: ``seed`` on rank 0, a number
     derived from ``(seed, rank)`` on the others (the same on every run)."""
     if w.rank == 0:
@@ -198,7 +202,7 @@ def rank_seed(seed: int, w: World) -> int:
     return int(np.random.SeedSequence([int(seed), w.rank]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def wrap_model(model: Any, w: World, sync_bn: bool = False) -> Any:
+def wrap_model(model: Any, w: RankContext, sync_bn: bool = False) -> Any:
     """``model`` with batch norm made ``SyncBatchNorm`` (``sync_bn``) and, on N ranks,
     wrapped in ``DistributedDataParallel`` (which broadcasts rank 0's weights)."""
     from minigrad import nn  # noqa: PLC0415
@@ -215,7 +219,7 @@ def unwrap(model: Any) -> Any:
     return model.module if isinstance(model, nn.DistributedDataParallel) else model
 
 
-def train_sampler(dataset: Any, seed: int, w: World) -> Any:
+def train_sampler(dataset: Any, seed: int, w: RankContext) -> Any:
     """This rank's shard of each training epoch (None in a single process: the loader's own
     shuffle, which draws the same order from the same seed)."""
     if w.size == 1:
@@ -225,7 +229,7 @@ def train_sampler(dataset: Any, seed: int, w: World) -> Any:
     return DistributedSampler(dataset, w.size, w.rank, shuffle=True, seed=seed, drop_last=True)
 
 
-def eval_shard(dataset: Any, w: World) -> Any:
+def eval_shard(dataset: Any, w: RankContext) -> Any:
     """Samples ``rank, rank + size, ...`` of ``dataset``: disjoint, together the whole split."""
     if w.size == 1:
         return dataset
@@ -234,7 +238,7 @@ def eval_shard(dataset: Any, w: World) -> Any:
     return Subset(dataset, np.arange(w.rank, len(dataset), w.size))
 
 
-def from_rank_0(read: Callable[[], Any], w: World) -> Any:
+def from_rank_0(read: Callable[[], Any], w: RankContext) -> Any:
     """``read()`` on rank 0, its result sent to every rank (pickled, once): so that only rank
     0's host needs the file (a checkpoint to resume, on machines without a shared disk).
 
@@ -258,7 +262,7 @@ def from_rank_0(read: Callable[[], Any], w: World) -> Any:
     return value
 
 
-def for_this_rank(ckpt: dict[str, Any] | None, seed: int, w: World) -> dict[str, Any] | None:
+def for_this_rank(ckpt: dict[str, Any] | None, seed: int, w: RankContext) -> dict[str, Any] | None:
     """Rank 0's checkpoint (of a run on any number of ranks), made this rank's.
 
     Model, optimizer, schedule, EMA, metrics and the loader's epoch/batch position are the
@@ -277,7 +281,7 @@ def for_this_rank(ckpt: dict[str, Any] | None, seed: int, w: World) -> dict[str,
     return ckpt
 
 
-def reseed(seed: int, w: World, step: int = 0) -> None:
+def reseed(seed: int, w: RankContext, step: int = 0) -> None:
     """Give ranks > 0 their own random stream (dropout) from ``(seed, rank, step)``."""
     if w.rank == 0:
         return
@@ -294,7 +298,7 @@ class _Silent(io.TextIOBase):
         return len(s)
 
 
-def quiet_stream(w: World) -> TextIO | None:
+def quiet_stream(w: RankContext) -> TextIO | None:
     """Where progress goes: None (stdout) on rank 0, nowhere on the others."""
     return None if w.is_main else _Silent()
 
