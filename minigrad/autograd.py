@@ -9,7 +9,8 @@ An op may add fast paths beside it, under fixed names:
 - ``forward_chunked`` / ``backward_chunked``: the same maths on cache-sized chunks shared
   out among the host threads (:mod:`minigrad.functional._threads`); on CuPy, one chunk;
 - ``forward_cuda`` / ``backward_cuda``: hand-written CUDA kernels (float32/float64 CuPy
-  arrays, :mod:`minigrad.functional._cuda`).
+  arrays), their source in the op's own module, compiled and launched through
+  :mod:`minigrad.functional._cuda`.
 
 Fast paths come in pairs, checked when the class is defined (``__init_subclass__``): a
 ``forward_X`` without its ``backward_X`` is a TypeError at import, unless the class

@@ -35,6 +35,13 @@ class Conv2d(Function):
     makes each chunk's again from the input instead of keeping it, and a 1x1 convolution
     with stride 1 and no padding uses the input's (C, N*H*W) rows in place of ``col``.
     ``forward_cuda`` is the same code with im2col and col2im as one CUDA kernel each.
+
+    Paths (all in this module unless named):
+        reference: ``forward``/``backward``, on ``im2col``/``col2im`` of ``_im2col.py``.
+        chunked: ``_forward_in_chunks``/``_backward_in_chunks`` with that im2col/col2im;
+            ``_threads.for_blocks`` splits the images into chunks (``gemm_threads``).
+        cuda: the same two methods with ``im2col_cuda``/``col2im_cuda``, the launchers of
+            the kernels ``im2col``/``col2im`` in ``CUDA_SOURCE`` (bottom of this module).
     """
 
     def __init__(self, stride: tuple[int, int], padding: tuple[int, int]) -> None:

@@ -125,6 +125,12 @@ class CrossEntropy(Function):
     Shapes: x (N, C), target (N,) -> loss (), or (N,) with ``reduction="none"``.
     ``forward``/``backward`` are the reference; ``forward_cuda``/``backward_cuda`` do each
     in one kernel launch (one thread per row forward, one per element backward).
+
+    Paths (all in this module):
+        reference: ``forward``/``backward``.
+        cuda: ``forward_cuda``/``backward_cuda`` call ``xent_forward_cuda``/
+            ``xent_backward_cuda``, the launchers of the kernels ``xent_fwd``/``xent_bwd``
+            in ``CUDA_SOURCE`` (bottom of this module).
     """
 
     def __init__(

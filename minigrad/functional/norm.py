@@ -50,6 +50,14 @@ class BatchNorm(Function):
     (:mod:`~minigrad.functional._threads`), all the passes of a chunk while it is in the
     cache; ``x - mean`` is not kept (backward redoes it) and the ReLU keeps a 1-byte mask.
     ``forward_cuda``: the statistics by reductions, then one kernel pass each way.
+
+    Paths (all in this module; :class:`BatchNormReLU` and ``nn.SyncBatchNorm`` inherit them):
+        reference: ``forward``/``backward``.
+        chunked: ``forward_chunked``/``backward_chunked`` with the steps ``_local_stats``,
+            ``_batch_stats``, ``_scale``, ``_sums``; ``_threads.for_blocks`` splits channels.
+        cuda: ``forward_cuda``/``backward_cuda`` call ``bn_forward_cuda``/
+            ``bn_backward_cuda``, the launchers of the kernels ``bn_fwd``/``bn_bwd`` in
+            ``CUDA_SOURCE`` (bottom of this module).
     """
 
     #: the fused ReLU (:class:`BatchNormReLU`); a class attribute, so the op's name

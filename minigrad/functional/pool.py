@@ -150,6 +150,14 @@ class MaxPool2d(_PlanePool):
     comparisons instead of ``KH*KW - 1``. Both passes run on cache-sized chunks of planes,
     shared out among the host threads. ``forward_cuda``: one kernel launch each way, which
     saves the window offset of each maximum.
+
+    Paths (all in this module unless named):
+        reference: ``forward``/``backward`` on :func:`windows`/:func:`unwindows`.
+        chunked: ``forward_chunked``/``backward_chunked`` with ``_argmax_into``/``_route``,
+            on a ``_windows.WindowGrid``; ``_threads.for_blocks`` splits the planes.
+        cuda: ``forward_cuda``/``backward_cuda`` call ``maxpool_forward_cuda``/
+            ``maxpool_backward_cuda``, the launchers of the kernels ``maxpool_fwd``/
+            ``maxpool_bwd`` in ``CUDA_SOURCE`` (bottom of this module).
     """
 
     keeps_inputs = False  # backward reads the saved argmax, not x
@@ -284,6 +292,12 @@ class AvgPool2d(_PlanePool):
     (:func:`_avg_divisor`). Reference: the sum of the stacked windows (:func:`windows`,
     padding read as 0). ``forward_chunked``: each kernel offset one contiguous slice of a
     :class:`WindowGrid`, on cache-sized chunks of planes on the host threads.
+
+    Paths (all in this module unless named):
+        reference: ``forward``/``backward`` on :func:`windows`/:func:`unwindows`.
+        chunked: ``forward_chunked``/``backward_chunked`` on a ``_windows.WindowGrid``;
+            ``_threads.for_blocks`` splits the planes. No CUDA kernel: on CuPy the chunked
+            code runs as one chunk.
     """
 
     def __init__(

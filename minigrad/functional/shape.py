@@ -109,6 +109,11 @@ class Cat(Function):
     (:meth:`path_applies`): a channel-major output, copied as contiguous blocks on the host
     threads. Its backward is the reference's (``shared_backward``): each gradient is a
     slice of ``gy`` (a view), a contiguous block when ``gy`` is channel-major.
+
+    Paths (all in this module):
+        reference: ``forward``/``backward``.
+        chunked: ``forward_chunked`` (where :meth:`path_applies`), then the reference
+            ``backward``; ``_threads.for_blocks`` splits the output channels.
     """
 
     keeps_inputs = False  # backward needs the sizes only, not the concatenated arrays
