@@ -37,7 +37,7 @@ import functools
 import weakref
 from typing import Any
 
-from minigrad import backend, runtime
+from minigrad import backend, devices, runtime
 from minigrad.tensor import Tensor, is_grad_enabled
 
 #: the paths an op can take, fastest first (see the module docstring)
@@ -217,7 +217,7 @@ class Function:
         requires = is_grad_enabled() and any(t.requires_grad for t in inputs)
         self.requires_grad = requires
         self.needs_input_grad = tuple(requires and t.requires_grad for t in inputs)
-        with backend.device_context(device or "cpu"):  # cuda:N: outputs and kernels on N
+        with devices.device_context(device or "cpu"):  # cuda:N: outputs and kernels on N
             ys = self.call_forward(*xs)
         multi = isinstance(ys, tuple)
         outs = tuple(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, devices
 from minigrad.engine import (
     RemovableHandle,
     enable_grad,
@@ -119,7 +119,7 @@ class Tensor:
 
     @property
     def device(self) -> str:
-        return backend.device_of(self.data)
+        return devices.device_of(self.data)
 
     @property
     def is_leaf(self) -> bool:
@@ -186,7 +186,7 @@ class Tensor:
         from minigrad.functional import shape as _shape  # noqa: PLC0415 - declared circle
 
         out = self
-        device, dt = backend.parse_to("to", device, dtype)  # t.to("float64") works too
+        device, dt = devices.parse_to("to", device, dtype)  # t.to("float64") works too
         if device is not None and device != self.device:
             out = _shape.ToDevice(device).apply(out)
         if dt is not None and dt != out.dtype:
@@ -276,16 +276,16 @@ class Tensor:
                     f"backward: grad can be omitted only for a one-element tensor, "
                     f"got shape {self.shape}; pass grad= of that shape"
                 )
-            with backend.device_context(self.device):  # cuda:N: allocated on N
+            with devices.device_context(self.device):  # cuda:N: allocated on N
                 grad = xp.ones_like(self.data)
         else:
             if isinstance(grad, Tensor):
                 grad = grad.data
-            if hasattr(grad, "shape") and backend.device_of(grad) != self.device:
+            if hasattr(grad, "shape") and devices.device_of(grad) != self.device:
                 raise ValueError(
-                    f"backward: grad is on {backend.device_of(grad)}, tensor on {self.device}"
+                    f"backward: grad is on {devices.device_of(grad)}, tensor on {self.device}"
                 )
-            with backend.device_context(self.device):
+            with devices.device_context(self.device):
                 grad = xp.asarray(grad, dtype=self.dtype)
             if grad.shape != self.data.shape:
                 raise ValueError(

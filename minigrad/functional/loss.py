@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from minigrad.autograd import Function
-from minigrad.backend import device_context, device_of, get_array_module, is_cupy_array
+from minigrad.backend import get_array_module, is_cupy_array
+from minigrad.devices import device_context, device_of
 from minigrad.functional import _checks, _cuda
 from minigrad.functional.elementwise import exp
 from minigrad.functional.reduce import sum

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad.autograd import Function
-from minigrad.backend import device_of, get_array_module, tf32_enabled
+from minigrad.backend import get_array_module
+from minigrad.devices import device_of, tf32_enabled
 from minigrad.functional import _cuda
 from minigrad.functional._layout import channel_major, from_channel_major
 from minigrad.functional._threads import for_blocks

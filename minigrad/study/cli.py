@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from minigrad import backend, random
+from minigrad import devices, random
 from minigrad.checkpoint import find_checkpoint, load_for_inference
 from minigrad.tensor import tensor
 from minigrad.train.run_config import checked_builder
@@ -154,7 +154,7 @@ def main(argv: list[str] | None, spec: ModelSpec) -> int:
     from minigrad.study.report import format_table, save_report  # noqa: PLC0415
 
     try:
-        device = backend.normalize_device(args.device or backend.default_device())
+        device = devices.normalize_device(args.device or devices.default_device())
         model, info, cfg = _load_model(args, spec, device)
         x, y = _batch(args, info)
     except (ValueError, FileNotFoundError) as e:

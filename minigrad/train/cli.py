@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend, random
+from minigrad import devices, random
 from minigrad.checkpoint import find_checkpoint, load_checkpoint, load_for_inference
 from minigrad.train import finetune, parallel
 from minigrad.train.restart import record_run_folder, restart_args
@@ -341,11 +341,11 @@ def _info(cfg: dict[str, Any]) -> Any:
 
 
 def _device(requested: str | None, precision: str = "float32", threads: int | None = None) -> str:
-    device = backend.normalize_device(requested or backend.default_device())
+    device = devices.normalize_device(requested or devices.default_device())
     if precision == "tf32":
         if device == "cpu":
             raise ValueError("--precision tf32 needs a CUDA device (NumPy on the CPU has no TF32)")
-        backend.set_tf32(True)
+        devices.set_tf32(True)
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be positive, got {threads}")
     if device == "cpu":  # malloc keeps freed pages, BLAS on 1 thread, chunks on all cores

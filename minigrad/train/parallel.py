@@ -182,11 +182,11 @@ def rank_device(requested: str | None, w: World) -> str | None:
     the backend's error for a missing device)."""
     if w.size == 1:
         return requested
-    from minigrad import backend  # noqa: PLC0415
+    from minigrad import devices  # noqa: PLC0415
 
     local = local_rank()  # on every rank: a collective
     if requested is None:
-        return f"cuda:{local}" if backend.default_device() != "cpu" else None
+        return f"cuda:{local}" if devices.default_device() != "cpu" else None
     return f"cuda:{local}" if requested.strip().lower() == "cuda" else requested
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import backend, runtime
+from minigrad import backend, devices, runtime
 from minigrad.functional import _cuda, conv
 from minigrad.functional._checks import pair
 from minigrad.functional._im2col import col2im, im2col
@@ -50,7 +50,7 @@ def _emulator():
 def kdev(request, monkeypatch):
     """The device of a kernel test: 'cpu' with emulated kernels, or 'cuda:0' with real ones."""
     if request.param == "cuda":
-        if not backend.cuda_available():
+        if not devices.cuda_available():
             pytest.skip("needs CuPy and a CUDA device")
         return "cuda:0"
     from cuda_emulator import compiler
@@ -89,7 +89,7 @@ def assert_close(got, want, rtol=1e-12, atol=1e-12):
 
 
 def dev(a, device):
-    return backend.to_device(np.asarray(a), device)
+    return devices.to_device(np.asarray(a), device)
 
 
 # ---------------------------------------------------------------- im2col / col2im

@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from minigrad import backend
+from minigrad import devices
 from minigrad.functional import _cuda
 
 ARCHS = ("80", "90")  # A100, H100/H200
@@ -78,4 +78,4 @@ def test_cupy_installed_without_a_gpu_leaves_the_suite_on_the_cpu():
         count = 0
     if count > 0:
         pytest.skip("a GPU is present")
-    assert not backend.cuda_available() and backend.default_device() == "cpu"
+    assert not devices.cuda_available() and devices.default_device() == "cpu"
