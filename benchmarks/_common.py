@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, devices
 
 
 class Device:
     """One benchmark device: array factory, synchronisation and memory read-outs."""
 
     def __init__(self, device: str) -> None:
-        self.name = backend.normalize_device(device)
-        self.xp = backend.get_array_module(backend.to_device(np.zeros(1, np.float32), self.name))
+        self.name = devices.normalize_device(device)
+        self.xp = backend.get_array_module(devices.to_device(np.zeros(1, np.float32), self.name))
         self.is_cpu = self.name == "cpu"
 
     def sync(self) -> None:
@@ -34,7 +34,7 @@ class Device:
 
     def randn(self, rng: np.random.Generator, *shape: int) -> Any:
         """Standard-normal float32 array on this device."""
-        return backend.to_device(rng.standard_normal(shape, dtype=np.float32), self.name)
+        return devices.to_device(rng.standard_normal(shape, dtype=np.float32), self.name)
 
     def peak_memory_bytes(self) -> int:
         """Host: peak resident set size of this process. GPU: bytes held by CuPy's pool.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from minigrad import functional
-from minigrad.backend import cuda_available, default_device
+from minigrad.devices import cuda_available, default_device
 from minigrad.functional import cat, split
 from minigrad.higher_order import grad, hvp
 from minigrad.random import manual_seed

@@ -9,7 +9,8 @@ An op may add fast paths beside it, under fixed names:
 - ``forward_chunked`` / ``backward_chunked``: the same maths on cache-sized chunks shared
   out among the host threads (:mod:`minigrad.functional._threads`); on CuPy, one chunk;
 - ``forward_cuda`` / ``backward_cuda``: hand-written CUDA kernels (float32/float64 CuPy
-  arrays, :mod:`minigrad.functional._cuda`).
+  arrays), their source in the op's own module, compiled and launched through
+  :mod:`minigrad.functional._cuda`.
 
 Fast paths come in pairs, checked when the class is defined (``__init_subclass__``): a
 ``forward_X`` without its ``backward_X`` is a TypeError at import, unless the class
@@ -36,7 +37,7 @@ import functools
 import weakref
 from typing import Any
 
-from minigrad import backend, runtime
+from minigrad import backend, devices, runtime
 from minigrad.tensor import Tensor, is_grad_enabled
 
 #: the paths an op can take, fastest first (see the module docstring)
@@ -216,7 +217,7 @@ class Function:
         requires = is_grad_enabled() and any(t.requires_grad for t in inputs)
         self.requires_grad = requires
         self.needs_input_grad = tuple(requires and t.requires_grad for t in inputs)
-        with backend.device_context(device or "cpu"):  # cuda:N: outputs and kernels on N
+        with devices.device_context(device or "cpu"):  # cuda:N: outputs and kernels on N
             ys = self.call_forward(*xs)
         multi = isinstance(ys, tuple)
         outs = tuple(

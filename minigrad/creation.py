@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend, random
+from minigrad import backend, devices, random
 from minigrad.tensor import Tensor
 
 __all__ = ["ones", "rand", "randn", "tensor", "zeros"]
@@ -52,12 +52,12 @@ def tensor(
         data = data.data
     try:
         dt = _infer_dtype(data, backend.to_dtype(dtype, "tensor"))
-        device = backend.normalize_device(device)
+        device = devices.normalize_device(device)
         if device == "cpu":
             arr = np.array(backend.as_numpy(data), dtype=dt)
         else:
-            with backend.device_context(device):  # the cast allocates on the current device
-                arr = backend.to_device(data, device).astype(dt, copy=True)
+            with devices.device_context(device):  # the cast allocates on the current device
+                arr = devices.to_device(data, device).astype(dt, copy=True)
     except ValueError:
         where = _ragged_at(data) if isinstance(data, (list, tuple)) else None
         if where is None:
@@ -100,9 +100,9 @@ def _factory(name: str, fill: Fill, doc: str, float_only: bool = False) -> Calla
         dt = backend.to_dtype(dtype, name)
         if float_only and dt.kind != "f":
             raise TypeError(f"{name}: dtype must be floating point, got {dt}")
-        device = backend.normalize_device(device)
-        xp = np if device == "cpu" else backend.require_cuda(device)
-        with backend.device_context(device):
+        device = devices.normalize_device(device)
+        xp = np if device == "cpu" else devices.require_cuda(device)
+        with devices.device_context(device):
             arr = fill(xp, tuple(int(s) for s in shape), dt)
         return Tensor(arr, requires_grad=requires_grad)
 

@@ -13,7 +13,7 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
-from minigrad import backend
+from minigrad import backend, devices
 
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
@@ -220,7 +220,7 @@ def _walk(root: Tensor, grad: Any, retain_graph: bool) -> None:
             )
         g0 = next(g for g in gys if g is not None)
         xp = backend.get_array_module(g0)
-        with backend.device_context(backend.device_of(g0)):  # cuda:N: its gradients on N
+        with devices.device_context(devices.device_of(g0)):  # cuda:N: its gradients on N
             for i, ref in enumerate(fn.outputs):
                 out = ref()
                 if out is not None and (out._hooks or out._retain_grad) and gys[i] is not None:
@@ -259,5 +259,5 @@ def _walk(root: Tensor, grad: Any, retain_graph: bool) -> None:
         if not retain_graph:
             fn.release()
     for t, g in leaves.values():
-        with backend.device_context(t.device):
+        with devices.device_context(t.device):
             _accumulate_grad(t, _apply_hooks(t, g))

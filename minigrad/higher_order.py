@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, devices
 from minigrad.engine import _accumulate_grad, _apply_hooks, enable_grad, topological_order
 from minigrad.tensor import Tensor, initial_grad
 
@@ -122,7 +122,7 @@ def walk(
         if not retain_graph:
             fn.release()
     for t, g in leaves.values():
-        with backend.device_context(t.device):
+        with devices.device_context(t.device):
             _accumulate_grad(t, _apply_hooks(t, g))
     for k, t in enumerate(targets):  # a target's own hooks see its whole gradient
         if found[k] is not None and t._hooks and t._ctx is None:
@@ -149,7 +149,7 @@ def _run_op(fn: Any, gys: list[Any], create_graph: bool) -> tuple[Any, ...]:
     g0 = next(g for g in gys if g is not None)
     data = g0.data if create_graph else g0
     xp = backend.get_array_module(data)
-    with backend.device_context(backend.device_of(data)):
+    with devices.device_context(devices.device_of(data)):
         for i, (shape, dtype) in enumerate(fn.output_meta):
             if gys[i] is None:
                 zeros = xp.zeros(shape, dtype=dtype)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import devices
 from minigrad._philox import CounterGenerator
 
 _seed: int | None = None
@@ -49,21 +49,21 @@ class _DeviceGenerator:
     """The draws of a GPU (``generator("cuda:N")``), made on that device: NumPy's method names."""
 
     def __init__(self, device: str) -> None:
-        self.device, self.xp = device, backend.require_cuda(device)
+        self.device, self.xp = device, devices.require_cuda(device)
 
     def random(self, size: Any = None, dtype: Any = np.float64) -> Any:
-        with backend.device_context(self.device):
+        with devices.device_context(self.device):
             return _stream(self.device).random(self.xp, size, dtype)
 
     def standard_normal(self, size: Any = None, dtype: Any = np.float64) -> Any:
-        with backend.device_context(self.device):
+        with devices.device_context(self.device):
             return _stream(self.device).standard_normal(self.xp, size, dtype)
 
 
 def generator(device: str = "cpu") -> Any:
     """The random generator of ``device``: ``numpy.random.Generator`` on the CPU, on a GPU an
     object with its ``random`` and ``standard_normal`` over a Philox stream (``(seed, offset)``)."""
-    device = backend.normalize_device(device)
+    device = devices.normalize_device(device)
     g = _generators.get(device)
     if g is None:
         g = np.random.default_rng(_seed) if device == "cpu" else _DeviceGenerator(device)
@@ -74,9 +74,9 @@ def generator(device: str = "cpu") -> Any:
 def dropout_bits(shape: tuple[int, ...], device: str) -> Any:
     """Random uint32 words of ``shape`` on ``device`` from the one dropout stream: the words
     depend on the seed and the stream's offset only, never on the device."""
-    device = backend.normalize_device(device)
-    xp = np if device == "cpu" else backend.require_cuda(device)
-    with backend.device_context(device):
+    device = devices.normalize_device(device)
+    xp = np if device == "cpu" else devices.require_cuda(device)
+    with devices.device_context(device):
         return _stream("dropout").bits(xp, math.prod(shape)).reshape(shape)
 
 

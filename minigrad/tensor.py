@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, devices
 from minigrad.engine import (
     RemovableHandle,
     enable_grad,
@@ -119,7 +119,7 @@ class Tensor:
 
     @property
     def device(self) -> str:
-        return backend.device_of(self.data)
+        return devices.device_of(self.data)
 
     @property
     def is_leaf(self) -> bool:
@@ -186,7 +186,7 @@ class Tensor:
         from minigrad.functional import shape as _shape  # noqa: PLC0415 - declared circle
 
         out = self
-        device, dt = backend.parse_to("to", device, dtype)  # t.to("float64") works too
+        device, dt = devices.parse_to("to", device, dtype)  # t.to("float64") works too
         if device is not None and device != self.device:
             out = _shape.ToDevice(device).apply(out)
         if dt is not None and dt != out.dtype:
@@ -424,11 +424,11 @@ def initial_grad(t: Tensor, grad: Any, what: str, as_tensor: bool = False) -> An
                 f"{what} can be omitted only for a one-element tensor, got shape {t.shape}; "
                 "pass a gradient of that shape"
             )
-        with backend.device_context(t.device):  # cuda:N: allocated on N
+        with devices.device_context(t.device):  # cuda:N: allocated on N
             ones = xp.ones_like(t.data)
         return Tensor(ones) if as_tensor else ones
     if isinstance(grad, Tensor) or backend.is_cupy_array(grad):
-        device = grad.device if isinstance(grad, Tensor) else backend.device_of(grad)
+        device = grad.device if isinstance(grad, Tensor) else devices.device_of(grad)
         if device != t.device:
             raise ValueError(f"{what} is on {device}, tensor on {t.device}")
     if isinstance(grad, Tensor):
@@ -437,7 +437,7 @@ def initial_grad(t: Tensor, grad: Any, what: str, as_tensor: bool = False) -> An
         if as_tensor:
             return grad if grad.dtype == t.dtype else grad.to(dtype=t.dtype)
         grad = grad.data
-    with backend.device_context(t.device):
+    with devices.device_context(t.device):
         arr = xp.asarray(grad, dtype=t.dtype)
     if arr.shape != t.data.shape:
         raise ValueError(f"{what} shape {tuple(arr.shape)} != tensor shape {t.shape}")

@@ -27,5 +27,5 @@ def to_host(x: Any) -> Any:
 
 def is_standin() -> bool:
     """True when ``cupy`` is the NumPy-backed stand-in (``../shared/tools/fakecupy``)."""
-    cp = backend._import_cupy()
+    cp = backend.import_cupy()
     return cp is not None and str(getattr(cp, "__version__", "")).endswith("-fake")

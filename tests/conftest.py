@@ -13,7 +13,7 @@ import pytest
 from _host import is_standin
 from hypothesis import HealthCheck, settings
 
-from minigrad import backend
+from minigrad import backend, devices
 
 settings.register_profile(
     "ci",
@@ -43,7 +43,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("emulated_slow") is not None:
                 item.add_marker(slow)
-    if backend.cuda_available():
+    if devices.cuda_available():
         return
     skip = pytest.mark.skip(reason="needs CuPy and a CUDA device")
     for item in items:
@@ -54,8 +54,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def device(request: pytest.FixtureRequest) -> str:
     """The device the test runs on ('cpu' unless --device/MINIGRAD_TEST_DEVICE says cuda)."""
-    d = backend.normalize_device(request.config.getoption("--device"))
-    if d != "cpu" and not backend.cuda_available():
+    d = devices.normalize_device(request.config.getoption("--device"))
+    if d != "cpu" and not devices.cuda_available():
         pytest.skip(f"--device {d} requested but CUDA is not available (needs CuPy and a GPU)")
     return d
 
@@ -63,7 +63,7 @@ def device(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def xp(device: str):
     """numpy on the CPU, cupy on a GPU."""
-    return np if device == "cpu" else backend._import_cupy()
+    return np if device == "cpu" else backend.import_cupy()
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,11 @@
 """Run minigrad's CUDA kernels on the CPU: the same source compiled as C++, for NumPy arrays.
 
-Every kernel in ``minigrad.functional._cuda`` is a grid-stride loop with no shared memory,
-no barriers and no atomics, so running its threads one after another computes exactly what
-the GPU computes. This module compiles ``_cuda.SOURCE`` with the host C++ compiler, after a
-header that defines ``threadIdx``, ``blockIdx``, ``blockDim``, ``gridDim`` and
-``__global__``/``__device__``, and generates one launcher per kernel that loops over the grid. Its
+Every kernel the op families register in ``minigrad.functional._cuda`` is a grid-stride loop
+with no shared memory, no barriers and no atomics, so running its threads one after another
+computes exactly what the GPU computes. This module compiles ``_cuda.source()`` (every
+family's kernels) with the host C++ compiler, after a header that defines ``threadIdx``,
+``blockIdx``, ``blockDim``, ``gridDim`` and ``__global__``/``__device__``, and generates one
+launcher per kernel that loops over the grid. Its
 :func:`get_kernel` has the calling convention of CuPy's ``RawModule.get_function``
 (``kernel((blocks,), (threads,), args)``), so the tests can install it as
 ``_cuda.get_kernel`` and run the real wrappers (argument order, strides, sizes) on NumPy

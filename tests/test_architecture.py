@@ -24,7 +24,8 @@ ROOT = PACKAGE.parent
 
 # (module prefix, layer); the longest matching prefix wins. Lower layers never import higher.
 LAYERS: dict[str, int] = {
-    "minigrad.backend": 0,  # the only module that knows CuPy; dtype and device rules
+    "minigrad.backend": 0,  # the only module that knows CuPy: the NumPy/CuPy switch, dtypes
+    "minigrad.devices": 0,  # device strings, copies, current device, streams, TF32, memory
     "minigrad.random": 0,  # the random-number streams, their seeding and checkpoint state
     "minigrad.runtime": 0,  # process-wide settings (op paths, threads, malloc, BLAS)
     "minigrad._philox": 0,  # counter-based random streams (plain integer array code)
@@ -241,6 +242,25 @@ def test_no_import_runs_up_the_layers() -> None:
     assert not bad, "imports up the layers:\n" + "\n".join(bad)
     stale = sorted(set(ALLOWED_UP) - set(up))
     assert not stale, f"declared exceptions that no longer occur (remove them): {stale}"
+
+
+def test_only_the_backend_imports_cupy() -> None:
+    """CuPy (and cupyx) is imported by ``minigrad/backend.py`` alone, wherever the import sits
+    (module level, inside a function); the others reach it through ``backend.import_cupy``."""
+    found = []
+    for src, path in sorted(MODULES.items()):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            if any(n.split(".")[0] in ("cupy", "cupyx") for n in names):
+                found.append((src, node.lineno))
+    assert found, "the reader finds backend's own CuPy imports"
+    bad = [f"{src}:{line}" for src, line in found if src != "minigrad.backend"]
+    assert not bad, "CuPy imported outside minigrad/backend.py: " + ", ".join(bad)
 
 
 def test_the_imports_form_no_circle() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import backend, nn
+from minigrad import backend, devices, nn
 
 
 @pytest.mark.parametrize(
@@ -33,9 +33,9 @@ def test_a_python_float_next_to_an_integer_tensor_is_float32():
 
 
 def test_tensor_to_and_module_to_read_their_arguments_alike():
-    assert backend.parse_to("to", "cuda") == ("cuda:0", None)
-    assert backend.parse_to("to", "float64") == (None, np.dtype(np.float64))
-    assert backend.parse_to("to", None, "float16") == (None, np.dtype(np.float16))
+    assert devices.parse_to("to", "cuda") == ("cuda:0", None)
+    assert devices.parse_to("to", "float64") == (None, np.dtype(np.float64))
+    assert devices.parse_to("to", None, "float16") == (None, np.dtype(np.float16))
     t, m = mg.tensor([1.0]), nn.Linear(2, 2)
     assert t.to("float64").dtype == np.float64
     assert m.to("float64").weight.dtype == np.float64

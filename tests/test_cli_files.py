@@ -174,14 +174,14 @@ def test_another_programs_checkpoint_is_refused_in_one_line(tmp_path, capsys) ->
 
 @pytest.mark.parametrize("fault", ["memory", "missing dataset", "no gpu"])
 def test_a_refused_command_leaves_no_out_folder(fault, tmp_path, monkeypatch, capsys) -> None:
-    from minigrad import backend
+    from minigrad import devices
 
     out = tmp_path / "new" / "run"
     flags = {"memory": ["--width", "100"], "missing dataset": ["--dataset", "cifar10",
              "--data-dir", str(tmp_path)], "no gpu": ["--device", "cuda"]}[fault]  # fmt: skip
     if fault == "memory":
         monkeypatch.setattr(memory, "available_memory", lambda device: 8 * 10**9)
-    if fault == "no gpu" and backend.cuda_available():
+    if fault == "no gpu" and devices.cuda_available():
         pytest.skip("a GPU is present")
     args = TINY[:-3] + ["--no-plots"] if fault != "memory" else TINY  # without --image-size
     assert googlenet.main(["train", *args, *flags, "--out", str(out)]) == 2

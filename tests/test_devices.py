@@ -21,7 +21,7 @@ from _host import is_standin, to_host
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import backend, nn, optim
+from minigrad import backend, devices, nn, optim
 from minigrad.data import DataLoader
 from minigrad.functional import _cuda
 from minigrad.train.loop import evaluate, train_one_epoch
@@ -53,7 +53,7 @@ class TwoDevices:
 def two_devices(device, monkeypatch):
     if device == "cpu" or not is_standin():
         pytest.skip("simulates a second GPU through the CuPy stand-in (--device cuda)")
-    cp = backend._import_cupy()
+    cp = backend.import_cupy()
     sim = TwoDevices()
 
     class Device:
@@ -171,15 +171,15 @@ def test_factories_and_casts_on_cuda_1_land_on_device_1(two_devices) -> None:
     w = mg.randn(4, 4, device="cuda:1", requires_grad=True)
     (F.dropout(w, 0.5) * 2).sum().backward()  # outside any device context
     for a in (t.data, r.data, h.data, t.to("float32").data, mg.zeros(2, device="cuda:1").data):
-        assert a.device.id == 1 and backend.device_of(a) == "cuda:1"
+        assert a.device.id == 1 and devices.device_of(a) == "cuda:1"
     assert w.grad.device.id == 1
     assert two_devices.current == 0
 
 
 def test_the_simulation_sees_an_array_made_outside_the_device_context(two_devices) -> None:
     """The fixture is not vacuous: work outside the context lands on the current device."""
-    cp = backend._import_cupy()
-    with backend.device_context("cuda:1"):
+    cp = backend.import_cupy()
+    with devices.device_context("cuda:1"):
         a = cp.ones(3)
     b = a + 1  # outside: real CuPy allocates this on device 0
     assert (a.device.id, b.device.id, a[1:].device.id) == (1, 0, 1)

@@ -8,7 +8,7 @@ import pytest
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import backend
+from minigrad import devices
 from minigrad.gradcheck import gradcheck
 
 
@@ -131,8 +131,8 @@ def test_cross_entropy_batch_size_mismatch():
 def test_mixed_devices(monkeypatch, name, shape_a, shape_b, call):
     """A fake second device: b's array reports cuda:0, so no GPU is needed."""
     a, b = ones(*shape_a), ones(*shape_b)
-    real = backend.device_of
-    monkeypatch.setattr(backend, "device_of", lambda x: "cuda:0" if x is b.data else real(x))
+    real = devices.device_of
+    monkeypatch.setattr(devices, "device_of", lambda x: "cuda:0" if x is b.data else real(x))
     assert (a.device, b.device) == ("cpu", "cuda:0")
     msg = f"{name}: inputs are on different devices: cpu and cuda:0"
     with pytest.raises(ValueError, match=msg):

@@ -20,7 +20,7 @@ import pytest
 
 import googlenet
 import minigrad as mg
-from minigrad import backend
+from minigrad import devices
 from minigrad.checkpoint import load_checkpoint
 from minigrad.data import DataLoader, Subset, dataset_info, get_dataset
 from minigrad.optim import EMA, SGD, CosineAnnealingLR
@@ -276,9 +276,9 @@ def test_grad_norms_flag_records_through_the_study_recorder(tmp_path) -> None:
 def test_tf32_on_the_cpu_is_a_clear_error(capsys) -> None:
     rc = googlenet.main(["train", *TINY, "--device", "cpu", "--precision", "tf32"])
     assert rc == 2 and "--precision tf32 needs a CUDA device" in capsys.readouterr().err
-    if not backend.cuda_available():
+    if not devices.cuda_available():
         with pytest.raises(ValueError, match="set_tf32"):
-            backend.set_tf32(True)
+            devices.set_tf32(True)
 
 
 def _archives() -> Any:
@@ -383,13 +383,13 @@ def test_train_on_the_gpu_and_load_on_the_cpu(tmp_path) -> None:
     assert googlenet.main([*args, "--no-plots", "--out", str(tmp_path)]) == 0
     model, config = googlenet.load_for_inference(tmp_path / "last.npz", "cpu")
     assert config["device"] == "cuda" and model.fc.weight.device == "cpu"
-    backend.set_tf32(False)
+    devices.set_tf32(False)
 
 
 def _loss_curve(device: str, tf32: bool, steps: int = 12) -> list[float]:
     """Training losses of a small CIFAR-stem GoogLeNet on fixed random batches."""
     if device != "cpu":
-        backend.set_tf32(tf32)
+        devices.set_tf32(tf32)
     try:
         mg.manual_seed(0)
         rng = np.random.default_rng(0)
@@ -407,7 +407,7 @@ def _loss_curve(device: str, tf32: bool, steps: int = 12) -> list[float]:
         return losses
     finally:
         if device != "cpu":
-            backend.set_tf32(False)
+            devices.set_tf32(False)
 
 
 @pytest.mark.gpu

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, devices
 from minigrad.distributed.world import DistributedTimeoutError, _world, check_peers
 
 _NCCL_DTYPES = {
@@ -38,7 +38,7 @@ class NcclGroup:
         from minigrad.distributed import _mpi  # noqa: PLC0415
 
         _mpi.wait(_world.comm.Ibcast(uid, root=0), "nccl init (unique id broadcast)")
-        with backend.device_context(device):
+        with devices.device_context(device):
             self.comm = self.nccl.NcclCommunicator(
                 _world.size, tuple(int(v) for v in uid), _world.rank
             )
@@ -54,31 +54,31 @@ class NcclGroup:
         xp = backend.get_array_module(x)
         send = xp.ascontiguousarray(x)
         out = xp.empty(x.shape, dtype=x.dtype)
-        with backend.device_context(self.device):
-            stream = backend.current_stream_ptr()
+        with devices.device_context(self.device):
+            stream = devices.current_stream_ptr()
             t = self._dtype("all_reduce", x)
             self.comm.allReduce(
                 send.data.ptr, out.data.ptr, send.size, t, self.nccl.NCCL_SUM, stream
             )
-            return backend.cuda_event(), out
+            return devices.cuda_event(), out
 
     def broadcast(self, x: Any, root: int) -> tuple[Any, Any]:
         xp = backend.get_array_module(x)
         out = xp.array(x, order="C")  # a C-contiguous copy (0-d stays 0-d)
-        with backend.device_context(self.device):
-            stream = backend.current_stream_ptr()
+        with devices.device_context(self.device):
+            stream = devices.current_stream_ptr()
             self.comm.bcast(out.data.ptr, out.size, self._dtype("broadcast", x), root, stream)
-            return backend.cuda_event(), out
+            return devices.cuda_event(), out
 
     def all_gather(self, x: Any) -> tuple[Any, Any]:
         xp = backend.get_array_module(x)
         send = xp.ascontiguousarray(x)
         out = xp.empty((_world.size, *x.shape), dtype=x.dtype)  # (R, *x.shape)
-        with backend.device_context(self.device):
-            stream = backend.current_stream_ptr()
+        with devices.device_context(self.device):
+            stream = devices.current_stream_ptr()
             t = self._dtype("all_gather", x)
             self.comm.allGather(send.data.ptr, out.data.ptr, send.size, t, stream)
-            return backend.cuda_event(), out
+            return devices.cuda_event(), out
 
     def test(self, event: Any) -> bool:
         """True when the NCCL call before ``event`` has completed."""
@@ -101,7 +101,7 @@ class NcclGroup:
 
 def group_for(x: Any) -> NcclGroup:
     """The NCCL group of the device ``x`` lives on (created on first use)."""
-    device = backend.device_of(x)
+    device = devices.device_of(x)
     group = _world.nccl.get(device)
     if group is None:
         group = _world.nccl[device] = NcclGroup(device)

@@ -21,8 +21,8 @@ The im2col copy itself is ``KH*KW`` strided slice assignments, each writing one 
 ``(C, N, OH, OW)`` block of ``col``; col2im is the same loop with ``+=`` into a zeroed,
 padded ``(C, N, Hp, Wp)`` buffer. No ``add.at``, no loop over images or pixels. These are
 the reference (a convolution's fast path calls them on a chunk of a few images, so the
-copies stay in the cache); ``_cuda.im2col``/``_cuda.col2im`` are the same with one CUDA
-kernel launch each, and the same signatures.
+copies stay in the cache); ``conv.im2col_cuda``/``conv.col2im_cuda`` are the same with one
+CUDA kernel launch each, and the same signatures.
 """
 
 from __future__ import annotations

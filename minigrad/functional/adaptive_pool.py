@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad.autograd import Function
-from minigrad.backend import get_array_module, tf32_enabled
+from minigrad.backend import get_array_module
+from minigrad.devices import tf32_enabled
 from minigrad.functional import _checks
 from minigrad.tensor import Tensor
 

@@ -35,6 +35,13 @@ class Conv2d(Function):
     makes each chunk's again from the input instead of keeping it, and a 1x1 convolution
     with stride 1 and no padding uses the input's (C, N*H*W) rows in place of ``col``.
     ``forward_cuda`` is the same code with im2col and col2im as one CUDA kernel each.
+
+    Paths (all in this module unless named):
+        reference: ``forward``/``backward``, on ``im2col``/``col2im`` of ``_im2col.py``.
+        chunked: ``_forward_in_chunks``/``_backward_in_chunks`` with that im2col/col2im;
+            ``_threads.for_blocks`` splits the images into chunks (``gemm_threads``).
+        cuda: the same two methods with ``im2col_cuda``/``col2im_cuda``, the launchers of
+            the kernels ``im2col``/``col2im`` in ``CUDA_SOURCE`` (bottom of this module).
     """
 
     def __init__(self, stride: tuple[int, int], padding: tuple[int, int]) -> None:
@@ -82,10 +89,10 @@ class Conv2d(Function):
         return self._backward_in_chunks(gy, im2col, col2im)
 
     def forward_cuda(self, x: Any, w: Any, b: Any = None) -> Any:
-        return self._forward_in_chunks(x, w, b, _cuda.im2col)
+        return self._forward_in_chunks(x, w, b, im2col_cuda)
 
     def backward_cuda(self, gy: Any) -> tuple[Any, ...]:
-        return self._backward_in_chunks(gy, _cuda.im2col, _cuda.col2im)
+        return self._backward_in_chunks(gy, im2col_cuda, col2im_cuda)
 
     def _forward_in_chunks(self, x: Any, w: Any, b: Any, unfold: Any) -> Any:
         xp = get_array_module(x)
@@ -307,3 +314,88 @@ def conv2d(
     _checks.window_fits(op, "kernel size", k, x, p)
     args = (x, weight) if bias is None else (x, weight, bias)
     return Conv2d(s, p).apply(*args)
+
+
+# ---------------------------------------------------------------- CUDA kernels
+# Conv2d's cuda path: the chunked code above with im2col and col2im as one kernel launch
+# each. A CUDA C++ template over $T (float/double) and $S (f32/f64); minigrad.functional.
+# _cuda compiles it with the other families' kernels (and gives FOR_EACH, window_out).
+CUDA_SOURCE = _cuda.register(
+    __name__,
+    r"""
+// col[(c*KH + i)*KW + j][(n*OH + oh)*OW + ow] = x[n, c, oh*SH + i - PH, ow*SW + j - PW]
+extern "C" __global__ void im2col_$S(const $T* x, $T* col, long long N, long long C,
+        long long H, long long W, long long sn, long long sc, long long sh, long long sw,
+        int KH, int KW, int SH, int SW, int PH, int PW, long long OH, long long OW,
+        long long total) {
+    FOR_EACH(t, total) {
+        long long ow = t % OW, r = t / OW;
+        long long oh = r % OH; r /= OH;
+        long long n = r % N; r /= N;
+        long long j = r % KW; r /= KW;
+        long long i = r % KH, c = r / KH;
+        long long h = oh * SH + i - PH, w = ow * SW + j - PW;
+        col[t] = (h >= 0 && h < H && w >= 0 && w < W) ? x[n * sn + c * sc + h * sh + w * sw]
+                                                      : ($T)0;
+    }
+}
+
+// the adjoint, as a gather: gx[c, n, h, w] = sum of the col entries that read (h, w),
+// added in (i, j) order (as the generic path adds them), written at out's strides
+extern "C" __global__ void col2im_$S(const $T* col, $T* gx, long long N, long long C,
+        long long H, long long W, long long oc, long long on, long long oh_, long long ow_,
+        int KH, int KW, int SH, int SW, int PH, int PW, long long OH, long long OW,
+        long long total) {
+    FOR_EACH(t, total) {
+        long long w = t % W, r = t / W;
+        long long h = r % H; r /= H;
+        long long n = r % N, c = r / N;
+        long long L = N * OH * OW;
+        $T acc = ($T)0;
+        for (int i = 0; i < KH; i++) {
+            long long oh = window_out(h, i, SH, PH, OH);
+            for (int j = 0; j < KW && oh >= 0; j++) {
+                long long ow = window_out(w, j, SW, PW, OW);
+                if (ow >= 0) acc += col[((c * KH + i) * KW + j) * L + (n * OH + oh) * OW + ow];
+            }
+        }
+        gx[c * oc + n * on + h * oh_ + w * ow_] = acc;
+    }
+}
+""",
+)
+
+
+def im2col_cuda(x: Any, KH: int, KW: int, stride: tuple[int, int], padding: tuple[int, int]) -> Any:
+    """x (N, C, H, W), any strides -> col (C*KH*KW, N*OH*OW), as ``_im2col.im2col``."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    OH = conv_output_size(H, KH, stride[0], padding[0])
+    OW = conv_output_size(W, KW, stride[1], padding[1])
+    col = xp.empty((C * KH * KW, N * OH * OW), dtype=x.dtype)
+    sizes = [_cuda.i64(N), _cuda.i64(C), _cuda.i64(H), _cuda.i64(W), *_cuda.strides(x)]
+    window = _cuda.window_args((KH, KW), stride, padding, OH, OW)
+    _cuda.launch("im2col", x.dtype, col.size, x, col, *sizes, *window)
+    return col
+
+
+def col2im_cuda(
+    col: Any,
+    x_shape: tuple[int, int, int, int],
+    KH: int,
+    KW: int,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    out: Any = None,
+) -> Any:
+    """col -> gx (N, C, H, W), channel-major, written into ``out`` (C, N, H, W) (any
+    strides) when given; as ``_im2col.col2im``."""
+    N, C, H, W = x_shape
+    OH = conv_output_size(H, KH, stride[0], padding[0])
+    OW = conv_output_size(W, KW, stride[1], padding[1])
+    if out is None:
+        out = get_array_module(col).empty((C, N, H, W), dtype=col.dtype)
+    sizes = [_cuda.i64(N), _cuda.i64(C), _cuda.i64(H), _cuda.i64(W), *_cuda.strides(out)]
+    window = _cuda.window_args((KH, KW), stride, padding, OH, OW)
+    _cuda.launch("col2im", col.dtype, N * C * H * W, col, out, *sizes, *window)
+    return out.swapaxes(0, 1)

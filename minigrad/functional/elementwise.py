@@ -7,7 +7,8 @@ from typing import Any
 
 from minigrad import backend
 from minigrad.autograd import Function
-from minigrad.backend import device_context, get_array_module
+from minigrad.backend import get_array_module
+from minigrad.devices import device_context
 from minigrad.functional.reduce import sum_to
 from minigrad.tensor import Tensor
 

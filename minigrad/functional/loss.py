@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from minigrad.autograd import Function
-from minigrad.backend import device_context, device_of, get_array_module, is_cupy_array
+from minigrad.backend import get_array_module, is_cupy_array
+from minigrad.devices import device_context, device_of
 from minigrad.functional import _checks, _cuda
 from minigrad.functional.elementwise import exp
 from minigrad.functional.reduce import sum
@@ -125,6 +126,12 @@ class CrossEntropy(Function):
     Shapes: x (N, C), target (N,) -> loss (), or (N,) with ``reduction="none"``.
     ``forward``/``backward`` are the reference; ``forward_cuda``/``backward_cuda`` do each
     in one kernel launch (one thread per row forward, one per element backward).
+
+    Paths (all in this module):
+        reference: ``forward``/``backward``.
+        cuda: ``forward_cuda``/``backward_cuda`` call ``xent_forward_cuda``/
+            ``xent_backward_cuda``, the launchers of the kernels ``xent_fwd``/``xent_bwd``
+            in ``CUDA_SOURCE`` (bottom of this module).
     """
 
     def __init__(
@@ -173,13 +180,13 @@ class CrossEntropy(Function):
     def forward_cuda(self, x: Any) -> Any:
         xp = get_array_module(x)
         x = xp.ascontiguousarray(x)
-        self.p, loss = _cuda.xent_forward(x, self.target, self.keep, self.smoothing)
+        self.p, loss = xent_forward_cuda(x, self.target, self.keep, self.smoothing)
         return _reduce(xp, loss, self.reduction, self.count)  # softmax p kept for backward
 
     def backward_cuda(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         scale = _row_scale(xp, self.keep, gy, self.reduction, self.count)  # (N, 1)
-        return _cuda.xent_backward(self.p, self.target, scale[:, 0], self.smoothing)
+        return xent_backward_cuda(self.p, self.target, scale[:, 0], self.smoothing)
 
 
 class NLLLoss(Function):
@@ -320,3 +327,67 @@ def nll_loss(
     """
     safe, keep, count = _prepare_target("nll_loss", log_probs, target, reduction, ignore_index)
     return NLLLoss(safe, keep, count, reduction).apply(log_probs)
+
+
+# ---------------------------------------------------------------- CUDA kernels
+# CrossEntropy's cuda path. A CUDA C++ template over $T (float/double) and $S (f32/f64);
+# minigrad.functional._cuda compiles it with the other families' kernels (and gives
+# FOR_EACH).
+CUDA_SOURCE = _cuda.register(
+    __name__,
+    r"""
+// cross-entropy per row i of x (N, C): p = softmax, loss_i = keep_i * ((1 - s)(lse - z_t)
+// + s (lse - mean z)), z = x - max
+extern "C" __global__ void xent_fwd_$S(const $T* x, const long long* target,
+        const $T* keep, $T* p, $T* loss, long long C, $T s, long long total) {
+    FOR_EACH(i, total) {
+        const $T* row = x + i * C;
+        $T m = row[0];
+        for (long long c = 1; c < C; c++) m = row[c] > m ? row[c] : m;
+        $T sum = ($T)0, zsum = ($T)0;
+        for (long long c = 0; c < C; c++) {
+            $T e = exp(row[c] - m);
+            p[i * C + c] = e;
+            sum += e;
+            zsum += row[c] - m;
+        }
+        $T lse = log(sum);
+        for (long long c = 0; c < C; c++) p[i * C + c] /= sum;
+        $T l = lse - (row[target[i]] - m);
+        if (s != ($T)0) l = l * (($T)1 - s) + s * (lse - zsum / ($T)C);
+        loss[i] = l * keep[i];
+    }
+}
+
+// gx[i, c] = (p - s/C - (1 - s)[c == t_i]) * scale_i
+extern "C" __global__ void xent_bwd_$S(const $T* p, const long long* target,
+        const $T* scale, $T* gx, long long C, $T s, long long total) {
+    FOR_EACH(t, total) {
+        long long i = t / C, c = t % C;
+        $T v = p[t] - s / ($T)C;
+        if (c == target[i]) v -= ($T)1 - s;
+        gx[t] = v * scale[i];
+    }
+}
+""",
+)
+
+
+def xent_forward_cuda(x: Any, target: Any, keep: Any, smoothing: float) -> tuple[Any, Any]:
+    """Logits x (N, C), C-contiguous -> softmax p (N, C) and per-row losses (N,)."""
+    xp = get_array_module(x)
+    N, C = x.shape
+    p = xp.empty_like(x)
+    loss = xp.empty(N, dtype=x.dtype)
+    args = [x, target, keep, p, loss, _cuda.i64(C), x.dtype.type(smoothing)]
+    _cuda.launch("xent_fwd", x.dtype, N, *args)
+    return p, loss
+
+
+def xent_backward_cuda(p: Any, target: Any, scale: Any, smoothing: float) -> Any:
+    """gx (N, C) from the saved softmax and the per-row scale (N,)."""
+    xp = get_array_module(p)
+    gx = xp.empty_like(p)
+    args = [p, target, scale, gx, _cuda.i64(p.shape[1]), p.dtype.type(smoothing)]
+    _cuda.launch("xent_bwd", p.dtype, gx.size, *args)
+    return gx

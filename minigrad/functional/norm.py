@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad.autograd import Function
-from minigrad.backend import device_of, get_array_module, tf32_enabled
+from minigrad.backend import get_array_module
+from minigrad.devices import device_of, tf32_enabled
 from minigrad.functional import _cuda
 from minigrad.functional._layout import channel_major, from_channel_major
 from minigrad.functional._threads import for_blocks
@@ -50,6 +51,14 @@ class BatchNorm(Function):
     (:mod:`~minigrad.functional._threads`), all the passes of a chunk while it is in the
     cache; ``x - mean`` is not kept (backward redoes it) and the ReLU keeps a 1-byte mask.
     ``forward_cuda``: the statistics by reductions, then one kernel pass each way.
+
+    Paths (all in this module; :class:`BatchNormReLU` and ``nn.SyncBatchNorm`` inherit them):
+        reference: ``forward``/``backward``.
+        chunked: ``forward_chunked``/``backward_chunked`` with the steps ``_local_stats``,
+            ``_batch_stats``, ``_scale``, ``_sums``; ``_threads.for_blocks`` splits channels.
+        cuda: ``forward_cuda``/``backward_cuda`` call ``bn_forward_cuda``/
+            ``bn_backward_cuda``, the launchers of the kernels ``bn_fwd``/``bn_bwd`` in
+            ``CUDA_SOURCE`` (bottom of this module).
     """
 
     #: the fused ReLU (:class:`BatchNormReLU`); a class attribute, so the op's name
@@ -282,7 +291,7 @@ class BatchNorm(Function):
         else:  # the kernel: x * scale + shift
             shift = -self.mean * self.scale if b is None else b - self.mean * self.scale
         keep_mask = self.relu and self.requires_grad
-        self.mask = _cuda.bn_forward(
+        self.mask = bn_forward_cuda(
             x2, self.mean, self.scale, shift, self.training, self.relu, keep_mask, y
         )  # step 2: one pass into y
         return self._rows_out(y)
@@ -370,7 +379,7 @@ class BatchNorm(Function):
             sum_gy, sum_gyx = self._batch_grad_sums(gb, gw) if self.training else (gb, gw)
             c1, c2 = sum_gy / self.M, self.inv_std * sum_gyx / self.M
             args = (self.mask, self.x2, self.mean, self.scale, c1, c2, self.training, gx)
-            _cuda.bn_backward(gy2, *args)
+            bn_backward_cuda(gy2, *args)
         return self._grads_out(self._unrows(gx), gw, gb)
 
     def _unrows(self, g2: Any) -> Any:
@@ -568,3 +577,62 @@ def local_response_norm(
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"local_response_norm: size must be a positive int, got {size!r}")
     return LocalResponseNorm(size, alpha, beta, k).apply(x)
+
+
+# ---------------------------------------------------------------- CUDA kernels
+# BatchNorm's (and BatchNormReLU's) cuda path: step 2 of each direction in one pass. A CUDA
+# C++ template over $T (float/double) and $S (f32/f64); minigrad.functional._cuda compiles
+# it with the other families' kernels (and gives FOR_EACH).
+CUDA_SOURCE = _cuda.register(
+    __name__,
+    r"""
+// batch norm on channel-major rows (C, M): training y = (x - a[c]) * k[c] + b[c] (the
+// generic path's order), eval y = x * k[c] + b[c]; then optionally ReLU with a 1-byte mask
+extern "C" __global__ void bn_fwd_$S(const $T* x, const $T* a, const $T* k, const $T* b,
+        $T* y, unsigned char* mask, long long M, int training, int relu, long long total) {
+    FOR_EACH(t, total) {
+        long long c = t / M;
+        $T v = training ? (x[t] - a[c]) * k[c] : x[t] * k[c];
+        v = v + b[c];
+        if (relu) {
+            if (mask) mask[t] = v > ($T)0;
+            v = v > ($T)0 ? v : ($T)0;
+        }
+        y[t] = v;
+    }
+}
+
+// g = gy (masked by the ReLU): training gx = k * ((g - c1) - (x - mean) * c2) with
+// c1 = mean(g), c2 = inv_std * mean(g * xhat) (the generic path's order); eval gx = g * k
+extern "C" __global__ void bn_bwd_$S(const $T* gy, const unsigned char* mask, const $T* x,
+        const $T* mean, const $T* k, const $T* c1, const $T* c2, $T* gx, long long M,
+        int training, long long total) {
+    FOR_EACH(t, total) {
+        long long c = t / M;
+        $T g = mask ? (mask[t] ? gy[t] : ($T)0) : gy[t];
+        gx[t] = training ? ((g - c1[c]) - (x[t] - mean[c]) * c2[c]) * k[c] : g * k[c];
+    }
+}
+""",
+)
+
+
+def bn_forward_cuda(
+    x2: Any, a: Any, k: Any, b: Any, training: bool, relu: bool, keep_mask: bool, y: Any
+) -> Any:
+    """Rows x2 (C, M), C-contiguous -> ``y`` (C, M); returns the ReLU mask (or None)."""
+    xp = get_array_module(x2)
+    C, M = x2.shape
+    mask = xp.empty((C, M), dtype=xp.uint8) if relu and keep_mask else None
+    flags = [_cuda.i32(training), _cuda.i32(relu)]
+    args = [x2, a, k, b, y, _cuda.optional(mask), _cuda.i64(M), *flags]
+    _cuda.launch("bn_fwd", x2.dtype, y.size, *args)
+    return mask
+
+
+def bn_backward_cuda(
+    gy2: Any, mask: Any, x2: Any, mean: Any, k: Any, c1: Any, c2: Any, training: bool, gx: Any
+) -> None:
+    """``gx`` (C, M) of batch norm from the reductions ``c1``, ``c2`` (see the kernel)."""
+    args = [gy2, _cuda.optional(mask), x2, mean, k, c1, c2, gx]
+    _cuda.launch("bn_bwd", gy2.dtype, gx.size, *args, _cuda.i64(gy2.shape[1]), _cuda.i32(training))

@@ -149,6 +149,14 @@ class MaxPool2d(_PlanePool):
     comparisons instead of ``KH*KW - 1``. Both passes run on cache-sized chunks of planes,
     shared out among the host threads. ``forward_cuda``: one kernel launch each way, which
     saves the window offset of each maximum.
+
+    Paths (all in this module unless named):
+        reference: ``forward``/``backward`` on :func:`windows`/:func:`unwindows`.
+        chunked: ``forward_chunked``/``backward_chunked`` with ``_argmax_into``/``_route``,
+            on a ``_windows.WindowGrid``; ``_threads.for_blocks`` splits the planes.
+        cuda: ``forward_cuda``/``backward_cuda`` call ``maxpool_forward_cuda``/
+            ``maxpool_backward_cuda``, the launchers of the kernels ``maxpool_fwd``/
+            ``maxpool_bwd`` in ``CUDA_SOURCE`` (bottom of this module).
     """
 
     keeps_inputs = False  # backward reads the saved argmax, not x
@@ -194,7 +202,7 @@ class MaxPool2d(_PlanePool):
     def forward_cuda(self, x: Any) -> Any:
         x3 = self.planes(x)  # (P, H, W)
         g = self.grid
-        y3, self.arg = _cuda.maxpool_forward(x3, g.kernel, g.stride, g.padding, g.out_size)
+        y3, self.arg = maxpool_forward_cuda(x3, g.kernel, g.stride, g.padding, g.out_size)
         return self.unplanes(y3)
 
     def backward_cuda(self, gy: Any) -> Any:
@@ -202,7 +210,7 @@ class MaxPool2d(_PlanePool):
         gy3 = self.grad_planes(gy)  # (P, OH, OW)
         shape = (g.planes, *g.x_shape[2:])  # (P, H, W)
         return self.unplanes(
-            _cuda.maxpool_backward(gy3, self.arg, shape, g.kernel, g.stride, g.padding)
+            maxpool_backward_cuda(gy3, self.arg, shape, g.kernel, g.stride, g.padding)
         )
 
     def forward_chunked(self, x: Any) -> Any:
@@ -284,6 +292,12 @@ class AvgPool2d(_PlanePool):
     padding read as 0). ``forward_chunked``: each kernel offset one contiguous slice of a
     :class:`WindowGrid`, on cache-sized chunks of planes on the host threads.
     ``ceil_mode`` lives in the grid (its ``out_size``; the divisor clips the last window).
+
+    Paths (all in this module unless named):
+        reference: ``forward``/``backward`` on :func:`windows`/:func:`unwindows`.
+        chunked: ``forward_chunked``/``backward_chunked`` on a ``_windows.WindowGrid``;
+            ``_threads.for_blocks`` splits the planes. No CUDA kernel: on CuPy the chunked
+            code runs as one chunk.
     """
 
     def __init__(self, grid: WindowGrid, kernel: tuple[int, int], count_include_pad: bool) -> None:
@@ -520,3 +534,96 @@ def avg_pool2d(
     """
     grid, k = _geometry("avg_pool2d", x, kernel_size, stride, padding, ceil_mode)
     return AvgPool2d(grid, k, bool(count_include_pad)).apply(x)
+
+
+# ---------------------------------------------------------------- CUDA kernels
+# MaxPool2d's cuda path. A CUDA C++ template over $T (float/double) and $S (f32/f64);
+# minigrad.functional._cuda compiles it with the other families' kernels (and gives
+# FOR_EACH, window_out).
+CUDA_SOURCE = _cuda.register(
+    __name__,
+    r"""
+// y = max over the window (padding never wins), arg = its first maximum in row-major
+// order (a later element must be strictly greater); a NaN makes the output NaN
+extern "C" __global__ void maxpool_fwd_$S(const $T* x, $T* y, int* arg, long long H,
+        long long W, int KH, int KW, int SH, int SW, int PH, int PW, long long OH,
+        long long OW, long long total) {
+    FOR_EACH(t, total) {
+        long long ow = t % OW, r = t / OW;
+        long long oh = r % OH, p = r / OH;
+        const $T* plane = x + p * H * W;
+        $T best = ($T)0;
+        int k = -1, has_nan = 0;
+        for (int i = 0; i < KH; i++) {
+            long long h = oh * SH + i - PH;
+            if (h < 0 || h >= H) continue;
+            for (int j = 0; j < KW; j++) {
+                long long w = ow * SW + j - PW;
+                if (w < 0 || w >= W) continue;
+                $T v = plane[h * W + w];
+                if (v != v) has_nan = 1;
+                else if (!has_nan && (k < 0 || v > best)) { best = v; k = i * KW + j; }
+            }
+        }
+        y[t] = has_nan ? ($T)nan("") : best;
+        arg[t] = k < 0 ? 0 : k;
+    }
+}
+
+// gx[p, h, w] = sum of gy over the windows whose saved maximum is (h, w), as a gather
+extern "C" __global__ void maxpool_bwd_$S(const $T* gy, const int* arg, $T* gx, long long H,
+        long long W, int KH, int KW, int SH, int SW, int PH, int PW, long long OH,
+        long long OW, long long total) {
+    FOR_EACH(t, total) {
+        long long w = t % W, r = t / W;
+        long long h = r % H, p = r / H;
+        $T acc = ($T)0;
+        for (int i = 0; i < KH; i++) {
+            long long oh = window_out(h, i, SH, PH, OH);
+            for (int j = 0; j < KW && oh >= 0; j++) {
+                long long ow = window_out(w, j, SW, PW, OW);
+                long long o = (p * OH + oh) * OW + ow;
+                if (ow >= 0 && arg[o] == i * KW + j) acc += gy[o];
+            }
+        }
+        gx[t] = acc;
+    }
+}
+""",
+)
+
+
+def maxpool_forward_cuda(
+    x3: Any,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    out: tuple[int, int],
+) -> tuple[Any, Any]:
+    """Planes x3 (P, H, W), C-contiguous -> y (P, OH, OW) and the int32 window offset
+    ``i*KW + j`` of each output's first maximum."""
+    xp = get_array_module(x3)
+    P, H, W = x3.shape
+    y = xp.empty((P, *out), dtype=x3.dtype)
+    arg = xp.empty((P, *out), dtype=xp.int32)
+    window = _cuda.window_args(kernel, stride, padding, *out)
+    _cuda.launch("maxpool_fwd", x3.dtype, y.size, x3, y, arg, _cuda.i64(H), _cuda.i64(W), *window)
+    return y, arg
+
+
+def maxpool_backward_cuda(
+    gy3: Any,
+    arg: Any,
+    x_shape3: tuple[int, int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+) -> Any:
+    """gy3 (P, OH, OW), C-contiguous, and the saved offsets -> gx (P, H, W)."""
+    xp = get_array_module(gy3)
+    P, H, W = x_shape3
+    gx = xp.empty((P, H, W), dtype=gy3.dtype)
+    window = _cuda.window_args(kernel, stride, padding, *gy3.shape[1:])
+    sizes = [_cuda.i64(H), _cuda.i64(W)]
+    _cuda.launch("maxpool_bwd", gy3.dtype, gx.size, gy3, arg, gx, *sizes, *window)
+    return gx

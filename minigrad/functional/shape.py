@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import devices
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
 from minigrad.functional._layout import from_channel_major, is_channel_major
@@ -109,6 +109,11 @@ class Cat(Function):
     (:meth:`path_applies`): a channel-major output, copied as contiguous blocks on the host
     threads. Its backward is the reference's (``shared_backward``): each gradient is a
     slice of ``gy`` (a view), a contiguous block when ``gy`` is channel-major.
+
+    Paths (all in this module):
+        reference: ``forward``/``backward``.
+        chunked: ``forward_chunked`` (where :meth:`path_applies`), then the reference
+            ``backward``; ``_threads.for_blocks`` splits the output channels.
     """
 
     keeps_inputs = False  # backward needs the sizes only, not the concatenated arrays
@@ -190,11 +195,11 @@ class ToDevice(Function):
         self.device = device
 
     def forward(self, x: Any) -> Any:
-        self.x_device = backend.device_of(x)
-        return backend.to_device(x, self.device)
+        self.x_device = devices.device_of(x)
+        return devices.to_device(x, self.device)
 
     def backward(self, gy: Any) -> Any:
-        return backend.to_device(gy, self.x_device)
+        return devices.to_device(gy, self.x_device)
 
     def backward_graph(self, gy: Tensor) -> Tensor:
         return ToDevice(self.x_device).apply(gy)

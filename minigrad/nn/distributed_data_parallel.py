@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend, engine
+from minigrad import backend, devices, engine
 from minigrad import distributed as dist
 from minigrad.nn.module import Module, Parameter
 from minigrad.tensor import Tensor
@@ -41,7 +41,7 @@ def _flat_groups(tensors: list[Tensor]) -> dict[tuple[str, str], list[Tensor]]:
     """Tensors grouped by (dtype, device): each group travels as one flat array."""
     groups: dict[tuple[str, str], list[Tensor]] = {}
     for t in tensors:
-        groups.setdefault((str(t.data.dtype), backend.device_of(t.data)), []).append(t)
+        groups.setdefault((str(t.data.dtype), devices.device_of(t.data)), []).append(t)
     return groups
 
 
@@ -147,7 +147,7 @@ class DistributedDataParallel(Module):
         size, kind = 0, None
         for i in order:
             a = self._params[i].data
-            k = (str(a.dtype), backend.device_of(a))
+            k = (str(a.dtype), devices.device_of(a))
             if current and (size + a.nbytes > self.bucket_cap_bytes or k != kind):
                 buckets.append(_Bucket(current))
                 current, size = [], 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from minigrad import backend, random
+from minigrad import backend, devices, random
 from minigrad.tensor import Tensor
 
 __all__ = [
@@ -33,7 +33,7 @@ def _fill(fn: str, tensor: Tensor, values: Any) -> Tensor:
     if not isinstance(tensor, Tensor):
         raise TypeError(f"{fn}: expected a Tensor, got {type(tensor).__name__}")
     xp = backend.get_array_module(tensor.data)
-    with backend.device_context(tensor.device):
+    with devices.device_context(tensor.device):
         tensor.copy_(xp.asarray(values).astype(tensor.dtype, copy=False))
     return tensor
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import devices
 from minigrad.nn import hooks as _hooks
 from minigrad.nn import state as _state
 from minigrad.nn.state import LoadResult
@@ -249,15 +249,15 @@ class Module:
         the move keeps working. ``module.to("float64")`` is accepted like ``Tensor.to``.
         Integer buffers (``num_batches_tracked``) keep their dtype.
         """
-        device, dt = backend.parse_to("Module.to", device, dtype)
+        device, dt = devices.parse_to("Module.to", device, dtype)
         if dt is not None and dt.kind != "f":
             raise TypeError(f"Module.to: dtype must be floating point, got {dt}")
 
         def move(a: Any) -> Any:
-            if device is not None and backend.device_of(a) != device:
-                a = backend.to_device(a, device)
+            if device is not None and devices.device_of(a) != device:
+                a = devices.to_device(a, device)
             if dt is not None and a.dtype.kind == "f" and a.dtype != dt:
-                with backend.device_context(backend.device_of(a)):  # the cast stays there
+                with devices.device_context(devices.device_of(a)):  # the cast stays there
                     a = a.astype(dt)
             return a
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, devices
 from minigrad.tensor import Tensor, no_grad
 
 if TYPE_CHECKING:
@@ -152,8 +152,8 @@ def load_state_dict(module: Module, state_dict: dict[str, Any], strict: bool = T
         for k, v in values.items():
             t = own[k]
             xp = backend.get_array_module(t.data)
-            if backend.device_of(v) != t.device:
-                v = backend.to_device(v, t.device)
-            with backend.device_context(t.device):
+            if devices.device_of(v) != t.device:
+                v = devices.to_device(v, t.device)
+            with devices.device_context(t.device):
                 t.copy_(xp.asarray(v, dtype=t.dtype))
     return LoadResult(missing, unexpected, [m.split(":")[0] for m in mismatched])

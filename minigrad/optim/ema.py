@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, devices
 from minigrad.nn.module import Module
 
 __all__ = ["EMA"]
@@ -22,9 +22,9 @@ __all__ = ["EMA"]
 def _copy(a: Any, device: str | None = None, dtype: Any = None) -> Any:
     """A copy of ``a`` on ``device`` (default: its own) as ``dtype``, made with that device
     current: CuPy allocates every new array on the current device, not on its source's."""
-    device = backend.device_of(a) if device is None else device
-    with backend.device_context(device):
-        return backend.to_device(a, device).astype(a.dtype if dtype is None else dtype)
+    device = devices.device_of(a) if device is None else device
+    with devices.device_context(device):
+        return devices.to_device(a, device).astype(a.dtype if dtype is None else dtype)
 
 
 class EMA:
@@ -61,9 +61,9 @@ class EMA:
         d = self.current_decay()
         for n, p in self.model.named_parameters():
             s = self.shadow[n]
-            if backend.device_of(s) != p.device or s.dtype != p.dtype:  # the model moved
+            if devices.device_of(s) != p.device or s.dtype != p.dtype:  # the model moved
                 s = self.shadow[n] = _copy(s, p.device, p.dtype)
-            with backend.device_context(p.device):  # (1 - d) * p is a temporary there
+            with devices.device_context(p.device):  # (1 - d) * p is a temporary there
                 s *= d
                 s += (1 - d) * p.data
         for n, b in self.model.named_buffers():
@@ -81,8 +81,8 @@ class EMA:
             for n, a in src.items():
                 t = table.get(n)
                 if t is not None:
-                    with backend.device_context(t.device):  # cast while copying: no temporary
-                        t.copy_(backend.to_device(a, t.device))
+                    with devices.device_context(t.device):  # cast while copying: no temporary
+                        t.copy_(devices.to_device(a, t.device))
 
     def apply_to(self, model: Module | None = None) -> None:
         """Overwrite ``model``'s parameters (default: the averaged model) with the averages."""

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from minigrad import backend
+from minigrad import backend, devices
 from minigrad.tensor import Tensor
 
 __all__ = ["Optimizer"]
@@ -103,7 +103,7 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                with backend.device_context(p.device):  # state and temporaries live there
+                with devices.device_context(p.device):  # state and temporaries live there
                     self._update(p, p.grad, self.state.setdefault(id(p), {}), group)
         return loss
 
@@ -182,8 +182,8 @@ class Optimizer:
                             f"{tuple(v.shape)}, parameter has {p.shape}"
                         )
                     xp = backend.get_array_module(p.data)
-                    with backend.device_context(p.device):
-                        v = xp.array(backend.to_device(v, p.device), dtype=p.dtype)
+                    with devices.device_context(p.device):
+                        v = xp.array(devices.to_device(v, p.device), dtype=p.dtype)
                 elif hasattr(v, "shape"):
                     v = v.item()  # a 0-d array or NumPy scalar: back to a Python number
                 entry[k] = v

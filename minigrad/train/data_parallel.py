@@ -183,14 +183,14 @@ def rank_device(requested: str | None, w: RankContext) -> str | None:
     """This rank's device: on N ranks, ``cuda`` (or no ``--device`` on a GPU machine) means
     ``cuda:<local rank>``, so the ranks of a machine use one GPU each; ``cpu`` and an
     explicit ``cuda:N`` stay as given (a local rank past the machine's GPUs then fails with
-    the backend's error for a missing device)."""
+    the error of ``devices.require_cuda`` for a missing device)."""
     if w.size == 1:
         return requested
-    from minigrad import backend  # noqa: PLC0415
+    from minigrad import devices  # noqa: PLC0415
 
     local = local_rank()  # on every rank: a collective
     if requested is None:
-        return f"cuda:{local}" if backend.default_device() != "cpu" else None
+        return f"cuda:{local}" if devices.default_device() != "cpu" else None
     return f"cuda:{local}" if requested.strip().lower() == "cuda" else requested
 
 

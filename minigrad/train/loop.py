@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from minigrad import backend, random
+from minigrad import backend, devices, random
 from minigrad.tensor import Tensor, no_grad, tensor
 from minigrad.train.metrics import NonFiniteOutputWarning, confusion_matrix, topk_correct
 from minigrad.train.progress import Progress
@@ -221,7 +221,7 @@ def train_one_epoch(
     # cuda:N: every array of the step (activations, gradients, optimizer state) on device N
     with (
         Progress(total, desc=desc, stream=stream, bar=bar) as progress,
-        backend.device_context(device),
+        devices.device_context(device),
     ):
         for x_host, y_host in loader:
             x = tensor(x_host, device=device)
@@ -305,7 +305,7 @@ def evaluate(
     n, loss_sum, nonfinite = 0, 0.0, 0
     hits = np.zeros(len(ks), dtype=np.int64)
     preds, targets = [], []
-    with no_grad(), backend.device_context(device):
+    with no_grad(), devices.device_context(device):
         for x_host, y_host in loader:
             outputs = model(tensor(x_host, device=device))
             z = logits(outputs)

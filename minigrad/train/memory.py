@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend, random
+from minigrad import devices, random
 from minigrad.tensor import Tensor, tensor
 
 __all__ = [
@@ -207,9 +207,9 @@ PROBE_IMAGE_SIZE = 256
 
 
 def available_memory(device: str = "cpu") -> int | None:
-    """Bytes that may still be allocated on ``device`` (:func:`minigrad.backend.memory_available`:
+    """Bytes that may still be allocated on ``device`` (:func:`minigrad.devices.memory_available`:
     a GPU's free memory, the host's ``MemAvailable``); None when unknown."""
-    return backend.memory_available(device)
+    return devices.memory_available(device)
 
 
 def _largest(fits: Callable[[float], bool], hi: float) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import devices
 from minigrad.train import finetune
 from minigrad.train.run_config import FROM_FLAGS_ONLY, printable
 from minigrad.train.run_folder import new_run_id
@@ -141,11 +141,11 @@ def resolve_device(
     Raises:
         ValueError: an unknown device, tf32 on the CPU, or ``threads < 1``.
     """
-    device = backend.normalize_device(requested or backend.default_device())
+    device = devices.normalize_device(requested or devices.default_device())
     if precision == "tf32":
         if device == "cpu":
             raise ValueError("--precision tf32 needs a CUDA device (NumPy on the CPU has no TF32)")
-        backend.set_tf32(True)
+        devices.set_tf32(True)
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be positive, got {threads}")
     if device == "cpu" and cpu_training:  # malloc keeps freed pages, BLAS on 1 thread, chunks

@@ -9,7 +9,8 @@ import pytest
 
 import minigrad as mg
 from minigrad import nn
-from minigrad.backend import as_numpy, to_device
+from minigrad.backend import as_numpy
+from minigrad.devices import to_device
 
 
 @pytest.mark.parametrize("relu", [False, True])

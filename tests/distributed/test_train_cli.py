@@ -186,7 +186,7 @@ def test_single_process_sync_bn_converts_and_does_not_wrap():
 
 
 def test_on_n_ranks_cuda_means_the_local_ranks_gpu(monkeypatch):
-    from minigrad import backend
+    from minigrad import devices
 
     monkeypatch.setattr(data_parallel, "local_rank", lambda: 1)
     two = data_parallel.RankContext(1, 2)
@@ -194,9 +194,9 @@ def test_on_n_ranks_cuda_means_the_local_ranks_gpu(monkeypatch):
     assert data_parallel.rank_device("cuda:0", two) == "cuda:0"  # explicit: as given
     assert data_parallel.rank_device("cpu", two) == "cpu"
     assert data_parallel.rank_device("cuda", data_parallel.RankContext(0, 1)) == "cuda"
-    monkeypatch.setattr(backend, "default_device", lambda: "cuda:0")
+    monkeypatch.setattr(devices, "default_device", lambda: "cuda:0")
     assert data_parallel.rank_device(None, two) == "cuda:1"
-    monkeypatch.setattr(backend, "default_device", lambda: "cpu")
+    monkeypatch.setattr(devices, "default_device", lambda: "cpu")
     assert data_parallel.rank_device(None, two) is None
 
 

@@ -1,4 +1,5 @@
-"""The CUDA kernels of ``minigrad.functional._cuda`` against the generic ``xp`` code.
+"""The CUDA kernels of the op families (``conv.py``, ``pool.py``, ``norm.py``, ``loss.py``,
+all registered in ``minigrad.functional._cuda``) against the generic ``xp`` code.
 
 Every test runs twice: on the CPU with the kernels compiled as C++ by
 ``tests/cuda_emulator.py`` (NumPy arrays, the ops' ``forward_cuda`` paths forced on), and on a GPU
@@ -17,8 +18,8 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import backend, runtime
-from minigrad.functional import _cuda
+from minigrad import backend, devices, runtime
+from minigrad.functional import _cuda, conv
 from minigrad.functional._checks import pair
 from minigrad.functional._im2col import col2im, im2col
 from minigrad.gradcheck import gradcheck
@@ -41,7 +42,7 @@ def _emulator():
     if _EMULATOR is None:
         from cuda_emulator import Emulator
 
-        _EMULATOR = Emulator(_cuda.SOURCE)
+        _EMULATOR = Emulator(_cuda.source())
     return _EMULATOR
 
 
@@ -49,7 +50,7 @@ def _emulator():
 def kdev(request, monkeypatch):
     """The device of a kernel test: 'cpu' with emulated kernels, or 'cuda:0' with real ones."""
     if request.param == "cuda":
-        if not backend.cuda_available():
+        if not devices.cuda_available():
             pytest.skip("needs CuPy and a CUDA device")
         return "cuda:0"
     from cuda_emulator import compiler
@@ -88,7 +89,7 @@ def assert_close(got, want, rtol=1e-12, atol=1e-12):
 
 
 def dev(a, device):
-    return backend.to_device(np.asarray(a), device)
+    return devices.to_device(np.asarray(a), device)
 
 
 # ---------------------------------------------------------------- im2col / col2im
@@ -113,7 +114,7 @@ def test_im2col_and_col2im_kernels_match_the_generic_code(kdev, monkeypatch, g, 
         fold(cd, g.input_shape, g.KH, g.KW, s, p, out=out[:, 1:-1])
         return [backend.as_numpy(a) for a in (col, back, out)]
 
-    kernel, generic = run(_cuda.im2col, _cuda.col2im), run(im2col, col2im)
+    kernel, generic = run(conv.im2col_cuda, conv.col2im_cuda), run(im2col, col2im)
     np.testing.assert_array_equal(kernel[0], generic[0])  # copies: exact
     assert_close(kernel[1:], generic[1:])  # the same additions in the same order
 
@@ -124,7 +125,7 @@ def test_kernels_loop_over_the_grid_and_take_numpy_typed_scalars(kdev, monkeypat
     emulator = _emulator()
     emulator.launches.clear()
     x = np.random.default_rng(0).standard_normal((2, 3, 9, 9))
-    col = _cuda.im2col(x, 3, 3, (1, 1), (1, 1))
+    col = conv.im2col_cuda(x, 3, 3, (1, 1), (1, 1))
     assert col.shape == (27, 162)
     assert emulator.launches == [("im2col_f64", 3, _cuda.BLOCK)]  # 3 blocks for 4374 elements
     with pytest.raises(TypeError, match="long long"):  # a Python int would not reach CUDA

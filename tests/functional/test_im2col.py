@@ -8,7 +8,7 @@ from _host import to_host
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from minigrad import backend
+from minigrad import backend, devices
 from minigrad.functional._im2col import (
     col2im,
     conv_output_size,
@@ -89,10 +89,10 @@ def test_output_sizes_match_pytorch_formulas():
 def test_im2col_and_col2im_match_naive_loops(device, shape, KH, KW, stride, padding):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape) - 0.5
-    col = to_host(im2col(backend.to_device(x, device), KH, KW, stride, padding))
+    col = to_host(im2col(devices.to_device(x, device), KH, KW, stride, padding))
     np.testing.assert_array_equal(col, naive_im2col(x, KH, KW, stride, padding))
     c = rng.standard_normal(col.shape)
-    back = col2im(backend.to_device(c, device), shape, KH, KW, stride, padding)
+    back = col2im(devices.to_device(c, device), shape, KH, KW, stride, padding)
     assert back.shape == shape and is_channel_major(back)
     np.testing.assert_allclose(
         to_host(back), naive_col2im(c, shape, KH, KW, stride, padding), atol=1e-12
@@ -105,18 +105,18 @@ def test_col2im_is_the_adjoint_of_im2col(device, g, data):
     """<im2col(x), c> == <x, col2im(c)> for every geometry (float64, so to 1e-12)."""
     x = data.draw(float_arrays(g.input_shape))
     KH, KW, s, p = g.KH, g.KW, g.stride, g.padding
-    col = im2col(backend.to_device(x, device), KH, KW, s, p)
+    col = im2col(devices.to_device(x, device), KH, KW, s, p)
     OH, OW = g.output_shape[2:]
     assert col.shape == (g.C * KH * KW, g.N * OH * OW)
     c = data.draw(float_arrays(tuple(col.shape)))
-    back = to_host(col2im(backend.to_device(c, device), g.input_shape, KH, KW, s, p))
+    back = to_host(col2im(devices.to_device(c, device), g.input_shape, KH, KW, s, p))
     lhs = float((to_host(col) * c).sum())
     rhs = float((x * back).sum())
     assert lhs == pytest.approx(rhs, rel=1e-12, abs=1e-12)
 
 
 def test_float32_stays_float32(device, xp):
-    x = backend.to_device(np.ones((2, 3, 5, 5), dtype=np.float32), device)
+    x = devices.to_device(np.ones((2, 3, 5, 5), dtype=np.float32), device)
     col = im2col(x, 3, 3, 1, 1)
     assert col.dtype == np.float32 and backend.get_array_module(col) is xp
     back = col2im(col, x.shape, 3, 3, 1, 1)
@@ -127,7 +127,7 @@ def test_float32_stays_float32(device, xp):
 
 def test_col2im_writes_into_out(device, xp):
     rng = np.random.default_rng(6)
-    col = backend.to_device(rng.standard_normal((2 * 9, 3 * 16)), device)
+    col = devices.to_device(rng.standard_normal((2 * 9, 3 * 16)), device)
     out = xp.zeros((2, 5, 4, 4))  # (C, N, H, W) with room for more images
     back = col2im(col, (3, 2, 4, 4), 3, 3, 1, 1, out=out[:, 1:4])
     np.testing.assert_array_equal(to_host(out[:, 1:4]).swapaxes(0, 1), to_host(back))

@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from minigrad import backend
+from minigrad import devices
 from minigrad.functional import _cuda
 
 ARCHS = ("80", "90")  # A100, H100/H200
@@ -50,7 +50,7 @@ def _compile(nvrtc, source: str, arch: str) -> tuple[bytes, str]:
 def test_the_kernel_source_compiles_cleanly_with_nvrtc(arch):
     nvrtc = _nvrtc()
     assert str(arch) in {str(a) for a in nvrtc.getSupportedArchs()}
-    source = _cuda.SOURCE.replace("#include <math.h>\n", "")
+    source = _cuda.source().replace("#include <math.h>\n", "")
     cubin, log = _compile(nvrtc, source, arch)
     assert "warning" not in log.lower(), log  # cleanly: no warnings either
     kernels = re.findall(r'extern "C" __global__ void (\w+)\(', source)
@@ -78,4 +78,4 @@ def test_cupy_installed_without_a_gpu_leaves_the_suite_on_the_cpu():
         count = 0
     if count > 0:
         pytest.skip("a GPU is present")
-    assert not backend.cuda_available() and backend.default_device() == "cpu"
+    assert not devices.cuda_available() and devices.default_device() == "cpu"

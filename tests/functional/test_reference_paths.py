@@ -53,7 +53,7 @@ def fast(request, device, monkeypatch):
 
         if compiler() is None:
             pytest.skip("no C++ compiler to emulate the CUDA kernels")
-        emulator = Emulator(_cuda.SOURCE) if _EMULATOR[0] is None else _EMULATOR[0]
+        emulator = Emulator(_cuda.source()) if _EMULATOR[0] is None else _EMULATOR[0]
         _EMULATOR[0] = emulator
         monkeypatch.setattr(_cuda, "get_kernel", emulator.get_kernel)
         monkeypatch.setattr(_cuda, "MAX_BLOCKS", 3)

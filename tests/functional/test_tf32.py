@@ -1,7 +1,7 @@
 """``--precision tf32`` reaches conv and linear products only, never batch norm's statistics.
 
 TF32 cannot be observed without a tensor core, so the fixture emulates it: with
-``backend.tf32_enabled()`` on, ``xp.matmul`` rounds float32 inputs to TF32's 10-bit mantissa
+``devices.tf32_enabled()`` on, ``xp.matmul`` rounds float32 inputs to TF32's 10-bit mantissa
 first, as cuBLAS does. The inputs are chosen so that this rounding always goes one way
 (``1 + 3 * 2**-13`` rounds to 1): a statistic that goes through a matmul is then 7e-4 off,
 while float32 arithmetic is exact to 1e-7.
@@ -15,7 +15,7 @@ from _host import to_host
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import backend
+from minigrad import devices
 
 V = 1 + 3 * 2.0**-13  # exact in float32; TF32 rounds it to 1.0
 
@@ -31,12 +31,12 @@ def emulated_tf32(xp, monkeypatch):
     matmul = xp.matmul
 
     def tf32_matmul(a, b, *args, **kwargs):
-        if backend.tf32_enabled() and a.dtype == xp.float32:
+        if devices.tf32_enabled() and a.dtype == xp.float32:
             a, b = _round_to_tf32(xp, a), _round_to_tf32(xp, b)
         return matmul(a, b, *args, **kwargs)
 
     monkeypatch.setattr(xp, "matmul", tf32_matmul)
-    monkeypatch.setattr(backend, "_tf32", True)
+    monkeypatch.setattr(devices, "_tf32", True)
 
 
 def _signs(shape, seed=0):
@@ -72,7 +72,7 @@ def test_adaptive_average_pooling_stays_float32(device, emulated_tf32, monkeypat
         return to_host(y), to_host(x.grad)
 
     y, gx = pool()
-    monkeypatch.setattr(backend, "_tf32", False)  # the emulated matmul is exact then
+    monkeypatch.setattr(devices, "_tf32", False)  # the emulated matmul is exact then
     y_ref, gx_ref = pool()
     np.testing.assert_allclose(y, V, rtol=1e-7)
     np.testing.assert_allclose(gx, gx_ref, rtol=1e-6)
