@@ -226,6 +226,28 @@ def test_batch_norm_fast_paths_equal_the_reference(fast, dtype, training, relu, 
     both_ways(run, "BatchNormReLU" if relu else "BatchNorm", path, dtype)
 
 
+# ---------------------------------------------------------------- relu
+@fixture_ok
+@given(dtype=DTYPES, zeros=st.booleans(), data=st.data())
+def test_relu_fast_path_equals_the_reference(fast, dtype, zeros, data):
+    device, _ = fast
+    shape = data.draw(st.sampled_from([(3, 1), (1, 4, 3), (2, 3, 4, 5), (3, 2, 5, 1)]))
+    a = data.draw(float_arrays(shape, dtype))
+    if zeros:  # exact zeros: the kink, where both paths give the gradient 0
+        a[..., ::2] = 0
+    x = _tensor(_layout(data.draw, a), device)
+    # gy in the layout of x or the other one (the chunked backward then takes the product)
+    gy = _tensor(_layout(data.draw, data.draw(float_arrays(shape, dtype))), device, grad=False)
+
+    def run():
+        x.grad = None
+        y = F.relu(x)
+        y.backward(gy)
+        return y, [y.data, x.grad]
+
+    both_ways(run, "ReLU", "chunked", dtype)  # no CUDA kernel: chunked on every device
+
+
 # ---------------------------------------------------------------- local response norm
 @fixture_ok
 @given(
