@@ -57,3 +57,30 @@ def like_planes(gy: Any, swapped: bool) -> Any:
     chose (a view when ``gy`` is already stored that way)."""
     xp = get_array_module(gy)
     return xp.ascontiguousarray(gy.swapaxes(0, 1) if swapped else gy)
+
+
+def memory_order(x: Any) -> str | None:
+    """``"C"`` when ``x`` (N, C, *S) is C-contiguous, else ``"channel-major"`` when it is
+    stored so, else None. Two arrays of one shape and the same order list their elements
+    in the same order in memory (:func:`memory_view`)."""
+    if x.flags.c_contiguous:
+        return "C"
+    return "channel-major" if is_channel_major(x) else None
+
+
+def memory_view(x: Any) -> Any:
+    """The 1-D view of the memory of ``x`` (N, C, *S) when it is C-contiguous or
+    channel-major (elementwise ops can then work on it in cache-sized runs), else None."""
+    order = memory_order(x)
+    if order == "C":
+        return x.reshape(-1)
+    return None if order is None else x.swapaxes(0, 1).reshape(-1)
+
+
+def empty_like_layout(x: Any, dtype: Any = None) -> Any:
+    """An uninitialised array shaped like ``x`` (N, C, *S), stored channel-major when ``x``
+    is, else C-contiguous (so :func:`memory_view` of both lists the elements in one order)."""
+    xp = get_array_module(x)
+    if memory_order(x) == "channel-major":
+        return from_channel_major(xp.empty(x.swapaxes(0, 1).shape, dtype or x.dtype))
+    return xp.empty(x.shape, dtype or x.dtype)

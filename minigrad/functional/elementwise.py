@@ -9,6 +9,8 @@ from minigrad import backend
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
 from minigrad.devices import device_context
+from minigrad.functional._layout import empty_like_layout, memory_order, memory_view
+from minigrad.functional._threads import for_blocks
 from minigrad.functional.reduce import sum_to
 from minigrad.tensor import Tensor
 
@@ -249,7 +251,14 @@ class Sigmoid(Function):
 
 
 class ReLU(Function):
-    """y = max(x, 0); gx = gy where x > 0, else 0 (the gradient at 0 is 0, as in PyTorch)."""
+    """y = max(x, 0); gx = gy where x > 0, else 0 (the gradient at 0 is 0, as in PyTorch).
+
+    ``forward``/``backward`` are the reference. ``forward_chunked``/``backward_chunked``, for
+    a C-contiguous or channel-major input (:meth:`path_applies`; the paper's conv + ReLU
+    layers hand on channel-major arrays): the same two passes on runs of the memory, each
+    run's max and mask while it is in the cache, shared out among the host threads
+    (:mod:`~minigrad.functional._threads`); the output keeps the input's layout.
+    """
 
     keeps_inputs = False  # backward reads the mask only: the input (a BN output) can go
 
@@ -267,6 +276,39 @@ class ReLU(Function):
 
     def backward_graph(self, gy: Tensor) -> Tensor:
         return gy * Tensor(self.mask.astype(gy.dtype))  # the mask is a constant
+
+    def path_applies(self, path: str, xs: tuple[Any, ...]) -> bool:
+        return xs[0].ndim >= 2 and memory_view(xs[0]) is not None
+
+    def forward_chunked(self, x: Any) -> Any:
+        xp = get_array_module(x)
+        y = empty_like_layout(x)
+        x1, y1 = memory_view(x), memory_view(y)  # (size,) views in memory order
+        mask = empty_like_layout(x, bool) if self.requires_grad else None
+        m1 = None if mask is None else memory_view(mask)
+
+        def run(s: slice) -> None:
+            xp.maximum(x1[s], 0, out=y1[s])
+            if m1 is not None:
+                xp.greater(x1[s], 0, out=m1[s])
+
+        for_blocks(run, x1.size, x1.size, x1)
+        if mask is not None:
+            self.mask = mask
+        return y
+
+    def backward_chunked(self, gy: Any) -> Any:
+        xp = get_array_module(gy)
+        gx = empty_like_layout(self.mask, gy.dtype)
+        if memory_order(gy) != memory_order(gx):
+            return gy * self.mask  # gy stored in another order: the reference's product
+        g1, m1, gx1 = memory_view(gy), memory_view(self.mask), memory_view(gx)
+
+        def run(s: slice) -> None:
+            xp.multiply(g1[s], m1[s], out=gx1[s])
+
+        for_blocks(run, g1.size, g1.size, g1)
+        return gx
 
 
 def _binary(cls: type[Function], a: Any, b: Any, like: Tensor | None) -> Tensor:

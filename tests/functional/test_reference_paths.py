@@ -227,6 +227,53 @@ def test_batch_norm_fast_paths_equal_the_reference(fast, dtype, training, relu, 
     both_ways(run, "BatchNormReLU" if relu else "BatchNorm", path, dtype)
 
 
+# ---------------------------------------------------------------- relu
+@fixture_ok
+@given(dtype=DTYPES, zeros=st.booleans(), data=st.data())
+def test_relu_fast_path_equals_the_reference(fast, dtype, zeros, data):
+    device, _ = fast
+    shape = data.draw(st.sampled_from([(3, 1), (1, 4, 3), (2, 3, 4, 5), (3, 2, 5, 1)]))
+    a = data.draw(float_arrays(shape, dtype))
+    if zeros:  # exact zeros: the kink, where both paths give the gradient 0
+        a[..., ::2] = 0
+    x = _tensor(_layout(data.draw, a), device)
+    # gy in the layout of x or the other one (the chunked backward then takes the product)
+    gy = _tensor(_layout(data.draw, data.draw(float_arrays(shape, dtype))), device, grad=False)
+
+    def run():
+        x.grad = None
+        y = F.relu(x)
+        y.backward(gy)
+        return y, [y.data, x.grad]
+
+    both_ways(run, "ReLU", "chunked", dtype)  # no CUDA kernel: chunked on every device
+
+
+# ---------------------------------------------------------------- local response norm
+@fixture_ok
+@given(
+    dtype=DTYPES,
+    size=st.integers(1, 7),
+    params=st.sampled_from([(1e-4, 0.75, 1.0), (0.5, 0.5, 2.0), (2.0, 1.3, 0.5)]),
+    data=st.data(),
+)
+def test_local_response_norm_fast_path_equals_the_reference(fast, dtype, size, params, data):
+    device, _ = fast
+    alpha, beta, k = params  # beta 0.75 and 0.5 take the square roots, 1.3 the power
+    N, C = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 9))
+    S = data.draw(st.sampled_from([(1,), (3, 2), (4, 5)]))
+    x = _tensor(_layout(data.draw, data.draw(float_arrays((N, C, *S), dtype))), device)
+    gy = _tensor(data.draw(float_arrays((N, C, *S), dtype)), device, grad=False)
+
+    def run():
+        x.grad = None
+        y = F.local_response_norm(x, size, alpha, beta, k)
+        y.backward(gy)
+        return y, [y.data, x.grad]
+
+    both_ways(run, "LocalResponseNorm", "chunked", dtype)  # no CUDA kernel: chunked everywhere
+
+
 # ---------------------------------------------------------------- cross-entropy
 @fixture_ok
 @given(
