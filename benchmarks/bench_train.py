@@ -32,9 +32,11 @@ neighbouring steps. The peer runs with PyTorch's own OpenMP setting (``OMP_WAIT_
 unset, ``--peer-omp-wait default``): that is how a user runs it. ``passive`` made torch's
 224-px steps 1.2-1.8x slower on a quiet machine (paper-b8 2.13 s against 1.35 s), which
 flatters minigrad; ``active`` keeps torch's threads spinning between regions, so they steal
-a core from minigrad's alternating steps. ``--baseline DIR`` does the same with the
-minigrad of another checkout (``git archive <commit> | tar -x -C DIR``): *vs base* = its
-step time / this one's.
+a core from minigrad's alternating steps. Under heavy load torch's own setting loses far
+more than minigrad (threads spinning for a partner that lost its core: BN batch 8 took
+7.7-9.8 s at load 3-4), so read *vs torch* on a quiet machine. ``--baseline DIR`` does
+the same with the minigrad of another checkout (``git archive <commit> | tar -x -C DIR``):
+*vs base* = its step time / this one's.
 ``--runs R`` repeats each config in R fresh sets of processes and prints the medians.
 
     python benchmarks/bench_train.py                         # CPU: both CIFAR configs
