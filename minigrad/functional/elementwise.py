@@ -258,6 +258,12 @@ class ReLU(Function):
     layers hand on channel-major arrays): the same two passes on runs of the memory, each
     run's max and mask while it is in the cache, shared out among the host threads
     (:mod:`~minigrad.functional._threads`); the output keeps the input's layout.
+
+    Paths (all in this module unless named):
+        reference: ``forward``/``backward``.
+        chunked: ``forward_chunked``/``backward_chunked`` (where :meth:`path_applies`) on
+            ``_layout.memory_view`` runs; ``_threads.for_blocks`` splits them. No CUDA
+            kernel: on CuPy the chunked code runs as one chunk.
     """
 
     keeps_inputs = False  # backward reads the mask only: the input (a BN output) can go
