@@ -2,7 +2,7 @@
 
 Each op family keeps its kernels in its own module, beside the op that launches them (as
 Chainer keeps an op's GPU code in the op's file): ``conv.py`` im2col/col2im, ``pool.py``
-max pooling, ``batch_norm.py`` batch norm, ``loss.py`` cross-entropy. There a kernel source is a
+max pooling, ``batchnorm.py`` batch norm, ``loss.py`` cross-entropy. There a kernel source is a
 CUDA C++ template over ``$T`` (``float``/``double``) and ``$S`` (``f32``/``f64``),
 registered here with :func:`register`; its launchers call :func:`launch` with the
 argument helpers below. This module holds only what every family shares: the

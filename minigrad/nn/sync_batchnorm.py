@@ -16,7 +16,7 @@ from typing import Any
 
 from minigrad import distributed as dist
 from minigrad.backend import get_array_module
-from minigrad.functional.batch_norm import BatchNorm
+from minigrad.functional.batchnorm import BatchNorm
 from minigrad.nn.module import Module
 from minigrad.nn.normalization import BatchNorm2d, BatchNormReLU2d
 from minigrad.tensor import Tensor
@@ -26,7 +26,7 @@ __all__ = ["SyncBatchNorm", "sync_batch_norm"]
 
 class SyncBatchNormFunction(BatchNorm):
     """Training-mode batch norm whose statistics cover every rank's batch: any path of
-    :class:`~minigrad.functional.batch_norm.BatchNorm` (reference, chunked, CUDA) with the two
+    :class:`~minigrad.functional.batchnorm.BatchNorm` (reference, chunked, CUDA) with the two
     hooks between its steps all-reduced.
 
     mean and (biased) var over all ranks, M the global count per channel;

@@ -69,12 +69,12 @@ def test_one_value_per_channel_is_an_error():
 def test_takes_the_fast_path_and_equals_its_reference(relu, device, monkeypatch):
     # the fast paths (chunked on NumPy, the kernels on CuPy) sync through the same hooks as
     # the reference; a mean far from 0 checks the variance keeps its precision
-    from minigrad.functional import _threads, norm
+    from minigrad.functional import _threads, batchnorm
 
     def small_chunks(task, n, size, a):  # chunks of 3 and 2 of the 5 channels
         return _threads.for_blocks(task, n, size, a, chunk_elements=3 * size // n, threads=2)
 
-    monkeypatch.setattr(norm, "for_blocks", small_chunks)
+    monkeypatch.setattr(batchnorm, "for_blocks", small_chunks)
     rng = np.random.default_rng(2)
     x0 = rng.standard_normal((6, 5, 4, 3)) * 0.5 + 300.0
     gy = to_device(rng.standard_normal(x0.shape), device)

@@ -1,4 +1,4 @@
-"""The CUDA kernels of the op families (``conv.py``, ``pool.py``, ``batch_norm.py``, ``loss.py``,
+"""The CUDA kernels of the op families (``conv.py``, ``pool.py``, ``batchnorm.py``, ``loss.py``,
 all registered in ``minigrad.functional._cuda``) against the generic ``xp`` code.
 
 Every test runs twice: on the CPU with the kernels compiled as C++ by

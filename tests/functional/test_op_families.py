@@ -83,7 +83,7 @@ def test_every_registered_family_is_a_functional_module_and_cuda_defines_no_kern
     assert {m.__name__.rsplit(".", 1)[-1] for m in MODULES if m.__name__ in _cuda.FAMILIES} == {
         "conv",
         "pool",
-        "batch_norm",
+        "batchnorm",
         "loss",
     }
     assert "__global__" not in _cuda.PRELUDE
