@@ -60,9 +60,6 @@ class WindowGrid:
         self.planes = N * C
         self.plane = self.Hq * self.Wq  # grid positions per plane
         self.size = self.planes * self.plane
-        #: elements of all the phase arrays (``sh*sw`` of them): what a chunk's passes
-        #: read and write, so what sizes chunks for the cache (``_threads.for_blocks``)
-        self.phase_size = stride[0] * stride[1] * self.size
         #: (phase row, phase column, flat shift) per kernel offset, in row-major window order
         self.offsets = [
             (i % sh, j % sw, (i // sh) * self.Wq + j // sw) for i in range(KH) for j in range(KW)

@@ -245,7 +245,7 @@ class MaxPool2d(_PlanePool):
             _argmax_into(xp, y[:L], row_arg[lo : lo + L], views, better[:L], step[:L])
             y3[ps] = g.crop(y)
 
-        for_blocks(chunk, P, g.phase_size, x)
+        for_blocks(chunk, P, g.size, x)
         if self.requires_grad:
             self.row_arg, self.col_arg, self.rows = row_arg, col_arg, rows
         return self.unplanes(y3)
@@ -274,7 +274,7 @@ class MaxPool2d(_PlanePool):
                 _route(xp, gphases[a], arg, gm1[a, :L1], g.col_offsets, hit, part)
             g.merge(gphases, gx3, ps)
 
-        for_blocks(chunk, P, g.phase_size, gy)
+        for_blocks(chunk, P, g.size, gy)
         return self.unplanes(gx3)
 
 
@@ -358,7 +358,7 @@ class AvgPool2d(_PlanePool):
                 y[:L] += phases[a, b, s : s + L]
             xp.divide(g.crop(y), self.divisor, out=y3[ps])
 
-        for_blocks(chunk, P, g.phase_size, x)
+        for_blocks(chunk, P, g.size, x)
         return self.unplanes(y3)
 
     def backward_chunked(self, gy: Any) -> Any:
@@ -376,7 +376,7 @@ class AvgPool2d(_PlanePool):
                 gphases[a, b, s : s + L] += share
             g.merge(gphases, gx3, ps)
 
-        for_blocks(chunk, g.planes, g.phase_size, gy)
+        for_blocks(chunk, g.planes, g.size, gy)
         return self.unplanes(gx3)
 
 
