@@ -215,13 +215,13 @@ def test_max_pool_gradient_with_ties_matches_the_reference_and_a_loop(device, ca
 def test_max_pool_googlenet_geometries_over_many_chunks_equal_the_reference(
     device, k, s, p, ceil_mode
 ):
-    # GoogLeNet's two pools, float32, big enough for several chunks on the host threads
-    # (chunks are sized by the phase arrays), ties in most windows: the fast path's output
+    # GoogLeNet's two pools, float32, big enough for several chunks on two host threads
+    # (4 and 12 chunks of 768 planes), ties in most windows: the fast path's output
     # is the reference's bit for bit, and its gradient reaches the same pixels; a pixel in
     # several windows sums their shares in another order (rows, then columns), so its
     # value agrees to float32 rounding of a sum of at most 9 terms
     rng = np.random.default_rng(5)
-    x = rng.integers(-2, 3, (4, 32, 57, 56)).astype(np.float32)
+    x = rng.integers(-2, 3, (8, 96, 57, 56)).astype(np.float32)
     gy = None
     grads = []
     for reference in (False, True):
