@@ -6,8 +6,9 @@ an Inception block at 28, 14 and 7 px. Each is timed on the chunked path
 (``forward_chunked``, ``backward_chunked``), best of ``--rounds`` interleaved rounds, in one
 process. With ``--baseline DIR`` (a checkout: ``git archive COMMIT | tar -x -C DIR``) the
 rounds alternate between this tree's ``_argmax_into``/``_route`` (pool.py's two per-chunk
-kernels) and DIR's, the rest of the op being this tree's, and both gradients must agree
-bit for bit. ``x copy`` is a copy of the input's bytes, the floor a pool cannot beat.
+kernels) and DIR's, who goes first swapping every round; the rest of the op is this
+tree's, and both gradients must agree bit for bit. ``x copy`` is a copy of the input's
+bytes, the floor a pool cannot beat (in cache for the small ones).
 
     python benchmarks/ab_maxpool.py --baseline /tmp/base --rounds 10
 """
@@ -70,7 +71,8 @@ def main() -> None:
     best = {v: np.full((len(cases), 2), np.inf) for v in variants}
     grads: dict[str, list[Any]] = {v: [] for v in variants}
     for r in range(args.rounds):
-        for v, kernels in variants.items():
+        order = list(variants.items())
+        for v, kernels in order if r % 2 == 0 else order[::-1]:  # who goes first swaps
             for name, f in kernels.items():
                 setattr(pool, name, f)
             for i, (x, grid) in enumerate(cases):
