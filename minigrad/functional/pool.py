@@ -92,18 +92,25 @@ def _route(xp: Any, target: Any, arg: Any, g: Any, offsets: Any, hit: Any, part:
     """The adjoint of :func:`_argmax_into` on one chunk: ``target[p]`` = the sum over
     offsets ``k = (p, shift)`` of ``g * (arg == k)`` shifted by ``shift``.
 
-    The first offset is ``(0, 0)``: it writes its part instead of adding it, so only the
-    rest of ``target`` needs zeros first.
+    The first offset of each phase ``p`` has shift 0 (offsets come in row-major order, and
+    a stride-``s`` axis's first ``s`` kernel offsets are its ``s`` phases at shift 0): it
+    writes its part instead of adding it, so only the tail of ``target[p]`` needs zeros
+    first. A stride-2 pool routes a third of its offsets so, saving a zero fill and an add.
     """
     n = g.shape[0]
-    target[1:] = 0
-    target[0, n:] = 0
-    xp.equal(arg, 0, out=hit[:n])
-    xp.multiply(g, hit[:n], out=target[0, :n])
-    for k, (p, shift) in enumerate(offsets[1:], start=1):
+    seen = set()
+    for k, (p, shift) in enumerate(offsets):
         xp.equal(arg, k, out=hit[:n])
-        xp.multiply(g, hit[:n], out=part[:n])
-        target[p, shift : shift + n] += part[:n]
+        if p not in seen:  # shift == 0: write, then zeros past the chunk's windows
+            seen.add(p)
+            xp.multiply(g, hit[:n], out=target[p, :n])
+            target[p, n:] = 0
+        else:
+            xp.multiply(g, hit[:n], out=part[:n])
+            target[p, shift : shift + n] += part[:n]
+    for p in range(target.shape[0]):
+        if p not in seen:  # a phase no offset reads (a stride larger than the kernel)
+            target[p] = 0
 
 
 class _PlanePool(Function):

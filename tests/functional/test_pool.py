@@ -211,6 +211,33 @@ def test_max_pool_gradient_with_ties_matches_the_reference_and_a_loop(device, ca
     np.testing.assert_allclose(reference, expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("k, s, p, ceil_mode", [(3, 2, 0, True), (3, 1, 1, False)])
+def test_max_pool_googlenet_geometries_over_many_chunks_equal_the_reference(
+    device, k, s, p, ceil_mode
+):
+    # GoogLeNet's two pools, float32, big enough for several chunks on two host threads
+    # (4 and 12 chunks of 768 planes), ties in most windows: the fast path's output
+    # is the reference's bit for bit, and its gradient reaches the same pixels; a pixel in
+    # several windows sums their shares in another order (rows, then columns), so its
+    # value agrees to float32 rounding of a sum of at most 9 terms
+    rng = np.random.default_rng(5)
+    x = rng.integers(-2, 3, (8, 96, 57, 56)).astype(np.float32)
+    gy = None
+    grads = []
+    for reference in (False, True):
+        xt = mg.tensor(x, device=device, requires_grad=True)
+        with mg.reference_ops(reference):
+            y = F.max_pool2d(xt, k, s, p, ceil_mode)
+            if gy is None:
+                gy = rng.standard_normal(y.shape, dtype=np.float32)
+            y.backward(mg.tensor(gy, device=device))
+        grads.append((to_host(y), to_host(xt.grad)))
+    (y_fast, gx_fast), (y_ref, gx_ref) = grads
+    np.testing.assert_array_equal(y_fast, y_ref)
+    np.testing.assert_array_equal(gx_fast != 0, gx_ref != 0)
+    np.testing.assert_allclose(gx_fast, gx_ref, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("reference", [False, True])
 def test_max_pool_propagates_nan(device, reference):
     x = np.arange(16.0).reshape(1, 1, 4, 4)
