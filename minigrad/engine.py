@@ -187,6 +187,16 @@ def run_backward(root: Tensor, grad: Any, retain_graph: bool = False) -> None:
         _state.callbacks = outer
 
 
+def check_input_grad(fn: Any, t: Tensor, g: Any, method: str = "backward") -> None:
+    """Raise when the gradient ``g`` that ``fn.<method>`` returned for its input ``t`` has
+    another shape or dtype than ``t`` (both walks, :func:`run_backward` and ``mg.grad``)."""
+    if tuple(g.shape) != t.shape or g.dtype != t.dtype:
+        raise RuntimeError(
+            f"{fn.name}.{method} returned a gradient of shape {tuple(g.shape)} and "
+            f"dtype {g.dtype} for an input of shape {t.shape} and dtype {t.dtype}"
+        )
+
+
 def _leaf_uses(order: list[Any]) -> dict[int, int]:
     """How many (op, input) slots of ``order`` consume each leaf that needs a gradient."""
     uses: dict[int, int] = {}
@@ -236,11 +246,7 @@ def _walk(root: Tensor, grad: Any, retain_graph: bool) -> None:
             for t, g, need in zip(fn.inputs, gxs, fn.needs_input_grad):
                 if not need or g is None:
                     continue
-                if tuple(g.shape) != t.shape or g.dtype != t.dtype:
-                    raise RuntimeError(
-                        f"{fn.name}.backward returned a gradient of shape {tuple(g.shape)} and "
-                        f"dtype {g.dtype} for an input of shape {t.shape} and dtype {t.dtype}"
-                    )
+                check_input_grad(fn, t, g)
                 if t._ctx is None:
                     prev = leaves.get(id(t))
                     leaves[id(t)] = (t, g if prev is None else prev[1] + g)

@@ -21,7 +21,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from minigrad import backend, devices
-from minigrad.engine import _accumulate_grad, _apply_hooks, enable_grad, topological_order
+from minigrad.engine import (
+    _accumulate_grad,
+    _apply_hooks,
+    check_input_grad,
+    enable_grad,
+    topological_order,
+)
 from minigrad.tensor import Tensor, initial_grad
 
 __all__ = ["grad", "hvp", "walk"]
@@ -104,12 +110,7 @@ def walk(
         for t, g, need in zip(fn.inputs, gxs, fn.needs_input_grad):
             if not need or g is None:
                 continue
-            if tuple(g.shape) != t.shape or g.dtype != t.dtype:
-                raise RuntimeError(
-                    f"{fn.name}.backward{'_graph' if create_graph else ''} returned a gradient "
-                    f"of shape {tuple(g.shape)} and dtype {g.dtype} for an input of shape "
-                    f"{t.shape} and dtype {t.dtype}"
-                )
+            check_input_grad(fn, t, g, "backward_graph" if create_graph else "backward")
             if t._ctx is None:
                 if _key(t) in want:
                     k = want[_key(t)]

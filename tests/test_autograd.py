@@ -329,6 +329,8 @@ def test_a_backward_returning_the_wrong_shape_or_dtype_is_named(device, bad, got
     msg = rf"Twice.backward returned a gradient of {got} for an input of shape \(2,\) and dtype"
     with pytest.raises(RuntimeError, match=msg):
         Twice(bad=bad).apply(x).sum().backward()
+    with pytest.raises(RuntimeError, match=msg):  # mg.grad's walk checks the same way
+        mg.grad(Twice(bad=bad).apply(x).sum(), x)
 
 
 def test_apply_refuses_non_tensors(device):

@@ -20,18 +20,16 @@ __all__ = ["local_response_norm"]
 
 
 def _window_sum(a: Any, before: int, after: int) -> Any:
-    """out[:, c] = sum of a[:, c - before : c + after + 1] (zero outside); loops over offsets."""
-    out = a.copy()
-    for d in range(1, before + 1):
-        out[:, d:] += a[:, :-d]
-    for d in range(1, after + 1):
-        out[:, :-d] += a[:, d:]
+    """out[:, c] = sum of a[:, c - before : c + after + 1] (zero outside): the rows' window
+    sum (:func:`_window_sum_rows`) along axis 1."""
+    out = get_array_module(a).empty_like(a)
+    _window_sum_rows(a.swapaxes(0, 1), before, after, out.swapaxes(0, 1))
     return out
 
 
 def _window_sum_rows(a: Any, before: int, after: int, out: Any) -> Any:
-    """out[c] = sum of a[c - before : c + after + 1] along axis 0 (zero outside), added in
-    the order :func:`_window_sum` adds (so the sums are bit-for-bit the same); returns out."""
+    """out[c] = sum of a[c - before : c + after + 1] along axis 0 (zero outside); loops
+    over the offsets, adding them in one order on every path (bit-for-bit sums); returns out."""
     out[...] = a
     for d in range(1, before + 1):
         out[d:] += a[:-d]
