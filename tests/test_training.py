@@ -423,7 +423,10 @@ def test_tf32_loss_curve_stays_within_tolerance_of_float32() -> None:
 def test_the_gpu_loss_curve_matches_the_cpu_with_dropout_on() -> None:
     # dropout stays on: its masks come from the Philox stream, the same on every device
     gpu, cpu = _loss_curve("cuda", False, steps=3), _loss_curve("cpu", False, steps=3)
-    np.testing.assert_allclose(gpu, cpu, rtol=1e-3)  # the GPU path computes the same
+    np.testing.assert_allclose(gpu[:2], cpu[:2], rtol=1e-4)  # the same losses, to rounding
+    # the third step amplifies last-bit differences about 100x (summing the CPU's weight
+    # gradients over other chunks of images alone moved its third loss by 2e-3): close only
+    np.testing.assert_allclose(gpu[2], cpu[2], rtol=1e-2)
 
 
 def test_the_model_flags_come_from_the_application_not_the_trainer() -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from minigrad import backend, devices
+from minigrad.functional._threads import for_items
 from minigrad.tensor import Tensor
 
 __all__ = ["Optimizer"]
@@ -99,12 +100,20 @@ class Optimizer:
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; return ``closure()`` if given."""
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+        work = [
+            (p, self.state.setdefault(id(p), {}), group)
+            for group in self.param_groups
+            for p in group["params"]
+            if p.grad is not None
+        ]
+
+        def update(items: slice) -> None:  # each parameter's update is its own arrays'
+            for p, state, group in work[items]:
                 with devices.device_context(p.device):  # state and temporaries live there
-                    self._update(p, p.grad, self.state.setdefault(id(p), {}), group)
+                    self._update(p, p.grad, state, group)
+
+        if work:  # on the host threads, in runs of parameters of about equal size
+            for_items(update, [p.data.size for p, _, _ in work], work[0][0].data)
         return loss
 
     def _update(self, p: Tensor, grad: Any, state: dict[str, Any], group: dict[str, Any]) -> None:

@@ -321,3 +321,54 @@ def test_a_tensor_used_many_times_gets_the_sum_of_its_gradients(data):
     loss = sum((x * k).sum() for k in coeffs)
     loss.backward()
     np.testing.assert_allclose(x.grad, np.full((3, 4), sum(coeffs)), rtol=1e-12)
+
+
+def test_a_few_rows_per_chunk_are_shared_out_equally():
+    """8 images in 6 chunks would be 1, 1, 2, 1, 1, 2 images: one thread would end a
+    whole image later. A count up to twice as large that divides the rows is taken."""
+    runs = _threads.blocks(8, 6 * (1 << 20), np.zeros(1), chunk_elements=1 << 20, threads=2)
+    chunks = [c for run in runs for c in run]
+    assert [c.stop - c.start for c in chunks] == [1] * 8
+    runs = _threads.blocks(32, 22 * 100, np.zeros(1), chunk_elements=100, threads=2)
+    assert {c.stop - c.start for run in runs for c in run} == {1}  # 32 chunks, not 22
+    # many rows per chunk: left as they were (a row more or less is a small share)
+    runs = _threads.blocks(1000, 6 * 100, np.zeros(1), chunk_elements=100, threads=2)
+    assert len([c for run in runs for c in run]) == 6
+    # no divisor within twice the count (10 rows, 3 threads): unequal chunks stay
+    runs = _threads.blocks(10, 10**6, np.zeros(1), chunk_elements=200_000, threads=3)
+    assert len([c for run in runs for c in run]) == 6
+
+
+def test_for_items_covers_each_item_once_in_runs_of_about_equal_size(monkeypatch):
+    monkeypatch.setattr(_threads, "ITEMS_MIN_SIZE", 0)
+    sizes = [2_000_000, 64, 64, 500_000, 1_000_000, 3, 700_000, 1_000_000]
+    seen: list[int] = []
+    parts: list[int] = []
+
+    def task(items):
+        seen.extend(range(items.start, items.stop))
+        parts.append(sum(sizes[items]))
+
+    _threads.for_items(task, sizes, np.zeros(1))
+    assert sorted(seen) == list(range(len(sizes)))  # every item once
+    assert len(parts) > 2 and max(parts) <= max(sizes) + sum(sizes) // 8  # shared out
+    # under ITEMS_MIN_SIZE in all: a single call on the calling thread
+    calls: list[slice] = []
+    monkeypatch.setattr(_threads, "ITEMS_MIN_SIZE", sum(sizes) + 1)
+    _threads.for_items(calls.append, sizes, np.zeros(1))
+    assert calls == [slice(0, len(sizes))]
+
+
+def test_relu_into_is_max_with_zero_and_keeps_nan():
+    from minigrad.functional._simd import relu_into, zero_row
+
+    x = np.array([[-1.0, 0.0, 2.0, np.nan], [3.0, -0.5, np.inf, -np.inf]], np.float32)
+    out = np.empty_like(x)
+    relu_into(x, out)
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    assert np.isnan(out[0, 3])
+    relu_into(x, x)  # in place
+    np.testing.assert_array_equal(x, out)
+    z = zero_row(np.zeros(3, np.float64), 5)
+    assert z.shape == (5,) and z.dtype == np.float64 and not z.any()
+    assert zero_row(np.zeros(3, np.float64), 2).base is z.base  # one cached row
