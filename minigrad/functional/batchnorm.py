@@ -14,6 +14,7 @@ from minigrad.backend import get_array_module
 from minigrad.devices import device_of, tf32_enabled
 from minigrad.functional import _cuda
 from minigrad.functional._layout import channel_major, from_channel_major
+from minigrad.functional._simd import relu_into
 from minigrad.functional._threads import for_blocks
 from minigrad.functional.reduce import mean, sum
 from minigrad.functional.shape import permute, reshape
@@ -259,7 +260,7 @@ class BatchNorm(Function):
             if self.relu:
                 if mask is not None:
                     xp.greater(ys, 0, out=mask[cs])
-                xp.maximum(ys, 0, out=ys)
+                relu_into(ys, ys)
 
         if self.training and self.syncs:  # step 1 on every chunk, the hook, step 2
             for_blocks(lambda cs: self._local_stats(cs, x2, y), C, x2.size, x2)

@@ -10,6 +10,7 @@ from minigrad.autograd import Function
 from minigrad.backend import get_array_module
 from minigrad.devices import device_context
 from minigrad.functional._layout import empty_like_layout, memory_order, memory_view
+from minigrad.functional._simd import relu_into
 from minigrad.functional._threads import for_blocks
 from minigrad.functional.reduce import sum_to
 from minigrad.tensor import Tensor
@@ -294,7 +295,7 @@ class ReLU(Function):
         m1 = None if mask is None else memory_view(mask)
 
         def run(s: slice) -> None:
-            xp.maximum(x1[s], 0, out=y1[s])
+            relu_into(x1[s], y1[s])
             if m1 is not None:
                 xp.greater(x1[s], 0, out=m1[s])
 
