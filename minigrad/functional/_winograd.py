@@ -1,0 +1,234 @@
+"""Winograd's F(2x2, 3x3): a 3x3 convolution (stride 1, padding 1) in a quarter fewer
+products; plain array code for ``conv.py``, no autograd.
+
+Each 2x2 block of outputs ("tile") reads a 4x4 block ``d`` of the padded input (tiles
+overlap by 2). With the constant matrices below, for one input and one output channel,
+
+    y_tile = A^T [ (G w G^T) * (B^T d B) ] A            (* elementwise, 4x4)
+
+so a convolution is three stages, each linear:
+
+    V = input_transform(x)     (16, C, T)       B^T d B of every tile, T tiles
+    M[k] = U[k] @ V[k]         (16, C_out, T)   U = weight_transform(w): G w G^T
+    y = output_transform(M)    (C_out, N, H, W) A^T M A, the tiles back in place
+
+16 products of (C_out, C) @ (C, T) with T = N*H*W/4 tiles instead of one of
+(C_out, 9C) @ (9C, N*H*W): 2.25x fewer multiply-adds. Backward is the adjoint of each
+stage, in reverse: ``gM = output_transform_adjoint(gy)`` (A gy A^T), then
+``gU[k] = gM[k] @ V[k]^T`` -> ``gw = weight_transform_adjoint(gU)`` (G^T gU G), and
+``gV[k] = U[k]^T @ gM[k]`` -> ``gx = input_transform_adjoint(gV)`` (B gV B^T, the
+overlapping tiles added back). Each transform is separable (rows, then columns), a few
+whole-array additions on strided views; no loop over tiles, images or pixels.
+
+Layout: activations channel-major, x (C, N, H, W); an odd H or W gets a last half tile
+(zeros past the edge). The transforms add and subtract only (B, A) or scale by 1/2 (G),
+so float32 rounding stays close to the direct sum's (the tests bound it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad.backend import get_array_module
+
+#: G (4x3): the weight transform; B^T (4x4): the input transform; A^T (2x4): the output
+G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
+AT = ((1, 1, 1, 0), (0, 1, -1, -1))
+
+
+class TileGrid:
+    """The tiles of an (H, W) map as a flat grid. Tile ``(a, b)`` reads the padded input's
+    rows ``2a .. 2a+3`` and columns ``2b .. 2b+3``; the padded input is split into its 4
+    stride phases ``Q[ph, pw][a, b] = x_padded[2a + ph, 2b + pw]``, each ``(GH, GW) =
+    (TH + 1, TW + 1)`` per plane (``TH, TW = ceil(H/2), ceil(W/2)`` tiles). Element ``i, j``
+    of every tile's 4x4 block is then phase ``(i % 2, j % 2)`` shifted by
+    ``(i // 2) * GW + j // 2`` in the flat (C, N, GH, GW) array: ONE contiguous slice
+    covers that element of every tile of every plane, so each transform step is a long
+    1-D NumPy pass. Grid positions with ``a = TH`` or ``b = TW`` are not tiles; their values
+    are never read back (forward) or are zeros (backward).
+    """
+
+    def __init__(self, H: int, W: int) -> None:
+        self.H, self.W = H, W
+        self.TH, self.TW = -(-H // 2), -(-W // 2)
+        self.GH, self.GW = self.TH + 1, self.TW + 1
+        self.plane = self.GH * self.GW
+
+    def _phase_slices(self, ph: int, pw: int) -> tuple[slice, slice, slice, slice]:
+        """(x rows, x cols, grid rows, grid cols) of phase (ph, pw): x_padded[2a + ph] is
+        x row 2a + ph - 1."""
+        r0, c0 = 1 - ph, 1 - pw  # first x row / column in the phase
+        nr, nc = len(range(r0, self.H, 2)), len(range(c0, self.W, 2))
+        return (
+            slice(r0, self.H, 2),
+            slice(c0, self.W, 2),
+            slice(1 - ph, 1 - ph + nr),
+            slice(1 - pw, 1 - pw + nc),
+        )
+
+    def split(self, x: Any) -> Any:
+        """x (C, N, H, W) -> its 4 padded phases (2, 2, C*N*GH*GW), zeros around."""
+        xp = get_array_module(x)
+        C, N = x.shape[:2]
+        q = xp.zeros((2, 2, C, N, self.GH, self.GW), dtype=x.dtype)
+        for ph in range(2):
+            for pw in range(2):
+                rx, cx, rq, cq = self._phase_slices(ph, pw)
+                q[ph, pw, :, :, rq, cq] = x[:, :, rx, cx]
+        return q.reshape(2, 2, -1)
+
+    def merge(self, gq: Any, out: Any) -> None:
+        """The adjoint of :meth:`split`: phases (2, 2, C*N*GH*GW) -> ``out`` (C, N, H, W)."""
+        C, N = out.shape[:2]
+        q = gq.reshape(2, 2, C, N, self.GH, self.GW)
+        for ph in range(2):
+            for pw in range(2):
+                rx, cx, rq, cq = self._phase_slices(ph, pw)
+                out[:, :, rx, cx] = q[ph, pw, :, :, rq, cq]
+
+    def shift(self, i: int) -> int:
+        """Flat shift of a tile's row (or, for ``i < 2`` of a column pair, column) ``i``."""
+        return (i // 2) * self.GW
+
+
+def weight_transform(w: Any) -> Any:
+    """(C_out, C, 3, 3) -> U (16, C_out, C): U[4r + s] = (G w G^T)[r, s]."""
+    xp = get_array_module(w)
+    g = xp.asarray(G, dtype=w.dtype)
+    u = xp.tensordot(g, w, axes=([1], [2]))  # (4, C_out, C, 3): G along the kernel rows
+    u = xp.tensordot(u, g, axes=([3], [1]))  # (4, C_out, C, 4): G along the columns
+    return xp.ascontiguousarray(u.transpose(0, 3, 1, 2)).reshape(16, *w.shape[:2])
+
+
+def weight_transform_adjoint(gu: Any) -> Any:
+    """The adjoint of :func:`weight_transform`: gU (16, C_out, C) -> gw (C_out, C, 3, 3),
+    gw = G^T gU G."""
+    xp = get_array_module(gu)
+    g = xp.asarray(G, dtype=gu.dtype)
+    u = gu.reshape(4, 4, *gu.shape[1:])  # (r, s, C_out, C)
+    t = xp.tensordot(g, u, axes=([0], [0]))  # (3, s, C_out, C): G^T along the rows
+    t = xp.tensordot(g, t, axes=([0], [1]))  # (3 cols, 3 rows, C_out, C)
+    return xp.ascontiguousarray(t.transpose(2, 3, 1, 0))
+
+
+def _bt(d0: Any, d1: Any, d2: Any, d3: Any, out: list[Any]) -> None:
+    """out[r] = sum_i B^T[r, i] d_i: d0 - d2, d1 + d2, d2 - d1, d1 - d3."""
+    xp = get_array_module(d0)
+    xp.subtract(d0, d2, out=out[0])
+    xp.add(d1, d2, out=out[1])
+    xp.subtract(d2, d1, out=out[2])
+    xp.subtract(d1, d3, out=out[3])
+
+
+def _b(g0: Any, g1: Any, g2: Any, g3: Any) -> tuple[Any, Any, Any, Any]:
+    """The adjoint of :func:`_bt`: d_i = sum_r B^T[r, i] g_r = g0, g1 - g2 + g3,
+    g1 + g2 - g0, -g3."""
+    return g0, g1 - g2 + g3, g1 + g2 - g0, -g3
+
+
+def input_transform(x: Any, grid: TileGrid) -> Any:
+    """x (C, N, H, W), padding 1 -> V (16, C, N*GH*GW): B^T d B of every tile, on the
+    grid (see :class:`TileGrid`).
+
+    Rows first: ``R[r][pw] = B^T`` over a tile's 4 rows, for both column phases ``pw``;
+    then columns: ``V[4r + s] = B^T`` over ``R[r]``'s 4 columns. Every operand is a
+    shifted flat slice.
+    """
+    xp = get_array_module(x)
+    C, N = x.shape[:2]
+    q = grid.split(x)  # (2, 2, L)
+    L = q.shape[2]
+    L1 = L - grid.GW  # positions whose tile rows all lie inside the array
+    R = xp.empty((4, 2, L1), dtype=x.dtype)
+    for pw in range(2):
+        rows = [q[i % 2, pw, grid.shift(i) : grid.shift(i) + L1] for i in range(4)]
+        _bt(*rows, [R[r, pw] for r in range(4)])
+    L2 = L1 - 1  # ... and whose tile columns too
+    V = xp.empty((16, L), dtype=x.dtype)
+    V[:, L2:] = 0  # the last plane's last grid positions: no tile
+    for r in range(4):
+        cols = [R[r, j % 2, j // 2 : j // 2 + L2] for j in range(4)]
+        _bt(*cols, [V[4 * r + s, :L2] for s in range(4)])
+    return V.reshape(16, C, N * grid.plane)
+
+
+def input_transform_adjoint(gv: Any, grid: TileGrid, out: Any) -> Any:
+    """The adjoint of :func:`input_transform`: gV (16, C, N*GH*GW), zero at the grid
+    positions that are no tile, -> ``out`` (C, N, H, W): B gV B^T of every tile, the
+    overlapping tiles added. Returns ``out``."""
+    xp = get_array_module(gv)
+    L = gv.shape[1] * gv.shape[2]
+    v = gv.reshape(4, 4, L)
+    gR = xp.empty((4, 2, L), dtype=gv.dtype)
+    for r in range(4):  # columns: piece j lands at column phase j % 2, shifted by j // 2
+        g0, g1, g2, g3 = _b(*v[r])
+        gR[r, 0] = g0
+        gR[r, 0, 1:] += g2[:-1]
+        gR[r, 1] = g1
+        gR[r, 1, 1:] += g3[:-1]
+    gq = xp.empty((2, 2, L), dtype=gv.dtype)
+    s = grid.GW
+    for pw in range(2):  # rows: piece i lands at row phase i % 2, shifted by (i // 2) GW
+        d0, d1, d2, d3 = _b(*gR[:, pw])
+        gq[0, pw] = d0
+        gq[0, pw, s:] += d2[:-s]
+        gq[1, pw] = d1
+        gq[1, pw, s:] += d3[:-s]
+    grid.merge(gq, out)
+    return out
+
+
+def output_transform(m: Any, grid: TileGrid, out: Any) -> Any:
+    """M (16, C_out, N*GH*GW) -> ``out`` (C_out, N, H, W) (a view is fine): A^T M A of
+    every tile, each of its 4 outputs written to its place. Returns ``out``."""
+    xp = get_array_module(m)
+    C_out, N = out.shape[:2]
+    m3 = m.reshape(4, 4, -1)
+    S = xp.empty((2, 4, m3.shape[2]), dtype=m.dtype)  # S[p, s] = sum_r A^T[p, r] M[r, s]
+    for s in range(4):
+        xp.add(m3[1, s], m3[2, s], out=S[0, s])
+        S[0, s] += m3[0, s]
+        xp.subtract(m3[1, s], m3[2, s], out=S[1, s])
+        S[1, s] -= m3[3, s]
+    y = xp.empty((2, 2, m3.shape[2]), dtype=m.dtype)  # y[p, q] = sum_s S[p, s] A[s, q]
+    for p in range(2):
+        xp.add(S[p, 1], S[p, 2], out=y[p, 0])
+        y[p, 0] += S[p, 0]
+        xp.subtract(S[p, 1], S[p, 2], out=y[p, 1])
+        y[p, 1] -= S[p, 3]
+    y6 = y.reshape(2, 2, C_out, N, grid.GH, grid.GW)
+    for p in range(2):
+        for q in range(2):
+            rows, cols = slice(p, grid.H, 2), slice(q, grid.W, 2)
+            nr, nc = len(range(p, grid.H, 2)), len(range(q, grid.W, 2))
+            out[:, :, rows, cols] = y6[p, q, :, :, :nr, :nc]
+    return out
+
+
+def output_transform_adjoint(gy: Any, grid: TileGrid) -> Any:
+    """The adjoint of :func:`output_transform`: gy (C_out, N, H, W) -> gM (16, C_out,
+    N*GH*GW), A gY A^T of every tile, zeros where the grid has no tile or the tile no
+    output (past an odd edge)."""
+    xp = get_array_module(gy)
+    C_out, N = gy.shape[:2]
+    g = xp.zeros((2, 2, C_out, N, grid.GH, grid.GW), dtype=gy.dtype)
+    for p in range(2):
+        for q in range(2):
+            nr, nc = len(range(p, grid.H, 2)), len(range(q, grid.W, 2))
+            g[p, q, :, :, :nr, :nc] = gy[:, :, p : grid.H : 2, q : grid.W : 2]
+    g = g.reshape(2, 2, -1)
+    L = g.shape[2]
+    T = xp.empty((4, 2, L), dtype=gy.dtype)  # T[r, q] = sum_p A[r, p] gY[p, q]
+    for q in range(2):
+        T[0, q] = g[0, q]
+        xp.add(g[0, q], g[1, q], out=T[1, q])
+        xp.subtract(g[0, q], g[1, q], out=T[2, q])
+        xp.negative(g[1, q], out=T[3, q])
+    gm = xp.empty((4, 4, L), dtype=gy.dtype)  # gM[r, s] = sum_q T[r, q] A[s, q]
+    for r in range(4):
+        gm[r, 0] = T[r, 0]
+        xp.add(T[r, 0], T[r, 1], out=gm[r, 1])
+        xp.subtract(T[r, 0], T[r, 1], out=gm[r, 2])
+        xp.negative(T[r, 1], out=gm[r, 3])
+    return gm.reshape(16, C_out, L // C_out)

@@ -1,0 +1,219 @@
+"""Winograd's F(2x2, 3x3): its stages against loops, each stage's adjoint, and conv2d's
+chunked path through it against the reference."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minigrad as mg
+import minigrad.functional as F
+from minigrad.functional import _winograd as wg
+from minigrad.functional import conv
+from minigrad.gradcheck import gradcheck
+
+G = np.array(wg.G)
+
+
+def loop_conv3x3(xc, w):
+    """xc (C, N, H, W), w (C_out, C, 3, 3) -> (C_out, N, H, W): padding 1, stride 1, by
+    nested loops in float64."""
+    C, N, H, W = xc.shape
+    y = np.zeros((w.shape[0], N, H, W))
+    for o in range(w.shape[0]):
+        for n in range(N):
+            for h in range(H):
+                for v in range(W):
+                    acc = 0.0
+                    for c in range(C):
+                        for i in range(3):
+                            for j in range(3):
+                                hh, vv = h + i - 1, v + j - 1
+                                if 0 <= hh < H and 0 <= vv < W:
+                                    acc += xc[c, n, hh, vv] * w[o, c, i, j]
+                    y[o, n, h, v] = acc
+    return y
+
+
+def stages(xc, w):
+    """y by the three stages: output_transform(U @ input_transform(x))."""
+    grid = wg.TileGrid(*xc.shape[2:])
+    y = np.empty((w.shape[0], *xc.shape[1:]))
+    return wg.output_transform(wg.weight_transform(w) @ wg.input_transform(xc, grid), grid, y)
+
+
+def tile_mask(C, N, grid):
+    """1 at the grid positions that are tiles (a < TH, b < TW), 0 elsewhere, as (C, N*plane)."""
+    m = np.zeros((C, N, grid.GH, grid.GW))
+    m[:, :, : grid.TH, : grid.TW] = 1
+    return m.reshape(C, -1)
+
+
+maps = st.tuples(st.integers(1, 7), st.integers(1, 7))
+
+
+@settings(deadline=None)
+@given(
+    C=st.integers(1, 3),
+    C_out=st.integers(1, 3),
+    N=st.integers(1, 2),
+    hw=maps,
+    seed=st.integers(0, 99),
+)
+def test_the_three_stages_compute_a_3x3_convolution(C, C_out, N, hw, seed):
+    rng = np.random.default_rng(seed)
+    xc = rng.standard_normal((C, N, *hw))
+    w = rng.standard_normal((C_out, C, 3, 3))
+    np.testing.assert_allclose(stages(xc, w), loop_conv3x3(xc, w), rtol=1e-12, atol=1e-12)
+
+
+def test_weight_transform_is_G_w_G_transposed_per_channel_pair():
+    w = np.random.default_rng(0).standard_normal((2, 3, 3, 3))
+    U = wg.weight_transform(w)
+    assert U.shape == (16, 2, 3)
+    for o in range(2):
+        for c in range(3):
+            np.testing.assert_allclose(U[:, o, c].reshape(4, 4), G @ w[o, c] @ G.T, rtol=1e-14)
+
+
+@settings(deadline=None)
+@given(C=st.integers(1, 3), N=st.integers(1, 2), hw=maps, seed=st.integers(0, 99))
+def test_each_stage_and_its_adjoint_are_adjoint(C, N, hw, seed):
+    """<T(a), b> = <a, T^T(b)> for the input, output and weight transforms; the input
+    transform's adjoint is taken on gradients that are zero off the tiles (what
+    ``U^T @ gM`` is: ``gM`` is zero there)."""
+    rng = np.random.default_rng(seed)
+    grid = wg.TileGrid(*hw)
+    x = rng.standard_normal((C, N, *hw))
+    V = wg.input_transform(x, grid)
+    gV = rng.standard_normal(V.shape) * tile_mask(C, N, grid)
+    back = wg.input_transform_adjoint(gV, grid, np.empty_like(x))
+    assert np.isclose((V * gV).sum(), (x * back).sum(), rtol=1e-10, atol=1e-10)
+
+    M = rng.standard_normal((16, C, N * grid.plane))
+    gy = rng.standard_normal((C, N, *hw))
+    y = wg.output_transform(M, grid, np.empty_like(gy))
+    gM = wg.output_transform_adjoint(gy, grid)
+    assert np.isclose((y * gy).sum(), (M * gM).sum(), rtol=1e-10, atol=1e-10)
+    assert not (gM.reshape(16, C, -1) * (1 - tile_mask(C, N, grid))).any()  # zero off tiles
+
+    w = rng.standard_normal((2, C, 3, 3))
+    gU = rng.standard_normal((16, 2, C))
+    lhs = (wg.weight_transform(w) * gU).sum()
+    assert np.isclose(lhs, (w * wg.weight_transform_adjoint(gU)).sum(), rtol=1e-10, atol=1e-10)
+
+
+@contextlib.contextmanager
+def winograd_everywhere():
+    """Every 3x3 convolution with stride 1 and padding 1 takes Winograd on the chunked
+    path (the rule's thresholds at 0), restored after."""
+    names = ("WINOGRAD", "WINOGRAD_MIN_MAP", "WINOGRAD_MIN_CHANNELS", "WINOGRAD_MIN_PIXELS")
+    saved = {name: getattr(conv, name) for name in names}
+    conv.WINOGRAD, conv.WINOGRAD_MIN_MAP = True, 0
+    conv.WINOGRAD_MIN_CHANNELS = conv.WINOGRAD_MIN_PIXELS = 0
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(conv, name, value)
+
+
+def _conv_and_grads(x, w, b, gy, need, reference):
+    """y, [gx, gw, gb] and whether Winograd ran (read before backward frees the op's
+    state)."""
+    xt = mg.tensor(x, requires_grad=need[0])
+    wt = mg.tensor(w, requires_grad=need[1])
+    bt = None if b is None else mg.tensor(b, requires_grad=True)
+    with mg.reference_ops(reference):
+        y = F.conv2d(xt, wt, bt, 1, 1)
+        winograd = y._ctx.winograd
+        y.backward(gy)
+    grads = [None if t is None or t.grad is None else np.asarray(t.grad) for t in (xt, wt, bt)]
+    return y, grads, winograd
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    N=st.integers(1, 3),
+    C=st.integers(1, 4),
+    C_out=st.integers(1, 4),
+    hw=maps,
+    bias=st.booleans(),
+    need=st.sampled_from([(True, True), (True, False), (False, True)]),
+    channel_major=st.booleans(),
+    seed=st.integers(0, 99),
+)
+def test_conv2d_through_winograd_equals_the_reference(
+    N, C, C_out, hw, bias, need, channel_major, seed
+):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, *hw))
+    if channel_major:  # as a layer hands it on; else a C-contiguous batch
+        x = np.ascontiguousarray(x.swapaxes(0, 1)).swapaxes(0, 1)
+    w = rng.standard_normal((C_out, C, 3, 3))
+    b = rng.standard_normal(C_out) if bias else None
+    gy = rng.standard_normal((N, C_out, *hw))
+    with winograd_everywhere():
+        y, grads, winograd = _conv_and_grads(x, w, b, gy, need, reference=False)
+    assert winograd
+    y_ref, grads_ref, _ = _conv_and_grads(x, w, b, gy, need, reference=True)
+    np.testing.assert_allclose(y.numpy(), y_ref.numpy(), rtol=1e-10, atol=1e-10)
+    for g, g_ref in zip(grads, grads_ref):
+        assert (g is None) == (g_ref is None)
+        if g is not None:
+            np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-10)
+
+
+def test_gradcheck_through_winograd():
+    rng = np.random.default_rng(3)
+    x = mg.tensor(rng.standard_normal((2, 2, 5, 4)), requires_grad=True)
+    w = mg.tensor(rng.standard_normal((3, 2, 3, 3)), requires_grad=True)
+    b = mg.tensor(rng.standard_normal(3), requires_grad=True)
+    with winograd_everywhere():
+        assert F.conv2d(x, w, b, 1, 1)._ctx.winograd
+        assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, 1), [x, w, b])
+
+
+def test_float32_rounding_through_winograd_stays_at_the_direct_sums():
+    """At a GoogLeNet layer's size the float32 results of both paths lie within a few
+    float32 ulps, relative to the largest value, of the float64 result."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 64, 16, 16))
+    w = rng.standard_normal((64, 64, 3, 3)) * 0.05
+    gy = rng.standard_normal((4, 64, 16, 16))
+    exact = _conv_and_grads(x, w, None, gy, (True, True), reference=True)
+    x32, w32, gy32 = (a.astype(np.float32) for a in (x, w, gy))
+    for reference in (False, True):
+        with winograd_everywhere():
+            y, grads, winograd = _conv_and_grads(x32, w32, None, gy32, (True, True), reference)
+        assert winograd == (not reference)
+        pairs = [(y.numpy(), exact[0].numpy())] + list(zip(grads[:2], exact[1][:2]))
+        for got, want in pairs:
+            assert np.abs(got - want).max() / np.abs(want).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding, fits",
+    [
+        ((8, 64, 56, 56), (192, 64, 3, 3), (1, 1), (1, 1), True),  # 224 px, 2nd stem conv
+        ((32, 128, 32, 32), (192, 128, 3, 3), (1, 1), (1, 1), True),  # CIFAR w1, 3b
+        ((32, 160, 14, 14), (320, 160, 3, 3), (1, 1), (1, 1), True),  # 224 px batch 32, 4e
+        ((8, 160, 14, 14), (320, 160, 3, 3), (1, 1), (1, 1), False),  # batch 8: few tiles
+        ((32, 192, 7, 7), (384, 192, 3, 3), (1, 1), (1, 1), False),  # 7 px: mostly padding
+        ((64, 32, 32, 32), (48, 32, 3, 3), (1, 1), (1, 1), False),  # CIFAR w0.25: few channels
+        ((8, 32, 28, 28), (96, 32, 5, 5), (1, 1), (2, 2), False),  # 5x5
+        ((8, 64, 56, 56), (192, 64, 3, 3), (2, 2), (1, 1), False),  # stride 2
+        ((8, 64, 56, 56), (192, 64, 3, 3), (1, 1), (0, 0), False),  # no padding
+    ],
+)
+def test_winograd_takes_the_layers_it_pays_on(x_shape, w_shape, stride, padding, fits):
+    assert conv.winograd_fits(x_shape, w_shape, stride, padding) == fits
+
+
+def test_the_switch_turns_winograd_off(monkeypatch):
+    monkeypatch.setattr(conv, "WINOGRAD", False)
+    assert not conv.winograd_fits((8, 64, 56, 56), (192, 64, 3, 3), (1, 1), (1, 1))
