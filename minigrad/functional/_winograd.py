@@ -92,24 +92,28 @@ class TileGrid:
         return (i // 2) * self.GW
 
 
+def _kron_g(xp: Any, dtype: Any) -> Any:
+    """(16, 9): row ``4r + s``, column ``3i + j`` holds ``G[r, i] * G[s, j]``, so that
+    ``(G w G^T)[r, s]`` is row ``4r + s`` times ``w`` flattened."""
+    g = xp.asarray(G, dtype=dtype)
+    return xp.kron(g, g)
+
+
 def weight_transform(w: Any) -> Any:
-    """(C_out, C, 3, 3) -> U (16, C_out, C): U[4r + s] = (G w G^T)[r, s]."""
+    """(C_out, C, 3, 3) -> U (16, C_out, C): U[4r + s] = (G w G^T)[r, s], one product
+    ``kron(G, G) @ w9^T`` with w9 = w as (C_out*C, 9) (a transposed view BLAS reads as
+    it is)."""
     xp = get_array_module(w)
-    g = xp.asarray(G, dtype=w.dtype)
-    u = xp.tensordot(g, w, axes=([1], [2]))  # (4, C_out, C, 3): G along the kernel rows
-    u = xp.tensordot(u, g, axes=([3], [1]))  # (4, C_out, C, 4): G along the columns
-    return xp.ascontiguousarray(u.transpose(0, 3, 1, 2)).reshape(16, *w.shape[:2])
+    C_out, C = w.shape[:2]
+    return (_kron_g(xp, w.dtype) @ w.reshape(C_out * C, 9).T).reshape(16, C_out, C)
 
 
 def weight_transform_adjoint(gu: Any) -> Any:
     """The adjoint of :func:`weight_transform`: gU (16, C_out, C) -> gw (C_out, C, 3, 3),
-    gw = G^T gU G."""
+    gw = G^T gU G, as ``gU^T @ kron(G, G)``."""
     xp = get_array_module(gu)
-    g = xp.asarray(G, dtype=gu.dtype)
-    u = gu.reshape(4, 4, *gu.shape[1:])  # (r, s, C_out, C)
-    t = xp.tensordot(g, u, axes=([0], [0]))  # (3, s, C_out, C): G^T along the rows
-    t = xp.tensordot(g, t, axes=([0], [1]))  # (3 cols, 3 rows, C_out, C)
-    return xp.ascontiguousarray(t.transpose(2, 3, 1, 0))
+    C_out, C = gu.shape[1:]
+    return (gu.reshape(16, C_out * C).T @ _kron_g(xp, gu.dtype)).reshape(C_out, C, 3, 3)
 
 
 def _bt(d0: Any, d1: Any, d2: Any, d3: Any, out: list[Any]) -> None:
