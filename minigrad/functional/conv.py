@@ -27,6 +27,10 @@ __all__ = ["conv2d"]
 
 #: im2col elements per chunk of images (a few MiB: the chunk's col stays in the cache)
 CONV_CHUNK_ELEMENTS = 1 << 20
+#: Winograd's transformed input (V) elements per chunk of images: larger than an im2col
+#: chunk, because the weight gradient's 16 products run over the chunk's tiles (their
+#: inner dimension) and are summed over chunks
+WINOGRAD_CHUNK_ELEMENTS = 1 << 21
 
 
 class Conv2d(Function):
@@ -204,7 +208,7 @@ class Conv2d(Function):
                 y4[:, ns] += b.reshape(C_out, 1, 1, 1)
 
         work = N * 16 * C * grid.plane  # elements of V
-        for_blocks(chunk, N, work, x, CONV_CHUNK_ELEMENTS, gemm_threads())
+        for_blocks(chunk, N, work, x, WINOGRAD_CHUNK_ELEMENTS, gemm_threads())
         self.x_shape, self.w_shape, self.grid, self.U = x.shape, w.shape, grid, U
         if self.needs_input_grad[1]:
             self.x = x
@@ -237,8 +241,8 @@ class Conv2d(Function):
                 gb = g.sum(axis=(1, 2, 3))  # (C_out,)
             return gU, gb
 
-        work = N * 16 * max(C, C_out) * grid.plane
-        sums = for_blocks(chunk, N, work, gy, CONV_CHUNK_ELEMENTS, gemm_threads())
+        work = N * 16 * C * grid.plane  # elements of V
+        sums = for_blocks(chunk, N, work, gy, WINOGRAD_CHUNK_ELEMENTS, gemm_threads())
         gU, gb = sums or (xp.zeros((16, C_out, C), gy.dtype), xp.zeros(C_out, gy.dtype))
         gx = from_channel_major(gxc) if need_x else None
         gw = weight_transform_adjoint(gU) if need_w else None
@@ -248,14 +252,15 @@ class Conv2d(Function):
 #: Winograd's F(2x2, 3x3) on the chunked path where it pays (False: im2col everywhere;
 #: ``benchmarks/ab_winograd.py`` switches it to compare)
 WINOGRAD = True
-#: where it pays, measured per layer by ``benchmarks/ab_winograd.py`` (2 cores, forward +
-#: backward): 1.1-1.4x faster with 64 or more channels on maps of 14 px and more when the
-#: batch holds 4096 pixels a channel or more; slower on 7-8 px maps (a 4x4 tile grid there
-#: is mostly padding), with 16-48 channels (the transforms outweigh the products) and on
-#: 14 px maps at batch 8 (too few tiles per product)
-WINOGRAD_MIN_MAP = 14
+#: where it pays, measured per layer by ``benchmarks/ab_winograd.py --all`` (2 cores,
+#: forward + backward): 1.1-1.5x faster with 64 or more channels on maps of 8 px and more
+#: (GoogLeNet at 224 px batch 8 and 32, CIFAR size batch 32); slower on 7 px maps (their 4x4
+#: tile grid is mostly padding) and, with 16-48 channels (width 0.25), even or slower (the
+#: transforms outweigh the products saved). A layer needs enough pixels a channel for its
+#: 16 products to be of a useful size (1568 = batch 8 at 14 px, the smallest measured win)
+WINOGRAD_MIN_MAP = 8
 WINOGRAD_MIN_CHANNELS = 64
-WINOGRAD_MIN_PIXELS = 4096
+WINOGRAD_MIN_PIXELS = 1568
 
 
 def winograd_fits(
