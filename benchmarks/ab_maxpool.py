@@ -8,7 +8,9 @@ process. With ``--baseline DIR`` (a checkout: ``git archive COMMIT | tar -x -C D
 rounds alternate between this tree's ``_argmax_into``/``_route`` (pool.py's two per-chunk
 kernels) and DIR's, who goes first swapping every round; the rest of the op is this
 tree's, and both gradients must agree bit for bit. ``x copy`` is a copy of the input's
-bytes, the floor a pool cannot beat (in cache for the small ones).
+bytes, the floor a pool cannot beat (in cache for the small ones). The 3x3/1 pad-1 rows
+take ``_pool3``'s flat passes in this tree (no ``_argmax_into``/``_route``): both columns
+time those; compare them with ``benchmarks/bench_ops.py`` or a checkout's own run.
 
     python benchmarks/ab_maxpool.py --baseline /tmp/base --rounds 10
 """

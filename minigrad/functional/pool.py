@@ -17,7 +17,7 @@ from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
-from minigrad.functional import _checks, _cuda
+from minigrad.functional import _checks, _cuda, _pool3
 from minigrad.functional._layout import like_planes, plane_major
 from minigrad.functional._threads import for_blocks
 from minigrad.functional._windows import WindowGrid, pool_output_size
@@ -141,6 +141,13 @@ class _PlanePool(Function):
         return self.grid.swapped() if getattr(self, "swap", False) else self.grid
 
 
+def is_same3(grid: WindowGrid) -> bool:
+    """A 3x3 window, stride 1, padding 1, on maps of at least 2x2 (:mod:`_pool3`'s case)."""
+    H, W = grid.x_shape[2:]
+    same = grid.kernel == (3, 3) and grid.stride == (1, 1) and grid.padding == (1, 1)
+    return same and H >= 2 and W >= 2 and grid.out_size == (H, W)
+
+
 class MaxPool2d(_PlanePool):
     """y = max over each window; dL/dx gets dL/dy at the window's first maximum only.
 
@@ -160,13 +167,17 @@ class MaxPool2d(_PlanePool):
     Paths (all in this module unless named):
         reference: ``forward``/``backward`` on :func:`windows`/:func:`unwindows`.
         chunked: ``forward_chunked``/``backward_chunked`` with ``_argmax_into``/``_route``,
-            on a ``_windows.WindowGrid``; ``_threads.for_blocks`` splits the planes.
+            on a ``_windows.WindowGrid``; for 3x3, stride 1, padding 1 (:func:`is_same3`)
+            ``_forward_same3`` and the flat passes of ``_pool3.py`` instead, on the planes
+            where they lie; ``_threads.for_blocks`` splits the planes.
         cuda: ``forward_cuda``/``backward_cuda`` call ``maxpool_forward_cuda``/
             ``maxpool_backward_cuda``, the launchers of the kernels ``maxpool_fwd``/
             ``maxpool_bwd`` in ``CUDA_SOURCE`` (bottom of this module).
     """
 
     keeps_inputs = False  # backward reads the saved argmax, not x
+    #: the chunked path took _pool3's flat passes (3x3, stride 1, padding 1)
+    same3 = False
 
     # ------------------------------------------------------------ reference
     def forward(self, x: Any) -> Any:
@@ -191,6 +202,8 @@ class MaxPool2d(_PlanePool):
             return self.argmax
         if self.path == "cuda":
             return self.unplanes(self.arg)
+        if self.same3:
+            return self.unplanes(_pool3.window_offsets(self.col_arg, self.row_arg))
         xp = get_array_module(self.row_arg)
         g = self.grid
         (OH, OW), sh, KW = g.out_size, g.stride[0], g.kernel[1]
@@ -224,6 +237,9 @@ class MaxPool2d(_PlanePool):
         xp = get_array_module(x)
         x3 = self.planes(x)  # (P, H, W)
         g = self.grid
+        self.same3 = is_same3(g)
+        if self.same3:
+            return self._forward_same3(x3)
         P, (OH, OW), sh = g.planes, g.out_size, g.stride[0]
         rows = sorted({a for a, _ in g.row_offsets})  # the row phases a kernel row reads
         many = max(len(g.col_offsets), len(g.row_offsets)) > 256
@@ -250,12 +266,34 @@ class MaxPool2d(_PlanePool):
             self.row_arg, self.col_arg, self.rows = row_arg, col_arg, rows
         return self.unplanes(y3)
 
+    def _forward_same3(self, x3: Any) -> Any:
+        """3x3, stride 1, padding 1: :mod:`~minigrad.functional._pool3`'s flat passes on
+        the planes where they lie, on chunks of planes."""
+        xp = get_array_module(x3)
+        y3 = xp.empty_like(x3)
+        col, row = xp.empty(x3.shape, dtype=xp.uint8), xp.empty(x3.shape, dtype=xp.uint8)
+
+        def chunk(ps: slice) -> None:
+            _pool3.forward(x3[ps], y3[ps], col[ps], row[ps])
+
+        for_blocks(chunk, x3.shape[0], x3.size, x3, _pool3.CHUNK_ELEMENTS)
+        if self.requires_grad:
+            self.col_arg, self.row_arg = col, row
+        return self.unplanes(y3)
+
     def backward_chunked(self, gy: Any) -> Any:
         xp = get_array_module(gy)
         g = self.grid
         (P, H, W), sh = (g.planes, *g.x_shape[2:]), g.stride[0]
         gy3 = self.grad_planes(gy)  # (P, OH, OW)
         gx3 = xp.empty((P, H, W), dtype=gy.dtype)
+        if self.same3:
+
+            def route(ps: slice) -> None:
+                _pool3.backward(gy3[ps], self.col_arg[ps], self.row_arg[ps], gx3[ps])
+
+            for_blocks(route, P, gy3.size, gy, _pool3.CHUNK_ELEMENTS)
+            return self.unplanes(gx3)
 
         def chunk(ps: slice) -> None:  # planes ps; gm1 and gphases are chunk-sized
             lo, hi, L, L1 = g.span(ps)
