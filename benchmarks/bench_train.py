@@ -40,7 +40,7 @@ the same with the minigrad of another checkout (``git archive <commit> | tar -x 
 ``--runs R`` repeats each config in R fresh sets of processes and prints the medians.
 
     python benchmarks/bench_train.py                         # CPU: both CIFAR configs
-    python benchmarks/bench_train.py --configs imagenet      # CPU: the four 224-px configs
+    python benchmarks/bench_train.py --configs imagenet      # CPU: the six 224-px configs
     python benchmarks/bench_train.py --configs w1 --steps 3  # names or prefixes
     python benchmarks/bench_train.py --configs w1 --batch 128 --steps 1   # memory check
     python benchmarks/bench_train.py --threads 1 --clock cpu  # one core (shared machine)
@@ -96,6 +96,7 @@ class Config:
     num_classes: int
     target: str  # the issue's target, for the table
     batch_norm: bool = True  # False: the paper's network (conv + bias + ReLU, LRN in the stem)
+    variant: str = "paper"  # "torchvision": GoogLeNet.torchvision() (3x3 "5x5" branch, ...)
 
 
 _TARGET_224 = ">=60% GEMM, >=1.1x torch"
@@ -107,12 +108,24 @@ CPU_CONFIGS = [
     Config("imagenet-paper-b32", "imagenet", 1.0, 32, 224, 1000, _TARGET_224, batch_norm=False),
     Config("imagenet-bn-b8", "imagenet", 1.0, 8, 224, 1000, _TARGET_224),
     Config("imagenet-bn-b32", "imagenet", 1.0, 32, 224, 1000, _TARGET_224),
+    # torchvision's network (the pretrained weights' architecture, fine-tuned on Imagenette)
+    Config("imagenet-tv-b8", "imagenet", 1.0, 8, 224, 1000, _TARGET_224, variant="torchvision"),
+    Config("imagenet-tv-b32", "imagenet", 1.0, 32, 224, 1000, _TARGET_224, variant="torchvision"),
 ]
 GPU_CONFIGS = [
     Config("cifar-w1", "cifar", 1.0, 128, 32, 10, ">=1800 img/s"),
     Config("cifar-w0.25", "cifar", 0.25, 128, 32, 10, ""),
     Config("imagenet-w1", "imagenet", 1.0, 64, 224, 1000, ">=900 img/s"),
 ]
+
+
+def config_json(cfg: Config) -> str:
+    """``cfg`` as JSON for a child process; ``variant`` only when not the paper's, so that a
+    ``--baseline`` checkout from before the field still reads the paper's configs."""
+    d = asdict(cfg)
+    if d["variant"] == "paper":
+        del d["variant"]
+    return json.dumps(d)
 
 
 def count_forward_flops(model: Any, x: Any) -> int:
@@ -148,7 +161,12 @@ def make_step(cfg: Config, dev: Device, seed: int = 0) -> tuple[Callable[[], Any
 
     mg.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = GoogLeNet(cfg.num_classes, stem=cfg.stem, batch_norm=cfg.batch_norm, width=cfg.width)
+    if cfg.variant == "torchvision":
+        model = GoogLeNet.torchvision(cfg.num_classes, width=cfg.width)
+    else:
+        model = GoogLeNet(
+            cfg.num_classes, stem=cfg.stem, batch_norm=cfg.batch_norm, width=cfg.width
+        )
     model.to(dev.name)
     model.train()
     opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -259,7 +277,7 @@ class _Child:
 def run_config(cfg: Config, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     """One run of ``cfg``: a fresh minigrad process (and a fresh peer process with
     ``--peer``), their timed steps alternating (who goes first swaps every step)."""
-    cmd = [sys.executable, __file__, "--device", args.device, "--child", json.dumps(asdict(cfg))]
+    cmd = [sys.executable, __file__, "--device", args.device, "--child", config_json(cfg)]
     cmd += ["--gemm", str(args.gemm), "--clock", args.clock, "--threads", str(args.threads)]
     cmd += ["--mode", args.mode]
     children = [_Child(cfg.name, cmd, env)]
@@ -271,9 +289,7 @@ def run_config(cfg: Config, args: argparse.Namespace, env: dict[str, str]) -> di
         env = {k: v for k, v in env.items() if k != "OMP_WAIT_POLICY"}  # default: unset
         if args.peer_omp_wait != "default":
             env["OMP_WAIT_POLICY"] = args.peer_omp_wait.upper()
-        children.append(
-            _Child("torch peer", [*peer, json.dumps(asdict(cfg)), str(args.threads)], env)
-        )
+        children.append(_Child("torch peer", [*peer, config_json(cfg), str(args.threads)], env))
     for child in children:
         child.wait_ready()
     times: dict[str, list[float]] = {child.name: [] for child in children}

@@ -11,7 +11,9 @@ The network mirrors ``googlenet.GoogLeNet`` layer for layer: the paper's Table 1
 (7x7/2 conv, 3x3/2 ceil pools, LRN(5, 1e-4, 0.75, 1) when there is no batch norm), the two
 aux heads (5x5/3 avg pool, 1x1 conv 128, fc 1024, dropout 0.7, fc) and the loss
 ``CE + 0.3 (CE(aux1) + CE(aux2))``; with ``batch_norm`` every conv is conv (no bias) +
-BatchNorm2d(eps 1e-3) + ReLU. One step: ``zero_grad``, train-mode forward, loss, backward,
+BatchNorm2d(eps 1e-3) + ReLU. With ``variant: torchvision`` the network is
+``torchvision.models.googlenet(aux_logits=True)`` itself (torchvision must be installed
+beside torch). One step: ``zero_grad``, train-mode forward, loss, backward,
 ``SGD(momentum=0.9).step()``, on float32 random images, as ``bench_train.make_step``.
 
 Protocol (so the parent can interleave this process's steps with minigrad's): the config
@@ -134,6 +136,15 @@ class GoogLeNet(nn.Module):
         return self.fc(self.dropout(x)), aux1, aux2
 
 
+def _heads(out: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """(logits, aux2, aux1): torchvision's GoogLeNetOutputs order; this file's network
+    returns (logits, aux1, aux2)."""
+    if hasattr(out, "aux_logits2"):
+        return out.logits, out.aux_logits2, out.aux_logits1
+    logits, aux1, aux2 = out
+    return logits, aux2, aux1
+
+
 def main() -> None:
     cfg = json.loads(sys.argv[1])
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 0
@@ -141,14 +152,21 @@ def main() -> None:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     bn = cfg.get("batch_norm", True)
-    model = GoogLeNet(cfg["num_classes"], cfg["stem"], cfg["width"], bn).train()
+    if cfg.get("variant", "paper") == "torchvision":  # torchvision's own network
+        from torchvision.models import googlenet
+
+        assert cfg["width"] == 1.0, "torchvision's GoogLeNet has no width"
+        model = googlenet(weights=None, num_classes=cfg["num_classes"], aux_logits=True,
+                          init_weights=True).train()  # fmt: skip
+    else:
+        model = GoogLeNet(cfg["num_classes"], cfg["stem"], cfg["width"], bn).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(cfg["batch"], 3, cfg["size"], cfg["size"])
     y = torch.randint(0, cfg["num_classes"], (cfg["batch"],))
 
     def step() -> None:
         opt.zero_grad()
-        logits, a1, a2 = model(x)
+        logits, a2, a1 = _heads(model(x))
         loss = F.cross_entropy(logits, y) + 0.3 * (F.cross_entropy(a1, y) + F.cross_entropy(a2, y))
         loss.backward()
         opt.step()
