@@ -1,5 +1,5 @@
-"""Winograd's F(2x2, 3x3): a 3x3 convolution (stride 1, padding 1) in a quarter fewer
-products; plain array code for ``conv.py``, no autograd.
+"""Winograd's F(2x2, 3x3): a 3x3 convolution (stride 1, padding 1) with 2.25x fewer
+multiply-adds; plain array code for ``conv.py``, no autograd.
 
 Each 2x2 block of outputs ("tile") reads a 4x4 block ``d`` of the padded input (tiles
 overlap by 2). With the constant matrices below, for one input and one output channel,
@@ -8,17 +8,18 @@ overlap by 2). With the constant matrices below, for one input and one output ch
 
 so a convolution is three stages, each linear:
 
-    V = input_transform(x)     (16, C, T)       B^T d B of every tile, T tiles
+    V = input_transform(x)     (16, C, T)       B^T d B of every tile
     M[k] = U[k] @ V[k]         (16, C_out, T)   U = weight_transform(w): G w G^T
     y = output_transform(M)    (C_out, N, H, W) A^T M A, the tiles back in place
 
-16 products of (C_out, C) @ (C, T) with T = N*H*W/4 tiles instead of one of
-(C_out, 9C) @ (9C, N*H*W): 2.25x fewer multiply-adds. Backward is the adjoint of each
-stage, in reverse: ``gM = output_transform_adjoint(gy)`` (A gy A^T), then
-``gU[k] = gM[k] @ V[k]^T`` -> ``gw = weight_transform_adjoint(gU)`` (G^T gU G), and
-``gV[k] = U[k]^T @ gM[k]`` -> ``gx = input_transform_adjoint(gV)`` (B gV B^T, the
-overlapping tiles added back). Each transform is separable (rows, then columns), a few
-whole-array additions on strided views; no loop over tiles, images or pixels.
+16 products of (C_out, C) @ (C, T), T about N*H*W/4 tiles (the positions of a
+:class:`TileGrid`), instead of one of (C_out, 9C) @ (9C, N*H*W): 2.25x fewer
+multiply-adds. Backward is the adjoint of each stage, in reverse:
+``gM = output_transform_adjoint(gy)`` (A gy A^T), then ``gU[k] = gM[k] @ V[k]^T`` ->
+``gw = weight_transform_adjoint(gU)`` (G^T gU G), and ``gV[k] = U[k]^T @ gM[k]`` ->
+``gx = input_transform_adjoint(gV)`` (B gV B^T, the overlapping tiles added back). Each
+transform is separable (rows, then columns), a few additions of whole shifted slices of
+the input's stride phases (:class:`TileGrid`); no loop over tiles, images or pixels.
 
 Layout: activations channel-major, x (C, N, H, W); an odd H or W gets a last half tile
 (zeros past the edge). The transforms add and subtract only (B, A) or scale by 1/2 (G),

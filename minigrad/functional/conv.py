@@ -209,7 +209,9 @@ class Conv2d(Function):
 
         work = N * 16 * C * grid.plane  # elements of V
         for_blocks(chunk, N, work, x, WINOGRAD_CHUNK_ELEMENTS, gemm_threads())
-        self.x_shape, self.w_shape, self.grid, self.U = x.shape, w.shape, grid, U
+        self.x_shape, self.w_shape, self.grid = x.shape, w.shape, grid
+        if self.needs_input_grad[0]:  # gx needs U, gw needs x
+            self.U = U
         if self.needs_input_grad[1]:
             self.x = x
         return from_channel_major(y4)  # (N, C_out, H, W) view
@@ -222,7 +224,8 @@ class Conv2d(Function):
         C_out = self.w_shape[0]
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
         need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
-        grid, UT = self.grid, self.U.transpose(0, 2, 1)  # (16, C, C_out)
+        grid = self.grid
+        UT = self.U.transpose(0, 2, 1) if need_x else None  # (16, C, C_out)
         gyc = gy.swapaxes(0, 1)  # (C_out, N, H, W)
         gxc = xp.empty((C, N, H, W), dtype=gy.dtype) if need_x else None  # channel-major gx
 

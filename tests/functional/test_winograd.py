@@ -80,6 +80,20 @@ def test_weight_transform_is_G_w_G_transposed_per_channel_pair():
             np.testing.assert_allclose(U[:, o, c].reshape(4, 4), G @ w[o, c] @ G.T, rtol=1e-14)
 
 
+def test_the_transforms_are_the_papers_matrices_on_one_tile():
+    """A 2x2 map is one tile: V = B^T d B of its zero-padded 4x4 block, y = A^T M A."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 1, 2, 2))
+    grid = wg.TileGrid(2, 2)
+    d = np.pad(x[0, 0], 1)  # the padded 4x4 block
+    V = wg.input_transform(x, grid).reshape(16, -1)[:, 0]  # grid position (0, 0)
+    BT, AT = np.array(wg.BT), np.array(wg.AT)
+    np.testing.assert_allclose(V.reshape(4, 4), BT @ d @ BT.T, rtol=1e-14)
+    M = rng.standard_normal((16, 1, grid.plane))
+    y = wg.output_transform(M, grid, np.empty((1, 1, 2, 2)))
+    np.testing.assert_allclose(y[0, 0], AT @ M[:, 0, 0].reshape(4, 4) @ AT.T, rtol=1e-14)
+
+
 @settings(deadline=None)
 @given(C=st.integers(1, 3), N=st.integers(1, 2), hw=maps, seed=st.integers(0, 99))
 def test_each_stage_and_its_adjoint_are_adjoint(C, N, hw, seed):
