@@ -9,9 +9,11 @@ columns are the flat views shifted by -1, 0, +1, its three rows by -W, 0, +W. Ev
 position is first computed as if it were inside the map; then the first and last column of
 every row (or row of every plane), where a shifted view reads the next row (plane) instead
 of padding, is recomputed from the neighbours that exist. So the maps never move and no
-padding is read; the argmax keeps the first maximum among the window's own pixels (as the
-CUDA kernel and PyTorch do; the reference, which reads the padding as -inf, differs only
-for a window whose pixels are all -inf or NaN).
+padding is read; the argmax keeps the first maximum among the window's own pixels, so a
+window of -inf pixels routes its gradient to its first pixel (as the CUDA kernel and
+PyTorch do; the reference reads the padding as -inf and routes it there). A window holding
+a NaN outputs NaN; its gradient goes where the comparisons put it, as on the general
+chunked path, not to the NaN as the reference's argmax sends it.
 
 Both stages save a 1-byte offset per position (0, 1, 2: the window's first, middle, last
 column or row), and the backward routes the gradient back through them with the same three
