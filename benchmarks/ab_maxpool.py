@@ -5,12 +5,13 @@ the four 3x3/2 ``ceil_mode`` pools (stem and between stages) and the 3x3/1 pad-1
 an Inception block at 28, 14 and 7 px. Each is timed on the chunked path
 (``forward_chunked``, ``backward_chunked``), best of ``--rounds`` interleaved rounds, in one
 process. With ``--baseline DIR`` (a checkout: ``git archive COMMIT | tar -x -C DIR``) the
-rounds alternate between this tree's ``_argmax_into``/``_route`` (pool.py's two per-chunk
-kernels) and DIR's, who goes first swapping every round; the rest of the op is this
-tree's, and both gradients must agree bit for bit. ``x copy`` is a copy of the input's
-bytes, the floor a pool cannot beat (in cache for the small ones). The 3x3/1 pad-1 rows
-take ``_pool3``'s flat passes in this tree (no ``_argmax_into``/``_route``): both columns
-time those; compare them with ``benchmarks/bench_ops.py`` or a checkout's own run.
+rounds alternate between this tree's ``argmax_into``/``_route`` (the grid path's two
+per-chunk kernels, as ``pool.py`` calls them) and DIR's, who goes first swapping every
+round; the rest of the op is this tree's, and both gradients must agree bit for bit.
+``x copy`` is a copy of the input's bytes, the floor a pool cannot beat (in cache for the
+small ones). The 3x3/1 pad-1 rows take ``_pool3``'s flat passes in this tree (not
+``pool.py``'s names): both columns time those; ``benchmarks/bench_pools.py`` compares them
+across trees.
 
     python benchmarks/ab_maxpool.py --baseline /tmp/base --rounds 10
 """
@@ -45,13 +46,17 @@ POOLS = [
 
 
 def kernels_of(tree: Path) -> dict[str, Any]:
-    """``_argmax_into`` and ``_route`` as defined in ``tree``'s pool.py."""
-    source = (tree / "minigrad" / "functional" / "pool.py").read_text()
-    names = {"_argmax_into", "_route"}
-    nodes = [n for n in ast.parse(source).body if getattr(n, "name", None) in names]
+    """The window argmax and ``_route`` as defined in ``tree``: ``argmax_into`` in
+    ``_windows.py`` (``_argmax_into`` in ``pool.py`` before it moved there) and ``_route`` in
+    ``pool.py``."""
+    folder = tree / "minigrad" / "functional"
+    names = {"argmax_into": "argmax_into", "_argmax_into": "argmax_into", "_route": "_route"}
     namespace: dict[str, Any] = {"Any": Any}
-    exec(compile(ast.Module(nodes, []), str(tree), "exec"), namespace)
-    return {name: namespace[name] for name in names}
+    for file in ("_windows.py", "pool.py"):
+        source = (folder / file).read_text()
+        nodes = [n for n in ast.parse(source).body if getattr(n, "name", None) in names]
+        exec(compile(ast.Module(nodes, []), str(folder / file), "exec"), namespace)
+    return {key: namespace[name] for name, key in names.items() if name in namespace}
 
 
 def main() -> None:
@@ -61,7 +66,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
     runtime.keep_freed_memory()
-    variants = {"this": {"_argmax_into": pool._argmax_into, "_route": pool._route}}
+    variants = {"this": {"argmax_into": pool.argmax_into, "_route": pool._route}}
     if args.baseline:
         variants["base"] = kernels_of(args.baseline)
     rng = np.random.default_rng(0)

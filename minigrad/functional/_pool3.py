@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad.backend import get_array_module
+from minigrad.functional._windows import WindowGrid, argmax_into
 
 #: elements per chunk of planes: each chunk's ~40 NumPy calls hold the GIL between their
 #: loops, so smaller chunks leave the two threads queueing for it (2^17: 1.6-2x slower
@@ -32,18 +33,12 @@ from minigrad.backend import get_array_module
 CHUNK_ELEMENTS = 1 << 19
 
 
-def _argmax3(xp: Any, views: list[Any], best: Any, arg: Any, scratch: Any) -> None:
-    """best = max of the 2 or 3 views, arg = the index of the first view holding it (a later
-    view must be strictly greater; NaN propagates into ``best`` by ``maximum``)."""
-    xp.greater(views[1], views[0], out=arg.view(xp.bool_))
-    xp.maximum(views[0], views[1], out=best)
-    if len(views) == 3:
-        better = scratch[: best.size].reshape(best.shape)
-        xp.greater(views[2], best, out=better)
-        xp.maximum(best, views[2], out=best)
-        step = better.view(xp.uint8)
-        xp.multiply(step, 2, out=step)
-        xp.maximum(arg, step, out=arg)  # 2 where the last view is greater (arg only grows)
+def fits(grid: WindowGrid) -> bool:
+    """This module's case: a 3x3 window, stride 1, padding 1, on maps of at least 2x2 (a
+    window then never reaches both edges of the map)."""
+    H, W = grid.x_shape[2:]
+    same = grid.kernel == (3, 3) and grid.stride == (1, 1) and grid.padding == (1, 1)
+    return same and H >= 2 and W >= 2 and grid.out_size == (H, W)
 
 
 def _stage(xp: Any, a: Any, s: int, rows: Any, first: Any, last: Any, best: Any, arg: Any) -> None:
@@ -52,17 +47,17 @@ def _stage(xp: Any, a: Any, s: int, rows: Any, first: Any, last: Any, best: Any,
     ``first``/``last`` picking the lines' first and last element (columns for ``s = 1``,
     rows of a plane for ``s = W``)."""
     n = a.shape[0]
-    scratch = xp.empty(n, dtype=bool)
+    m = n - 2 * s
+    better = xp.empty(m, dtype=bool)
     # everywhere as if inside: the middle of every window (p in [s, n - s))
-    _argmax3(
-        xp, [a[: n - 2 * s], a[s : n - s], a[2 * s :]], best[s : n - s], arg[s : n - s], scratch
-    )
+    views = [a[:m], a[s : n - s], a[2 * s :]]
+    argmax_into(xp, best[s : n - s], arg[s : n - s], views, better, None)  # arg: uint8
     A, B, R = rows(a), rows(best), rows(arg)
     # the first line element has no neighbour before it: window (p, p + s), offsets 1, 2
-    _argmax3(xp, [A[first(0)], A[first(1)]], B[first(0)], R[first(0)], scratch)
+    argmax_into(xp, B[first(0)], R[first(0)], [A[first(0)], A[first(1)]], None, None)
     R[first(0)] += 1
     # the last has none after it: window (p - s, p), offsets 0, 1
-    _argmax3(xp, [A[last(1)], A[last(0)]], B[last(0)], R[last(0)], scratch)
+    argmax_into(xp, B[last(0)], R[last(0)], [A[last(1)], A[last(0)]], None, None)
 
 
 def forward(x3: Any, y: Any, col: Any, row: Any) -> None:

@@ -84,7 +84,12 @@ def blocks(
             (c for c in range(count + 1, min(n, 2 * count) + 1) if c % k == 0 and n % c == 0),
             count,
         )
-    chunks = [slice(n * i // count, n * (i + 1) // count) for i in range(count)]
+    return _share([slice(n * i // count, n * (i + 1) // count) for i in range(count)], k)
+
+
+def _share(chunks: list[slice], k: int) -> list[list[slice]]:
+    """The chunks in order as at most ``k`` contiguous runs of about equal length, one per
+    thread."""
     k = max(1, min(k, len(chunks)))
     bounds = [len(chunks) * i // k for i in range(k + 1)]
     return [chunks[lo:hi] for lo, hi in zip(bounds, bounds[1:])]
@@ -203,10 +208,8 @@ def for_items(task: Callable[[slice], Any], sizes: list[int], a: Any) -> None:
     ``ITEMS_MIN_SIZE`` elements in all."""
     n, total = len(sizes), sum(sizes)
     k = runtime.host_threads()
-    if n <= 1 or k == 1 or total < ITEMS_MIN_SIZE or is_cupy_array(a):
-        task(slice(0, n))
-        return
-    if getattr(_inside, "busy", False):
+    one = n <= 1 or k == 1 or total < ITEMS_MIN_SIZE or is_cupy_array(a)
+    if one or getattr(_inside, "busy", False):
         task(slice(0, n))
         return
     count = 4 * k
@@ -216,7 +219,4 @@ def for_items(task: Callable[[slice], Any], sizes: list[int], a: Any) -> None:
         if seen * count >= total * len(cuts) and i + 1 < n:
             cuts.append(i + 1)
     cuts.append(n)
-    chunks = [slice(lo, hi) for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
-    k = max(1, min(k, len(chunks)))
-    bounds = [len(chunks) * i // k for i in range(k + 1)]
-    run(task, [chunks[lo:hi] for lo, hi in zip(bounds, bounds[1:])])
+    run(task, _share([slice(lo, hi) for lo, hi in zip(cuts, cuts[1:]) if hi > lo], k))

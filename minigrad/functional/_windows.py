@@ -112,14 +112,19 @@ class WindowGrid:
         n = ps.stop - ps.start
         if self.is_identity():
             return x3[ps].reshape(1, 1, n * self.plane)
-        xp = get_array_module(x3)
+        return self.split_planes(x3[ps], fill)
+
+    def split_planes(self, x: Any, fill: float) -> Any:
+        """Planes x (..., H, W), any leading axes and strides -> their phases (sh, sw,
+        planes*plane), the planes in x's leading order, ``fill`` in the padding."""
+        xp = get_array_module(x)
         sh, sw = self.stride
         # filling everything first is faster than filling only the border: its columns
         # are single elements at a stride, which NumPy writes one by one
-        q = xp.full((sh, sw, n, self.Hq, self.Wq), fill, dtype=x3.dtype)
+        q = xp.full((sh, sw, *x.shape[:-2], self.Hq, self.Wq), fill, dtype=x.dtype)
         for a, b, rows_x, cols_x, rows_q, cols_q in self._phase_slices():
-            q[a, b, :, rows_q, cols_q] = x3[ps, rows_x, cols_x]
-        return q.reshape(sh, sw, n * self.plane)
+            q[a, b, ..., rows_q, cols_q] = x[..., rows_x, cols_x]
+        return q.reshape(sh, sw, -1)
 
     def grad_phases(self, gx3: Any, ps: slice) -> Any:
         """Where a backward writes the phase gradients of planes ``ps``: gx3[ps] itself when
@@ -134,10 +139,14 @@ class WindowGrid:
         """The adjoint of :meth:`split`: the phases of planes ``ps`` -> gx3[ps] (P, H, W)."""
         if self.is_identity():  # gphases is gx3[ps] already (see grad_phases)
             return
+        self.merge_planes(gphases, gx3[ps])
+
+    def merge_planes(self, gphases: Any, out: Any) -> None:
+        """The adjoint of :meth:`split_planes`: phases -> ``out`` (..., H, W), a view is fine."""
         sh, sw = self.stride
-        q = gphases.reshape(sh, sw, -1, self.Hq, self.Wq)
+        q = gphases.reshape(sh, sw, *out.shape[:-2], self.Hq, self.Wq)
         for a, b, rows_x, cols_x, rows_q, cols_q in self._phase_slices():
-            gx3[ps, rows_x, cols_x] = q[a, b, :, rows_q, cols_q]  # every pixel once
+            out[..., rows_x, cols_x] = q[a, b, ..., rows_q, cols_q]  # every pixel once
 
     def crop(self, grid: Any) -> Any:
         """The flat grid (n*plane,) of n planes -> their outputs, an (n, OH, OW) view."""
@@ -153,3 +162,35 @@ class WindowGrid:
         grid = xp.zeros((yb.shape[0], self.Hq, self.Wq), dtype=yb.dtype)
         grid[:, :OH, :OW] = yb
         return grid.reshape(-1)
+
+
+def argmax_into(xp: Any, best: Any, idx: Any, views: list[Any], better: Any, step: Any) -> None:
+    """best = max of the views, idx = index of the first view that holds it (ties keep the
+    first: a later view must be strictly greater).
+
+    ``maximum``, not a masked copy, so NaN propagates; the index update is arithmetic
+    (``idx = max(idx, better * k)``, valid because ``k`` only grows): masked copies such as
+    ``copyto(where=)`` are ~20x slower on NumPy. ``better``/``step`` are scratch arrays of
+    ``best``'s shape (bool, idx's dtype; ``step`` unused for a 1-byte ``idx``, neither for
+    two views). Both max pooling paths take their window maxima with it (``pool.py``,
+    ``_pool3.py``).
+    """
+    if len(views) == 1:
+        best[...] = views[0]
+        idx[...] = 0
+        return
+    if idx.dtype.itemsize == 1:  # the comparison's 0/1 bytes are the index already
+        xp.greater(views[1], views[0], out=idx.view(xp.bool_))
+    else:
+        xp.greater(views[1], views[0], out=better)
+        idx[...] = better
+    xp.maximum(views[0], views[1], out=best)
+    for k, v in enumerate(views[2:], start=2):
+        xp.greater(v, best, out=better)
+        xp.maximum(best, v, out=best)
+        if idx.dtype.itemsize == 1:  # k times the comparison's own bytes: no bool cast
+            step = better.view(idx.dtype)
+            xp.multiply(step, idx.dtype.type(k), out=step)
+        else:
+            xp.multiply(better, idx.dtype.type(k), out=step)
+        xp.maximum(idx, step, out=idx)

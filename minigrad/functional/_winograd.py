@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from minigrad.backend import get_array_module
+from minigrad.functional._windows import WindowGrid
 
 #: G (4x3): the weight transform; B^T (4x4): the input transform; A^T (2x4): the output
 G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -38,59 +39,23 @@ BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
 AT = ((1, 1, 1, 0), (0, 1, -1, -1))
 
 
-class TileGrid:
-    """The tiles of an (H, W) map as a flat grid. Tile ``(a, b)`` reads the padded input's
-    rows ``2a .. 2a+3`` and columns ``2b .. 2b+3``; the padded input is split into its 4
-    stride phases ``Q[ph, pw][a, b] = x_padded[2a + ph, 2b + pw]``, each ``(GH, GW) =
-    (TH + 1, TW + 1)`` per plane (``TH, TW = ceil(H/2), ceil(W/2)`` tiles). Element ``i, j``
-    of every tile's 4x4 block is then phase ``(i % 2, j % 2)`` shifted by
-    ``(i // 2) * GW + j // 2`` in the flat (C, N, GH, GW) array: ONE contiguous slice
-    covers that element of every tile of every plane, so each transform step is a long
-    1-D NumPy pass. Grid positions with ``a = TH`` or ``b = TW`` are not tiles; their values
-    are never read back (forward) or are zeros (backward).
+class TileGrid(WindowGrid):
+    """The tiles of an (H, W) map: the 4x4 windows at stride 2 with padding 1, one per 2x2
+    block of outputs (``TH, TW = ceil(H/2), ceil(W/2)`` of them), as a
+    :class:`~minigrad.functional._windows.WindowGrid`. Its stride phases
+    ``Q[ph, pw][a, b] = x_padded[2a + ph, 2b + pw]`` are ``(Hq, Wq) = (TH + 1, TW + 1)`` per
+    plane, and element ``i, j`` of every tile's 4x4 block is phase ``(i % 2, j % 2)``
+    shifted by ``(i // 2) * Wq + j // 2`` in the flat (C, N, Hq, Wq) array
+    (``row_offsets``, ``col_offsets``): ONE contiguous slice covers that element of every
+    tile of every plane, so each transform step is a long 1-D NumPy pass. Grid positions
+    with ``a = TH`` or ``b = TW`` are not tiles; their values are never read back
+    (forward) or are zeros (backward).
     """
 
     def __init__(self, H: int, W: int) -> None:
-        self.H, self.W = H, W
         self.TH, self.TW = -(-H // 2), -(-W // 2)
-        self.GH, self.GW = self.TH + 1, self.TW + 1
-        self.plane = self.GH * self.GW
-
-    def _phase_slices(self, ph: int, pw: int) -> tuple[slice, slice, slice, slice]:
-        """(x rows, x cols, grid rows, grid cols) of phase (ph, pw): x_padded[2a + ph] is
-        x row 2a + ph - 1."""
-        r0, c0 = 1 - ph, 1 - pw  # first x row / column in the phase
-        nr, nc = len(range(r0, self.H, 2)), len(range(c0, self.W, 2))
-        return (
-            slice(r0, self.H, 2),
-            slice(c0, self.W, 2),
-            slice(1 - ph, 1 - ph + nr),
-            slice(1 - pw, 1 - pw + nc),
-        )
-
-    def split(self, x: Any) -> Any:
-        """x (C, N, H, W) -> its 4 padded phases (2, 2, C*N*GH*GW), zeros around."""
-        xp = get_array_module(x)
-        C, N = x.shape[:2]
-        q = xp.zeros((2, 2, C, N, self.GH, self.GW), dtype=x.dtype)
-        for ph in range(2):
-            for pw in range(2):
-                rx, cx, rq, cq = self._phase_slices(ph, pw)
-                q[ph, pw, :, :, rq, cq] = x[:, :, rx, cx]
-        return q.reshape(2, 2, -1)
-
-    def merge(self, gq: Any, out: Any) -> None:
-        """The adjoint of :meth:`split`: phases (2, 2, C*N*GH*GW) -> ``out`` (C, N, H, W)."""
-        C, N = out.shape[:2]
-        q = gq.reshape(2, 2, C, N, self.GH, self.GW)
-        for ph in range(2):
-            for pw in range(2):
-                rx, cx, rq, cq = self._phase_slices(ph, pw)
-                out[:, :, rx, cx] = q[ph, pw, :, :, rq, cq]
-
-    def shift(self, i: int) -> int:
-        """Flat shift of a tile's row (or, for ``i < 2`` of a column pair, column) ``i``."""
-        return (i // 2) * self.GW
+        super().__init__((1, 1, H, W), (4, 4), (2, 2), (1, 1), (self.TH, self.TW))
+        self.H, self.W = H, W
 
 
 def _kron_g(xp: Any, dtype: Any) -> Any:
@@ -133,7 +98,7 @@ def _b(g0: Any, g1: Any, g2: Any, g3: Any) -> tuple[Any, Any, Any, Any]:
 
 
 def input_transform(x: Any, grid: TileGrid) -> Any:
-    """x (C, N, H, W), padding 1 -> V (16, C, N*GH*GW): B^T d B of every tile, on the
+    """x (C, N, H, W), padding 1 -> V (16, C, N*Hq*Wq): B^T d B of every tile, on the
     grid (see :class:`TileGrid`).
 
     Rows first: ``R[r][pw] = B^T`` over a tile's 4 rows, for both column phases ``pw``;
@@ -142,24 +107,24 @@ def input_transform(x: Any, grid: TileGrid) -> Any:
     """
     xp = get_array_module(x)
     C, N = x.shape[:2]
-    q = grid.split(x)  # (2, 2, L)
+    q = grid.split_planes(x, 0.0)  # (2, 2, L)
     L = q.shape[2]
-    L1 = L - grid.GW  # positions whose tile rows all lie inside the array
+    L1 = L - grid.Wq  # positions whose tile rows all lie inside the array
     R = xp.empty((4, 2, L1), dtype=x.dtype)
     for pw in range(2):
-        rows = [q[i % 2, pw, grid.shift(i) : grid.shift(i) + L1] for i in range(4)]
+        rows = [q[ph, pw, s : s + L1] for ph, s in grid.row_offsets]
         _bt(*rows, [R[r, pw] for r in range(4)])
     L2 = L1 - 1  # ... and whose tile columns too
     V = xp.empty((16, L), dtype=x.dtype)
     V[:, L2:] = 0  # the last plane's last grid positions: no tile
     for r in range(4):
-        cols = [R[r, j % 2, j // 2 : j // 2 + L2] for j in range(4)]
+        cols = [R[r, pw, s : s + L2] for pw, s in grid.col_offsets]
         _bt(*cols, [V[4 * r + s, :L2] for s in range(4)])
     return V.reshape(16, C, N * grid.plane)
 
 
 def input_transform_adjoint(gv: Any, grid: TileGrid, out: Any) -> Any:
-    """The adjoint of :func:`input_transform`: gV (16, C, N*GH*GW), zero at the grid
+    """The adjoint of :func:`input_transform`: gV (16, C, N*Hq*Wq), zero at the grid
     positions that are no tile, -> ``out`` (C, N, H, W): B gV B^T of every tile, the
     overlapping tiles added. Returns ``out``."""
     xp = get_array_module(gv)
@@ -173,19 +138,19 @@ def input_transform_adjoint(gv: Any, grid: TileGrid, out: Any) -> Any:
         gR[r, 1] = g1
         gR[r, 1, 1:] += g3[:-1]
     gq = xp.empty((2, 2, L), dtype=gv.dtype)
-    s = grid.GW
-    for pw in range(2):  # rows: piece i lands at row phase i % 2, shifted by (i // 2) GW
+    s = grid.Wq
+    for pw in range(2):  # rows: piece i lands at row phase i % 2, shifted by (i // 2) Wq
         d0, d1, d2, d3 = _b(*gR[:, pw])
         gq[0, pw] = d0
         gq[0, pw, s:] += d2[:-s]
         gq[1, pw] = d1
         gq[1, pw, s:] += d3[:-s]
-    grid.merge(gq, out)
+    grid.merge_planes(gq, out)
     return out
 
 
 def output_transform(m: Any, grid: TileGrid, out: Any) -> Any:
-    """M (16, C_out, N*GH*GW) -> ``out`` (C_out, N, H, W) (a view is fine): A^T M A of
+    """M (16, C_out, N*Hq*Wq) -> ``out`` (C_out, N, H, W) (a view is fine): A^T M A of
     every tile, each of its 4 outputs written to its place. Returns ``out``."""
     xp = get_array_module(m)
     C_out, N = out.shape[:2]
@@ -202,7 +167,7 @@ def output_transform(m: Any, grid: TileGrid, out: Any) -> Any:
         y[p, 0] += S[p, 0]
         xp.subtract(S[p, 1], S[p, 2], out=y[p, 1])
         y[p, 1] -= S[p, 3]
-    y6 = y.reshape(2, 2, C_out, N, grid.GH, grid.GW)
+    y6 = y.reshape(2, 2, C_out, N, grid.Hq, grid.Wq)
     for p in range(2):
         for q in range(2):
             rows, cols = slice(p, grid.H, 2), slice(q, grid.W, 2)
@@ -213,11 +178,11 @@ def output_transform(m: Any, grid: TileGrid, out: Any) -> Any:
 
 def output_transform_adjoint(gy: Any, grid: TileGrid) -> Any:
     """The adjoint of :func:`output_transform`: gy (C_out, N, H, W) -> gM (16, C_out,
-    N*GH*GW), A gY A^T of every tile, zeros where the grid has no tile or the tile no
+    N*Hq*Wq), A gY A^T of every tile, zeros where the grid has no tile or the tile no
     output (past an odd edge)."""
     xp = get_array_module(gy)
     C_out, N = gy.shape[:2]
-    g = xp.zeros((2, 2, C_out, N, grid.GH, grid.GW), dtype=gy.dtype)
+    g = xp.zeros((2, 2, C_out, N, grid.Hq, grid.Wq), dtype=gy.dtype)
     for p in range(2):
         for q in range(2):
             nr, nc = len(range(p, grid.H, 2)), len(range(q, grid.W, 2))

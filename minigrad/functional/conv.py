@@ -90,7 +90,7 @@ class Conv2d(Function):
         gcol = self.w.reshape(C_out, -1).T @ gy2  # (C*KH*KW, N*OH*OW)
         gx = col2im(gcol, self.x_shape, KH, KW, self.stride, self.padding)  # (N, C, H, W)
         gb = gy2.sum(axis=1)  # (C_out,)
-        return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
+        return self._grads_out(gx, gw, gb)
 
     def backward_graph(self, gy: Tensor) -> tuple[Any, ...]:
         """The same gradients as ops: gx = :class:`Conv2dGradInput`, gw =
@@ -102,6 +102,15 @@ class Conv2d(Function):
         if len(need) == 2:
             return gx, gw
         return gx, gw, (sum(gy, (0, 2, 3)) if need[2] else None)
+
+    def _wanted(self) -> tuple[bool, bool, bool]:
+        """Which of gx, gw, gb a backward computes (gb: only for a convolution with bias)."""
+        need = self.needs_input_grad
+        return need[0], need[1], len(need) == 3 and need[2]
+
+    def _grads_out(self, gx: Any, gw: Any, gb: Any) -> tuple[Any, ...]:
+        """What a backward returns: (gx, gw, gb), or (gx, gw) without a bias."""
+        return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
 
     # ------------------------------------------------------------ fast paths
     def forward_chunked(self, x: Any, w: Any, b: Any = None) -> Any:
@@ -155,8 +164,7 @@ class Conv2d(Function):
         xp = get_array_module(gy)
         N, C, H, W = self.x_shape
         C_out, _, KH, KW = self.w_shape
-        need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
-        need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
+        need_x, need_w, need_b = self._wanted()
         gy2 = channel_major(gy).reshape(C_out, -1)  # (C_out, N*OH*OW): a view, usually
         L = gy.shape[2] * gy.shape[3]  # columns per image
         gxc = xp.empty((C, N, H, W), dtype=gy.dtype) if need_x else None  # channel-major gx
@@ -188,7 +196,7 @@ class Conv2d(Function):
         gw, gb = sums or (xp.zeros((C_out, K), gy.dtype), xp.zeros(C_out, gy.dtype))  # N = 0
         gx = from_channel_major(gxc) if need_x else None
         gw = gw.reshape(self.w_shape) if need_w else None
-        return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
+        return self._grads_out(gx, gw, gb)
 
     def _forward_winograd(self, x: Any, w: Any, b: Any) -> Any:
         """y = output_transform(U @ input_transform(x)) per chunk of images, U = the
@@ -202,7 +210,7 @@ class Conv2d(Function):
         y4 = xp.empty((C_out, N, H, W), dtype=x.dtype)  # channel-major y
 
         def chunk(ns: slice) -> None:  # images ns: their tiles, products and outputs
-            V = input_transform(xc[:, ns], grid)  # (16, C, n*GH*GW)
+            V = input_transform(xc[:, ns], grid)  # (16, C, n*Hq*Wq)
             output_transform(xp.matmul(U, V), grid, y4[:, ns])
             if b is not None:
                 y4[:, ns] += b.reshape(C_out, 1, 1, 1)
@@ -222,8 +230,7 @@ class Conv2d(Function):
         xp = get_array_module(gy)
         N, C, H, W = self.x_shape
         C_out = self.w_shape[0]
-        need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
-        need_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
+        need_x, need_w, need_b = self._wanted()
         grid = self.grid
         UT = self.U.transpose(0, 2, 1) if need_x else None  # (16, C, C_out)
         gyc = gy.swapaxes(0, 1)  # (C_out, N, H, W)
@@ -231,11 +238,11 @@ class Conv2d(Function):
 
         def chunk(ns: slice) -> tuple[Any, Any]:  # images ns -> (their gU, their gb)
             g = gyc[:, ns]  # (C_out, n, H, W)
-            gM = output_transform_adjoint(g, grid)  # (16, C_out, n*GH*GW), 0 off the tiles
+            gM = output_transform_adjoint(g, grid)  # (16, C_out, n*Hq*Wq), 0 off the tiles
             gU = gb = None
             V = None
             if need_w:
-                V = input_transform(self.x.swapaxes(0, 1)[:, ns], grid)  # (16, C, n*GH*GW)
+                V = input_transform(self.x.swapaxes(0, 1)[:, ns], grid)  # (16, C, n*Hq*Wq)
                 gU = xp.matmul(gM, V.transpose(0, 2, 1))  # (16, C_out, C)
             if need_x:  # gV has V's shape: into V's buffer when there is one
                 gV = xp.matmul(UT, gM) if V is None else xp.matmul(UT, gM, out=V)
@@ -249,7 +256,7 @@ class Conv2d(Function):
         gU, gb = sums or (xp.zeros((16, C_out, C), gy.dtype), xp.zeros(C_out, gy.dtype))
         gx = from_channel_major(gxc) if need_x else None
         gw = weight_transform_adjoint(gU) if need_w else None
-        return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
+        return self._grads_out(gx, gw, gb)
 
 
 #: Winograd's F(2x2, 3x3) on the chunked path where it pays (False: im2col everywhere;

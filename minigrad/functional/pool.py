@@ -20,7 +20,7 @@ from minigrad.backend import get_array_module
 from minigrad.functional import _checks, _cuda, _pool3
 from minigrad.functional._layout import like_planes, plane_major
 from minigrad.functional._threads import for_blocks
-from minigrad.functional._windows import WindowGrid, pool_output_size
+from minigrad.functional._windows import WindowGrid, argmax_into, pool_output_size
 from minigrad.tensor import Tensor
 
 __all__ = ["max_pool2d", "avg_pool2d"]
@@ -63,33 +63,8 @@ def _span(start: int, step: int, count: int) -> slice:
     return slice(start, start + step * (count - 1) + 1, step)
 
 
-def _argmax_into(xp: Any, best: Any, idx: Any, views: list[Any], better: Any, step: Any) -> None:
-    """best = max of the views, idx = index of the first view that holds it (ties keep the
-    first: a later view must be strictly greater).
-
-    ``maximum``, not a masked copy, so NaN propagates; the index update is arithmetic
-    (``idx = max(idx, better * k)``, valid because ``k`` only grows): masked copies such as
-    ``copyto(where=)`` are ~20x slower on NumPy. ``better``/``step`` are scratch arrays.
-    """
-    if len(views) == 1:
-        best[...] = views[0]
-        idx[...] = 0
-        return
-    if idx.dtype.itemsize == 1:  # the comparison's 0/1 bytes are the index already
-        xp.greater(views[1], views[0], out=idx.view(xp.bool_))
-    else:
-        xp.greater(views[1], views[0], out=better)
-        idx[...] = better
-    xp.maximum(views[0], views[1], out=best)
-    for k, v in enumerate(views[2:], start=2):
-        xp.greater(v, best, out=better)
-        xp.maximum(best, v, out=best)
-        xp.multiply(better, idx.dtype.type(k), out=step)
-        xp.maximum(idx, step, out=idx)
-
-
 def _route(xp: Any, target: Any, arg: Any, g: Any, offsets: Any, hit: Any, part: Any) -> None:
-    """The adjoint of :func:`_argmax_into` on one chunk: ``target[p]`` = the sum over
+    """The adjoint of ``_windows.argmax_into`` on one chunk: ``target[p]`` = the sum over
     offsets ``k = (p, shift)`` of ``g * (arg == k)`` shifted by ``shift``.
 
     The first offset of each phase ``p`` has shift 0 (offsets come in row-major order, and
@@ -141,13 +116,6 @@ class _PlanePool(Function):
         return self.grid.swapped() if getattr(self, "swap", False) else self.grid
 
 
-def is_same3(grid: WindowGrid) -> bool:
-    """A 3x3 window, stride 1, padding 1, on maps of at least 2x2 (:mod:`_pool3`'s case)."""
-    H, W = grid.x_shape[2:]
-    same = grid.kernel == (3, 3) and grid.stride == (1, 1) and grid.padding == (1, 1)
-    return same and H >= 2 and W >= 2 and grid.out_size == (H, W)
-
-
 class MaxPool2d(_PlanePool):
     """y = max over each window; dL/dx gets dL/dy at the window's first maximum only.
 
@@ -166,10 +134,10 @@ class MaxPool2d(_PlanePool):
 
     Paths (all in this module unless named):
         reference: ``forward``/``backward`` on :func:`windows`/:func:`unwindows`.
-        chunked: ``forward_chunked``/``backward_chunked`` with ``_argmax_into``/``_route``,
-            on a ``_windows.WindowGrid``; for 3x3, stride 1, padding 1 (:func:`is_same3`)
-            ``_forward_same3`` and the flat passes of ``_pool3.py`` instead, on the planes
-            where they lie; ``_threads.for_blocks`` splits the planes.
+        chunked: ``forward_chunked``/``backward_chunked`` with ``_windows.argmax_into``/
+            ``_route``, on a ``_windows.WindowGrid``; for 3x3, stride 1, padding 1
+            (``_pool3.fits``) ``_forward_same3`` and the flat passes of ``_pool3.py``
+            instead, on the planes where they lie; ``_threads.for_blocks`` splits the planes.
         cuda: ``forward_cuda``/``backward_cuda`` call ``maxpool_forward_cuda``/
             ``maxpool_backward_cuda``, the launchers of the kernels ``maxpool_fwd``/
             ``maxpool_bwd`` in ``CUDA_SOURCE`` (bottom of this module).
@@ -237,7 +205,7 @@ class MaxPool2d(_PlanePool):
         xp = get_array_module(x)
         x3 = self.planes(x)  # (P, H, W)
         g = self.grid
-        self.same3 = is_same3(g)
+        self.same3 = _pool3.fits(g)
         if self.same3:
             return self._forward_same3(x3)
         P, (OH, OW), sh = g.planes, g.out_size, g.stride[0]
@@ -256,9 +224,9 @@ class MaxPool2d(_PlanePool):
             better, step = xp.empty(L1, dtype=bool), xp.empty(L1, dtype=idx_dtype)
             for a in rows:  # stage 1: row maxima over the kernel columns
                 views = [phases[a, b, s : s + L1] for b, s in g.col_offsets]
-                _argmax_into(xp, m1[a], col_arg[a, lo : lo + L1], views, better, step)
+                argmax_into(xp, m1[a], col_arg[a, lo : lo + L1], views, better, step)
             views = [m1[a, s : s + L] for a, s in g.row_offsets]  # stage 2: over kernel rows
-            _argmax_into(xp, y[:L], row_arg[lo : lo + L], views, better[:L], step[:L])
+            argmax_into(xp, y[:L], row_arg[lo : lo + L], views, better[:L], step[:L])
             y3[ps] = g.crop(y)
 
         for_blocks(chunk, P, g.size, x)

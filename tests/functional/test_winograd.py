@@ -48,7 +48,7 @@ def stages(xc, w):
 
 def tile_mask(C, N, grid):
     """1 at the grid positions that are tiles (a < TH, b < TW), 0 elsewhere, as (C, N*plane)."""
-    m = np.zeros((C, N, grid.GH, grid.GW))
+    m = np.zeros((C, N, grid.Hq, grid.Wq))
     m[:, :, : grid.TH, : grid.TW] = 1
     return m.reshape(C, -1)
 
