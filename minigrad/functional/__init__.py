@@ -6,6 +6,7 @@ Each module defines ``__all__``; this package re-exports exactly those names.
 import sys as _sys
 
 from minigrad.functional.adaptive_pool import *  # noqa: F403
+from minigrad.functional.avg_pool import *  # noqa: F403
 from minigrad.functional.batchnorm import *  # noqa: F403
 from minigrad.functional.conv import *  # noqa: F403
 from minigrad.functional.dropout import *  # noqa: F403
@@ -19,6 +20,6 @@ from minigrad.functional.shape import *  # noqa: F403
 
 # the public ops, in module order (F.dropout is the function, so look the modules up by name)
 _OP_MODULES = (
-    "conv dropout elementwise linalg loss batchnorm lrn pool adaptive_pool reduce shape".split()
-)
+    "conv dropout elementwise linalg loss batchnorm lrn pool avg_pool adaptive_pool reduce shape"
+).split()
 __all__ = [name for m in _OP_MODULES for name in _sys.modules[f"{__name__}.{m}"].__all__]

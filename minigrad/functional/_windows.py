@@ -1,6 +1,8 @@
-"""Pooling windows: their output size and the windows as shifted flat views; plain array
-code for ``pool.py``, no autograd. (A convolution's output size is beside its im2col, in
-:mod:`~minigrad.functional._im2col`: ceil_mode is pooling's alone.)"""
+"""Pooling windows: their output size, the windows as shifted flat views (the fast paths),
+the window argmax, and the windows as a stack of strided views (the references); plain
+array code for ``pool.py`` and ``avg_pool.py`` (and Winograd's tiles), no autograd. (A
+convolution's output size is beside its im2col, in :mod:`~minigrad.functional._im2col`:
+ceil_mode is pooling's alone.)"""
 
 from __future__ import annotations
 
@@ -194,3 +196,41 @@ def argmax_into(xp: Any, best: Any, idx: Any, views: list[Any], better: Any, ste
         else:
             xp.multiply(better, idx.dtype.type(k), out=step)
         xp.maximum(idx, step, out=idx)
+
+
+# ---------------------------------------------------------------- the pools' reference
+def windows(x: Any, grid: WindowGrid, fill: float) -> Any:
+    """Every pooling window of x (N, C, H, W) as a stack (KH*KW, N, C, OH, OW): entry
+    ``k = i*KW + j`` holds each window's element at kernel offset (i, j) (row-major), the
+    padding (and a ``ceil_mode`` window's overhang) read as ``fill``."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    (KH, KW), (sh, sw), (ph, pw), (OH, OW) = grid.kernel, grid.stride, grid.padding, grid.out_size
+    Hp, Wp = max(H + 2 * ph, (OH - 1) * sh + KH), max(W + 2 * pw, (OW - 1) * sw + KW)
+    xpad = xp.full((N, C, Hp, Wp), fill, dtype=x.dtype)  # (N, C, Hp, Wp)
+    xpad[:, :, ph : ph + H, pw : pw + W] = x
+    return xp.stack([xpad[:, :, _span(i, sh, OH), _span(j, sw, OW)] for i, j in _offsets(grid)])
+
+
+def unwindows(gwin: Any, x_shape: tuple[int, ...], grid: WindowGrid) -> Any:
+    """The adjoint of :func:`windows`: (KH*KW, N, C, OH, OW) -> gx (N, C, H, W), each entry
+    added back where it was read (the padding's share dropped)."""
+    xp = get_array_module(gwin)
+    N, C, H, W = x_shape
+    (KH, KW), (sh, sw), (ph, pw), (OH, OW) = grid.kernel, grid.stride, grid.padding, grid.out_size
+    Hp, Wp = max(H + 2 * ph, (OH - 1) * sh + KH), max(W + 2 * pw, (OW - 1) * sw + KW)
+    gpad = xp.zeros((N, C, Hp, Wp), dtype=gwin.dtype)  # (N, C, Hp, Wp)
+    for k, (i, j) in enumerate(_offsets(grid)):
+        gpad[:, :, _span(i, sh, OH), _span(j, sw, OW)] += gwin[k]
+    return gpad[:, :, ph : ph + H, pw : pw + W]
+
+
+def _offsets(grid: WindowGrid) -> list[tuple[int, int]]:
+    """Kernel offsets (i, j) in row-major window order."""
+    KH, KW = grid.kernel
+    return [(i, j) for i in range(KH) for j in range(KW)]
+
+
+def _span(start: int, step: int, count: int) -> slice:
+    """The padded rows (or columns) that kernel offset ``start`` reads, one per output."""
+    return slice(start, start + step * (count - 1) + 1, step)

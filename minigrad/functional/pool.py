@@ -1,8 +1,10 @@
-"""2-D window pooling: max and average, with hand-written backward passes.
+"""2-D max pooling, with a hand-written backward pass, and what both window pools share:
+the planes view of the input (``_PlanePool``) and the argument checks (``_geometry``).
+Average pooling is in :mod:`~minigrad.functional.avg_pool`.
 
-The reference (each op's ``forward``/``backward``) stacks the ``KH*KW`` strided window
-views of the padded input (:func:`windows`) and takes their maximum and argmax, or their
-sum; backward adds ``gy`` back through the same views, one kernel offset at a time (the
+The reference (``forward``/``backward``) stacks the ``KH*KW`` strided window views of the
+padded input (:func:`~minigrad.functional._windows.windows`) and takes their maximum and
+argmax; backward adds ``gy`` back through the same views, one kernel offset at a time (the
 windows of one offset never overlap, so no ``add.at`` is needed).
 
 The fast paths also loop over the kernel offsets only, but through
@@ -20,47 +22,16 @@ from minigrad.backend import get_array_module
 from minigrad.functional import _checks, _cuda, _pool3
 from minigrad.functional._layout import like_planes, plane_major
 from minigrad.functional._threads import for_blocks
-from minigrad.functional._windows import WindowGrid, argmax_into, pool_output_size
+from minigrad.functional._windows import (
+    WindowGrid,
+    argmax_into,
+    pool_output_size,
+    unwindows,
+    windows,
+)
 from minigrad.tensor import Tensor
 
-__all__ = ["max_pool2d", "avg_pool2d"]
-
-
-def windows(x: Any, grid: WindowGrid, fill: float) -> Any:
-    """Every pooling window of x (N, C, H, W) as a stack (KH*KW, N, C, OH, OW): entry
-    ``k = i*KW + j`` holds each window's element at kernel offset (i, j) (row-major), the
-    padding (and a ``ceil_mode`` window's overhang) read as ``fill``."""
-    xp = get_array_module(x)
-    N, C, H, W = x.shape
-    (KH, KW), (sh, sw), (ph, pw), (OH, OW) = grid.kernel, grid.stride, grid.padding, grid.out_size
-    Hp, Wp = max(H + 2 * ph, (OH - 1) * sh + KH), max(W + 2 * pw, (OW - 1) * sw + KW)
-    xpad = xp.full((N, C, Hp, Wp), fill, dtype=x.dtype)  # (N, C, Hp, Wp)
-    xpad[:, :, ph : ph + H, pw : pw + W] = x
-    return xp.stack([xpad[:, :, _span(i, sh, OH), _span(j, sw, OW)] for i, j in _offsets(grid)])
-
-
-def unwindows(gwin: Any, x_shape: tuple[int, ...], grid: WindowGrid) -> Any:
-    """The adjoint of :func:`windows`: (KH*KW, N, C, OH, OW) -> gx (N, C, H, W), each entry
-    added back where it was read (the padding's share dropped)."""
-    xp = get_array_module(gwin)
-    N, C, H, W = x_shape
-    (KH, KW), (sh, sw), (ph, pw), (OH, OW) = grid.kernel, grid.stride, grid.padding, grid.out_size
-    Hp, Wp = max(H + 2 * ph, (OH - 1) * sh + KH), max(W + 2 * pw, (OW - 1) * sw + KW)
-    gpad = xp.zeros((N, C, Hp, Wp), dtype=gwin.dtype)  # (N, C, Hp, Wp)
-    for k, (i, j) in enumerate(_offsets(grid)):
-        gpad[:, :, _span(i, sh, OH), _span(j, sw, OW)] += gwin[k]
-    return gpad[:, :, ph : ph + H, pw : pw + W]
-
-
-def _offsets(grid: WindowGrid) -> list[tuple[int, int]]:
-    """Kernel offsets (i, j) in row-major window order."""
-    KH, KW = grid.kernel
-    return [(i, j) for i in range(KH) for j in range(KW)]
-
-
-def _span(start: int, step: int, count: int) -> slice:
-    """The padded rows (or columns) that kernel offset ``start`` reads, one per output."""
-    return slice(start, start + step * (count - 1) + 1, step)
+__all__ = ["max_pool2d"]
 
 
 def _route(xp: Any, target: Any, arg: Any, g: Any, offsets: Any, hit: Any, part: Any) -> None:
@@ -284,111 +255,9 @@ class MaxPool2d(_PlanePool):
         return self.unplanes(gx3)
 
 
-def _avg_divisor(xp: Any, size: int, k: int, s: int, p: int, count: int, with_pad: bool) -> Any:
-    """Per-output-row window sizes along one axis, by PyTorch's avg_pool2d rule.
-
-    A window counts the padding it covers (``count_include_pad``) but never what lies past
-    the right padding (only reachable with ``ceil_mode``).
-    """
-    start = xp.arange(count) * s - p
-    end = xp.minimum(start + k, size + p)
-    if with_pad:
-        return end - start
-    return xp.minimum(end, size) - xp.maximum(start, 0)
-
-
-class AvgPool2d(_PlanePool):
-    """y = window sum / divisor; dL/dx gets dL/dy / divisor at every element of the window.
-
-    Shapes: x (N, C, H, W) -> y (N, C, OH, OW); ``divisor`` (OH, OW) by PyTorch's rule
-    (:func:`_avg_divisor`). Reference: the sum of the stacked windows (:func:`windows`,
-    padding read as 0). ``forward_chunked``: each kernel offset one contiguous slice of a
-    :class:`WindowGrid`, on cache-sized chunks of planes on the host threads.
-    ``ceil_mode`` lives in the grid (its ``out_size``; the divisor clips the last window).
-
-    Paths (all in this module unless named):
-        reference: ``forward``/``backward`` on :func:`windows`/:func:`unwindows`.
-        chunked: ``forward_chunked``/``backward_chunked`` on a ``_windows.WindowGrid``;
-            ``_threads.for_blocks`` splits the planes. No CUDA kernel: on CuPy the chunked
-            code runs as one chunk.
-    """
-
-    def __init__(self, grid: WindowGrid, kernel: tuple[int, int], count_include_pad: bool) -> None:
-        super().__init__(grid)
-        self.kernel = kernel
-        self.count_include_pad = count_include_pad
-
-    def divisor_of(self, x: Any) -> Any:
-        """The (OH, OW) window sizes of PyTorch's rule, in ``x``'s dtype."""
-        xp = get_array_module(x)
-        H, W = x.shape[2:]
-        (KH, KW), (sh, sw), (ph, pw), (OH, OW) = (
-            self.kernel, self.grid.stride, self.grid.padding, self.grid.out_size
-        )  # fmt: skip
-        dh = _avg_divisor(xp, H, KH, sh, ph, OH, self.count_include_pad)
-        dw = _avg_divisor(xp, W, KW, sw, pw, OW, self.count_include_pad)
-        return (dh[:, None] * dw[None, :]).astype(x.dtype)  # (OH, OW)
-
-    # ------------------------------------------------------------ reference
-    def forward(self, x: Any) -> Any:
-        self.divisor, self.x_shape = self.divisor_of(x), x.shape
-        return windows(x, self.grid, 0.0).sum(axis=0) / self.divisor  # (N, C, OH, OW)
-
-    def backward(self, gy: Any) -> Any:
-        xp = get_array_module(gy)
-        share = gy / self.divisor  # (N, C, OH, OW): what each element of a window gets
-        KH, KW = self.kernel
-        gwin = xp.broadcast_to(share, (KH * KW, *share.shape))  # (KH*KW, N, C, OH, OW)
-        return unwindows(gwin, self.x_shape, self.grid)  # (N, C, H, W)
-
-    def backward_graph(self, gy: Tensor) -> Tensor:
-        """gx = :class:`AvgPoolGrad` of gy (linear; its own backward is this pool again)."""
-        return AvgPoolGrad(self).apply(gy)
-
-    # ------------------------------------------------------------ fast path
-    def forward_chunked(self, x: Any) -> Any:
-        xp = get_array_module(x)
-        self.divisor = self.divisor_of(x)  # (OH, OW)
-        x3 = self.planes(x)  # (P, H, W)
-        g = self.grid
-        P, (OH, OW) = g.planes, g.out_size
-        y3 = xp.empty((P, OH, OW), dtype=x.dtype)
-
-        def chunk(ps: slice) -> None:  # planes ps; phases and y are chunk-sized
-            phases = g.split(x3, ps, 0.0)  # (sh, sw, B)
-            lo, hi, L, _ = g.span(ps)
-            y = xp.empty(hi - lo, dtype=x.dtype)  # window sums at [:L]
-            (a, b, s), *rest = g.offsets
-            y[:L] = phases[a, b, s : s + L]
-            for a, b, s in rest:
-                y[:L] += phases[a, b, s : s + L]
-            xp.divide(g.crop(y), self.divisor, out=y3[ps])
-
-        for_blocks(chunk, P, g.size, x)
-        return self.unplanes(y3)
-
-    def backward_chunked(self, gy: Any) -> Any:
-        xp = get_array_module(gy)
-        g = self.grid
-        gy3 = self.grad_planes(gy)  # (P, OH, OW)
-        gx3 = xp.empty((g.planes, *g.x_shape[2:]), dtype=gy.dtype)
-
-        def chunk(ps: slice) -> None:  # planes ps; gphases is chunk-sized
-            _, _, L, _ = g.span(ps)
-            share = g.pad(gy3[ps] / self.divisor)[:L]  # what each element of a window gets
-            gphases = g.grad_phases(gx3, ps)  # (sh, sw, B)
-            gphases[...] = 0
-            for a, b, s in g.offsets:
-                gphases[a, b, s : s + L] += share
-            g.merge(gphases, gx3, ps)
-
-        for_blocks(chunk, g.planes, g.size, gy)
-        return self.unplanes(gx3)
-
-
 # ---------------------------------------------------------------- backward as ops
-# The pools' backwards are linear in gy; as ops (reference array code) they make the
-# pools twice differentiable. Each pair of adjoint maps is one op's forward and backward.
+# Max pooling's backward is linear in gy; as ops (reference array code) it makes the
+# pool twice differentiable. Each pair of adjoint maps is one op's forward and backward.
 def _route_max(gy: Any, k: Any, grid: WindowGrid) -> Any:
     """gy (N, C, OH, OW) to the window offsets k -> gx (N, C, H, W)."""
     xp = get_array_module(gy)
@@ -435,28 +304,6 @@ class MaxPoolGather(Function):
 
     def backward_graph(self, gy: Tensor) -> Tensor:
         return MaxPoolRoute(self.grid, self.k).apply(gy)
-
-
-class AvgPoolGrad(Function):
-    """gx = gy / divisor spread over each window (avg_pool2d's backward);
-    ggy = avg_pool2d(ggx) (the same pool)."""
-
-    def __init__(self, pool: AvgPool2d) -> None:
-        self.grid, self.kernel = pool.input_grid(), pool.kernel
-        self.count_include_pad, self.divisor = pool.count_include_pad, pool.divisor
-
-    def forward(self, gy: Any) -> Any:
-        xp = get_array_module(gy)
-        share = gy / self.divisor  # (N, C, OH, OW)
-        KH, KW = self.kernel
-        gwin = xp.broadcast_to(share, (KH * KW, *share.shape))  # (KH*KW, N, C, OH, OW)
-        return unwindows(gwin, self.grid.x_shape, self.grid)  # (N, C, H, W)
-
-    def backward(self, ggx: Any) -> Any:
-        return windows(ggx, self.grid, 0.0).sum(axis=0) / self.divisor  # (N, C, OH, OW)
-
-    def backward_graph(self, ggx: Tensor) -> Tensor:
-        return AvgPool2d(self.grid, self.kernel, self.count_include_pad).apply(ggx)
 
 
 # ---------------------------------------------------------------- argument checks
@@ -514,39 +361,6 @@ def max_pool2d(
     """
     grid, _ = _geometry("max_pool2d", x, kernel_size, stride, padding, ceil_mode)
     return MaxPool2d(grid).apply(x)
-
-
-def avg_pool2d(
-    x: Tensor,
-    kernel_size: int | tuple[int, int],
-    stride: int | tuple[int, int] | None = None,
-    padding: int | tuple[int, int] = 0,
-    ceil_mode: bool = False,
-    count_include_pad: bool = True,
-) -> Tensor:
-    """2-D average pooling, as ``torch.nn.functional.avg_pool2d`` (no ``divisor_override``).
-
-    Padding is zeros. The divisor follows PyTorch: the window clipped to the padded input
-    (``count_include_pad=True``), or clipped to the input itself (``False``). A window that
-    ``ceil_mode`` lets hang past the right padding is always clipped there, so its divisor
-    is smaller than ``kh*kw`` even with ``count_include_pad=True``.
-
-    Args:
-        x: (N, C, H, W) floating-point tensor.
-        kernel_size: int or (kh, kw), positive.
-        stride: int or (sh, sw), positive; defaults to ``kernel_size``.
-        padding: int or (ph, pw), at most half the kernel size.
-        ceil_mode: round the output size up instead of down.
-        count_include_pad: count zero padding in the divisor.
-
-    Returns:
-        (N, C, OH, OW) tensor of ``x``'s dtype.
-
-    Raises:
-        ValueError / TypeError: as :func:`max_pool2d`.
-    """
-    grid, k = _geometry("avg_pool2d", x, kernel_size, stride, padding, ceil_mode)
-    return AvgPool2d(grid, k, bool(count_include_pad)).apply(x)
 
 
 # ---------------------------------------------------------------- CUDA kernels
