@@ -1,16 +1,19 @@
-"""GoogLeNet's 3x3 convolutions with and without Winograd's F(2x2, 3x3) (issue 22).
+"""GoogLeNet's 3x3 convolutions by im2col and by Winograd's F(2x2, 3x3) and F(4x4, 3x3)
+(issue 22).
 
-Every distinct 3x3 convolution of the network at the chosen stem and batch (channel-major
-input, as in the tuned training step), timed on the chunked path with
-``minigrad.functional.conv.WINOGRAD`` on and off, rounds interleaved in one process (best
-of ``--rounds`` each): forward alone, and forward + backward (gradients for x and w). With
-the library's rule for where Winograd applies switched off (``--all``) every layer takes
-it, so the table shows where the rule's thresholds come from. The last columns are the
-largest differences of y, gx and gw between the two, relative to the largest value: the
-rounding of float32 either way.
+Every distinct 3x3 convolution of the network at the chosen stem, width and batch
+(channel-major input, as in the tuned training step), timed on the chunked path with each
+of the three (``minigrad.functional.conv.WINOGRAD`` and ``WINOGRAD_TILE``), rounds
+interleaved in one process (best of ``--rounds`` each): forward alone, and forward +
+backward (gradients for x and w). "rule" is the library's choice for the layer
+(:func:`~minigrad.functional.conv.winograd_tile`); with ``--all`` the map and pixel
+thresholds are off, so every layer can take either tile and the table shows where the
+rule's thresholds come from. The last columns are the largest differences of y, gx and gw
+from im2col's, relative to the largest value: the rounding of float32 either way.
 
     python benchmarks/ab_winograd.py --stem imagenet --batch 8
     python benchmarks/ab_winograd.py --stem cifar --batch 32 --all
+    python benchmarks/ab_winograd.py --stem cifar --batch 64 --width 0.25 --all
 """
 
 from __future__ import annotations
@@ -69,25 +72,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stem", default="imagenet", choices=["cifar", "imagenet"])
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--width", type=float, default=1.0, help="GoogLeNet's width multiplier")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--all", action="store_true", help="Winograd on every layer")
+    parser.add_argument("--all", action="store_true", help="no map or pixel threshold")
     args = parser.parse_args()
     runtime.configure_cpu_training(None)
     N = args.batch
-    maps = [(C, C_out, s32 if args.stem == "cifar" else s224) for C, C_out, s32, s224 in LAYERS]
+
+    def scaled(c: int) -> int:
+        return max(1, round(c * args.width))  # googlenet.scale_channels
+
+    maps = [
+        (scaled(C), scaled(C_out), s32 if args.stem == "cifar" else s224)
+        for C, C_out, s32, s224 in LAYERS
+    ]
     # the library's rule, taken before --all switches it off
     rules = [
-        conv.winograd_fits((N, C, H, H), (C_out, C, 3, 3), (1, 1), (1, 1)) for C, C_out, H in maps
+        conv.winograd_tile((N, C, H, H), (C_out, C, 3, 3), (1, 1), (1, 1)) for C, C_out, H in maps
     ]
     if args.all:
-        conv.WINOGRAD_MIN_MAP = conv.WINOGRAD_MIN_CHANNELS = conv.WINOGRAD_MIN_PIXELS = 0
+        conv.WINOGRAD_MIN_MAP = conv.WINOGRAD_MIN_PIXELS = 0
     rng = np.random.default_rng(0)
+    tiles = (0, 2, 4)  # im2col, F(2x2, 3x3), F(4x4, 3x3)
+    names = ["im2col", "F2", "F4"]
     print(f"3x3 convolutions, stem {args.stem}, batch {N}, best of {args.rounds}, ms")
     print(
-        f"{'C -> C_out @ map':<20} {'rule':>5} {'fwd im2col':>10} {'winograd':>9} {'x':>6}"
-        f" {'f+b im2col':>10} {'winograd':>9} {'x':>6}   rel. diff y / gx / gw"
+        f"{'C -> C_out @ map':<20} {'rule':>5} {'fwd im2col':>10} {'F2':>6} {'F4':>6}"
+        f" {'f+b im2col':>10} {'F2':>6} {'F4':>6}  {'best':>5}"
+        "   rel. diff to im2col y / gx / gw: F2; F4"
     )
-    totals = [0.0, 0.0]
+    totals = dict.fromkeys(tiles + ("rule",), 0.0)
     for (C, C_out, H), rule in zip(maps, rules):
         xc = rng.standard_normal((C, N, H, H), dtype=np.float32)
         x = mg.tensor(xc.swapaxes(0, 1), requires_grad=True)  # channel-major
@@ -97,26 +111,33 @@ def main() -> None:
         forward = functools.partial(F.conv2d, x, w, None, 1, 1)
         both = functools.partial(forward_backward, x, w, gy)
 
-        times: dict[bool, list[float]] = {True: [], False: []}
-        for winograd in (True, False, True, False):  # interleaved: the same load for both
-            conv.WINOGRAD = winograd
-            times[winograd] = [best(forward, args.rounds), best(both, args.rounds)]
-        conv.WINOGRAD = True
-        with_w = both()
-        conv.WINOGRAD = False
-        without = both()
-        conv.WINOGRAD = True
-        diff = [np.abs(a - b).max() / np.abs(b).max() for a, b in zip(with_w, without)]
-        (f1, b1), (f0, b0) = times[True], times[False]
-        totals[0] += b0
-        totals[1] += b1
+        times: dict[int, list[float]] = {}
+        results: dict[int, tuple[Any, ...]] = {}
+        for tile in tiles + tiles:  # interleaved: the same load for each
+            conv.WINOGRAD, conv.WINOGRAD_TILE = tile > 0, tile or None
+            times[tile] = [best(forward, args.rounds), best(both, args.rounds)]
+            results[tile] = both()
+        conv.WINOGRAD, conv.WINOGRAD_TILE = True, None
+        diffs = [
+            [np.abs(a - b).max() / np.abs(b).max() for a, b in zip(results[t], results[0])]
+            for t in tiles[1:]
+        ]
+        fwd = [times[t][0] * 1e3 for t in tiles]
+        fb = [times[t][1] * 1e3 for t in tiles]
+        for t in tiles:
+            totals[t] += times[t][1]
+        totals["rule"] += times[rule][1]
         print(
-            f"{C:>4} -> {C_out:<4} @ {H:<3}   {'yes' if rule else 'no':>5} {f0 * 1e3:>10.2f}"
-            f" {f1 * 1e3:>9.2f} {f0 / f1:>5.2f}x {b0 * 1e3:>10.2f} {b1 * 1e3:>9.2f}"
-            f" {b0 / b1:>5.2f}x   {diff[0]:.1e} / {diff[1]:.1e} / {diff[2]:.1e}"
+            f"{C:>4} -> {C_out:<4} @ {H:<3}   {f'F{rule}' if rule else 'no':>5}"
+            f" {fwd[0]:>10.2f} {fwd[1]:>6.2f} {fwd[2]:>6.2f}"
+            f" {fb[0]:>10.2f} {fb[1]:>6.2f} {fb[2]:>6.2f}  {names[fb.index(min(fb))]:>6}"
+            "   " + "; ".join(" / ".join(f"{d:.1e}" for d in ds) for ds in diffs)
         )
-    print(f"all layers, forward + backward: im2col {totals[0] * 1e3:.1f} ms, "
-          f"Winograd {totals[1] * 1e3:.1f} ms ({totals[0] / totals[1]:.2f}x)")  # fmt: skip
+    print(
+        "all layers, forward + backward, ms: "
+        + ", ".join(f"{name} {totals[t] * 1e3:.1f}" for name, t in zip(names, tiles))
+        + f", the rule's choice {totals['rule'] * 1e3:.1f}"
+    )
 
 
 if __name__ == "__main__":

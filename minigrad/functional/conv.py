@@ -114,7 +114,7 @@ class Conv2d(Function):
 
     # ------------------------------------------------------------ fast paths
     def forward_chunked(self, x: Any, w: Any, b: Any = None) -> Any:
-        self.winograd = winograd_fits(x.shape, w.shape, self.stride, self.padding)
+        self.winograd = winograd_tile(x.shape, w.shape, self.stride, self.padding)
         if self.winograd:
             return self._forward_winograd(x, w, b)
         return self._forward_in_chunks(x, w, b, im2col)
@@ -204,18 +204,18 @@ class Conv2d(Function):
         xp = get_array_module(x)
         N, C, H, W = x.shape
         C_out = w.shape[0]
-        grid = TileGrid(H, W)
-        U = weight_transform(w)  # (16, C_out, C)
+        grid = TileGrid(H, W, self.winograd)
+        U = weight_transform(w, grid.f)  # (t*t, C_out, C)
         xc = x.swapaxes(0, 1)  # (C, N, H, W): a view, contiguous when x is channel-major
         y4 = xp.empty((C_out, N, H, W), dtype=x.dtype)  # channel-major y
 
         def chunk(ns: slice) -> None:  # images ns: their tiles, products and outputs
-            V = input_transform(xc[:, ns], grid)  # (16, C, n*Hq*Wq)
+            V = input_transform(xc[:, ns], grid)  # (t*t, C, n*plane)
             output_transform(xp.matmul(U, V), grid, y4[:, ns])
             if b is not None:
                 y4[:, ns] += b.reshape(C_out, 1, 1, 1)
 
-        work = N * 16 * C * grid.plane  # elements of V
+        work = N * grid.t**2 * C * grid.plane  # elements of V
         for_blocks(chunk, N, work, x, WINOGRAD_CHUNK_ELEMENTS, gemm_threads())
         self.x_shape, self.w_shape, self.grid = x.shape, w.shape, grid
         if self.needs_input_grad[0]:  # gx needs U, gw needs x
@@ -232,18 +232,18 @@ class Conv2d(Function):
         C_out = self.w_shape[0]
         need_x, need_w, need_b = self._wanted()
         grid = self.grid
-        UT = self.U.transpose(0, 2, 1) if need_x else None  # (16, C, C_out)
+        UT = self.U.transpose(0, 2, 1) if need_x else None  # (t*t, C, C_out)
         gyc = gy.swapaxes(0, 1)  # (C_out, N, H, W)
         gxc = xp.empty((C, N, H, W), dtype=gy.dtype) if need_x else None  # channel-major gx
 
         def chunk(ns: slice) -> tuple[Any, Any]:  # images ns -> (their gU, their gb)
             g = gyc[:, ns]  # (C_out, n, H, W)
-            gM = output_transform_adjoint(g, grid)  # (16, C_out, n*Hq*Wq), 0 off the tiles
+            gM = output_transform_adjoint(g, grid)  # (t*t, C_out, n*plane)
             gU = gb = None
             V = None
             if need_w:
-                V = input_transform(self.x.swapaxes(0, 1)[:, ns], grid)  # (16, C, n*Hq*Wq)
-                gU = xp.matmul(gM, V.transpose(0, 2, 1))  # (16, C_out, C)
+                V = input_transform(self.x.swapaxes(0, 1)[:, ns], grid)  # (t*t, C, n*plane)
+                gU = xp.matmul(gM, V.transpose(0, 2, 1))  # (t*t, C_out, C)
             if need_x:  # gV has V's shape: into V's buffer when there is one
                 gV = xp.matmul(UT, gM) if V is None else xp.matmul(UT, gM, out=V)
                 input_transform_adjoint(gV, grid, gxc[:, ns])
@@ -251,44 +251,67 @@ class Conv2d(Function):
                 gb = g.sum(axis=(1, 2, 3))  # (C_out,)
             return gU, gb
 
-        work = N * 16 * C * grid.plane  # elements of V
+        work = N * grid.t**2 * C * grid.plane  # elements of V
         sums = for_blocks(chunk, N, work, gy, WINOGRAD_CHUNK_ELEMENTS, gemm_threads())
-        gU, gb = sums or (xp.zeros((16, C_out, C), gy.dtype), xp.zeros(C_out, gy.dtype))
+        zeros = (xp.zeros((grid.t**2, C_out, C), gy.dtype), xp.zeros(C_out, gy.dtype))
+        gU, gb = sums or zeros  # N = 0
         gx = from_channel_major(gxc) if need_x else None
-        gw = weight_transform_adjoint(gU) if need_w else None
+        gw = weight_transform_adjoint(gU, grid.f) if need_w else None
         return self._grads_out(gx, gw, gb)
 
 
-#: Winograd's F(2x2, 3x3) on the chunked path where it pays (False: im2col everywhere;
+#: Winograd on the chunked path where it pays (False: im2col everywhere;
 #: ``benchmarks/ab_winograd.py`` switches it to compare)
 WINOGRAD = True
-#: where it pays, measured per layer by ``benchmarks/ab_winograd.py --all`` (2 cores,
-#: forward + backward): 1.1-1.5x faster with 64 or more channels on maps of 8 px and more
-#: (GoogLeNet at 224 px batch 8 and 32, CIFAR size batch 32); slower on 7 px maps (their 4x4
-#: tile grid is mostly padding) and, with 16-48 channels (width 0.25), even or slower (the
-#: transforms outweigh the products saved). A layer needs enough pixels a channel for its
-#: 16 products to be of a useful size (1568 = batch 8 at 14 px, the smallest measured win)
+#: None: :func:`winograd_tile` picks the tile by the thresholds below; 2 or 4: that tile
+#: wherever Winograd can run and the map and pixel thresholds allow (``ab_winograd.py``
+#: and the tests force each tile this way)
+WINOGRAD_TILE: int | None = None
+#: where each tile pays, measured per layer by ``benchmarks/ab_winograd.py --all`` (2 cores,
+#: forward + backward; GoogLeNet at 224 px batch 8, CIFAR size batch 32 at width 1 and
+#: batch 64 at width 0.25). F(4x4): 1.2-1.6x faster than F(2x2) and 1.3-2x faster than
+#: im2col on maps that 4 divides (56, 32, 28, 16, 8 px) from 32 channels on; on 14 px maps
+#: its 4x4 tile grid covers 16 x 16 (31 % padding) and F(2x2) is faster (1.1-1.25x over
+#: im2col from 64 channels on; with fewer it is even or slower, the transforms outweigh the
+#: products saved). On 7 px maps both lose to im2col (their grids are mostly padding), as
+#: they do with 16-24 channels on 32 px maps. A layer needs enough pixels a channel for
+#: its products to be of a useful size (1568 = batch 8 at 14 px, the smallest measured win)
 WINOGRAD_MIN_MAP = 8
-WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MIN_PIXELS = 1568
+WINOGRAD_F2_MIN_CHANNELS = 64
+WINOGRAD_F4_MIN_CHANNELS = 32
+#: F(4x4) only where its tile grid's area is at most this times the map's
+WINOGRAD_F4_MAX_PADDING = 1.15
+
+
+def winograd_tile(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, padding: Any
+) -> int:
+    """The tile the chunked path takes for this convolution: 4 (Winograd's F(4x4, 3x3)),
+    2 (F(2x2, 3x3)) or 0 (im2col). Winograd needs a 3x3 kernel, stride 1 and padding 1
+    (every 3x3 convolution of GoogLeNet) and a layer where it pays (the ``WINOGRAD_*``
+    thresholds above)."""
+    if not WINOGRAD or tuple(w_shape[2:]) != (3, 3):
+        return 0
+    if tuple(stride) != (1, 1) or tuple(padding) != (1, 1):
+        return 0
+    N, _, H, W = x_shape
+    if min(H, W) < WINOGRAD_MIN_MAP or N * H * W < WINOGRAD_MIN_PIXELS:
+        return 0
+    if WINOGRAD_TILE:
+        return WINOGRAD_TILE
+    channels = min(w_shape[:2])
+    grid_area = -(-H // 4) * 4 * (-(-W // 4) * 4)
+    if channels >= WINOGRAD_F4_MIN_CHANNELS and grid_area <= WINOGRAD_F4_MAX_PADDING * H * W:
+        return 4
+    return 2 if channels >= WINOGRAD_F2_MIN_CHANNELS else 0
 
 
 def winograd_fits(
     x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, padding: Any
 ) -> bool:
-    """Whether the chunked path takes Winograd's F(2x2, 3x3) for this convolution: a 3x3
-    kernel, stride 1, padding 1 (every 3x3 convolution of GoogLeNet), and a layer where it
-    pays (see ``WINOGRAD_MIN_MAP``)."""
-    if not WINOGRAD or tuple(w_shape[2:]) != (3, 3):
-        return False
-    if tuple(stride) != (1, 1) or tuple(padding) != (1, 1):
-        return False
-    N, _, H, W = x_shape
-    return (
-        min(H, W) >= WINOGRAD_MIN_MAP
-        and min(w_shape[:2]) >= WINOGRAD_MIN_CHANNELS
-        and N * H * W >= WINOGRAD_MIN_PIXELS
-    )
+    """Whether the chunked path takes Winograd for this convolution (:func:`winograd_tile`)."""
+    return winograd_tile(x_shape, w_shape, stride, padding) > 0
 
 
 # ---------------------------------------------------------------- conv2d's gradients as ops
