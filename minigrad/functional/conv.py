@@ -48,23 +48,24 @@ class Conv2d(Function):
     makes each chunk's again from the input instead of keeping it, and a 1x1 convolution
     with stride 1 and no padding uses the input's (C, N*H*W) rows in place of ``col``.
     ``forward_cuda`` is the same code with im2col and col2im as one CUDA kernel each.
-    On the chunked path a 3x3 convolution with stride 1 and padding 1, where
-    :func:`winograd_fits`, takes Winograd's F(2x2, 3x3) instead
-    (:mod:`~minigrad.functional._winograd`): the same gradients from 2.25x fewer
+    On the chunked path a 3x3 convolution with stride 1 and padding 1 takes Winograd's
+    F(4x4, 3x3) or F(2x2, 3x3) instead where :func:`winograd_tile` says it pays
+    (:mod:`~minigrad.functional._winograd`): the same gradients from 4x or 2.25x fewer
     multiply-adds, ``gx`` and ``gw`` the adjoints of its three linear stages.
 
     Paths (all in this module unless named):
         reference: ``forward``/``backward``, on ``im2col``/``col2im`` of ``_im2col.py``.
         chunked: ``_forward_in_chunks``/``_backward_in_chunks`` with that im2col/col2im,
-            or (``winograd_fits``) ``_forward_winograd``/``_backward_winograd`` on the
+            or (``winograd_tile``) ``_forward_winograd``/``_backward_winograd`` on the
             transforms of ``_winograd.py``; ``_threads.for_blocks`` splits the images
             into chunks (``gemm_threads``).
         cuda: the same two methods with ``im2col_cuda``/``col2im_cuda``, the launchers of
             the kernels ``im2col``/``col2im`` in ``CUDA_SOURCE`` (bottom of this module).
     """
 
-    #: whether the chunked forward took Winograd (set there; the other paths never do)
-    winograd = False
+    #: the Winograd tile the chunked forward took, 2 or 4 (set there; 0: im2col, and on
+    #: the other paths)
+    winograd = 0
 
     def __init__(self, stride: tuple[int, int], padding: tuple[int, int]) -> None:
         self.stride = stride
@@ -305,13 +306,6 @@ def winograd_tile(
     if channels >= WINOGRAD_F4_MIN_CHANNELS and grid_area <= WINOGRAD_F4_MAX_PADDING * H * W:
         return 4
     return 2 if channels >= WINOGRAD_F2_MIN_CHANNELS else 0
-
-
-def winograd_fits(
-    x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, padding: Any
-) -> bool:
-    """Whether the chunked path takes Winograd for this convolution (:func:`winograd_tile`)."""
-    return winograd_tile(x_shape, w_shape, stride, padding) > 0
 
 
 # ---------------------------------------------------------------- conv2d's gradients as ops
