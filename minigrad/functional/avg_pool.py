@@ -5,8 +5,9 @@ zero-padded input (:func:`~minigrad.functional._windows.windows`) and divides by
 divisor; backward spreads ``gy / divisor`` back through the same views. The fast path
 sums each kernel offset as one contiguous slice of a
 :class:`~minigrad.functional._windows.WindowGrid`, on chunks of planes on the host
-threads. The planes view and the argument checks are max pooling's
-(:mod:`~minigrad.functional.pool`).
+threads; on a small map (GoogLeNet's aux heads: 5x5/3 on 14 or 8 px) it is one product
+of the planes with the pool's (H*W, OH*OW) matrix instead. The planes view and the
+argument checks are max pooling's (:mod:`~minigrad.functional.pool`).
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ class AvgPool2d(_PlanePool):
     Paths (all in this module unless named):
         reference: ``forward``/``backward`` on :func:`windows`/:func:`unwindows`.
         chunked: ``forward_chunked``/``backward_chunked`` on a ``_windows.WindowGrid``;
-            ``_threads.for_blocks`` splits the planes. No CUDA kernel: on CuPy the chunked
-            code runs as one chunk.
+            ``_threads.for_blocks`` splits the planes. Where :func:`matrix_fits` (a small
+            map), ``y = planes @ M`` and ``gx = gy @ M^T`` instead, ``M`` =
+            :meth:`matrix`. No CUDA kernel: on CuPy the chunked code runs as one chunk.
     """
 
     def __init__(self, grid: WindowGrid, kernel: tuple[int, int], count_include_pad: bool) -> None:
@@ -84,10 +86,37 @@ class AvgPool2d(_PlanePool):
         """gx = :class:`AvgPoolGrad` of gy (linear; its own backward is this pool again)."""
         return AvgPoolGrad(self).apply(gy)
 
+    def matrix(self, x: Any) -> Any:
+        """The pool as a linear map of one plane: (H*W, OH*OW), entry ``(h*W + w,
+        oh*OW + ow)`` = 1 / divisor[oh, ow] where (h, w) lies in window (oh, ow), else 0:
+        ``kron`` of the per-axis window indicators (padding reads zeros, so it adds no
+        entry), each column scaled by its divisor."""
+        xp = get_array_module(x)
+        H, W = x.shape[2:]
+        (KH, KW), (sh, sw), (ph, pw), (OH, OW) = (
+            self.kernel, self.grid.stride, self.grid.padding, self.grid.out_size
+        )  # fmt: skip
+
+        def inside(size: int, k: int, s: int, p: int, count: int) -> Any:  # (size, count)
+            start = xp.arange(count) * s - p
+            at = xp.arange(size)[:, None]
+            return (at >= start) & (at < start + k)
+
+        rows, cols = inside(H, KH, sh, ph, OH), inside(W, KW, sw, pw, OW)
+        m = xp.kron(rows.astype(x.dtype), cols.astype(x.dtype))  # (H*W, OH*OW)
+        return m / self.divisor_of(x).reshape(1, OH * OW)
+
     # ------------------------------------------------------------ fast path
     def forward_chunked(self, x: Any) -> Any:
         xp = get_array_module(x)
         self.divisor = self.divisor_of(x)  # (OH, OW)
+        H, W = x.shape[2:]
+        self.matrix_path = matrix_fits(H * W, self.divisor.size)
+        if self.matrix_path:
+            self.m = self.matrix(x)  # (H*W, OH*OW)
+            x3 = self.planes(x)
+            y = x3.reshape(self.grid.planes, H * W) @ self.m
+            return self.unplanes(y.reshape(self.grid.planes, *self.grid.out_size))
         x3 = self.planes(x)  # (P, H, W)
         g = self.grid
         P, (OH, OW) = g.planes, g.out_size
@@ -110,6 +139,9 @@ class AvgPool2d(_PlanePool):
         xp = get_array_module(gy)
         g = self.grid
         gy3 = self.grad_planes(gy)  # (P, OH, OW)
+        if self.matrix_path:
+            gx = gy3.reshape(g.planes, self.divisor.size) @ self.m.T  # (P, H*W)
+            return self.unplanes(gx.reshape(g.planes, *g.x_shape[2:]))
         gx3 = xp.empty((g.planes, *g.x_shape[2:]), dtype=gy.dtype)
 
         def chunk(ps: slice) -> None:  # planes ps; gphases is chunk-sized
@@ -123,6 +155,18 @@ class AvgPool2d(_PlanePool):
 
         for_blocks(chunk, g.planes, g.size, gy)
         return self.unplanes(gx3)
+
+
+#: the matrix path where a plane's (H*W, OH*OW) matrix has at most this many entries:
+#: 14 -> 4 px (GoogLeNet's aux heads at 224 px, 3136) and 8 -> 2 px (CIFAR size, 256);
+#: ``benchmarks/bench_pools.py --avg``: 1.5-6.5x faster forward + backward there
+MATRIX_MAX_ENTRIES = 1 << 14
+
+
+def matrix_fits(plane: int, out_plane: int) -> bool:
+    """Whether the chunked path takes the pool's matrix (a plane of ``plane`` values
+    pooled to ``out_plane``)."""
+    return plane * out_plane <= MATRIX_MAX_ENTRIES
 
 
 class AvgPoolGrad(Function):

@@ -366,3 +366,26 @@ def test_adaptive_avg_pool_errors(device):
         F.adaptive_avg_pool2d(_x(device), (None, 2))
     with pytest.raises(TypeError, match=rf"{op}: input must be floating point, got dtype int64"):
         F.adaptive_avg_pool2d(_x(device, dtype=np.int64), 1)
+
+
+@pytest.mark.parametrize("shape, k, s, p, ceil_mode", [
+    ((2, 3, 14, 14), (5, 5), (3, 3), (0, 0), False),  # GoogLeNet's aux heads at 224 px
+    ((2, 3, 8, 8), (5, 5), (3, 3), (0, 0), False),  # ... at CIFAR size
+    ((1, 2, 7, 6), (3, 2), (2, 2), (1, 1), True),  # padding, a window clipped by ceil_mode
+])  # fmt: skip
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_avg_pool_on_a_small_map_is_one_product_with_its_matrix(
+    device, shape, k, s, p, ceil_mode, count_include_pad
+):
+    x = np.random.default_rng(2).standard_normal(shape)
+    xt = t64(x, device, grad=True)
+    y = F.avg_pool2d(xt, k, s, p, ceil_mode, count_include_pad)
+    assert y._ctx.matrix_path
+    ref = naive_pool(x, k, s, p, ceil_mode, "avg", count_include_pad)
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
+    # each column of the matrix: 1 / divisor over its window's elements, so summing to 1
+    m = to_host(y._ctx.m)
+    assert m.shape == (shape[2] * shape[3], ref.shape[2] * ref.shape[3])
+    if count_include_pad is False:
+        np.testing.assert_allclose(m.sum(axis=0), 1.0, rtol=1e-12)
+    assert gradcheck(lambda t: F.avg_pool2d(t, k, s, p, ceil_mode, count_include_pad), [xt])

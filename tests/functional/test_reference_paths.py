@@ -24,7 +24,7 @@ import minigrad as mg
 import minigrad.functional as F
 from minigrad import backend, runtime
 from minigrad.engine import topological_order
-from minigrad.functional import _cuda, _threads, conv
+from minigrad.functional import _cuda, _threads, avg_pool, conv
 from minigrad.functional._im2col import conv_output_size
 from minigrad.functional._layout import is_channel_major
 from minigrad.functional._windows import pool_output_size
@@ -176,8 +176,16 @@ def test_max_pool2d_fast_paths_equal_the_reference(fast, g, dtype, ties, data):
 
 
 @fixture_ok
-@given(g=window_geometry(pool=True), dtype=DTYPES, cip=st.booleans(), data=st.data())
-def test_avg_pool2d_fast_path_equals_the_reference(fast, g, dtype, cip, data):
+@given(
+    g=window_geometry(pool=True),
+    dtype=DTYPES,
+    cip=st.booleans(),
+    matrix=st.booleans(),
+    data=st.data(),
+)
+def test_avg_pool2d_fast_path_equals_the_reference(fast, g, dtype, cip, matrix, data):
+    """Both chunked paths: window slices of a grid, and (``matrix``) one product with the
+    pool's matrix, every map switched onto the one drawn."""
     device, path = fast
     N, C, H, W, k, s, p, ceil_mode = g
     x = _tensor(_layout(data.draw, data.draw(float_arrays((N, C, H, W), dtype))), device)
@@ -191,7 +199,12 @@ def test_avg_pool2d_fast_path_equals_the_reference(fast, g, dtype, cip, data):
         y.backward(gy)
         return y, [y.data, x.grad]
 
-    both_ways(run, "AvgPool2d", "chunked", dtype)  # no CUDA kernel: chunked on every device
+    saved = avg_pool.MATRIX_MAX_ENTRIES
+    avg_pool.MATRIX_MAX_ENTRIES = 1 << 30 if matrix else 0
+    try:  # no CUDA kernel: chunked on every device
+        both_ways(run, "AvgPool2d", "chunked", dtype)
+    finally:
+        avg_pool.MATRIX_MAX_ENTRIES = saved
 
 
 # ---------------------------------------------------------------- batch norm (+ ReLU)
