@@ -28,8 +28,8 @@ __all__ = ["conv2d"]
 #: im2col elements per chunk of images (a few MiB: the chunk's col stays in the cache)
 CONV_CHUNK_ELEMENTS = 1 << 20
 #: Winograd's transformed input (V) elements per chunk of images: larger than an im2col
-#: chunk, because the weight gradient's 16 products run over the chunk's tiles (their
-#: inner dimension) and are summed over chunks
+#: chunk, because the weight gradient's t*t products (16 or 36) run over the chunk's tiles
+#: (their inner dimension) and are summed over chunks
 WINOGRAD_CHUNK_ELEMENTS = 1 << 21
 
 
@@ -270,8 +270,9 @@ WINOGRAD = True
 WINOGRAD_TILE: int | None = None
 #: where each tile pays, measured per layer by ``benchmarks/ab_winograd.py --all`` (2 cores,
 #: forward + backward; GoogLeNet at 224 px batch 8, CIFAR size batch 32 at width 1 and
-#: batch 64 at width 0.25). F(4x4): 1.2-1.6x faster than F(2x2) and 1.3-2x faster than
-#: im2col on maps that 4 divides (56, 32, 28, 16, 8 px) from 32 channels on; on 14 px maps
+#: batch 64 at width 0.25). F(4x4): 1.05-1.5x faster than F(2x2) and 1.15-1.9x faster
+#: than im2col on maps that 4 divides (56, 32, 28, 16, 8 px) from 32 channels on (from 28
+#: even or slightly faster; under 24 slower than im2col); on 14 px maps
 #: its 4x4 tile grid covers 16 x 16 (31 % padding) and F(2x2) is faster (1.1-1.25x over
 #: im2col from 64 channels on; with fewer it is even or slower, the transforms outweigh the
 #: products saved). On 7 px maps both lose to im2col (their grids are mostly padding), as
