@@ -5,7 +5,7 @@ zero-padded input (:func:`~minigrad.functional._windows.windows`) and divides by
 divisor; backward spreads ``gy / divisor`` back through the same views. The fast path
 sums each kernel offset as one contiguous slice of a
 :class:`~minigrad.functional._windows.WindowGrid`, on chunks of planes on the host
-threads; on a small map (GoogLeNet's aux heads: 5x5/3 on 14 or 8 px) it is one product
+threads; on a small map (GoogLeNet's aux heads: 5x5/3 on 14 or 16 px) it is one product
 of the planes with the pool's (H*W, OH*OW) matrix instead. The planes view and the
 argument checks are max pooling's (:mod:`~minigrad.functional.pool`).
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from minigrad.autograd import Function
 from minigrad.backend import get_array_module
-from minigrad.functional._threads import for_blocks
+from minigrad.functional._threads import for_blocks, gemm_threads
 from minigrad.functional._windows import WindowGrid, unwindows, windows
 from minigrad.functional.pool import _geometry, _PlanePool
 from minigrad.tensor import Tensor
@@ -106,6 +106,17 @@ class AvgPool2d(_PlanePool):
         m = xp.kron(rows.astype(x.dtype), cols.astype(x.dtype))  # (H*W, OH*OW)
         return m / self.divisor_of(x).reshape(1, OH * OW)
 
+    @staticmethod
+    def _times(a: Any, m: Any) -> Any:
+        """a (P, K) @ m (K, L) -> (P, L), on chunks of planes on the host threads."""
+        out = get_array_module(a).empty((a.shape[0], m.shape[1]), dtype=a.dtype)
+
+        def chunk(ps: slice) -> None:
+            get_array_module(a).matmul(a[ps], m, out=out[ps])
+
+        for_blocks(chunk, a.shape[0], a.size, a, threads=gemm_threads())
+        return out
+
     # ------------------------------------------------------------ fast path
     def forward_chunked(self, x: Any) -> Any:
         xp = get_array_module(x)
@@ -114,9 +125,8 @@ class AvgPool2d(_PlanePool):
         self.matrix_path = matrix_fits(H * W, self.divisor.size)
         if self.matrix_path:
             self.m = self.matrix(x)  # (H*W, OH*OW)
-            x3 = self.planes(x)
-            y = x3.reshape(self.grid.planes, H * W) @ self.m
-            return self.unplanes(y.reshape(self.grid.planes, *self.grid.out_size))
+            x2 = self.planes(x).reshape(self.grid.planes, H * W)
+            return self.unplanes(self._times(x2, self.m).reshape(-1, *self.grid.out_size))
         x3 = self.planes(x)  # (P, H, W)
         g = self.grid
         P, (OH, OW) = g.planes, g.out_size
@@ -140,7 +150,7 @@ class AvgPool2d(_PlanePool):
         g = self.grid
         gy3 = self.grad_planes(gy)  # (P, OH, OW)
         if self.matrix_path:
-            gx = gy3.reshape(g.planes, self.divisor.size) @ self.m.T  # (P, H*W)
+            gx = self._times(gy3.reshape(g.planes, self.divisor.size), self.m.T)  # (P, H*W)
             return self.unplanes(gx.reshape(g.planes, *g.x_shape[2:]))
         gx3 = xp.empty((g.planes, *g.x_shape[2:]), dtype=gy.dtype)
 
@@ -158,7 +168,7 @@ class AvgPool2d(_PlanePool):
 
 
 #: the matrix path where a plane's (H*W, OH*OW) matrix has at most this many entries:
-#: 14 -> 4 px (GoogLeNet's aux heads at 224 px, 3136) and 8 -> 2 px (CIFAR size, 256);
+#: 14 -> 4 px (GoogLeNet's aux heads at 224 px, 3136) and 16 -> 4 px (CIFAR size, 4096);
 #: ``benchmarks/bench_pools.py --avg``: 1.5-6.5x faster forward + backward there
 MATRIX_MAX_ENTRIES = 1 << 14
 
