@@ -169,7 +169,7 @@ class AvgPool2d(_PlanePool):
 
 #: the matrix path where a plane's (H*W, OH*OW) matrix has at most this many entries:
 #: 14 -> 4 px (GoogLeNet's aux heads at 224 px, 3136) and 16 -> 4 px (CIFAR size, 4096);
-#: ``benchmarks/bench_pools.py --avg``: 1.5-6.5x faster forward + backward there
+#: ``benchmarks/bench_pools.py --avg``: 1.8-3x faster forward + backward there
 MATRIX_MAX_ENTRIES = 1 << 14
 
 
