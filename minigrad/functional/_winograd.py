@@ -34,7 +34,10 @@ rounding is a few times the direct sum's (the tests bound both).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
+
+import numpy as np
 
 from minigrad.backend import get_array_module
 
@@ -110,10 +113,19 @@ class TileGrid:
         return slice(p, H, m), slice(q, W, m), len(range(p, H, m)), len(range(q, W, m))
 
 
+@functools.cache
+def _kron_host(mat: tuple[tuple[float, ...], ...], dtype: str) -> np.ndarray:
+    """kron(mat, mat) in ``dtype``, made once per matrix and dtype (read-only)."""
+    a = np.asarray(mat, dtype=dtype)
+    k = np.kron(a, a)
+    k.flags.writeable = False
+    return k
+
+
 def _kron(xp: Any, mat: Any, dtype: Any) -> Any:
-    """kron(mat, mat): the two-sided ``mat @ X @ mat^T`` on X flattened (row-major)."""
-    a = xp.asarray(mat, dtype=dtype)
-    return xp.kron(a, a)
+    """kron(mat, mat): the two-sided ``mat @ X @ mat^T`` on X flattened (row-major); the
+    cached host array itself for NumPy (a transform calls it once per chunk)."""
+    return xp.asarray(_kron_host(mat, np.dtype(dtype).str))
 
 
 def weight_transform(w: Any, f: Transform = F2) -> Any:

@@ -90,7 +90,7 @@ class AvgPool2d(_PlanePool):
         """The pool as a linear map of one plane: (H*W, OH*OW), entry ``(h*W + w,
         oh*OW + ow)`` = 1 / divisor[oh, ow] where (h, w) lies in window (oh, ow), else 0:
         ``kron`` of the per-axis window indicators (padding reads zeros, so it adds no
-        entry), each column scaled by its divisor."""
+        entry), each column scaled by its divisor (``self.divisor``, set first)."""
         xp = get_array_module(x)
         H, W = x.shape[2:]
         (KH, KW), (sh, sw), (ph, pw), (OH, OW) = (
@@ -104,7 +104,7 @@ class AvgPool2d(_PlanePool):
 
         rows, cols = inside(H, KH, sh, ph, OH), inside(W, KW, sw, pw, OW)
         m = xp.kron(rows.astype(x.dtype), cols.astype(x.dtype))  # (H*W, OH*OW)
-        return m / self.divisor_of(x).reshape(1, OH * OW)
+        return m / self.divisor.reshape(1, OH * OW)
 
     @staticmethod
     def _times(a: Any, m: Any) -> Any:
