@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from minigrad.autograd import Function
+from minigrad.functional._threads import for_blocks, gemm_threads
 from minigrad.functional.elementwise import unbroadcast
 from minigrad.functional.reduce import sum, sum_to
 from minigrad.functional.shape import reshape, transpose
@@ -38,8 +41,22 @@ class MatMul(Function):
         return ga, gb
 
 
+#: weight elements per chunk of a linear layer's chunked path: a memory-bound product at a
+#: small batch (GoogLeNet's aux heads: a 1024 x 2048 weight at batch 8-32), so one chunk
+#: per host thread from 2^20 elements on
+LINEAR_CHUNK_ELEMENTS = 1 << 20
+
+
 class Linear(Function):
-    """y = x w^T + b, x (*, in), w (out, in); gx = gy w, gw = gy^T x, gb = sum of gy."""
+    """y = x w^T + b, x (*, in), w (out, in); gx = gy w, gw = gy^T x, gb = sum of gy.
+
+    Paths (all in this module):
+        reference: ``forward``/``backward``.
+        chunked: ``forward_chunked``/``backward_chunked``, the same products on slices of
+            the out features on the host threads (``_threads.for_blocks``): y's columns
+            and gw's rows of those features, and gx's columns of the matching share of
+            the in features (NumPy floats of one dtype; else the reference).
+    """
 
     def forward(self, x: Any, w: Any, b: Any = None) -> Any:
         self.x, self.w = x, w
@@ -52,6 +69,47 @@ class Linear(Function):
         gx = gy @ self.w if self.needs_input_grad[0] else None
         gy2 = gy.reshape(-1, gy.shape[-1])  # (M, out)
         gw = gy2.T @ self.x.reshape(-1, self.x.shape[-1]) if self.needs_input_grad[1] else None
+        if len(self.needs_input_grad) == 2:
+            return gx, gw
+        return gx, gw, gy2.sum(axis=0)
+
+    def path_applies(self, path: str, xs: tuple[Any, ...]) -> bool:
+        """The chunked path: NumPy float operands of one dtype (else the reference)."""
+        x, w = xs[:2]
+        return all(type(a) is np.ndarray for a in xs) and x.dtype == w.dtype and (
+            w.dtype.kind == "f"
+        )
+
+    def forward_chunked(self, x: Any, w: Any, b: Any = None) -> Any:
+        self.x, self.w = x, w
+        x2 = x.reshape(-1, x.shape[-1])  # (M, in)
+        y2 = np.empty((x2.shape[0], w.shape[0]), dtype=x.dtype)  # (M, out)
+
+        def chunk(os: slice) -> None:  # out features os
+            np.matmul(x2, w[os].T, out=y2[:, os])
+            if b is not None:
+                y2[:, os] += b[os]
+
+        for_blocks(chunk, w.shape[0], w.size, w, LINEAR_CHUNK_ELEMENTS, gemm_threads())
+        return y2.reshape(*x.shape[:-1], w.shape[0])
+
+    def backward_chunked(self, gy: Any) -> tuple[Any, ...]:
+        w, n_out, n_in = self.w, *self.w.shape
+        gy2 = gy.reshape(-1, n_out)  # (M, out)
+        x2 = self.x.reshape(-1, n_in)  # (M, in)
+        need_x, need_w = self.needs_input_grad[:2]
+        gx2 = np.empty((gy2.shape[0], n_in), dtype=gy.dtype) if need_x else None
+        gw = np.empty_like(w) if need_w else None
+
+        def chunk(os: slice) -> None:  # gw's rows os, and gx's columns of the same share
+            if need_w:
+                np.matmul(gy2[:, os].T, x2, out=gw[os])
+            if need_x:
+                cols = slice(os.start * n_in // n_out, os.stop * n_in // n_out)
+                np.matmul(gy2, w[:, cols], out=gx2[:, cols])
+
+        for_blocks(chunk, n_out, w.size, w, LINEAR_CHUNK_ELEMENTS, gemm_threads())
+        gx = gx2.reshape(self.x.shape) if need_x else None
         if len(self.needs_input_grad) == 2:
             return gx, gw
         return gx, gw, gy2.sum(axis=0)

@@ -24,7 +24,7 @@ import minigrad as mg
 import minigrad.functional as F
 from minigrad import backend, runtime
 from minigrad.engine import topological_order
-from minigrad.functional import _cuda, _threads, avg_pool, conv
+from minigrad.functional import _cuda, _threads, avg_pool, conv, linalg
 from minigrad.functional._im2col import conv_output_size
 from minigrad.functional._layout import is_channel_major
 from minigrad.functional._windows import pool_output_size
@@ -67,6 +67,8 @@ def fast(request, device, monkeypatch):
     monkeypatch.setattr(_threads, "CHUNK_ELEMENTS", 64)
     monkeypatch.setattr(conv, "CONV_CHUNK_ELEMENTS", 64)
     monkeypatch.setattr(conv, "gemm_threads", lambda: 3)  # as with one BLAS thread
+    monkeypatch.setattr(linalg, "gemm_threads", lambda: 3)
+    monkeypatch.setattr(linalg, "LINEAR_CHUNK_ELEMENTS", 4)
     monkeypatch.setitem(runtime._settings, "host_threads", 3)
     return device, ("cuda" if device != "cpu" else "chunked")
 
@@ -313,6 +315,30 @@ def test_cross_entropy_fast_path_equals_the_reference(fast, dtype, smoothing, re
 
     # on the CPU cross_entropy has no chunked path: the reference is what runs
     both_ways(run, "CrossEntropy", "cuda" if path == "cuda" else "reference", dtype)
+
+
+# ---------------------------------------------------------------- linear
+@fixture_ok
+@given(dtype=DTYPES, bias=st.booleans(), data=st.data())
+def test_linear_fast_path_equals_the_reference(fast, dtype, bias, data):
+    device, _ = fast
+    lead = tuple(data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=2)))
+    n_in, n_out = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
+    x = _tensor(data.draw(float_arrays((*lead, n_in), dtype)), device)
+    w = _tensor(data.draw(float_arrays((n_out, n_in), dtype)), device)
+    b = _tensor(data.draw(float_arrays((n_out,), dtype)), device) if bias else None
+    gy = _tensor(data.draw(float_arrays((*lead, n_out), dtype)), device, grad=False)
+    leaves = [t for t in (x, w, b) if t is not None]
+
+    def run():
+        for t in leaves:
+            t.grad = None
+        y = F.linear(x, w, b)
+        y.backward(gy)
+        return y, [y.data, *(t.grad for t in leaves)]
+
+    # the chunked path is for NumPy arrays (no CUDA kernel): on a GPU the reference runs
+    both_ways(run, "Linear", "chunked" if device == "cpu" else "reference", dtype)
 
 
 # ---------------------------------------------------------------- cat
