@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 from minigrad.autograd import Function
@@ -31,6 +33,44 @@ CONV_CHUNK_ELEMENTS = 1 << 20
 #: chunk, because the weight gradient's t*t products (16 or 36) run over the chunk's tiles
 #: (their inner dimension) and are summed over chunks
 WINOGRAD_CHUNK_ELEMENTS = 1 << 21
+#: bytes of Winograd's V that forwards may keep for their backwards, all ops of the process
+#: together (0: every backward transforms its input again). The weight gradient needs V;
+#: kept, backward skips the input transform (224 px batch 8 keeps 41 MiB, batch 32
+#: 165 MiB; CIFAR size width 1 batch 32 114 MiB, batch 128 457 MiB: there the layers
+#: past the budget transform again)
+WINOGRAD_KEEP_BYTES = 256 << 20
+
+
+class _KeptTiles(dict):
+    """A Winograd forward's V per chunk of images, ``(start, stop) -> V``, for its backward;
+    gives its bytes back to :data:`WINOGRAD_KEEP_BYTES` when dropped (after backward, with
+    the graph's saved arrays)."""
+
+
+_kept_bytes = [0]  # reserved by the live _KeptTiles
+_kept_lock = threading.Lock()
+
+
+def _keep_tiles(nbytes: int) -> _KeptTiles | None:
+    """A holder for ``nbytes`` of V, or None when the budget has no room left."""
+    with _kept_lock:
+        if _kept_bytes[0] + nbytes > WINOGRAD_KEEP_BYTES:
+            return None
+        _kept_bytes[0] += nbytes
+    holder = _KeptTiles()
+    weakref.finalize(holder, _give_back, nbytes)
+    return holder
+
+
+def _give_back(nbytes: int) -> None:
+    with _kept_lock:
+        _kept_bytes[0] -= nbytes
+
+
+def winograd_kept_bytes() -> int:
+    """Bytes of Winograd's V kept by live forwards for their backwards (for tests and
+    benchmarks)."""
+    return _kept_bytes[0]
 
 
 class Conv2d(Function):
@@ -51,7 +91,9 @@ class Conv2d(Function):
     On the chunked path a 3x3 convolution with stride 1 and padding 1 takes Winograd's
     F(4x4, 3x3) or F(2x2, 3x3) instead where :func:`winograd_tile` says it pays
     (:mod:`~minigrad.functional._winograd`): the same gradients from 4x or 2.25x fewer
-    multiply-adds, ``gx`` and ``gw`` the adjoints of its three linear stages.
+    multiply-adds, ``gx`` and ``gw`` the adjoints of its three linear stages; forward keeps
+    its transformed input V for the weight gradient while :data:`WINOGRAD_KEEP_BYTES` has
+    room, else backward transforms the input again.
 
     Paths (all in this module unless named):
         reference: ``forward``/``backward``, on ``im2col``/``col2im`` of ``_im2col.py``.
@@ -210,14 +252,20 @@ class Conv2d(Function):
         xc = x.swapaxes(0, 1)  # (C, N, H, W): a view, contiguous when x is channel-major
         y4 = xp.empty((C_out, N, H, W), dtype=x.dtype)  # channel-major y
 
+        work = N * grid.t**2 * C * grid.plane  # elements of V
+        # gw needs V: keep each chunk's for backward while the budget has room
+        kept = _keep_tiles(work * x.dtype.itemsize) if self.needs_input_grad[1] else None
+
         def chunk(ns: slice) -> None:  # images ns: their tiles, products and outputs
             V = input_transform(xc[:, ns], grid)  # (t*t, C, n*plane)
+            if kept is not None:
+                kept[ns.start, ns.stop] = V
             output_transform(xp.matmul(U, V), grid, y4[:, ns])
             if b is not None:
                 y4[:, ns] += b.reshape(C_out, 1, 1, 1)
 
-        work = N * grid.t**2 * C * grid.plane  # elements of V
         for_blocks(chunk, N, work, x, WINOGRAD_CHUNK_ELEMENTS, gemm_threads())
+        self.kept = kept
         self.x_shape, self.w_shape, self.grid = x.shape, w.shape, grid
         if self.needs_input_grad[0]:  # gx needs U, gw needs x
             self.U = U
@@ -227,7 +275,8 @@ class Conv2d(Function):
 
     def _backward_winograd(self, gy: Any) -> tuple[Any, ...]:
         """gM = output_transform_adjoint(gy); gw = weight_transform_adjoint(sum of
-        gM @ V^T); gx = input_transform_adjoint(U^T @ gM); per chunk of images."""
+        gM @ V^T); gx = input_transform_adjoint(U^T @ gM); per chunk of images (V: the
+        one forward kept, else ``input_transform`` of the input again)."""
         xp = get_array_module(gy)
         N, C, H, W = self.x_shape
         C_out = self.w_shape[0]
@@ -242,8 +291,10 @@ class Conv2d(Function):
             gM = output_transform_adjoint(g, grid)  # (t*t, C_out, n*plane)
             gU = gb = None
             V = None
-            if need_w:
-                V = input_transform(self.x.swapaxes(0, 1)[:, ns], grid)  # (t*t, C, n*plane)
+            if need_w:  # V as forward made it (taken: gV overwrites it), else made again
+                V = self.kept.pop((ns.start, ns.stop), None) if self.kept is not None else None
+                if V is None:
+                    V = input_transform(self.x.swapaxes(0, 1)[:, ns], grid)  # (t*t, C, n*plane)
                 gU = xp.matmul(gM, V.transpose(0, 2, 1))  # (t*t, C_out, C)
             if need_x:  # gV has V's shape: into V's buffer when there is one
                 gV = xp.matmul(UT, gM) if V is None else xp.matmul(UT, gM, out=V)

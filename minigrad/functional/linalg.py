@@ -76,8 +76,8 @@ class Linear(Function):
     def path_applies(self, path: str, xs: tuple[Any, ...]) -> bool:
         """The chunked path: NumPy float operands of one dtype (else the reference)."""
         x, w = xs[:2]
-        return all(type(a) is np.ndarray for a in xs) and x.dtype == w.dtype and (
-            w.dtype.kind == "f"
+        return (
+            all(type(a) is np.ndarray for a in xs) and x.dtype == w.dtype and (w.dtype.kind == "f")
         )
 
     def forward_chunked(self, x: Any, w: Any, b: Any = None) -> Any:

@@ -194,6 +194,64 @@ def test_conv2d_through_winograd_equals_the_reference(
             np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-10)
 
 
+def _grads_of(x, w, gy, m, retain=False):
+    """conv2d through tile m: (its tile, whether forward kept V, gx, gw), backward once
+    (or twice with ``retain``: the gradients of the second pass)."""
+    xt, wt = mg.tensor(x, requires_grad=True), mg.tensor(w, requires_grad=True)
+    with winograd_everywhere(m):
+        y = F.conv2d(xt, wt, None, 1, 1)
+    tile, kept = y._ctx.winograd, y._ctx.kept is not None
+    if retain:
+        y.backward(gy, retain_graph=True)
+        xt.grad = wt.grad = None
+    y.backward(gy)
+    return tile, kept, np.asarray(xt.grad), np.asarray(wt.grad)
+
+
+@TILES
+@pytest.mark.parametrize("retain", [False, True])
+def test_backward_takes_the_v_forward_kept_within_the_budget(monkeypatch, m, retain):
+    """Forward keeps each chunk's V for the weight gradient while WINOGRAD_KEEP_BYTES has
+    room: the gradients are bit for bit those of a backward that transforms the input
+    again (budget 0), also on a second pass through a retained graph (V was taken by the
+    first); the bytes are reserved by the forward and given back with the graph."""
+    rng = np.random.default_rng(4)
+    N, C, H, W = 3, 2, 6, 7
+    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((4, C, 3, 3))
+    gy = rng.standard_normal((N, 4, H, W))
+    grid = wg.TileGrid(H, W, m)
+    v_bytes = N * grid.t**2 * C * grid.plane * 8
+    monkeypatch.setattr(conv, "WINOGRAD_CHUNK_ELEMENTS", 1)  # a chunk per image
+    start = conv.winograd_kept_bytes()
+
+    with winograd_everywhere(m):
+        y = F.conv2d(mg.tensor(x, requires_grad=True), mg.tensor(w, requires_grad=True), None, 1, 1)
+    assert sorted(y._ctx.kept) == [(n, n + 1) for n in range(N)]
+    assert conv.winograd_kept_bytes() == start + v_bytes
+    del y  # a graph dropped without backward gives the bytes back too
+    assert conv.winograd_kept_bytes() == start
+
+    assert _grads_of(x, w, gy, m, retain)[:2] == (m, True)
+    gx, gw = _grads_of(x, w, gy, m, retain)[2:]
+    assert conv.winograd_kept_bytes() == start  # backward released the graph
+    monkeypatch.setattr(conv, "WINOGRAD_KEEP_BYTES", 0)
+    tile, kept, gx0, gw0 = _grads_of(x, w, gy, m, retain)
+    assert (tile, kept) == (m, False)
+    np.testing.assert_array_equal(gx, gx0)
+    np.testing.assert_array_equal(gw, gw0)
+
+
+def test_a_forward_past_the_budget_keeps_nothing(monkeypatch):
+    monkeypatch.setattr(conv, "WINOGRAD_KEEP_BYTES", conv.winograd_kept_bytes() + 100)
+    x = mg.tensor(np.ones((1, 2, 8, 8)), requires_grad=True)
+    w = mg.tensor(np.ones((2, 2, 3, 3)), requires_grad=True)
+    with winograd_everywhere(4):
+        y = F.conv2d(x, w, None, 1, 1)
+        frozen = F.conv2d(x, w.detach(), None, 1, 1)  # no weight gradient: no V to keep
+    assert y._ctx.winograd == frozen._ctx.winograd == 4
+    assert y._ctx.kept is None and frozen._ctx.kept is None
+
+
 @TILES
 def test_gradcheck_through_winograd(m):
     rng = np.random.default_rng(3)
