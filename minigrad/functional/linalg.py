@@ -69,6 +69,10 @@ class Linear(Function):
         gx = gy @ self.w if self.needs_input_grad[0] else None
         gy2 = gy.reshape(-1, gy.shape[-1])  # (M, out)
         gw = gy2.T @ self.x.reshape(-1, self.x.shape[-1]) if self.needs_input_grad[1] else None
+        return self._grads_out(gx, gw, gy2)
+
+    def _grads_out(self, gx: Any, gw: Any, gy2: Any) -> tuple[Any, ...]:
+        """What a backward returns: (gx, gw), and gb = the sum of gy2's rows with a bias."""
         if len(self.needs_input_grad) == 2:
             return gx, gw
         return gx, gw, gy2.sum(axis=0)
@@ -76,9 +80,8 @@ class Linear(Function):
     def path_applies(self, path: str, xs: tuple[Any, ...]) -> bool:
         """The chunked path: NumPy float operands of one dtype (else the reference)."""
         x, w = xs[:2]
-        return (
-            all(type(a) is np.ndarray for a in xs) and x.dtype == w.dtype and (w.dtype.kind == "f")
-        )
+        same_float = x.dtype == w.dtype and w.dtype.kind == "f"
+        return same_float and all(type(a) is np.ndarray for a in xs)
 
     def forward_chunked(self, x: Any, w: Any, b: Any = None) -> Any:
         self.x, self.w = x, w
@@ -109,10 +112,7 @@ class Linear(Function):
                 np.matmul(gy2, w[:, cols], out=gx2[:, cols])
 
         for_blocks(chunk, n_out, w.size, w, LINEAR_CHUNK_ELEMENTS, gemm_threads())
-        gx = gx2.reshape(self.x.shape) if need_x else None
-        if len(self.needs_input_grad) == 2:
-            return gx, gw
-        return gx, gw, gy2.sum(axis=0)
+        return self._grads_out(gx2.reshape(self.x.shape) if need_x else None, gw, gy2)
 
     def backward_graph(self, gy: Tensor) -> tuple[Any, ...]:
         x, w = self.inputs[:2]

@@ -147,18 +147,24 @@ def winograd_everywhere(m):
             setattr(conv, name, value)
 
 
-def _conv_and_grads(x, w, b, gy, need, reference):
-    """y, [gx, gw, gb] and the Winograd tile it ran (0: none; read before backward frees
-    the op's state)."""
+def _conv_and_grads(x, w, b, gy, need, reference, retain=False):
+    """y, [gx, gw, gb], the Winograd tile it ran (0: none) and whether its forward kept V
+    (both read before backward frees the op's state); with ``retain``, backward runs twice
+    through the retained graph and the gradients are the second pass's."""
     xt = mg.tensor(x, requires_grad=need[0])
     wt = mg.tensor(w, requires_grad=need[1])
     bt = None if b is None else mg.tensor(b, requires_grad=True)
     with mg.reference_ops(reference):
         y = F.conv2d(xt, wt, bt, 1, 1)
-        winograd = y._ctx.winograd
+        winograd, kept = y._ctx.winograd, getattr(y._ctx, "kept", None) is not None
+        if retain:
+            y.backward(gy, retain_graph=True)
+            for t in (xt, wt, bt):
+                if t is not None:
+                    t.grad = None
         y.backward(gy)
     grads = [None if t is None or t.grad is None else np.asarray(t.grad) for t in (xt, wt, bt)]
-    return y, grads, winograd
+    return y, grads, winograd, kept
 
 
 @TILES
@@ -184,28 +190,14 @@ def test_conv2d_through_winograd_equals_the_reference(
     b = rng.standard_normal(C_out) if bias else None
     gy = rng.standard_normal((N, C_out, *hw))
     with winograd_everywhere(m):
-        y, grads, winograd = _conv_and_grads(x, w, b, gy, need, reference=False)
+        y, grads, winograd, _ = _conv_and_grads(x, w, b, gy, need, reference=False)
     assert winograd == m
-    y_ref, grads_ref, _ = _conv_and_grads(x, w, b, gy, need, reference=True)
+    y_ref, grads_ref, _, _ = _conv_and_grads(x, w, b, gy, need, reference=True)
     np.testing.assert_allclose(y.numpy(), y_ref.numpy(), rtol=1e-10, atol=1e-10)
     for g, g_ref in zip(grads, grads_ref):
         assert (g is None) == (g_ref is None)
         if g is not None:
             np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-10)
-
-
-def _grads_of(x, w, gy, m, retain=False):
-    """conv2d through tile m: (its tile, whether forward kept V, gx, gw), backward once
-    (or twice with ``retain``: the gradients of the second pass)."""
-    xt, wt = mg.tensor(x, requires_grad=True), mg.tensor(w, requires_grad=True)
-    with winograd_everywhere(m):
-        y = F.conv2d(xt, wt, None, 1, 1)
-    tile, kept = y._ctx.winograd, y._ctx.kept is not None
-    if retain:
-        y.backward(gy, retain_graph=True)
-        xt.grad = wt.grad = None
-    y.backward(gy)
-    return tile, kept, np.asarray(xt.grad), np.asarray(wt.grad)
 
 
 @TILES
@@ -231,11 +223,14 @@ def test_backward_takes_the_v_forward_kept_within_the_budget(monkeypatch, m, ret
     del y  # a graph dropped without backward gives the bytes back too
     assert conv.winograd_kept_bytes() == start
 
-    assert _grads_of(x, w, gy, m, retain)[:2] == (m, True)
-    gx, gw = _grads_of(x, w, gy, m, retain)[2:]
+    both = (True, True)
+    with winograd_everywhere(m):
+        _, (gx, gw, _), tile, kept = _conv_and_grads(x, w, None, gy, both, False, retain)
+    assert (tile, kept) == (m, True)
     assert conv.winograd_kept_bytes() == start  # backward released the graph
     monkeypatch.setattr(conv, "WINOGRAD_KEEP_BYTES", 0)
-    tile, kept, gx0, gw0 = _grads_of(x, w, gy, m, retain)
+    with winograd_everywhere(m):
+        _, (gx0, gw0, _), tile, kept = _conv_and_grads(x, w, None, gy, both, False, retain)
     assert (tile, kept) == (m, False)
     np.testing.assert_array_equal(gx, gx0)
     np.testing.assert_array_equal(gw, gw0)
@@ -276,7 +271,7 @@ def test_float32_rounding_through_winograd_stays_near_the_direct_sums(m, bound):
     x32, w32, gy32 = (a.astype(np.float32) for a in (x, w, gy))
     for reference in (False, True):
         with winograd_everywhere(m):
-            y, grads, winograd = _conv_and_grads(x32, w32, None, gy32, (True, True), reference)
+            y, grads, winograd, _ = _conv_and_grads(x32, w32, None, gy32, (True, True), reference)
         assert winograd == (0 if reference else m)
         pairs = [(y.numpy(), exact[0].numpy())] + list(zip(grads[:2], exact[1][:2]))
         for got, want in pairs:
