@@ -36,7 +36,7 @@ WINOGRAD_CHUNK_ELEMENTS = 1 << 21
 #: bytes of Winograd's V that forwards may keep for their backwards, all ops of the process
 #: together (0: every backward transforms its input again). The weight gradient needs V;
 #: kept, backward skips the input transform. GoogLeNet's V: 224 px batch 8 41 MiB, batch
-#: 32 165 MiB; CIFAR size width 1 batch 32 114 MiB, width 0.25 batch 64 36 MiB, all kept;
+#: 32 165 MiB; CIFAR size width 1 batch 32 114 MiB, width 0.25 batch 64 57 MiB, all kept;
 #: width 1 batch 128 457 MiB, of which the budget keeps the first layers' (that step's
 #: peak stays under its 4 GiB target)
 WINOGRAD_KEEP_BYTES = 192 << 20
@@ -323,17 +323,18 @@ WINOGRAD_TILE: int | None = None
 #: where each tile pays, measured per layer by ``benchmarks/ab_winograd.py --all`` (2 cores,
 #: forward + backward; GoogLeNet at 224 px batch 8, CIFAR size batch 32 at width 1 and
 #: batch 64 at width 0.25). F(4x4): 1.05-1.5x faster than F(2x2) and 1.15-1.9x faster
-#: than im2col on maps that 4 divides (56, 32, 28, 16, 8 px) from 32 channels on (from 28
-#: even or slightly faster; under 24 slower than im2col); on 14 px maps
+#: than im2col on maps that 4 divides (56, 32, 28, 16, 8 px) from 24 channels on (since
+#: forward keeps V, backward is cheaper: at width 0.25, 24 -> 32 @ 32 px 28.9 ms against
+#: im2col's 43.9, 24 -> 52 and 28 -> 56 @ 16 px 1.4x; with 16 still slower); on 14 px maps
 #: its 4x4 tile grid covers 16 x 16 (31 % padding) and F(2x2) is faster (1.1-1.25x over
 #: im2col from 64 channels on; with fewer it is even or slower, the transforms outweigh the
 #: products saved). On 7 px maps both lose to im2col (their grids are mostly padding), as
-#: they do with 16-24 channels on 32 px maps. A layer needs enough pixels a channel for
+#: they do with 16 channels on 32 px maps. A layer needs enough pixels a channel for
 #: its products to be of a useful size (1568 = batch 8 at 14 px, the smallest measured win)
 WINOGRAD_MIN_MAP = 8
 WINOGRAD_MIN_PIXELS = 1568
 WINOGRAD_F2_MIN_CHANNELS = 64
-WINOGRAD_F4_MIN_CHANNELS = 32
+WINOGRAD_F4_MIN_CHANNELS = 24
 #: F(4x4) only where its tile grid's area is at most this times the map's
 WINOGRAD_F4_MAX_PADDING = 1.15
 
