@@ -90,11 +90,12 @@ class Conv2d(Function):
     with stride 1 and no padding uses the input's (C, N*H*W) rows in place of ``col``.
     ``forward_cuda`` is the same code with im2col and col2im as one CUDA kernel each.
     On the chunked path a 3x3 convolution with stride 1 and padding 1 takes Winograd's
-    F(4x4, 3x3) or F(2x2, 3x3) instead where :func:`winograd_tile` says it pays
-    (:mod:`~minigrad.functional._winograd`): the same gradients from 4x or 2.25x fewer
-    multiply-adds, ``gx`` and ``gw`` the adjoints of its three linear stages; forward keeps
-    its transformed input V for the weight gradient while :data:`WINOGRAD_KEEP_BYTES` has
-    room, else backward transforms the input again.
+    F(4x4, 3x3) or F(2x2, 3x3) instead, and a 5x5 one with padding 2 F(2x2, 5x5), where
+    :func:`winograd_tile` says it pays (:mod:`~minigrad.functional._winograd`): the same
+    gradients from 4x, 2.25x or 2.8x fewer multiply-adds, ``gx`` and ``gw`` the adjoints
+    of its three linear stages; forward keeps its transformed input V for the weight
+    gradient while :data:`WINOGRAD_KEEP_BYTES` has room, else backward transforms the input
+    again.
 
     Paths (all in this module unless named):
         reference: ``forward``/``backward``, on ``im2col``/``col2im`` of ``_im2col.py``.
@@ -107,7 +108,7 @@ class Conv2d(Function):
     """
 
     #: the Winograd tile the chunked forward took, 2 or 4 (set there; 0: im2col, and on
-    #: the other paths)
+    #: the other paths); the kernel side is the weight's
     winograd = 0
 
     def __init__(self, stride: tuple[int, int], padding: tuple[int, int]) -> None:
@@ -248,7 +249,7 @@ class Conv2d(Function):
         xp = get_array_module(x)
         N, C, H, W = x.shape
         C_out = w.shape[0]
-        grid = TileGrid(H, W, self.winograd)
+        grid = TileGrid(H, W, self.winograd, w.shape[-1])
         U = weight_transform(w, grid.f)  # (t*t, C_out, C)
         xc = x.swapaxes(0, 1)  # (C, N, H, W): a view, contiguous when x is channel-major
         y4 = xp.empty((C_out, N, H, W), dtype=x.dtype)  # channel-major y
@@ -337,22 +338,34 @@ WINOGRAD_F2_MIN_CHANNELS = 64
 WINOGRAD_F4_MIN_CHANNELS = 24
 #: F(4x4) only where its tile grid's area is at most this times the map's
 WINOGRAD_F4_MAX_PADDING = 1.15
+#: F(2x2, 5x5) for the 5x5 convolutions (stride 1, padding 2, the Inception blocks' "5x5"
+#: column) from this many channels (the fewer of in and out), under the same map and pixel
+#: thresholds. Measured per layer by ``ab_winograd.py --kernel 5 --all`` (forward +
+#: backward, 2 cores): GoogLeNet's 5x5 layers at 224 px batch 8 55.0 ms by im2col, 45.6 by
+#: this rule (32 -> 96 @ 28 px 21.9 -> 18.3 ms); at CIFAR size batch 32 273.5 -> 237.3 ms;
+#: with the 4-12 channels of width 0.25 even or slower (8 -> 24 @ 32 px 32.5 -> 37.9 ms):
+#: the 36 products' inner dimension is C, too small for BLAS to pay
+WINOGRAD_5X5_MIN_CHANNELS = 16
 
 
 def winograd_tile(
     x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, padding: Any
 ) -> int:
     """The tile the chunked path takes for this convolution: 4 (Winograd's F(4x4, 3x3)),
-    2 (F(2x2, 3x3)) or 0 (im2col). Winograd needs a 3x3 kernel, stride 1 and padding 1
-    (every 3x3 convolution of GoogLeNet) and a layer where it pays (the ``WINOGRAD_*``
-    thresholds above)."""
-    if not WINOGRAD or tuple(w_shape[2:]) != (3, 3):
+    2 (F(2x2, 3x3), or F(2x2, 5x5) for a 5x5 kernel) or 0 (im2col). Winograd needs a 3x3
+    kernel with padding 1 or a 5x5 one with padding 2, stride 1 (every 3x3 and 5x5
+    convolution of GoogLeNet) and a layer where it pays (the ``WINOGRAD_*`` thresholds
+    above; a forced ``WINOGRAD_TILE`` applies to 3x3 kernels)."""
+    kernel = tuple(w_shape[2:])
+    if not WINOGRAD or kernel not in ((3, 3), (5, 5)) or tuple(stride) != (1, 1):
         return 0
-    if tuple(stride) != (1, 1) or tuple(padding) != (1, 1):
+    if tuple(padding) != (kernel[0] // 2,) * 2:
         return 0
     N, _, H, W = x_shape
     if min(H, W) < WINOGRAD_MIN_MAP or N * H * W < WINOGRAD_MIN_PIXELS:
         return 0
+    if kernel == (5, 5):  # F(2x2, 5x5), the one 5x5 tile
+        return 2 if min(w_shape[:2]) >= WINOGRAD_5X5_MIN_CHANNELS else 0
     if WINOGRAD_TILE:
         return WINOGRAD_TILE
     channels = min(w_shape[:2])

@@ -1,6 +1,6 @@
-"""Winograd's F(2x2, 3x3) and F(4x4, 3x3): their stages against loops, each stage's
-adjoint, conv2d's chunked path through each against the reference, and the rule that
-picks the tile per layer."""
+"""Winograd's F(2x2, 3x3), F(4x4, 3x3) and F(2x2, 5x5): their matrices, their stages
+against loops, each stage's adjoint, conv2d's chunked path through each against the
+reference, and the rule that picks the tile per layer."""
 
 from __future__ import annotations
 
@@ -17,13 +17,15 @@ from minigrad.functional import _winograd as wg
 from minigrad.functional import conv
 from minigrad.gradcheck import gradcheck
 
-TILES = pytest.mark.parametrize("m", [2, 4])
+#: (m, r): F(m x m, r x r)
+TILES = pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (2, 5)])
 
 
-def loop_conv3x3(xc, w):
-    """xc (C, N, H, W), w (C_out, C, 3, 3) -> (C_out, N, H, W): padding 1, stride 1, by
-    nested loops in float64."""
+def loop_conv(xc, w):
+    """xc (C, N, H, W), w (C_out, C, r, r) -> (C_out, N, H, W): padding r // 2, stride 1,
+    by nested loops in float64."""
     C, N, H, W = xc.shape
+    r = w.shape[-1]
     y = np.zeros((w.shape[0], N, H, W))
     for o in range(w.shape[0]):
         for n in range(N):
@@ -31,18 +33,30 @@ def loop_conv3x3(xc, w):
                 for v in range(W):
                     acc = 0.0
                     for c in range(C):
-                        for i in range(3):
-                            for j in range(3):
-                                hh, vv = h + i - 1, v + j - 1
+                        for i in range(r):
+                            for j in range(r):
+                                hh, vv = h + i - r // 2, v + j - r // 2
                                 if 0 <= hh < H and 0 <= vv < W:
                                     acc += xc[c, n, hh, vv] * w[o, c, i, j]
                     y[o, n, h, v] = acc
     return y
 
 
+@TILES
+def test_the_matrices_compute_a_1d_convolution(m, r):
+    """F(m, r) in one dimension: y = A^T [(G g) * (B^T d)], i.e.
+    sum_k A^T[i, k] G[k, a] B^T[k, b] = [b == i + a] for every output i, tap a, input b."""
+    f = wg.TRANSFORMS[m, r]
+    AT, G, BT = np.array(f.AT), np.array(f.G), np.array(f.BT)
+    assert (AT.shape, G.shape, BT.shape) == ((m, f.t), (f.t, r), (f.t, f.t))
+    got = np.einsum("ik,ka,kb->iab", AT, G, BT)
+    i, a, b = np.ogrid[:m, :r, : f.t]
+    np.testing.assert_allclose(got, (b == i + a).astype(float), atol=1e-14)
+
+
 def stages(xc, w, m):
     """y by the three stages: output_transform(U @ input_transform(x))."""
-    grid = wg.TileGrid(*xc.shape[2:], m)
+    grid = wg.TileGrid(*xc.shape[2:], m, w.shape[-1])
     y = np.empty((w.shape[0], *xc.shape[1:]))
     U = wg.weight_transform(w, grid.f)
     return wg.output_transform(U @ wg.input_transform(xc, grid), grid, y)
@@ -60,18 +74,18 @@ maps = st.tuples(st.integers(1, 9), st.integers(1, 9))
     hw=maps,
     seed=st.integers(0, 99),
 )
-def test_the_three_stages_compute_a_3x3_convolution(m, C, C_out, N, hw, seed):
+def test_the_three_stages_compute_the_convolution(m, r, C, C_out, N, hw, seed):
     rng = np.random.default_rng(seed)
     xc = rng.standard_normal((C, N, *hw))
-    w = rng.standard_normal((C_out, C, 3, 3))
-    np.testing.assert_allclose(stages(xc, w, m), loop_conv3x3(xc, w), rtol=1e-11, atol=1e-11)
+    w = rng.standard_normal((C_out, C, r, r))
+    np.testing.assert_allclose(stages(xc, w, m), loop_conv(xc, w), rtol=1e-10, atol=1e-10)
 
 
 @TILES
-def test_weight_transform_is_G_w_G_transposed_per_channel_pair(m):
-    f = wg.TRANSFORMS[m]
+def test_weight_transform_is_G_w_G_transposed_per_channel_pair(m, r):
+    f = wg.TRANSFORMS[m, r]
     G = np.array(f.G)
-    w = np.random.default_rng(0).standard_normal((2, 3, 3, 3))
+    w = np.random.default_rng(0).standard_normal((2, 3, r, r))
     U = wg.weight_transform(w, f)
     assert U.shape == (f.t**2, 2, 3)
     for o in range(2):
@@ -80,13 +94,13 @@ def test_weight_transform_is_G_w_G_transposed_per_channel_pair(m):
 
 
 @TILES
-def test_the_transforms_are_the_papers_matrices_on_one_tile(m):
+def test_the_transforms_are_the_papers_matrices_on_one_tile(m, r):
     """An m x m map is one tile: V = B^T d B of its zero-padded t x t block, y = A^T M A."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 1, m, m))
-    grid = wg.TileGrid(m, m, m)
+    grid = wg.TileGrid(m, m, m, r)
     t = grid.t
-    d = np.pad(x[0, 0], 1)  # the padded t x t block
+    d = np.pad(x[0, 0], r // 2)  # the padded t x t block
     V = wg.input_transform(x, grid)
     assert V.shape == (t * t, 1, 1)
     BT, AT = np.array(grid.f.BT), np.array(grid.f.AT)
@@ -101,15 +115,17 @@ def test_the_tile_grid_covers_the_map_with_part_tiles_at_the_edges():
     assert (grid.TH, grid.TW, grid.plane, grid.Hp, grid.Wp) == (4, 3, 12, 18, 14)
     assert grid.outputs(3, 0) == (slice(3, 14, 4), slice(0, 9, 4), 3, 3)
     assert grid.outputs(1, 1)[2:] == (4, 2)
+    grid5 = wg.TileGrid(7, 6, 2, 5)  # F(2x2, 5x5): padding 2, tiles of 6 overlap by 4
+    assert (grid5.TH, grid5.TW, grid5.t, grid5.pad, grid5.Hp, grid5.Wp) == (4, 3, 6, 2, 12, 10)
 
 
 @TILES
 @settings(deadline=None)
 @given(C=st.integers(1, 3), N=st.integers(1, 2), hw=maps, seed=st.integers(0, 99))
-def test_each_stage_and_its_adjoint_are_adjoint(m, C, N, hw, seed):
+def test_each_stage_and_its_adjoint_are_adjoint(m, r, C, N, hw, seed):
     """<T(a), b> = <a, T^T(b)> for the input, output and weight transforms."""
     rng = np.random.default_rng(seed)
-    grid = wg.TileGrid(*hw, m)
+    grid = wg.TileGrid(*hw, m, r)
     t2 = grid.t**2
     x = rng.standard_normal((C, N, *hw))
     V = wg.input_transform(x, grid)
@@ -125,7 +141,7 @@ def test_each_stage_and_its_adjoint_are_adjoint(m, C, N, hw, seed):
     assert gM.shape == M.shape
     assert np.isclose((y * gy).sum(), (M * gM).sum(), rtol=1e-10, atol=1e-10)
 
-    w = rng.standard_normal((2, C, 3, 3))
+    w = rng.standard_normal((2, C, r, r))
     gU = rng.standard_normal((t2, 2, C))
     lhs = (wg.weight_transform(w, grid.f) * gU).sum()
     rhs = (w * wg.weight_transform_adjoint(gU, grid.f)).sum()
@@ -135,11 +151,13 @@ def test_each_stage_and_its_adjoint_are_adjoint(m, C, N, hw, seed):
 @contextlib.contextmanager
 def winograd_everywhere(m):
     """Every 3x3 convolution with stride 1 and padding 1 takes Winograd's tile m on the
-    chunked path (the rule's map and pixel thresholds at 0), restored after."""
-    names = ("WINOGRAD", "WINOGRAD_TILE", "WINOGRAD_MIN_MAP", "WINOGRAD_MIN_PIXELS")
+    chunked path, every 5x5 one with padding 2 F(2x2, 5x5) (the rule's map, pixel and
+    channel thresholds at 0), restored after."""
+    names = ("WINOGRAD", "WINOGRAD_TILE", "WINOGRAD_MIN_MAP", "WINOGRAD_MIN_PIXELS",
+             "WINOGRAD_5X5_MIN_CHANNELS")  # fmt: skip
     saved = {name: getattr(conv, name) for name in names}
     conv.WINOGRAD, conv.WINOGRAD_TILE = True, m
-    conv.WINOGRAD_MIN_MAP = conv.WINOGRAD_MIN_PIXELS = 0
+    conv.WINOGRAD_MIN_MAP = conv.WINOGRAD_MIN_PIXELS = conv.WINOGRAD_5X5_MIN_CHANNELS = 0
     try:
         yield
     finally:
@@ -155,7 +173,7 @@ def _conv_and_grads(x, w, b, gy, need, reference, retain=False):
     wt = mg.tensor(w, requires_grad=need[1])
     bt = None if b is None else mg.tensor(b, requires_grad=True)
     with mg.reference_ops(reference):
-        y = F.conv2d(xt, wt, bt, 1, 1)
+        y = F.conv2d(xt, wt, bt, 1, w.shape[-1] // 2)
         winograd, kept = y._ctx.winograd, getattr(y._ctx, "kept", None) is not None
         if retain:
             y.backward(gy, retain_graph=True)
@@ -180,13 +198,13 @@ def _conv_and_grads(x, w, b, gy, need, reference, retain=False):
     seed=st.integers(0, 99),
 )
 def test_conv2d_through_winograd_equals_the_reference(
-    m, N, C, C_out, hw, bias, need, channel_major, seed
+    m, r, N, C, C_out, hw, bias, need, channel_major, seed
 ):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((N, C, *hw))
     if channel_major:  # as a layer hands it on; else a C-contiguous batch
         x = np.ascontiguousarray(x.swapaxes(0, 1)).swapaxes(0, 1)
-    w = rng.standard_normal((C_out, C, 3, 3))
+    w = rng.standard_normal((C_out, C, r, r))
     b = rng.standard_normal(C_out) if bias else None
     gy = rng.standard_normal((N, C_out, *hw))
     with winograd_everywhere(m):
@@ -202,22 +220,23 @@ def test_conv2d_through_winograd_equals_the_reference(
 
 @TILES
 @pytest.mark.parametrize("retain", [False, True])
-def test_backward_takes_the_v_forward_kept_within_the_budget(monkeypatch, m, retain):
+def test_backward_takes_the_v_forward_kept_within_the_budget(monkeypatch, m, r, retain):
     """Forward keeps each chunk's V for the weight gradient while WINOGRAD_KEEP_BYTES has
     room: the gradients are bit for bit those of a backward that transforms the input
     again (budget 0), also on a second pass through a retained graph (V was taken by the
     first); the bytes are reserved by the forward and given back with the graph."""
     rng = np.random.default_rng(4)
     N, C, H, W = 3, 2, 6, 7
-    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((4, C, 3, 3))
+    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((4, C, r, r))
     gy = rng.standard_normal((N, 4, H, W))
-    grid = wg.TileGrid(H, W, m)
+    grid = wg.TileGrid(H, W, m, r)
     v_bytes = N * grid.t**2 * C * grid.plane * 8
     monkeypatch.setattr(conv, "WINOGRAD_CHUNK_ELEMENTS", 1)  # a chunk per image
     start = conv.winograd_kept_bytes()
 
     with winograd_everywhere(m):
-        y = F.conv2d(mg.tensor(x, requires_grad=True), mg.tensor(w, requires_grad=True), None, 1, 1)
+        xt, wt = mg.tensor(x, requires_grad=True), mg.tensor(w, requires_grad=True)
+        y = F.conv2d(xt, wt, None, 1, r // 2)
     assert sorted(y._ctx.kept) == [(n, n + 1) for n in range(N)]
     assert conv.winograd_kept_bytes() == start + v_bytes
     del y  # a graph dropped without backward gives the bytes back too
@@ -248,24 +267,25 @@ def test_a_forward_past_the_budget_keeps_nothing(monkeypatch):
 
 
 @TILES
-def test_gradcheck_through_winograd(m):
+def test_gradcheck_through_winograd(m, r):
     rng = np.random.default_rng(3)
     x = mg.tensor(rng.standard_normal((2, 2, 5, 6)), requires_grad=True)
-    w = mg.tensor(rng.standard_normal((3, 2, 3, 3)), requires_grad=True)
+    w = mg.tensor(rng.standard_normal((3, 2, r, r)), requires_grad=True)
     b = mg.tensor(rng.standard_normal(3), requires_grad=True)
     with winograd_everywhere(m):
-        assert F.conv2d(x, w, b, 1, 1)._ctx.winograd == m
-        assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, 1), [x, w, b])
+        assert F.conv2d(x, w, b, 1, r // 2)._ctx.winograd == m
+        assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, r // 2), [x, w, b])
 
 
-@pytest.mark.parametrize("m, bound", [(2, 1e-5), (4, 3e-5)])
-def test_float32_rounding_through_winograd_stays_near_the_direct_sums(m, bound):
+@pytest.mark.parametrize("m, r, bound", [(2, 3, 1e-5), (4, 3, 3e-5), (2, 5, 3e-5)])
+def test_float32_rounding_through_winograd_stays_near_the_direct_sums(m, r, bound):
     """At a GoogLeNet layer's size the float32 results lie within a few float32 ulps,
-    relative to the largest value, of the float64 result: im2col and F(2x2) within 1e-5,
-    F(4x4) (its transforms scale by up to 8 and 1/24) within 3e-5."""
+    relative to the largest value, of the float64 result: im2col and F(2x2, 3x3) within
+    1e-5, F(4x4, 3x3) and F(2x2, 5x5) (transforms that scale by up to 8 or 16 and 1/24)
+    within 3e-5."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 64, 16, 16))
-    w = rng.standard_normal((64, 64, 3, 3)) * 0.05
+    w = rng.standard_normal((64, 64, r, r)) * 0.05 * 3 / r
     gy = rng.standard_normal((4, 64, 16, 16))
     exact = _conv_and_grads(x, w, None, gy, (True, True), reference=True)
     x32, w32, gy32 = (a.astype(np.float32) for a in (x, w, gy))
@@ -293,7 +313,11 @@ def test_float32_rounding_through_winograd_stays_near_the_direct_sums(m, bound):
         ((8, 48, 14, 14), (96, 48, 3, 3), (1, 1), (1, 1), 0),  # 14 px, under 64 channels
         ((4, 160, 14, 14), (320, 160, 3, 3), (1, 1), (1, 1), 0),  # batch 4: few tiles
         ((32, 192, 7, 7), (384, 192, 3, 3), (1, 1), (1, 1), 0),  # 7 px: mostly padding
-        ((8, 32, 28, 28), (96, 32, 5, 5), (1, 1), (2, 2), 0),  # 5x5
+        ((8, 32, 28, 28), (96, 32, 5, 5), (1, 1), (2, 2), 2),  # 224 px, 3b 5x5: F(2x2, 5x5)
+        ((32, 16, 32, 32), (32, 16, 5, 5), (1, 1), (2, 2), 2),  # CIFAR w1, 3a 5x5: 16
+        ((64, 8, 32, 32), (24, 8, 5, 5), (1, 1), (2, 2), 0),  # CIFAR w0.25, 3b: 8 channels
+        ((8, 48, 7, 7), (128, 48, 5, 5), (1, 1), (2, 2), 0),  # 7 px, batch 8: few tiles
+        ((8, 32, 28, 28), (96, 32, 5, 5), (1, 1), (1, 1), 0),  # 5x5, padding 1
         ((8, 64, 56, 56), (192, 64, 3, 3), (2, 2), (1, 1), 0),  # stride 2
         ((8, 64, 56, 56), (192, 64, 3, 3), (1, 1), (0, 0), 0),  # no padding
     ],
@@ -310,4 +334,5 @@ def test_the_switch_turns_winograd_off(monkeypatch):
 def test_a_forced_tile_applies_wherever_winograd_can_run(monkeypatch):
     monkeypatch.setattr(conv, "WINOGRAD_TILE", 2)
     assert conv.winograd_tile((8, 64, 56, 56), (192, 64, 3, 3), (1, 1), (1, 1)) == 2
-    assert conv.winograd_tile((8, 64, 56, 56), (192, 64, 5, 5), (1, 1), (2, 2)) == 0
+    assert conv.winograd_tile((8, 64, 56, 56), (192, 64, 5, 5), (1, 1), (2, 2)) == 2
+    assert conv.winograd_tile((8, 64, 56, 56), (192, 64, 5, 5), (1, 1), (1, 1)) == 0
