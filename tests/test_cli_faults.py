@@ -286,7 +286,9 @@ def test_predict_reports_each_bad_file_and_predicts_the_good_ones(
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(whole.read_bytes()[:100])
     bomb = png(tmp_path / "bomb.png", np.zeros((64, 64), np.uint8))
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 4096 pixels > 2 x 100: a bomb
+    # 4096 pixels > 2 x 1000: a bomb; the 8x8 seven and its 16x16 crop stay under 1000
+    # (Pillow 12.3 checks crops too: with 100 the good file's crop was refused)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     files = [text, good, empty, truncated, bomb, tmp_path / "missing.png"]
     rc = googlenet.main(["predict", "--resume", str(run), *map(str, files)])
     captured = capsys.readouterr()

@@ -15,9 +15,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,25 @@ import numpy as np
 __all__ = ["HIGH_DEPTH_MODES", "load_image", "model_image", "open_image"]
 
 HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+@contextlib.contextmanager
+def bomb_checks(name: str | Path) -> Iterator[None]:
+    """Pillow's decompression-bomb checks as a ``ValueError`` naming ``name``, around
+    opening an image and around resizing or cropping it (Pillow 12.3 checks the size of a
+    crop too): its ``DecompressionBombWarning`` (over ``Image.MAX_IMAGE_PIXELS``) counts
+    as an error, as its ``DecompressionBombError`` (over twice that) does."""
+    from PIL import Image  # noqa: PLC0415 - Pillow is optional (the 'train' extra)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(
+            f"{name}: refused as a possible decompression bomb ({e}); raise "
+            "PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+        ) from None
 
 
 def open_image(path: str | Path) -> Any:
@@ -43,18 +64,12 @@ def open_image(path: str | Path) -> Any:
     if os.path.getsize(path) == 0:  # raises FileNotFoundError for a missing file
         raise ValueError(f"{path}: the file is empty (0 bytes), not an image")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with bomb_checks(path):
             with Image.open(path) as f:
                 f.load()  # decode now: a truncated file fails here, not later
                 return f.copy()  # in memory, the file closed
     except Image.UnidentifiedImageError:
         raise ValueError(f"{path}: not an image file Pillow can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ValueError(
-            f"{path}: refused as a possible decompression bomb ({e}); raise "
-            "PIL.Image.MAX_IMAGE_PIXELS if you trust it"
-        ) from None
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:

@@ -24,7 +24,7 @@ from minigrad.data.cifar import (
 from minigrad.data.dataset import Dataset
 from minigrad.data.digits import Digits
 from minigrad.data.imagenette import IMAGENETTE_CLASSES, Imagenette
-from minigrad.data.images import load_image, model_image
+from minigrad.data.images import bomb_checks, load_image, model_image
 from minigrad.data.mnist import FASHION_MNIST_CLASSES, MNIST, FashionMNIST
 from minigrad.data.transforms import (
     CenterCrop,
@@ -112,15 +112,17 @@ class DatasetInfo:
             ValueError: naming the file when it is not an image, empty, truncated or a
                 decompression bomb.
         """
+        name = str(image) if isinstance(image, (str, Path)) else "image"
         if isinstance(image, (str, Path)):
             image = load_image(image, self.in_channels)
         else:
             image = model_image(image, self.in_channels)
-        if self.sample_eval_transform is not None:
-            image = self.sample_eval_transform(image)
-        else:
-            size = self.native_size or self.image_size
-            image = CenterCrop(size)(Resize(size)(image))
+        with bomb_checks(name):  # Pillow checks the size of a resize or crop too
+            if self.sample_eval_transform is not None:
+                image = self.sample_eval_transform(image)
+            else:
+                size = self.native_size or self.image_size
+                image = CenterCrop(size)(Resize(size)(image))
         x = ToFloat()(image)[None]  # (1, C, H, W), in [0, 1]
         note = None
         if self.light_on_dark and _light_background(x[0]):

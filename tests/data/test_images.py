@@ -108,6 +108,31 @@ def test_decompression_bomb_names_the_file(tmp_path, monkeypatch, limit) -> None
         open_image(path)
 
 
+@pytest.mark.parametrize("raised", ["error", "warning"])
+def test_a_bomb_check_while_resizing_names_the_file(tmp_path, monkeypatch, raised) -> None:
+    # Pillow 12.3 checks the size of a crop against MAX_IMAGE_PIXELS too: a file that
+    # opened fine can trip it while predict resizes it. That is the file's error, named,
+    # not an internal one (the check is stood in for here: Pillow 13 does not crop-check)
+    import minigrad.data.registry as registry
+
+    def resize_tripping_the_check(size):
+        def resize(image):
+            if raised == "error":
+                raise Image.DecompressionBombError("Image size (256 pixels) exceeds limit")
+            import warnings
+
+            bomb = Image.DecompressionBombWarning
+            warnings.warn("Image size (256 pixels) exceeds limit", bomb, stacklevel=2)
+            return image
+
+        return resize
+
+    path = _png(tmp_path, "small.png", size=(8, 8))
+    monkeypatch.setattr(registry, "Resize", resize_tripping_the_check)
+    with pytest.raises(ValueError, match=r"small\.png: refused as a possible decompression bomb"):
+        dataset_info("digits").preprocess_image(path)
+
+
 def test_missing_file_is_still_file_not_found(tmp_path) -> None:
     with pytest.raises(FileNotFoundError):
         open_image(tmp_path / "nope.png")
