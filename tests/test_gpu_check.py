@@ -1,6 +1,6 @@
 """``benchmarks/gpu_check.sh``: every step runs whatever the ones before gave, then a summary.
 
-Run here with stand-ins for ``python`` and ``nvidia-smi`` on the PATH: the test suite
+Run here with stand-ins for ``python3`` and ``nvidia-smi`` on the PATH: the test suite
 "fails", and the benchmarks must still run and the summary must name the failed test.
 """
 
@@ -31,7 +31,8 @@ esac
 def test_a_failing_test_suite_does_not_stop_the_benchmarks_and_is_summarized(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in (("python", FAKE_PYTHON), ("nvidia-smi", "#!/bin/sh\necho H200\n")):
+    fakes = (("python3", FAKE_PYTHON), ("nvidia-smi", "#!/bin/sh\necho H200\n"))
+    for name, text in fakes:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     env = {
@@ -56,4 +57,6 @@ def test_a_failing_test_suite_does_not_stop_the_benchmarks_and_is_summarized(tmp
     pytest_call = next(c for c in calls if c.startswith("-m pytest"))
     assert "--device cuda" in pytest_call and "-x" not in pytest_call.split()
     assert "tests/" not in pytest_call  # the whole suite, not a selection
+    # "import xdist" succeeded (the fake answers every -c): 12 workers, pytest-benchmark off
+    assert "-n 12 -p no:benchmark" in pytest_call
     assert (tmp_path / "out" / "bench_ops.txt").read_text() == "bench_ops ran\n"
