@@ -112,11 +112,10 @@ class DatasetInfo:
             ValueError: naming the file when it is not an image, empty, truncated or a
                 decompression bomb.
         """
-        name = str(image) if isinstance(image, (str, Path)) else "image"
         if isinstance(image, (str, Path)):
-            image = load_image(image, self.in_channels)
+            name, image = str(image), load_image(image, self.in_channels)
         else:
-            image = model_image(image, self.in_channels)
+            name, image = "image", model_image(image, self.in_channels)
         with bomb_checks(name):  # Pillow checks the size of a resize or crop too
             if self.sample_eval_transform is not None:
                 image = self.sample_eval_transform(image)

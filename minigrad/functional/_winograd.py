@@ -119,7 +119,7 @@ class TileGrid:
 
     def __init__(self, H: int, W: int, m: int = 2, r: int = 3) -> None:
         self.f = TRANSFORMS[m, r]
-        self.m, self.r, self.t, self.pad, self.H, self.W = m, r, self.f.t, r // 2, H, W
+        self.m, self.t, self.pad, self.H, self.W = m, self.f.t, r // 2, H, W
         self.TH, self.TW = -(-H // m), -(-W // m)
         self.Hp, self.Wp = m * self.TH + r - 1, m * self.TW + r - 1
         self.plane = self.TH * self.TW

@@ -364,11 +364,11 @@ def winograd_tile(
     N, _, H, W = x_shape
     if min(H, W) < WINOGRAD_MIN_MAP or N * H * W < WINOGRAD_MIN_PIXELS:
         return 0
+    channels = min(w_shape[:2])
     if kernel == (5, 5):  # F(2x2, 5x5), the one 5x5 tile
-        return 2 if min(w_shape[:2]) >= WINOGRAD_5X5_MIN_CHANNELS else 0
+        return 2 if channels >= WINOGRAD_5X5_MIN_CHANNELS else 0
     if WINOGRAD_TILE:
         return WINOGRAD_TILE
-    channels = min(w_shape[:2])
     grid_area = -(-H // 4) * 4 * (-(-W // 4) * 4)
     if channels >= WINOGRAD_F4_MIN_CHANNELS and grid_area <= WINOGRAD_F4_MAX_PADDING * H * W:
         return 4
