@@ -3,7 +3,8 @@
     python -m minigrad.distributed.run -n 2 --max-restarts 3 googlenet.py train --out runs/a
 
 runs ``mpiexec -n 2 python googlenet.py train --out runs/a`` with the ``mpiexec`` beside
-this Python (the ``mpich`` wheel's, else the one on ``PATH``). When the job fails it is
+this Python (the ``mpich`` wheel's, else the one on ``PATH``; MPICH's Hydra or Open MPI's
+PRRTE, see :func:`mpi_flavor`). When the job fails it is
 started again, up to ``--max-restarts`` times, and the training command continues the run
 from its last checkpoint (``minigrad.train.restart``: the launcher's state folder tells it
 which run folder to resume). Each restart is logged on stderr with the rank that failed,
@@ -36,7 +37,14 @@ from typing import Any, TextIO
 
 from minigrad.train.restart import RESTART_ENV, RUN_STATE_ENV, read_state
 
-__all__ = ["NO_RESTART", "build_parser", "describe_failure", "main", "mpiexec_command"]
+__all__ = [
+    "NO_RESTART",
+    "build_parser",
+    "describe_failure",
+    "main",
+    "mpi_flavor",
+    "mpiexec_command",
+]
 
 #: exit statuses that a restart would only repeat (see the module docstring)
 NO_RESTART = (0, 2, 3)
@@ -58,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ranks of the restarted jobs (default N; M must divide the "
                    "global batch)")  # fmt: skip
     p.add_argument("--hostfile", "-f", metavar="F",
-                   help="MPICH hostfile, 'host:ranks' lines; rank 0 on the first")  # fmt: skip
+                   help="hostfile in the MPI's format (MPICH: 'host:ranks' lines; Open MPI: "
+                   "'host slots=ranks'); rank 0 on the first host")  # fmt: skip
     p.add_argument("--state-dir", metavar="DIR",
                    help="where the ranks record their pids and run folder (default: "
                    "a temporary folder; on several hosts, one rank 0's host writes)")  # fmt: skip
@@ -78,11 +87,31 @@ def _mpiexec() -> str:
     return found
 
 
+_flavors: dict[str, str] = {}
+
+
+def mpi_flavor(mpiexec: str) -> str:
+    """``"openmpi"`` when ``mpiexec --version`` names Open MPI (or its runtime, PRRTE or
+    OpenRTE), else ``"mpich"`` (MPICH's Hydra and the launchers built on it, Intel MPI's
+    among them). Asked once per path."""
+    if mpiexec not in _flavors:
+        try:
+            out = subprocess.run([mpiexec, "--version"], capture_output=True, text=True,
+                                 timeout=30)  # fmt: skip
+            text = out.stdout + out.stderr
+        except (OSError, subprocess.SubprocessError):
+            text = ""
+        _flavors[mpiexec] = "openmpi" if re.search(r"Open MPI|OpenRTE|PRRTE", text) else "mpich"
+    return _flavors[mpiexec]
+
+
 def mpiexec_command(args: argparse.Namespace, ranks: int) -> list[str]:
-    """The ``mpiexec`` command line of one attempt."""
-    cmd = [_mpiexec(), "-n", str(ranks)]
+    """The ``mpiexec`` command line of one attempt (the hostfile as ``-f F`` for MPICH,
+    ``--hostfile F`` for Open MPI)."""
+    exe = _mpiexec()
+    cmd = [exe, "-n", str(ranks)]
     if args.hostfile:
-        cmd += ["-f", args.hostfile]
+        cmd += ["--hostfile" if mpi_flavor(exe) == "openmpi" else "-f", args.hostfile]
     return [*cmd, *args.mpiexec_arg, sys.executable, args.script, *args.args]
 
 
@@ -102,9 +131,18 @@ def _meaning(code: int) -> str:
 
 
 def describe_failure(state_dir: str | os.PathLike, code: int, output: str) -> str:
-    """Which rank ended the job, and why: from the rank's own record (``failure.json``),
-    else from MPICH's report of a process that died ("PID p ... EXIT CODE: 9" with each
-    rank's recorded pid), else the job's status alone."""
+    """Which rank ended the job, and why. In order: Open MPI's report of a rank that died
+    by a signal ("process rank 1 ... exited on signal 9"; Open MPI then sends SIGTERM to
+    the other ranks, and their records say "interrupted"); the rank's own record
+    (``failure.json``); MPICH's report of a process that died ("PID p ... EXIT CODE: 9",
+    matched against each rank's recorded pid; Hydra kills the other ranks after an
+    abort, so a record comes first); else the job's status alone."""
+    died = re.search(
+        r"process rank (\d+) with PID \d+ on node (\S+) exited on\s+signal (\d+)", output
+    )
+    if died is not None:
+        rank, host, status = int(died.group(1)), died.group(2), int(died.group(3))
+        return f"rank {rank} on {host} was killed by {_signal_name(status)}"
     failure = read_state(state_dir, "failure.json")
     if failure is not None:
         return f"rank {failure['rank']} stopped with {_meaning(int(failure['code']))}"
@@ -114,9 +152,12 @@ def describe_failure(state_dir: str | os.PathLike, code: int, output: str) -> st
         ranks = [read_state(state_dir, p.name) for p in Path(state_dir).glob("rank-*.json")]
         who = [r["rank"] for r in ranks if r and r.get("pid") == pid]
         name = f"rank {who[0]}" if who else f"the process {pid}"
-        why = f"signal {status} ({_SIGNALS[status]})" if status in _SIGNALS else _meaning(status)
-        return f"{name} on {host} was killed by {why}"
+        return f"{name} on {host} was killed by {_signal_name(status)}"
     return f"the job ended with {_meaning(code)}"
+
+
+def _signal_name(status: int) -> str:
+    return f"signal {status} ({_SIGNALS[status]})" if status in _SIGNALS else _meaning(status)
 
 
 def _position(state_dir: str | os.PathLike) -> str:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from minigrad.distributed import run
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -18,6 +20,19 @@ def mpiexec_path() -> str | None:
     """The venv's mpiexec (the mpich wheel puts it beside python), else the one on PATH."""
     beside = Path(sys.executable).parent / "mpiexec"  # the mpich wheel puts it in the venv
     return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+def mpi_flavor() -> str | None:
+    """``"mpich"`` or ``"openmpi"``: which launcher :func:`mpiexec_path` is (the launcher's
+    own test, ``minigrad.distributed.run.mpi_flavor``); None without one."""
+    exe = mpiexec_path()
+    return None if exe is None else run.mpi_flavor(exe)
+
+
+def killed_status() -> int:
+    """mpiexec's exit status when a rank dies of SIGKILL: MPICH's Hydra gives the signal's
+    number (9), Open MPI 128 + the number (137)."""
+    return 128 + 9 if mpi_flavor() == "openmpi" else 9
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ namespace where ssh would log in to B. The wrapper also gives each host its own 
 folder and data folder, so nothing relies on a shared disk by accident: only rank 0's host
 holds the run folder.
 
-Needs root and ``ip`` (iproute2); skipped otherwise. The namespaces are removed afterwards,
+Needs root, ``ip`` (iproute2) and MPICH's ``mpiexec`` (Hydra's options start host B);
+skipped otherwise. The namespaces are removed afterwards,
 also when the test fails (the fixture's finaliser).
 """
 
@@ -24,7 +25,7 @@ import numpy as np
 import pytest
 
 from minigrad.checkpoint import load_checkpoint
-from tests.distributed.conftest import ROOT, mpiexec_path
+from tests.distributed.conftest import ROOT, mpi_flavor, mpiexec_path
 from tests.distributed.test_train_cli import APP
 
 WRAPPER = """\
@@ -53,6 +54,9 @@ def two_hosts(tmp_path):
         pytest.skip("network namespaces need root")
     if shutil.which("ip") is None:
         pytest.skip("no `ip` command (apt-get install iproute2)")
+    if mpi_flavor() != "mpich":  # the library's launcher passes --hostfile to Open MPI
+        pytest.skip("the two hosts are started through MPICH's Hydra (-launcher-exec, "
+                    f"host:ranks hostfile); {mpiexec_path()} is Open MPI's")  # fmt: skip
     tag = f"mg{os.getpid() % 100000}"
     octet = 16 + os.getpid() % 200  # 10.<octet>.0.0/24 inside the namespaces only
     hosts = {f"10.{octet}.0.1": (f"{tag}a", tmp_path / "hostA"),
