@@ -26,6 +26,7 @@ from googlenet import (
     add_model_arguments,
     build_model,
     check_table,
+    fused_heads,
     init_weights,
     loss_terms,
     resolve_init,
@@ -33,6 +34,7 @@ from googlenet import (
     scale_table,
 )
 from minigrad import nn
+from minigrad.engine import topological_order
 from minigrad.gradcheck import gradcheck
 from minigrad.optim import SGD
 
@@ -265,6 +267,61 @@ def test_inception_block_passes_gradcheck_in_float64(batch_norm: bool) -> None:
     assert block(x).shape == (2, 8, 5, 5)
     params = list(block.parameters())
     assert gradcheck(lambda x, *ps: block(x), [x, *params], mode="full")
+
+
+def _block_and_grads(block, x: mg.Tensor, fuse: bool) -> tuple[int, list[np.ndarray]]:
+    """(Conv2d ops in the graph, [output, x's grad, every parameter's grad]) with the heads
+    fused or not."""
+    block.fuse_heads = fuse
+    for t in (x, *block.parameters()):
+        t.grad = None
+    y = block(x)
+    convs = sum(type(fn).__name__ == "Conv2d" for fn in topological_order(y._ctx))
+    weights = np.random.default_rng(9).standard_normal(y.shape)
+    (y * mg.tensor(weights)).sum().backward()
+    return convs, [y.numpy(), *(np.asarray(t.grad) for t in (x, *block.parameters()))]
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_fused_heads_give_the_three_convolutions_values_and_gradients(batch_norm: bool) -> None:
+    mg.manual_seed(0)
+    conv = BasicConv2d if batch_norm else PlainConv2d
+    block = Inception(7, 3, 4, 5, 2, 3, 2, conv_block=conv).double()
+    x = mg.tensor(np.random.default_rng(3).standard_normal((2, 7, 6, 6)), requires_grad=True)
+    convs, fused = _block_and_grads(block, x, True)
+    assert convs == 4  # the three 1x1 heads as one, the 3x3, the 5x5, the pool projection
+    convs, plain = _block_and_grads(block, x, False)
+    assert convs == 6
+    for a, b in zip(fused, plain):  # one product's sums against three: float64 rounding
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_hook_on_a_head_runs_the_branches_one_by_one() -> None:
+    mg.manual_seed(0)
+    block = Inception(6, 2, 3, 4, 1, 1, 1)
+    x = images(2, 6, 5)
+    assert block.heads_fusable()
+    seen: list[tuple[int, ...]] = []
+    for module in (block.branch2[0].conv, block.branch1, block.branch3):
+        handle = module.register_forward_hook(lambda m, args, out: seen.append(out.shape))
+        assert not block.heads_fusable()
+        block(x)  # the hook sees its own layer's output
+        handle.remove()
+    assert seen == [(2, 3, 5, 5), (2, 2, 5, 5), (2, 1, 5, 5)]
+    assert block.heads_fusable()
+    block.branch1.forward = lambda x: F.relu(block.branch1.conv(x))  # a replaced forward
+    assert not block.heads_fusable()
+
+
+def test_fused_heads_take_1x1_convolutions_only() -> None:
+    x = images(1, 4, 5)
+    with pytest.raises(ValueError, match=r"fused_heads: expected 1x1 .* kernel \(3, 3\)"):
+        fused_heads(x, [nn.Conv2d(4, 2, 1), nn.Conv2d(4, 2, 3, padding=1)])
+    with pytest.raises(ValueError, match="fused_heads: the convolutions must all have a bias"):
+        fused_heads(x, [nn.Conv2d(4, 2, 1), nn.Conv2d(4, 2, 1, bias=False)])
+    convs = [nn.Conv2d(4, 2, 1), nn.Conv2d(4, 3, 1)]
+    for got, conv in zip(fused_heads(x, convs), convs):
+        np.testing.assert_allclose(got.numpy(), conv(x).numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_aux_head_passes_gradcheck_in_float64() -> None:

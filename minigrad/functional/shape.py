@@ -138,37 +138,71 @@ class Cat(Function):
         return self.dim == 1 and all(is_channel_major(x) for x in xs)
 
     def forward_chunked(self, *xs: Any) -> Any:
-        xp = get_array_module(xs[0])
         self.sizes = [x.shape[1] for x in xs]
-        bounds = [0, *itertools.accumulate(self.sizes)]
-        yc = xp.empty((bounds[-1], xs[0].shape[0], *xs[0].shape[2:]), dtype=xs[0].dtype)
+        return cat_channel_major(xs)
 
-        def copy(cs: slice) -> None:  # output channels cs, from every input that has some
-            for x, lo, hi in zip(xs, bounds, bounds[1:]):
-                a, b = max(lo, cs.start), min(hi, cs.stop)
-                if a < b:
-                    yc[a:b] = x.swapaxes(0, 1)[a - lo : b - lo]  # contiguous blocks
 
-        for_blocks(copy, bounds[-1], yc.size, yc)
-        return from_channel_major(yc)  # (N, sum of C, *S) view
+def cat_channel_major(xs: tuple[Any, ...] | list[Any]) -> Any:
+    """(N, C_i, *S) arrays -> their concatenation along C, stored channel-major (the
+    (N, sum C_i, *S) view of a C-contiguous (sum C_i, N, *S) array), copied on the host
+    threads in blocks of channels: contiguous blocks when the inputs are channel-major too
+    (any layout works). ``Cat``'s chunked forward and ``Split``'s chunked backward."""
+    xp = get_array_module(xs[0])
+    bounds = [0, *itertools.accumulate(x.shape[1] for x in xs)]
+    yc = xp.empty((bounds[-1], xs[0].shape[0], *xs[0].shape[2:]), dtype=xs[0].dtype)
+
+    def copy(cs: slice) -> None:  # output channels cs, from every input that has some
+        for x, lo, hi in zip(xs, bounds, bounds[1:]):
+            a, b = max(lo, cs.start), min(hi, cs.stop)
+            if a < b:
+                yc[a:b] = x.swapaxes(0, 1)[a - lo : b - lo]  # contiguous blocks
+
+    for_blocks(copy, bounds[-1], yc.size, yc)
+    return from_channel_major(yc)  # (N, sum of C, *S) view
+
+
+def _split_views(x: Any, sizes: list[int], dim: int) -> tuple[Any, ...]:
+    """x's consecutive chunks of ``sizes`` along ``dim``, as views."""
+    bounds = list(itertools.accumulate(sizes))[:-1]
+    return tuple(get_array_module(x).split(x, bounds, axis=dim))
 
 
 class Split(Function):
-    """ys = consecutive chunks of x along ``dim``; gx = concatenation of the gys."""
+    """ys = consecutive chunks of x along ``dim`` (views); gx = concatenation of the gys.
+
+    ``forward``/``backward`` are the reference (``xp.split``, ``xp.concatenate``).
+    ``backward_chunked``, for a channel-major x split along channels (:meth:`path_applies`):
+    gx is concatenated channel-major (:func:`cat_channel_major`), the layout x had, so an
+    op before the split (a convolution whose output is split: GoogLeNet's fused Inception
+    heads) reads its gradient without a transposing copy; ``forward_chunked`` is the
+    reference's views.
+
+    Paths (all in this module):
+        reference: ``forward``/``backward``.
+        chunked: ``forward_chunked``/``backward_chunked`` (where :meth:`path_applies`),
+            with :func:`cat_channel_major`; ``_threads.for_blocks`` splits the channels.
+    """
 
     def __init__(self, sizes: list[int], dim: int) -> None:
         self.sizes, self.dim = sizes, dim
 
     def forward(self, x: Any) -> tuple[Any, ...]:
-        xp = get_array_module(x)
-        bounds = list(itertools.accumulate(self.sizes))[:-1]
-        return tuple(xp.split(x, bounds, axis=self.dim))
+        return _split_views(x, self.sizes, self.dim)
 
     def backward(self, *gys: Any) -> Any:
         return get_array_module(gys[0]).concatenate(gys, axis=self.dim)
 
     def backward_graph(self, *gys: Tensor) -> Tensor:
         return Cat(self.dim).apply(*gys)
+
+    def path_applies(self, path: str, xs: tuple[Any, ...]) -> bool:
+        return self.dim == 1 and is_channel_major(xs[0])
+
+    def forward_chunked(self, x: Any) -> tuple[Any, ...]:
+        return _split_views(x, self.sizes, self.dim)  # views: nothing to copy
+
+    def backward_chunked(self, *gys: Any) -> Any:
+        return cat_channel_major(gys)
 
 
 class Cast(Function):

@@ -370,6 +370,29 @@ def test_cat_fast_path_equals_the_reference(fast, dtype, data):
     both_ways(run, "Cat", "chunked" if channel_major else "reference", dtype)
 
 
+@fixture_ok
+@given(dtype=DTYPES, data=st.data())
+def test_split_fast_path_equals_the_reference(fast, dtype, data):
+    device, _ = fast
+    N, H, W = (data.draw(st.integers(1, 3)) for _ in range(3))
+    sizes = data.draw(st.lists(st.integers(0, 5), min_size=1, max_size=4))
+    sizes[0] += 1  # at least one channel
+    x = _tensor(_layout(data.draw, data.draw(float_arrays((N, sum(sizes), H, W), dtype))), device)
+    gys = [_tensor(data.draw(float_arrays((N, c, H, W), dtype)), device, grad=False) for c in sizes]
+    used = data.draw(st.lists(st.booleans(), min_size=len(sizes), max_size=len(sizes)))
+    used[0] = True  # the others may get no gradient: the engine's zeros, any layout
+
+    def run():
+        x.grad = None
+        ys = F.split(x, sizes, dim=1)
+        loss = sum((y * g).sum() for y, g, u in zip(ys, gys, used) if u)
+        loss.backward()
+        return loss, [*(y.data for y in ys), x.grad]
+
+    # the chunked backward is for a channel-major x split along channels
+    both_ways(run, "Split", "chunked" if is_channel_major(x.data) else "reference", dtype)
+
+
 # ---------------------------------------------------------------- the switch
 def test_reference_ops_is_per_thread_nestable_and_restores(device):
     import threading

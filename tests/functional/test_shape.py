@@ -185,3 +185,15 @@ def test_split_outputs_that_are_not_used_get_zero_gradient(device):
 def test_shape_errors_name_the_op_and_values(call, err, match):
     with pytest.raises(err, match=match):
         call(mg.ones(2, 3))
+
+
+def test_split_backward_chunked_is_channel_major_like_its_input():
+    from minigrad.functional._layout import is_channel_major
+    from minigrad.functional.shape import Split
+
+    rng = np.random.default_rng(0)
+    gys = [rng.standard_normal((c, 2, 3, 3)).swapaxes(0, 1) for c in (2, 3)]  # channel-major
+    gys[1] = np.ascontiguousarray(gys[1])  # NCHW: any layout is copied in
+    gx = Split([2, 3], 1).backward_chunked(*gys)
+    assert is_channel_major(gx)
+    np.testing.assert_array_equal(gx, np.concatenate(gys, axis=1))
