@@ -251,20 +251,24 @@ class Inception(nn.Module):
     def _branches123(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Branches 1-3 with their 1x1 heads as one convolution (:func:`fused_heads`)."""
         h1, h2, h3 = self.heads()
-        y1, y2, y3 = fused_heads(x, [h1.conv, h2.conv, h3.conv])
-        b1 = h1.finish(y1)  # (N, ch1x1, H, W)
-        b2 = self.branch2[1](h2.finish(y2))  # (N, ch3x3, H, W)
-        b3 = self.branch3[1](h3.finish(y3))  # (N, ch5x5, H, W)
-        return b1, b2, b3
+        if type(h1) is PlainConv2d:  # ReLU is elementwise: one op on the three outputs
+            y1, y2, y3 = fused_heads(x, [h1.conv, h2.conv, h3.conv], relu=True)
+        else:  # each head's own batch norm (its own running statistics)
+            y1, y2, y3 = fused_heads(x, [h1.conv, h2.conv, h3.conv])
+            y1, y2, y3 = h1.finish(y1), h2.finish(y2), h3.finish(y3)
+        b2 = self.branch2[1](y2)  # (N, ch3x3, H, W)
+        b3 = self.branch3[1](y3)  # (N, ch5x5, H, W)
+        return y1, b2, b3  # y1: (N, ch1x1, H, W)
 
 
 def _call(fn: Callable[..., Tensor], x: Tensor) -> Tensor:
     return fn(x)
 
 
-def fused_heads(x: Tensor, convs: list[nn.Conv2d]) -> tuple[Tensor, ...]:
+def fused_heads(x: Tensor, convs: list[nn.Conv2d], relu: bool = False) -> tuple[Tensor, ...]:
     """``tuple(conv(x) for conv in convs)`` for 1x1 convolutions (stride 1, no padding, one
-    bias setting), as ONE convolution with their weights stacked along the output channels.
+    bias setting), as ONE convolution with their weights stacked along the output channels;
+    with ``relu``, ``tuple(relu(conv(x)) ...)`` with one ReLU over all of them.
 
     Forward: ``Y = conv2d(x, cat(w_i))`` and ``y_i`` = its channel blocks (views of Y).
     Backward: the ``gy_i`` are concatenated into Y's gradient (``Split``, channel-major),
@@ -283,6 +287,8 @@ def fused_heads(x: Tensor, convs: list[nn.Conv2d]) -> tuple[Tensor, ...]:
     w = F.cat([c.weight for c in convs], dim=0)  # (sum C_out, C_in, 1, 1)
     b = None if convs[0].bias is None else F.cat([c.bias for c in convs], dim=0)
     y = F.conv2d(x, w, b)  # (N, sum C_out, H, W), channel-major
+    if relu:
+        y = F.relu(y)
     return F.split(y, [c.out_channels for c in convs], dim=1)
 
 

@@ -290,6 +290,9 @@ def test_fused_heads_give_the_three_convolutions_values_and_gradients(batch_norm
     x = mg.tensor(np.random.default_rng(3).standard_normal((2, 7, 6, 6)), requires_grad=True)
     convs, fused = _block_and_grads(block, x, True)
     assert convs == 4  # the three 1x1 heads as one, the 3x3, the 5x5, the pool projection
+    if not batch_norm:  # their ReLUs as one too: 3x3, 5x5, projection and heads
+        relus = [fn for fn in topological_order(block(x)._ctx) if type(fn).__name__ == "ReLU"]
+        assert len(relus) == 4
     convs, plain = _block_and_grads(block, x, False)
     assert convs == 6
     for a, b in zip(fused, plain):  # one product's sums against three: float64 rounding
@@ -322,6 +325,8 @@ def test_fused_heads_take_1x1_convolutions_only() -> None:
     convs = [nn.Conv2d(4, 2, 1), nn.Conv2d(4, 3, 1)]
     for got, conv in zip(fused_heads(x, convs), convs):
         np.testing.assert_allclose(got.numpy(), conv(x).numpy(), rtol=1e-6, atol=1e-6)
+    for got, conv in zip(fused_heads(x, convs, relu=True), convs):
+        np.testing.assert_allclose(got.numpy(), F.relu(conv(x)).numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_aux_head_passes_gradcheck_in_float64() -> None:
