@@ -34,7 +34,6 @@ from minigrad import (
     checkpoint,
     nn,
 )
-from minigrad.backend import get_array_module
 from minigrad.tensor import Tensor, tensor
 from minigrad.train import cli, loop
 from minigrad.train import fit as train_fit
@@ -252,14 +251,10 @@ class Inception(nn.Module):
     def _branches123(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Branches 1-3 with their 1x1 heads as one convolution (:func:`fused_heads`)."""
         h1, h2, h3 = self.heads()
-        convs = [h1.conv, h2.conv, h3.conv]
         if type(h1) is PlainConv2d:  # ReLU is elementwise: one op on the three outputs
-            y1, y2, y3 = fused_heads(x, convs, relu=True)
-        elif bns_fusable([h1.bn, h2.bn, h3.bn]):  # per channel: one op on the three too
-            y = fused_bn_relu(stacked_conv(x, convs), [h1.bn, h2.bn, h3.bn])
-            y1, y2, y3 = F.split(y, [c.out_channels for c in convs], dim=1)
-        else:  # each head's own batch norm, one by one (a hook, another kind of norm)
-            y1, y2, y3 = fused_heads(x, convs)
+            y1, y2, y3 = fused_heads(x, [h1.conv, h2.conv, h3.conv], relu=True)
+        else:  # each head's own batch norm (its own running statistics)
+            y1, y2, y3 = fused_heads(x, [h1.conv, h2.conv, h3.conv])
             y1, y2, y3 = h1.finish(y1), h2.finish(y2), h3.finish(y3)
         b2 = self.branch2[1](y2)  # (N, ch3x3, H, W)
         b3 = self.branch3[1](y3)  # (N, ch5x5, H, W)
@@ -268,69 +263,6 @@ class Inception(nn.Module):
 
 def _call(fn: Callable[..., Tensor], x: Tensor) -> Tensor:
     return fn(x)
-
-
-def stacked_conv(x: Tensor, convs: list[nn.Conv2d]) -> Tensor:
-    """``cat([conv(x) for conv in convs], dim=1)`` for 1x1 convolutions (stride 1, no
-    padding, one bias setting) as ONE convolution with their weights stacked along the
-    output channels (the weights stay the convolutions' own parameters: ``cat``'s backward
-    hands each its block of the gradient). Output channel-major."""
-    for c in convs:
-        if c.kernel_size != (1, 1) or c.stride != (1, 1) or c.padding != (0, 0):
-            raise ValueError(
-                f"fused_heads: expected 1x1 convolutions with stride 1 and no padding, got "
-                f"kernel {c.kernel_size}, stride {c.stride}, padding {c.padding}"
-            )
-    if len({c.bias is None for c in convs}) != 1:
-        raise ValueError("fused_heads: the convolutions must all have a bias or none")
-    w = F.cat([c.weight for c in convs], dim=0)  # (sum C_out, C_in, 1, 1)
-    b = None if convs[0].bias is None else F.cat([c.bias for c in convs], dim=0)
-    return F.conv2d(x, w, b)  # (N, sum C_out, H, W)
-
-
-def bns_fusable(bns: list[nn.Module]) -> bool:
-    """Whether :func:`fused_bn_relu` may run these modules as one op: each exactly an
-    ``nn.BatchNormReLU2d`` (not ``SyncBatchNorm``), without hooks or a replaced forward,
-    all with the same eps, momentum (not None: a cumulative average counts per module),
-    mode, affine and running-statistics settings."""
-    for bn in bns:
-        if type(bn) is not nn.BatchNormReLU2d or "forward" in vars(bn):
-            return False
-        if bn._forward_pre_hooks or bn._forward_hooks or bn._backward_hooks:
-            return False
-    first = bns[0]
-    same = ("eps", "momentum", "training", "affine", "track_running_stats")
-    return first.momentum is not None and all(
-        getattr(bn, k) == getattr(first, k) for bn in bns for k in same
-    ) and len({bn.running_mean is None for bn in bns}) == 1  # fmt: skip
-
-
-def fused_bn_relu(y: Tensor, bns: list[nn.BatchNormReLU2d]) -> Tensor:
-    """``cat([bn_i(y_i)])`` for the consecutive channel blocks ``y_i`` of ``y`` (one per
-    module), as ONE ``batch_norm(..., relu=True)`` over all channels: batch norm treats
-    each channel on its own, so the values and gradients are the modules' one by one, bit
-    for bit. Each module counts the step as its own forward would (``step_momentum``); the
-    one op updates running statistics stacked from the modules', whose blocks are then
-    written back to them. The affine parameters stay the modules' own (``cat``)."""
-    first = bns[0]
-    momentum = [bn.step_momentum() for bn in bns][-1]  # each counts the step; all equal
-    rm = rv = None
-    if first.running_mean is not None:
-        xp = get_array_module(y.data)
-        rm = Tensor(xp.concatenate([bn.running_mean.data for bn in bns]))
-        rv = Tensor(xp.concatenate([bn.running_var.data for bn in bns]))
-    w = F.cat([bn.weight for bn in bns], dim=0) if first.affine else None
-    b = F.cat([bn.bias for bn in bns], dim=0) if first.affine else None
-    out = F.batch_norm(y, rm, rv, weight=w, bias=b, training=first.uses_batch_stats(),
-                       momentum=momentum, eps=first.eps, relu=True)  # fmt: skip
-    if rm is not None:  # the updated statistics back into each module's buffers
-        lo = 0
-        for bn in bns:
-            hi = lo + bn.num_features
-            bn.running_mean.data[...] = rm.data[lo:hi]
-            bn.running_var.data[...] = rv.data[lo:hi]
-            lo = hi
-    return out
 
 
 def fused_heads(x: Tensor, convs: list[nn.Conv2d], relu: bool = False) -> tuple[Tensor, ...]:
@@ -344,7 +276,17 @@ def fused_heads(x: Tensor, convs: list[nn.Conv2d], relu: bool = False) -> tuple[
     which ``cat``'s backward hands back to each ``w_i`` as its block. The weights stay the
     convolutions' own parameters.
     """
-    y = stacked_conv(x, convs)  # (N, sum C_out, H, W), channel-major
+    for c in convs:
+        if c.kernel_size != (1, 1) or c.stride != (1, 1) or c.padding != (0, 0):
+            raise ValueError(
+                f"fused_heads: expected 1x1 convolutions with stride 1 and no padding, got "
+                f"kernel {c.kernel_size}, stride {c.stride}, padding {c.padding}"
+            )
+    if len({c.bias is None for c in convs}) != 1:
+        raise ValueError("fused_heads: the convolutions must all have a bias or none")
+    w = F.cat([c.weight for c in convs], dim=0)  # (sum C_out, C_in, 1, 1)
+    b = None if convs[0].bias is None else F.cat([c.bias for c in convs], dim=0)
+    y = F.conv2d(x, w, b)  # (N, sum C_out, H, W), channel-major
     if relu:
         y = F.relu(y)
     return F.split(y, [c.out_channels for c in convs], dim=1)

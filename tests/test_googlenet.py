@@ -290,40 +290,13 @@ def test_fused_heads_give_the_three_convolutions_values_and_gradients(batch_norm
     x = mg.tensor(np.random.default_rng(3).standard_normal((2, 7, 6, 6)), requires_grad=True)
     convs, fused = _block_and_grads(block, x, True)
     assert convs == 4  # the three 1x1 heads as one, the 3x3, the 5x5, the pool projection
-    # their ReLUs (their batch norms) as one too: the heads', the 3x3's, 5x5's, projection's
-    after = "BatchNormReLU" if batch_norm else "ReLU"
-    assert [type(fn).__name__ for fn in topological_order(block(x)._ctx)].count(after) == 4
+    if not batch_norm:  # their ReLUs as one too: 3x3, 5x5, projection and heads
+        relus = [fn for fn in topological_order(block(x)._ctx) if type(fn).__name__ == "ReLU"]
+        assert len(relus) == 4
     convs, plain = _block_and_grads(block, x, False)
     assert convs == 6
     for a, b in zip(fused, plain):  # one product's sums against three: float64 rounding
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-
-
-def test_the_heads_batch_norms_as_one_keep_each_modules_statistics() -> None:
-    blocks = []
-    for fuse in (True, False):
-        mg.manual_seed(0)
-        block = Inception(7, 3, 4, 5, 2, 3, 2, conv_block=BasicConv2d)
-        block.fuse_heads = fuse
-        blocks.append(block)
-    x = images(4, 7, 6)
-    for _ in range(2):  # two training steps (eval below)
-        outs = [block(x) for block in blocks]
-        np.testing.assert_array_equal(outs[0].numpy(), outs[1].numpy())
-        for name, buf in blocks[1].named_buffers():  # every head's own running statistics
-            np.testing.assert_array_equal(dict(blocks[0].named_buffers())[name].numpy(),
-                                          buf.numpy(), err_msg=name)  # fmt: skip
-    assert int(blocks[0].branch3[0].bn.num_batches_tracked.item()) == 2
-    for block in blocks:
-        block.eval()
-    with mg.no_grad():
-        np.testing.assert_array_equal(blocks[0](x).numpy(), blocks[1](x).numpy())
-    bn = blocks[0].branch2[0].bn
-    seen = []
-    handle = bn.register_forward_hook(lambda m, args, out: seen.append(out.shape))
-    blocks[0](x)  # a hook on one head's norm: the norms run one by one, the hook sees its own
-    handle.remove()
-    assert seen == [(4, 4, 6, 6)]
 
 
 def test_a_hook_on_a_head_runs_the_branches_one_by_one() -> None:

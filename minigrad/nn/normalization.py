@@ -86,24 +86,14 @@ class BatchNorm2d(Module):
 
     def _normalize(self, x: Tensor, relu: bool) -> Tensor:
         """``bn(x)``, or ``relu(bn(x))`` as one fused op when ``relu``."""
-        momentum = self.step_momentum()
-        return self._batch_norm(x, self.uses_batch_stats(), momentum, relu)
-
-    def step_momentum(self) -> float:
-        """The momentum of this forward's running-statistics update. In training with
-        running statistics it counts the batch first (``num_batches_tracked``, once per step,
-        not again in a :func:`minigrad.recompute` replay); ``momentum=None`` then gives the
-        cumulative average's ``1 / num_batches_tracked``. Called once per forward."""
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and not is_recomputing():
             self.num_batches_tracked.data += 1  # once per step, not again in a replay
             if self.momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked.item())
-        return momentum
-
-    def uses_batch_stats(self) -> bool:
-        """Batch statistics in training, and always when no running statistics are kept."""
-        return self.training or self.running_mean is None
+        # batch statistics in training, and always when no running statistics are kept
+        use_batch_stats = self.training or self.running_mean is None
+        return self._batch_norm(x, use_batch_stats, momentum, relu)
 
     def _batch_norm(self, x: Tensor, training: bool, momentum: float, relu: bool) -> Tensor:
         """The op that normalises (``SyncBatchNorm`` swaps in its all-ranks statistics)."""
