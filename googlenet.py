@@ -171,10 +171,10 @@ class Inception(nn.Module):
     BLAS, and no engine sums of them (224 px, batch 8: 107.7 -> 84.4 ms a step forward and
     backward, ``benchmarks/ab_heads.py``); the paper model's three ReLUs after them run as
     one op too. Each head's own weights stay its parameters and get their own gradients;
-    values equal the three separate convolutions' up to float rounding. Where that would hide a layer (a hook on
-    any of the three heads, their convolutions or branches 1-3; a conv block or conv that is
-    not this module's own), the block runs the branches one by one instead
-    (:meth:`heads_fusable`).
+    values equal the three separate convolutions' up to float rounding. Where that would
+    hide a layer (a hook on any of the three heads, their convolutions or branches 1-3; a
+    conv block or conv that is not this module's own), the block runs the branches one by
+    one instead (:meth:`heads_fusable`).
 
     With ``recompute = True`` (set by ``GoogLeNet(recompute_blocks=True)``) the branches run
     through :func:`minigrad.recompute`: the block keeps only its input, and its branches'
